@@ -1,0 +1,17 @@
+# CUDA is optional: when nvcc is present the kernels compile on every build (the architectures are
+# pinned because there may be no GPU to detect); without it the build is CPU only.
+set(TORCHWAN_HAVE_CUDA OFF)
+if(TORCHWAN_WITH_CUDA)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(TORCHWAN_HAVE_CUDA ON)
+  else()
+    message(STATUS "torchwan: nvcc not found, building without CUDA kernels")
+  endif()
+endif()

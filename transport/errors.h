@@ -1,0 +1,37 @@
+// Exceptions raised by the transport layer. Every message names the peer and the cause so that a
+// user reading a failed collective knows which machine to look at.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace torchwan::transport {
+
+enum class ErrorKind {
+  kPeerLost,      // connection reset, endpoint error, heartbeat silence
+  kTimeout,       // a wait or a bootstrap step ran past its deadline
+  kCanceled,      // the request was canceled by its owner
+  kAborted,       // the transport was aborted (shutdown, failure elsewhere in the group)
+  kBootstrap,     // address exchange or connection setup failed
+  kProtocol,      // malformed or unexpected wire data from a peer
+  kSizeMismatch,  // sender and receiver disagree on a message length
+  kInvalidArgument,
+  kInternal,
+};
+
+const char* error_kind_name(ErrorKind kind);
+
+class TransportError : public std::runtime_error {
+ public:
+  TransportError(ErrorKind kind, const std::string& message, int peer = -1)
+      : std::runtime_error(message), kind_(kind), peer_(peer) {}
+  ErrorKind kind() const { return kind_; }
+  // The peer rank involved, or -1 when the error is not tied to one peer.
+  int peer() const { return peer_; }
+
+ private:
+  ErrorKind kind_;
+  int peer_;
+};
+
+}  // namespace torchwan::transport

@@ -1,0 +1,40 @@
+// Settings of a transport. Every field can be set from a TORCHWAN_* environment variable of the
+// same name so an unmodified training script can be tuned from the shell.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+namespace torchwan::transport {
+
+struct TransportOptions {
+  // "ucx" or "zmq"                                    TORCHWAN_TRANSPORT
+  std::string kind = "ucx";
+  // Parallel connections per peer; large messages are striped over them.   TORCHWAN_LANES
+  int lanes = 4;
+  // Messages smaller than this travel whole on one lane.       TORCHWAN_STRIPE_MIN_BYTES
+  size_t stripe_min_bytes = size_t{1} << 20;
+  // Largest single wire message; bigger stripes are cut into chunks.   TORCHWAN_CHUNK_BYTES
+  size_t chunk_bytes = size_t{4} << 20;
+  // Address other ranks reach this one at; empty picks one automatically.   TORCHWAN_HOST
+  std::string host;
+  // How long connection setup may take before it fails naming the missing rank.
+  //                                                   TORCHWAN_CONNECT_TIMEOUT_MS
+  std::chrono::milliseconds connect_timeout{120000};
+  // Silence after which a peer counts as lost.         TORCHWAN_PEER_TIMEOUT_MS
+  std::chrono::milliseconds peer_timeout{10000};
+
+  // Returns `defaults` with every TORCHWAN_* variable that is set applied on top.
+  // Throws std::invalid_argument naming the variable when a value does not parse.
+  static TransportOptions from_env(TransportOptions defaults);
+  static TransportOptions from_env() { return from_env(TransportOptions{}); }
+  // Throws std::invalid_argument naming the field when a value is out of range.
+  void validate() const;
+};
+
+// The address this host publishes when TransportOptions::host is empty: the first non-loopback
+// IPv4 address of an interface that is up, else 127.0.0.1.
+std::string default_host_address();
+
+}  // namespace torchwan::transport

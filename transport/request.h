@@ -1,0 +1,68 @@
+// A pending send or receive. Shared by every transport implementation: a request may be split into
+// several parts (stripes over lanes, chunks) and completes when all of them have, or fails at the
+// first error. Completion callbacks run on the transport's progress thread and must not block.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+
+namespace torchwan::transport {
+
+// Message tags. The top 16 bits are reserved for the transport (it carries the source rank there),
+// so a user tag must be below kMaxTag.
+using Tag = uint64_t;
+inline constexpr Tag kMaxTag = Tag{1} << 48;
+
+inline constexpr std::chrono::milliseconds kNoTimeout = std::chrono::milliseconds::max();
+
+class Request {
+ public:
+  using Callback = std::function<void(Request&)>;
+
+  Request(int peer, Tag tag, size_t length, Callback callback = {});
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+
+  int peer() const { return peer_; }
+  Tag tag() const { return tag_; }
+  size_t length() const { return length_; }
+
+  bool done() const;
+  // True once completed without error.
+  bool ok() const;
+  std::exception_ptr error() const;
+  // Blocks until done; rethrows the request's error; throws TransportError(kTimeout) after
+  // `timeout` (the request itself stays pending: cancel it if it should not go on).
+  void wait(std::chrono::milliseconds timeout = kNoTimeout);
+  // Asks the transport to give the buffer back; the request then fails with kCanceled.
+  void cancel();
+
+  // --- for transport implementations ---
+  // Sets how many parts must complete. Call before the first part can complete.
+  void expect_parts(int parts);
+  void complete_part();
+  // The first failure wins; later completions and failures are ignored.
+  void fail(std::exception_ptr error);
+  void set_cancel_hook(std::function<void()> hook);
+
+ private:
+  void finish_locked(std::unique_lock<std::mutex>& lock);
+
+  const int peer_;
+  const Tag tag_;
+  const size_t length_;
+  Callback callback_;
+  std::function<void()> cancel_hook_;
+  mutable std::mutex mutex_;
+  std::condition_variable done_cv_;
+  int parts_left_ = 1;
+  bool done_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace torchwan::transport

@@ -1,0 +1,46 @@
+// The data-plane interface: N ranks connected through a bootstrap Store, exchanging tagged byte
+// ranges asynchronously. A receive must name the exact length the sender sends; messages with the
+// same (peer, tag) are matched in order. Implementations: ucx/ and zmq/.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "transport/errors.h"
+#include "transport/options.h"
+#include "transport/request.h"
+#include "transport/store.h"
+
+namespace torchwan::transport {
+
+class Transport {
+ public:
+  using PeerFailureHandler = std::function<void(int peer, const std::string& why)>;
+
+  // Connects to every other rank (addresses exchanged through `store`, keys under "tw/").
+  // Throws TransportError(kBootstrap) naming the missing rank if that takes longer than
+  // options.connect_timeout.
+  static std::unique_ptr<Transport> create(const TransportOptions& options, Store& store, int rank,
+                                           int size);
+  virtual ~Transport() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;
+  virtual const TransportOptions& options() const = 0;
+
+  // `data` must stay valid until the request is done. `peer` must not be this rank; tag < kMaxTag.
+  virtual std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
+                                         Request::Callback callback = {}) = 0;
+  virtual std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
+                                         Request::Callback callback = {}) = 0;
+
+  // Fails every pending request with kAborted and `reason`; later calls fail at once.
+  virtual void abort(const std::string& reason) = 0;
+  // Called (on the progress thread) when a peer is lost; every pending request to or from that
+  // peer has already failed with kPeerLost.
+  virtual void set_peer_failure_handler(PeerFailureHandler handler) = 0;
+};
+
+}  // namespace torchwan::transport
