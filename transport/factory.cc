@@ -12,7 +12,7 @@ std::unique_ptr<Transport> Transport::create(const TransportOptions& options, St
                                                           " / size " + std::to_string(size) +
                                                           " is invalid (size at most 65535)");
   }
-  if (options.kind == "zmq") return std::make_unique<ZmqTransport>(options, store, rank, size);
+  if (options.transport == "zmq") return std::make_unique<ZmqTransport>(options, store, rank, size);
   return std::make_unique<UcxTransport>(options, store, rank, size);
 }
 

@@ -5,6 +5,8 @@
 #include <net/if.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -13,50 +15,75 @@ namespace torchwan::transport {
 
 namespace {
 
-const char* env(const char* name) {
-  const char* value = std::getenv(name);
-  return (value != nullptr && *value != '\0') ? value : nullptr;
-}
-
-long long parse_integer(const char* name, const char* text) {
+long long parse_integer(const std::string& name, const std::string& text) {
   try {
     size_t used = 0;
     long long value = std::stoll(text, &used);
-    if (used != std::string(text).size()) throw std::invalid_argument("trailing characters");
-    return value;
+    if (used == text.size()) return value;
   } catch (const std::exception&) {
-    throw std::invalid_argument(std::string(name) + "='" + text + "' is not an integer");
   }
+  throw std::invalid_argument("option " + name + "='" + text + "' is not an integer");
+}
+
+size_t parse_size(const std::string& name, const std::string& text) {
+  long long value = parse_integer(name, text);
+  if (value < 0) throw std::invalid_argument("option " + name + " must not be negative");
+  return static_cast<size_t>(value);
+}
+
+std::string env_name(const std::string& field) {
+  std::string name = "TORCHWAN_";
+  for (char c : field) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
 }
 
 }  // namespace
 
+const std::vector<std::string>& TransportOptions::field_names() {
+  static const std::vector<std::string> names = {
+      "transport", "lanes", "stripe_min_bytes", "chunk_bytes",
+      "host",      "connect_timeout_ms", "peer_timeout_ms"};
+  return names;
+}
+
+void TransportOptions::set(const std::string& name, const std::string& value) {
+  if (name == "transport") {
+    transport = value;
+  } else if (name == "lanes") {
+    lanes = static_cast<int>(parse_integer(name, value));
+  } else if (name == "stripe_min_bytes") {
+    stripe_min_bytes = parse_size(name, value);
+  } else if (name == "chunk_bytes") {
+    chunk_bytes = parse_size(name, value);
+  } else if (name == "host") {
+    host = value;
+  } else if (name == "connect_timeout_ms") {
+    connect_timeout = std::chrono::milliseconds(parse_integer(name, value));
+  } else if (name == "peer_timeout_ms") {
+    peer_timeout = std::chrono::milliseconds(parse_integer(name, value));
+  } else {
+    throw std::invalid_argument("unknown transport option '" + name + "'");
+  }
+}
+
 TransportOptions TransportOptions::from_env(TransportOptions options) {
-  if (const char* v = env("TORCHWAN_TRANSPORT")) options.kind = v;
-  if (const char* v = env("TORCHWAN_LANES")) {
-    options.lanes = static_cast<int>(parse_integer("TORCHWAN_LANES", v));
-  }
-  if (const char* v = env("TORCHWAN_STRIPE_MIN_BYTES")) {
-    options.stripe_min_bytes = static_cast<size_t>(parse_integer("TORCHWAN_STRIPE_MIN_BYTES", v));
-  }
-  if (const char* v = env("TORCHWAN_CHUNK_BYTES")) {
-    options.chunk_bytes = static_cast<size_t>(parse_integer("TORCHWAN_CHUNK_BYTES", v));
-  }
-  if (const char* v = env("TORCHWAN_HOST")) options.host = v;
-  if (const char* v = env("TORCHWAN_CONNECT_TIMEOUT_MS")) {
-    options.connect_timeout =
-        std::chrono::milliseconds(parse_integer("TORCHWAN_CONNECT_TIMEOUT_MS", v));
-  }
-  if (const char* v = env("TORCHWAN_PEER_TIMEOUT_MS")) {
-    options.peer_timeout = std::chrono::milliseconds(parse_integer("TORCHWAN_PEER_TIMEOUT_MS", v));
+  for (const std::string& field : field_names()) {
+    const std::string variable = env_name(field);
+    const char* value = std::getenv(variable.c_str());
+    if (value == nullptr || *value == '\0') continue;
+    try {
+      options.set(field, value);
+    } catch (const std::invalid_argument& error) {
+      throw std::invalid_argument(variable + ": " + error.what());
+    }
   }
   options.validate();
   return options;
 }
 
 void TransportOptions::validate() const {
-  if (kind != "ucx" && kind != "zmq") {
-    throw std::invalid_argument("transport kind '" + kind + "' is unknown (use 'ucx' or 'zmq')");
+  if (transport != "ucx" && transport != "zmq") {
+    throw std::invalid_argument("transport '" + transport + "' is unknown (use 'ucx' or 'zmq')");
   }
   if (lanes < 1 || lanes > 64) {
     throw std::invalid_argument("lanes=" + std::to_string(lanes) + " is out of range [1, 64]");
@@ -66,7 +93,7 @@ void TransportOptions::validate() const {
                                 " is below the minimum of 4096");
   }
   if (connect_timeout.count() <= 0 || peer_timeout.count() <= 0) {
-    throw std::invalid_argument("connect_timeout and peer_timeout must be positive");
+    throw std::invalid_argument("connect_timeout_ms and peer_timeout_ms must be positive");
   }
 }
 

@@ -5,12 +5,13 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace torchwan::transport {
 
 struct TransportOptions {
   // "ucx" or "zmq"                                    TORCHWAN_TRANSPORT
-  std::string kind = "ucx";
+  std::string transport = "ucx";
   // Parallel connections per peer; large messages are striped over them.   TORCHWAN_LANES
   int lanes = 4;
   // Messages smaller than this travel whole on one lane.       TORCHWAN_STRIPE_MIN_BYTES
@@ -25,8 +26,12 @@ struct TransportOptions {
   // Silence after which a peer counts as lost.         TORCHWAN_PEER_TIMEOUT_MS
   std::chrono::milliseconds peer_timeout{10000};
 
+  // Sets the field called `name` (e.g. "lanes") from text. Throws std::invalid_argument naming
+  // the field when the name is unknown or the value does not parse.
+  void set(const std::string& name, const std::string& value);
+  // The names `set` accepts; each also reads from TORCHWAN_<NAME in upper case>.
+  static const std::vector<std::string>& field_names();
   // Returns `defaults` with every TORCHWAN_* variable that is set applied on top.
-  // Throws std::invalid_argument naming the variable when a value does not parse.
   static TransportOptions from_env(TransportOptions defaults);
   static TransportOptions from_env() { return from_env(TransportOptions{}); }
   // Throws std::invalid_argument naming the field when a value is out of range.

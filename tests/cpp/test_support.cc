@@ -10,7 +10,7 @@ std::vector<std::string> transport_kinds() { return {"ucx", "zmq"}; }
 
 transport::TransportOptions loopback_options(const std::string& kind, int lanes) {
   transport::TransportOptions options;
-  options.kind = kind;
+  options.transport = kind;
   options.lanes = lanes;
   options.host = "127.0.0.1";
   options.connect_timeout = std::chrono::milliseconds(30000);

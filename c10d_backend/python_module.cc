@@ -1,0 +1,94 @@
+// The torchwan._C extension: the ProcessGroupWan class as a subclass of torch's Backend binding.
+#include <pybind11/chrono.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <torch/csrc/utils/pybind.h>
+#include <torch/version.h>
+
+#include <map>
+#include <string>
+
+#include "c10d_backend/process_group_wan.h"
+
+namespace py = pybind11;
+
+namespace torchwan {
+namespace {
+
+// Holds the backend for Python and drops the GIL while it is destroyed: the destructor joins
+// threads that may be completing futures whose Python callbacks need the GIL. Its only member is
+// an intrusive_ptr, the layout torch's casters expect of every Backend holder.
+template <typename T>
+class NoGilDestructorPtr {
+ public:
+  NoGilDestructorPtr() = default;
+  explicit NoGilDestructorPtr(T* raw)
+      : ptr_(c10::intrusive_ptr<T>::unsafe_reclaim_from_nonowning(raw)) {}
+  explicit NoGilDestructorPtr(c10::intrusive_ptr<T> ptr) : ptr_(std::move(ptr)) {}
+  NoGilDestructorPtr(const NoGilDestructorPtr&) = default;
+  NoGilDestructorPtr& operator=(const NoGilDestructorPtr&) = default;
+  ~NoGilDestructorPtr() {
+    if (PyGILState_Check() != 0) {
+      py::gil_scoped_release no_gil;
+      ptr_.reset();
+    } else {
+      ptr_.reset();
+    }
+  }
+  T* get() const { return ptr_.get(); }
+
+ private:
+  c10::intrusive_ptr<T> ptr_;
+};
+
+WanOptions make_options(const std::map<std::string, std::string>& transport_fields,
+                        std::chrono::milliseconds timeout, const std::string& group_name) {
+  WanOptions options;
+  try {
+    for (const auto& [name, value] : transport_fields) options.transport.set(name, value);
+    options.transport.validate();
+  } catch (const std::invalid_argument& error) {
+    throw py::value_error(std::string("torchwan.Options: ") + error.what());
+  }
+  options.timeout = timeout;
+  options.group_name = group_name;
+  return options;
+}
+
+}  // namespace
+}  // namespace torchwan
+
+PYBIND11_DECLARE_HOLDER_TYPE(T, torchwan::NoGilDestructorPtr<T>, true)
+
+PYBIND11_MODULE(_C, module) {
+  using torchwan::NoGilDestructorPtr;
+  using torchwan::ProcessGroupWan;
+  module.doc() = "torchwan native extension: the 'wan' c10d backend";
+  // Registers torch's Store and Backend types with pybind11 before we derive from them.
+  py::module::import("torch.distributed");
+  auto backend_base = py::module::import("torch._C._distributed_c10d").attr("Backend");
+
+  module.attr("built_for_torch") =
+      std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR);
+  module.attr("transport_option_names") = torchwan::transport::TransportOptions::field_names();
+
+  py::class_<ProcessGroupWan, NoGilDestructorPtr<ProcessGroupWan>>(module, "ProcessGroupWan",
+                                                                   backend_base)
+      .def(py::init([](const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                       std::chrono::milliseconds timeout,
+                       const std::map<std::string, std::string>& transport_fields,
+                       const std::string& group_name) {
+             auto options = torchwan::make_options(transport_fields, timeout, group_name);
+             py::gil_scoped_release no_gil;  // connecting blocks until every rank arrives
+             return NoGilDestructorPtr<ProcessGroupWan>(
+                 c10::make_intrusive<ProcessGroupWan>(store, rank, size, std::move(options)));
+           }),
+           py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
+           py::arg("transport_options") = std::map<std::string, std::string>{},
+           py::arg("group_name") = "")
+      .def_property_readonly("transport", [](const ProcessGroupWan& self) {
+        return self.options().transport.transport;
+      })
+      .def_property_readonly("lanes",
+                             [](const ProcessGroupWan& self) { return self.options().transport.lanes; });
+}

@@ -1,0 +1,21 @@
+"""torchwan: a torch.distributed backend for GPUs spread over wide-area networks.
+
+``import torchwan`` registers the c10d backend ``"wan"``::
+
+    import torch.distributed as dist
+    import torchwan
+    dist.init_process_group("wan")
+"""
+
+from ._version_check import check_torch_version as _check_torch_version
+
+_check_torch_version()
+
+from . import _C  # noqa: E402  (must follow the version check)
+from ._registration import register_backend as _register_backend  # noqa: E402
+from .options import Options  # noqa: E402
+
+_register_backend()
+
+__all__ = ["Options"]
+__version__ = "0.1.0"
