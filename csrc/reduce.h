@@ -9,6 +9,7 @@
 namespace torchwan::engine {
 
 // acc[i] = acc[i] (op) in[i] for i < count. Throws std::invalid_argument when !reduce_supported.
+// `acc` and `in` must not overlap (the kernels are vectorised over restrict pointers).
 void reduce_into(DataType dtype, ReduceOp op, void* acc, const void* in, size_t count);
 
 // data[i] *= factor, for floating types (AVG divides by world size, PREMUL_SUM multiplies).

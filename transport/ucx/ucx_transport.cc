@@ -1,16 +1,173 @@
 #include "transport/ucx/ucx_transport.h"
 
+#include <future>
+#include <utility>
+
+#include "transport/log.h"
+#include "transport/ucx/ucx_engine.h"
+
 namespace torchwan::transport {
 
-UcxTransport::UcxTransport(const TransportOptions& options, Store&, int rank, int size)
-    : options_(options), rank_(rank), size_(size) {
-  throw TransportError(ErrorKind::kInternal, "ucx transport not built yet");
+namespace {
+
+// How long the progress thread sleeps at most when idle; bounds how late it notices stop_.
+constexpr std::chrono::milliseconds kIdleWait{100};
+// How long abort() waits for the progress thread to fail the pending requests.
+constexpr std::chrono::milliseconds kAbortWait{5000};
+
+std::shared_ptr<Request> failed_request(int peer, Tag tag, size_t length,
+                                        Request::Callback callback, ErrorKind kind,
+                                        const std::string& message) {
+  auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
+  request->fail(std::make_exception_ptr(TransportError(kind, message, peer)));
+  return request;
 }
-std::shared_ptr<Request> UcxTransport::isend(int, Tag, const void*, size_t, Request::Callback) {
-  return nullptr;
+
+}  // namespace
+
+UcxTransport::UcxTransport(const TransportOptions& options, Store& store, int rank, int size)
+    : options_(options),
+      rank_(rank),
+      size_(size),
+      health_(size),
+      commands_(std::make_shared<ucx::CommandQueue>()) {
+  options_.validate();
+  if (rank < 0 || rank >= size || size > 65535) {
+    throw TransportError(ErrorKind::kInvalidArgument, "ucx: rank " + std::to_string(rank) +
+                                                          " / size " + std::to_string(size) +
+                                                          " is invalid (size at most 65535)");
+  }
+  std::promise<void> connected;
+  std::future<void> connection = connected.get_future();
+  progress_thread_ = std::thread([this, &store, &connected] { run(store, connected); });
+  progress_thread_id_ = progress_thread_.get_id();
+  try {
+    connection.get();
+  } catch (...) {
+    progress_thread_.join();
+    throw;
+  }
 }
-std::shared_ptr<Request> UcxTransport::irecv(int, Tag, void*, size_t, Request::Callback) {
-  return nullptr;
+
+UcxTransport::~UcxTransport() {
+  stop_.store(true);
+  commands_->push([](ucx::Engine&) {});  // wakes the progress thread
+  if (progress_thread_.joinable()) progress_thread_.join();
+}
+
+void UcxTransport::run(Store& store, std::promise<void>& connected) {
+  std::unique_ptr<ucx::Engine> engine;
+  try {
+    const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
+    engine = std::make_unique<ucx::Engine>(options_, rank_, size_, health_);
+    engine->watch_fd(commands_->wakeup_fd());
+    engine->connect(store, deadline);
+  } catch (...) {
+    commands_->close();
+    engine.reset();  // closes what was opened before the promise releases the constructor
+    connected.set_exception(std::current_exception());
+    return;
+  }
+  connected.set_value();
+
+  while (!stop_.load()) {
+    for (auto& command : commands_->take_all()) command(*engine);
+    if (!engine->progress()) engine->wait_for_event(kIdleWait);
+  }
+  // Whatever was queued before the close fails with kAborted instead of being lost.
+  commands_->close();
+  engine->begin_shutdown();
+  for (auto& command : commands_->take_all()) command(*engine);
+  engine->shutdown();
+}
+
+void UcxTransport::check_arguments(const char* call, int peer, Tag tag, const void* data,
+                                   size_t length) const {
+  std::string problem;
+  if (peer < 0 || peer >= size_) {
+    problem = "peer " + std::to_string(peer) + " is not a rank of this " + std::to_string(size_) +
+              "-rank group";
+  } else if (peer == rank_) {
+    problem = "peer " + std::to_string(peer) + " is this rank (self-sends are not supported)";
+  } else if (tag >= kMaxTag) {
+    problem = "tag " + std::to_string(tag) + " is not below 2^48";
+  } else if (data == nullptr && length > 0) {
+    problem = "null buffer for " + std::to_string(length) + " bytes";
+  }
+  if (!problem.empty()) {
+    throw TransportError(ErrorKind::kInvalidArgument, std::string("ucx ") + call + ": " + problem,
+                         peer);
+  }
+}
+
+std::shared_ptr<Request> UcxTransport::isend(int peer, Tag tag, const void* data, size_t length,
+                                             Request::Callback callback) {
+  check_arguments("isend", peer, tag, data, length);
+  // UCX only reads a send buffer; the engine's pieces share one pointer type for both directions.
+  return submit(true, peer, tag, const_cast<void*>(data), length, std::move(callback));
+}
+
+std::shared_ptr<Request> UcxTransport::irecv(int peer, Tag tag, void* data, size_t length,
+                                             Request::Callback callback) {
+  check_arguments("irecv", peer, tag, data, length);
+  return submit(false, peer, tag, data, length, std::move(callback));
+}
+
+std::shared_ptr<Request> UcxTransport::submit(bool is_send, int peer, Tag tag, void* data,
+                                              size_t length, Request::Callback callback) {
+  const char* direction = is_send ? "send to" : "receive from";
+  const std::string what = std::string(direction) + " rank " + std::to_string(peer) + " (tag " +
+                           std::to_string(tag) + ", " + std::to_string(length) + " bytes)";
+  if (std::optional<std::string> reason = health_.aborted_reason()) {
+    return failed_request(peer, tag, length, std::move(callback), ErrorKind::kAborted,
+                          "ucx: " + what + " refused: transport aborted: " + *reason);
+  }
+  if (std::optional<std::string> cause = health_.lost_cause(peer)) {
+    return failed_request(
+        peer, tag, length, std::move(callback), ErrorKind::kPeerLost,
+        "ucx: " + what + " refused: rank " + std::to_string(peer) + " is lost (" + *cause + ")");
+  }
+
+  auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
+  const uint64_t id = next_transfer_id_.fetch_add(1);
+  // The hook holds the queue weakly: a request may outlive its transport.
+  request->set_cancel_hook([queue = std::weak_ptr<ucx::CommandQueue>(commands_), id] {
+    if (auto commands = queue.lock()) {
+      commands->push([id](ucx::Engine& engine) { engine.cancel(id); });
+    }
+  });
+  ucx::TransferSpec spec{id, request, is_send, peer, tag, static_cast<uint8_t*>(data), length};
+  if (!commands_->push([spec = std::move(spec)](ucx::Engine& engine) mutable {
+        engine.start(std::move(spec));
+      })) {
+    request->fail(std::make_exception_ptr(TransportError(
+        ErrorKind::kAborted, "ucx: " + what + " refused: the transport is shutting down", peer)));
+  }
+  return request;
+}
+
+void UcxTransport::abort(const std::string& reason) {
+  health_.set_aborted(reason);
+  if (on_progress_thread()) {
+    // Called from a completion callback or failure handler: the engine is mid-round, so the
+    // abort runs as the next command instead of waiting for itself.
+    commands_->push([reason](ucx::Engine& engine) { engine.abort(reason); });
+    return;
+  }
+  auto applied = std::make_shared<std::promise<void>>();
+  std::future<void> done = applied->get_future();
+  if (commands_->push([reason, applied](ucx::Engine& engine) {
+        engine.abort(reason);
+        applied->set_value();
+      })) {
+    if (done.wait_for(kAbortWait) != std::future_status::ready) {
+      layer_logger("transport")->warn("ucx: abort did not finish within {} ms", kAbortWait.count());
+    }
+  }
+}
+
+void UcxTransport::set_peer_failure_handler(PeerFailureHandler handler) {
+  health_.set_failure_handler(std::move(handler));
 }
 
 }  // namespace torchwan::transport

@@ -1,26 +1,58 @@
-// PLACEHOLDER until the ucx transport lands.
+// The UCX data plane. User threads validate a call and queue it; one progress thread owns every
+// UCX object (see ucx_engine.h) and runs the queued commands between rounds of progress, sleeping
+// in epoll when there is nothing to do.
 #pragma once
 
+#include <atomic>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
 #include "transport/transport.h"
+#include "transport/ucx/ucx_command_queue.h"
+#include "transport/ucx/ucx_health.h"
 
 namespace torchwan::transport {
 
 class UcxTransport final : public Transport {
  public:
+  // Returns once every peer answered on every lane; throws TransportError(kBootstrap) naming the
+  // ranks that did not within options.connect_timeout.
   UcxTransport(const TransportOptions& options, Store& store, int rank, int size);
+  // Fails whatever is pending with kAborted and closes every connection, within a few seconds
+  // even when peers are gone.
+  ~UcxTransport() override;
+
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "ucx"; }
   const TransportOptions& options() const override { return options_; }
-  std::shared_ptr<Request> isend(int, Tag, const void*, size_t, Request::Callback) override;
-  std::shared_ptr<Request> irecv(int, Tag, void*, size_t, Request::Callback) override;
-  void abort(const std::string&) override {}
-  void set_peer_failure_handler(PeerFailureHandler) override {}
+
+  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
+                                 Request::Callback callback = {}) override;
+  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
+                                 Request::Callback callback = {}) override;
+  void abort(const std::string& reason) override;
+  void set_peer_failure_handler(PeerFailureHandler handler) override;
 
  private:
-  TransportOptions options_;
-  int rank_;
-  int size_;
+  std::shared_ptr<Request> submit(bool is_send, int peer, Tag tag, void* data, size_t length,
+                                  Request::Callback callback);
+  void check_arguments(const char* call, int peer, Tag tag, const void* data, size_t length) const;
+  // The progress thread: connects, then runs commands and progress until stop_.
+  void run(Store& store, std::promise<void>& connected);
+  bool on_progress_thread() const { return std::this_thread::get_id() == progress_thread_id_; }
+
+  const TransportOptions options_;
+  const int rank_;
+  const int size_;
+  ucx::Health health_;
+  std::shared_ptr<ucx::CommandQueue> commands_;
+  std::atomic<uint64_t> next_transfer_id_{1};
+  std::atomic<bool> stop_{false};
+  std::thread::id progress_thread_id_;
+  std::thread progress_thread_;
 };
 
 }  // namespace torchwan::transport

@@ -1,16 +1,63 @@
 #include "transport/zmq/zmq_transport.h"
 
+#include "transport/zmq/zmq_engine.h"
+
 namespace torchwan::transport {
 
-ZmqTransport::ZmqTransport(const TransportOptions& options, Store&, int rank, int size)
+ZmqTransport::ZmqTransport(const TransportOptions& options, Store& store, int rank, int size)
     : options_(options), rank_(rank), size_(size) {
-  throw TransportError(ErrorKind::kInternal, "zmq transport not built yet");
+  if (size < 1 || size > 65535 || rank < 0 || rank >= size) {
+    throw TransportError(ErrorKind::kInvalidArgument,
+                         "zmq transport: rank " + std::to_string(rank) + " / size " +
+                             std::to_string(size) + " is invalid (size at most 65535)");
+  }
+  try {
+    options_.validate();
+  } catch (const std::invalid_argument& error) {
+    throw TransportError(ErrorKind::kInvalidArgument,
+                         std::string("zmq transport: ") + error.what());
+  }
+  engine_ = std::make_unique<zmq_detail::Engine>(options_, store, rank, size);
 }
-std::shared_ptr<Request> ZmqTransport::isend(int, Tag, const void*, size_t, Request::Callback) {
-  return nullptr;
+
+ZmqTransport::~ZmqTransport() = default;
+
+void ZmqTransport::check_arguments(const char* operation, int peer, Tag tag, const void* data,
+                                   size_t length) const {
+  std::string problem;
+  if (peer < 0 || peer >= size_) {
+    problem = "peer " + std::to_string(peer) + " is not a rank of this " + std::to_string(size_) +
+              "-rank group";
+  } else if (peer == rank_) {
+    problem = "peer " + std::to_string(peer) + " is this rank (self-sends are not supported)";
+  } else if (tag >= kMaxTag) {
+    problem = "tag " + std::to_string(tag) + " is not below 2^48";
+  } else if (data == nullptr && length > 0) {
+    problem = "null buffer for " + std::to_string(length) + " bytes";
+  }
+  if (!problem.empty()) {
+    throw TransportError(
+        ErrorKind::kInvalidArgument,
+        "zmq transport rank " + std::to_string(rank_) + ": " + operation + ": " + problem);
+  }
 }
-std::shared_ptr<Request> ZmqTransport::irecv(int, Tag, void*, size_t, Request::Callback) {
-  return nullptr;
+
+std::shared_ptr<Request> ZmqTransport::isend(int peer, Tag tag, const void* data, size_t length,
+                                             Request::Callback callback) {
+  check_arguments("isend", peer, tag, data, length);
+  return engine_->send(peer, tag, data, length, std::move(callback));
+}
+
+std::shared_ptr<Request> ZmqTransport::irecv(int peer, Tag tag, void* data, size_t length,
+                                             Request::Callback callback) {
+  check_arguments("irecv", peer, tag, data, length);
+  return engine_->recv(peer, tag, data, length, std::move(callback));
+}
+
+void ZmqTransport::abort(const std::string& reason) { engine_->abort(reason); }
+
+void ZmqTransport::set_peer_failure_handler(PeerFailureHandler handler) {
+  engine_->set_peer_failure_handler(std::move(handler));
 }
 
 }  // namespace torchwan::transport

@@ -1,26 +1,65 @@
-// PLACEHOLDER until the zmq transport lands.
+// The ZeroMQ data-plane transport: tagged byte ranges between ranks over one ROUTER/DEALER TCP
+// connection per (peer, lane) and direction, messages striped over the lanes in chunks of at most
+// chunk_bytes (ZeroMQ is fast on 4 MiB messages and slow on huge ones). See zmq_engine.h for the
+// threads and the failure model, zmq_wire.h for the wire format.
+//
+// Semantics beyond transport.h:
+// - Sends of 64 KiB pieces and more are zero-copy: ZMQ reads the caller's buffer, and the request
+//   completes once ZMQ let go of it. Smaller pieces are copied.
+// - A message that arrives before its receive is posted waits inside the transport (as the ZMQ
+//   messages it came in, no copy) until the receive is posted.
+// - cancel() of a receive: it fails with kCanceled and the message it would have matched is
+//   discarded when it comes, so the next receive with that tag matches the next message.
+// - cancel() of a send: pieces not yet handed to ZMQ are recalled and the receiver is told (its
+//   receive fails with kCanceled); pieces ZMQ already holds cannot be recalled, so the request
+//   fails with kCanceled only once ZMQ released them (the buffer is then free to reuse).
+// - Requests that fail at once (lost peer, aborted transport) run their callback on the calling
+//   thread; all others run it on the progress thread. Callbacks must not block: the progress
+//   thread also answers the peers' goodbyes and drains the sockets.
+// - Destruction delivers what completed sends left queued (goodbye handshake, at most
+//   min(peer_timeout, 2 s)); peers then see this rank as lost ("it left the group"). abort()
+//   closes at once.
+// - Memory: a message sent before its receive is posted is held whole by the receiver; each
+//   (peer, tag) ever used keeps a small message counter on both ends (tags are not recycled).
 #pragma once
+
+#include <memory>
+#include <string>
 
 #include "transport/transport.h"
 
 namespace torchwan::transport {
 
+namespace zmq_detail {
+class Engine;
+}
+
 class ZmqTransport final : public Transport {
  public:
   ZmqTransport(const TransportOptions& options, Store& store, int rank, int size);
+  ~ZmqTransport() override;
+
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "zmq"; }
   const TransportOptions& options() const override { return options_; }
-  std::shared_ptr<Request> isend(int, Tag, const void*, size_t, Request::Callback) override;
-  std::shared_ptr<Request> irecv(int, Tag, void*, size_t, Request::Callback) override;
-  void abort(const std::string&) override {}
-  void set_peer_failure_handler(PeerFailureHandler) override {}
+
+  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
+                                 Request::Callback callback = {}) override;
+  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
+                                 Request::Callback callback = {}) override;
+  void abort(const std::string& reason) override;
+  void set_peer_failure_handler(PeerFailureHandler handler) override;
 
  private:
+  // Throws TransportError(kInvalidArgument) unless (peer, tag, data, length) may be used.
+  void check_arguments(const char* operation, int peer, Tag tag, const void* data,
+                       size_t length) const;
+
   TransportOptions options_;
   int rank_;
   int size_;
+  std::unique_ptr<zmq_detail::Engine> engine_;
 };
 
 }  // namespace torchwan::transport

@@ -1,0 +1,37 @@
+// The thresholds and pipeline sizes the algorithms choose by. All ranks must use the same values
+// (they decide message boundaries and tags), so they are compile-time constants.
+#pragma once
+
+#include <cstddef>
+
+namespace torchwan::engine {
+
+// Allreduce of fewer bytes than this uses recursive doubling: ceil(log2 P) (+2 when P is not a
+// power of two) message latencies instead of the ring's 2(P-1). At 20-300 ms RTT latency is all
+// that matters for such messages; above it the ring's bandwidth optimality wins.
+inline constexpr size_t kSmallAllreduceMaxBytes = size_t{64} << 10;
+
+// Broadcast of fewer bytes than this uses a binomial tree (log2 P hops, the root sends log2 P
+// copies); larger ones a pipelined chain (P-1 hops of one chunk, every link carries the data
+// once). With a WAN hop latency a and link time b per byte, the chain wins above about
+// (P-2) a / ((log2 P - 1) b): 6-15 MB at 50 ms RTT and 1 Gbit/s, far less on a LAN.
+inline constexpr size_t kTreeBroadcastMaxBytes = size_t{4} << 20;
+
+// Pipelines cut each ring segment (or a broadcast buffer) into chunks of about
+// 1/kTargetChunksPerSegment of it, clamped to [kMinChunkBytes, kMaxChunkBytes] (and never longer
+// than the segment), so that sending, receiving and reducing overlap. The floor keeps per-message
+// overhead small; the 4 MiB ceiling is the message size ZeroMQ and UCX move fastest on this kind
+// of machine, and chunks of 1 MiB or more are striped over the transport's lanes.
+inline constexpr size_t kMinChunkBytes = size_t{256} << 10;
+inline constexpr size_t kMaxChunkBytes = size_t{4} << 20;
+inline constexpr size_t kTargetChunksPerSegment = 4;
+
+// Chunks each rank keeps in flight per direction (and staging buffers it allocates for them):
+// up to 32 MiB outstanding, enough to fill a 50 ms x 5 Gbit/s bandwidth-delay product.
+inline constexpr size_t kMaxChunksInFlight = 8;
+
+// Bytes per pipeline chunk for a segment of `segment_bytes` holding elements of `element_bytes`:
+// a whole number of elements, never less than one.
+size_t pipeline_chunk_bytes(size_t segment_bytes, size_t element_bytes);
+
+}  // namespace torchwan::engine

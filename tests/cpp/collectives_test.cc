@@ -1,0 +1,671 @@
+// Collectives over real transports (ranks as threads, loopback) and over an in-process memory
+// transport, for world sizes 1..5. Results are checked against expected values computed here
+// independently (integer arithmetic, or floats chosen so that every reduction order is exact),
+// and every rank's result must be bit-identical to every other rank's.
+#include "csrc/collectives.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <complex>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "csrc/dtype.h"
+#include "csrc/float_conversions.h"
+#include "memory_transport.h"
+#include "test_support.h"
+#include "transport/errors.h"
+
+namespace torchwan::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr size_t kCounts[] = {0, 1, 7, 1000, (size_t{1} << 20) + 5};
+
+constexpr DataType kAllTypes[] = {
+    DataType::kBool,       DataType::kUInt8,     DataType::kInt8,      DataType::kInt16,
+    DataType::kInt32,      DataType::kInt64,     DataType::kFloat16,   DataType::kBFloat16,
+    DataType::kFloat32,    DataType::kFloat64,   DataType::kComplex64, DataType::kComplex128,
+    DataType::kFloat8E4M3, DataType::kFloat8E5M2};
+constexpr ReduceOp kAllOps[] = {ReduceOp::kSum,  ReduceOp::kProduct, ReduceOp::kMin, ReduceOp::kMax,
+                                ReduceOp::kBand, ReduceOp::kBor,     ReduceOp::kBxor};
+
+std::vector<std::unique_ptr<transport::Transport>> make_group(const std::string& kind, int size) {
+  if (kind == "memory") return testing::connect_memory_ranks(size);
+  return testing::connect_ranks(testing::loopback_options(kind), size);
+}
+
+// ------------------------------------------------------------------ element values
+
+bool is_complex(DataType dtype) {
+  return dtype == DataType::kComplex64 || dtype == DataType::kComplex128;
+}
+
+// A deterministic, well-mixed integer for (seed, rank, index).
+uint64_t mix(uint64_t seed, int rank, size_t index) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(rank) * 0xBF58476D1CE4E5B9ull +
+               index * 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  x *= 0xD6E8FEB86659FD3Bull;
+  x ^= x >> 29;
+  return x;
+}
+
+// Real float values for which every reduction order gives exactly the same result in every
+// floating dtype, float8 included: sums of 0/1 (at most 5), products of +-1, 2 and 1/2, and
+// small integers for MIN/MAX.
+double exact_float_value(ReduceOp op, uint64_t random, bool narrow) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return static_cast<double>(random % (narrow ? 2 : 8));
+    case ReduceOp::kProduct: {
+      const double choices[] = {1.0, 2.0, 0.5, -1.0};
+      return choices[random % 4];
+    }
+    default:
+      return static_cast<double>(static_cast<int>(random % 15) - 7);
+  }
+}
+
+void store_real(DataType dtype, uint8_t* out, double value) {
+  switch (dtype) {
+    case DataType::kFloat16: {
+      const uint16_t bits = floats::float_to_half(static_cast<float>(value));
+      std::memcpy(out, &bits, 2);
+      return;
+    }
+    case DataType::kBFloat16: {
+      const uint16_t bits = floats::float_to_bfloat16(static_cast<float>(value));
+      std::memcpy(out, &bits, 2);
+      return;
+    }
+    case DataType::kFloat8E4M3:
+      *out = floats::float_to_e4m3fn(static_cast<float>(value));
+      return;
+    case DataType::kFloat8E5M2:
+      *out = floats::float_to_e5m2(static_cast<float>(value));
+      return;
+    case DataType::kFloat32:
+    case DataType::kComplex64: {
+      const auto f = static_cast<float>(value);
+      std::memcpy(out, &f, 4);
+      return;
+    }
+    default:
+      std::memcpy(out, &value, 8);
+  }
+}
+
+double load_real(DataType dtype, const uint8_t* in) {
+  switch (dtype) {
+    case DataType::kFloat16: {
+      uint16_t bits;
+      std::memcpy(&bits, in, 2);
+      return floats::half_to_float(bits);
+    }
+    case DataType::kBFloat16: {
+      uint16_t bits;
+      std::memcpy(&bits, in, 2);
+      return floats::bfloat16_to_float(bits);
+    }
+    case DataType::kFloat8E4M3:
+      return floats::e4m3fn_to_float(*in);
+    case DataType::kFloat8E5M2:
+      return floats::e5m2_to_float(*in);
+    case DataType::kFloat32:
+    case DataType::kComplex64: {
+      float f;
+      std::memcpy(&f, in, 4);
+      return f;
+    }
+    default: {
+      double d;
+      std::memcpy(&d, in, 8);
+      return d;
+    }
+  }
+}
+
+template <typename T>
+T fold_integer(ReduceOp op, T a, T b) {
+  const __int128 x = a;
+  const __int128 y = b;
+  switch (op) {
+    case ReduceOp::kSum:
+      return static_cast<T>(x + y);
+    case ReduceOp::kProduct:
+      return static_cast<T>(x * y);
+    case ReduceOp::kMin:
+      return static_cast<T>(x < y ? x : y);
+    case ReduceOp::kMax:
+      return static_cast<T>(x > y ? x : y);
+    case ReduceOp::kBand:
+      return static_cast<T>(x & y);
+    case ReduceOp::kBor:
+      return static_cast<T>(x | y);
+    case ReduceOp::kBxor:
+      return static_cast<T>(x ^ y);
+  }
+  return 0;
+}
+
+// Inputs of every rank and the expected reduction.
+struct ReductionCase {
+  std::vector<std::vector<uint8_t>> inputs;
+  std::vector<uint8_t> expected;
+};
+
+template <typename T>
+void fill_integer_case(ReductionCase& c, ReduceOp op, size_t count, int size, uint64_t seed) {
+  for (size_t i = 0; i < count; ++i) {
+    T total{};
+    for (int rank = 0; rank < size; ++rank) {
+      T value = static_cast<T>(mix(seed, rank, i));
+      if (op == ReduceOp::kProduct && i % 2 == 0) value = static_cast<T>(value % 7);  // some zeros
+      std::memcpy(c.inputs[static_cast<size_t>(rank)].data() + i * sizeof(T), &value, sizeof(T));
+      total = rank == 0 ? value : fold_integer(op, total, value);
+    }
+    std::memcpy(c.expected.data() + i * sizeof(T), &total, sizeof(T));
+  }
+}
+
+void fill_bool_case(ReductionCase& c, ReduceOp op, size_t count, int size, uint64_t seed) {
+  for (size_t i = 0; i < count; ++i) {
+    bool any = false;
+    bool all = true;
+    bool parity = false;
+    for (int rank = 0; rank < size; ++rank) {
+      // Mostly-true inputs so AND is sometimes true for 5 ranks.
+      const bool value = mix(seed, rank, i) % 5 != 0;
+      c.inputs[static_cast<size_t>(rank)][i] = value;
+      any = any || value;
+      all = all && value;
+      parity = parity != value;
+    }
+    const bool is_or = op == ReduceOp::kSum || op == ReduceOp::kMax || op == ReduceOp::kBor;
+    const bool is_xor = op == ReduceOp::kBxor;
+    c.expected[i] = is_xor ? parity : (is_or ? any : all);
+  }
+}
+
+void fill_float_case(ReductionCase& c, DataType dtype, ReduceOp op, size_t count, int size,
+                     uint64_t seed) {
+  const bool narrow = dtype == DataType::kFloat8E4M3 || dtype == DataType::kFloat8E5M2;
+  const size_t element = element_size(dtype);
+  const size_t parts = is_complex(dtype) ? 2 : 1;
+  const size_t part_bytes = element / parts;
+  for (size_t i = 0; i < count; ++i) {
+    std::complex<double> total;
+    for (int rank = 0; rank < size; ++rank) {
+      const uint64_t random = mix(seed, rank, i);
+      std::complex<double> value;
+      if (is_complex(dtype) && op == ReduceOp::kProduct) {
+        const std::complex<double> units[] = {{1, 0}, {0, 1}, {-1, 0}, {0, -1}};
+        value = units[random % 4];
+      } else {
+        value = {exact_float_value(op, random, narrow),
+                 parts == 2 ? exact_float_value(op, random >> 20, narrow) : 0.0};
+      }
+      uint8_t* slot = c.inputs[static_cast<size_t>(rank)].data() + i * element;
+      store_real(dtype, slot, value.real());
+      if (parts == 2) store_real(dtype, slot + part_bytes, value.imag());
+      if (rank == 0) {
+        total = value;
+      } else if (op == ReduceOp::kSum) {
+        total += value;
+      } else if (op == ReduceOp::kProduct) {
+        total *= value;
+      } else if (op == ReduceOp::kMin) {
+        total = std::min(total.real(), value.real());
+      } else {
+        total = std::max(total.real(), value.real());
+      }
+    }
+    uint8_t* slot = c.expected.data() + i * element;
+    store_real(dtype, slot, total.real());
+    if (parts == 2) store_real(dtype, slot + part_bytes, total.imag());
+  }
+}
+
+ReductionCase make_reduction_case(DataType dtype, ReduceOp op, size_t count, int size,
+                                  uint64_t seed) {
+  const size_t bytes = count * element_size(dtype);
+  ReductionCase c;
+  c.inputs.assign(static_cast<size_t>(size), std::vector<uint8_t>(bytes));
+  c.expected.assign(bytes, 0);
+  switch (dtype) {
+    case DataType::kBool:
+      fill_bool_case(c, op, count, size, seed);
+      break;
+    case DataType::kUInt8:
+      fill_integer_case<uint8_t>(c, op, count, size, seed);
+      break;
+    case DataType::kInt8:
+      fill_integer_case<int8_t>(c, op, count, size, seed);
+      break;
+    case DataType::kInt16:
+      fill_integer_case<int16_t>(c, op, count, size, seed);
+      break;
+    case DataType::kInt32:
+      fill_integer_case<int32_t>(c, op, count, size, seed);
+      break;
+    case DataType::kInt64:
+      fill_integer_case<int64_t>(c, op, count, size, seed);
+      break;
+    default:
+      fill_float_case(c, dtype, op, count, size, seed);
+  }
+  return c;
+}
+
+// Equal as numbers: bytes for integers, values for floats (so -0 == +0, which the complex
+// reference multiplication does not get bit-exact).
+::testing::AssertionResult equal_values(DataType dtype, const std::vector<uint8_t>& actual,
+                                        const std::vector<uint8_t>& expected) {
+  if (actual.size() != expected.size()) return ::testing::AssertionFailure() << "size differs";
+  if (!is_floating(dtype)) {
+    for (size_t i = 0; i < actual.size(); ++i) {
+      if (actual[i] != expected[i]) {
+        return ::testing::AssertionFailure()
+               << "byte " << i << ": " << +actual[i] << " != expected " << +expected[i];
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+  const size_t part = element_size(dtype) / (is_complex(dtype) ? 2 : 1);
+  for (size_t offset = 0; offset < actual.size(); offset += part) {
+    const double a = load_real(dtype, actual.data() + offset);
+    const double e = load_real(dtype, expected.data() + offset);
+    if (!(a == e)) {
+      return ::testing::AssertionFailure()
+             << "element " << offset / element_size(dtype) << ": " << a << " != expected " << e;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// ------------------------------------------------------------------ tags
+
+TEST(CollectiveTags, LayoutSeparatesCallsStepsAndPointToPoint) {
+  EXPECT_EQ(collective_tag(1, 0), transport::Tag{1} << 16);
+  EXPECT_EQ(collective_tag(3, 7), (transport::Tag{3} << 16) | 7);
+  EXPECT_EQ(collective_tag(3, 65536 + 7), collective_tag(3, 7));    // steps wrap modulo 2^16
+  EXPECT_EQ(collective_tag(0x80000005u, 1), collective_tag(5, 1));  // seq keeps 31 bits
+  EXPECT_EQ(collective_tag(0xffffffffu, 0xffffu) >> 47, 0u);        // bit 47 stays clear
+  EXPECT_LT(collective_tag(0xffffffffu, 0xffffu), transport::kMaxTag);
+  EXPECT_EQ(p2p_tag(9), (transport::Tag{1} << 47) | 9);
+  EXPECT_LT(p2p_tag(0xffffffffu), transport::kMaxTag);
+  EXPECT_NE(p2p_tag(0), collective_tag(0, 0));
+}
+
+// ------------------------------------------------------------------ fixture
+
+class Collectives : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+ protected:
+  std::string kind() const { return std::get<0>(GetParam()); }
+  int size() const { return std::get<1>(GetParam()); }
+
+  // Runs body(rank, ctx) on every rank, all with the same fresh sequence number.
+  void on_every_rank(const std::function<void(int, const CollectiveContext&)>& body,
+                     std::chrono::milliseconds timeout = 60s) {
+    auto& ranks = transports();
+    const uint32_t seq = next_seq_++;
+    const auto deadline = Clock::now() + timeout;
+    testing::run_on_threads(size(), [&](int rank) {
+      const CollectiveContext ctx{*ranks[static_cast<size_t>(rank)], seq, deadline};
+      body(rank, ctx);
+    });
+  }
+
+  // Every rank's output bytes must equal rank 0's.
+  static void expect_bit_identical(const std::vector<std::vector<uint8_t>>& outputs) {
+    for (size_t rank = 1; rank < outputs.size(); ++rank) {
+      ASSERT_EQ(outputs[rank].size(), outputs[0].size());
+      ASSERT_EQ(0, std::memcmp(outputs[rank].data(), outputs[0].data(), outputs[0].size()))
+          << "rank " << rank << " differs from rank 0";
+    }
+  }
+
+  // Connected on first use, so skipped tests cost nothing.
+  std::vector<std::unique_ptr<transport::Transport>>& transports() {
+    if (ranks_.empty()) ranks_ = make_group(kind(), size());
+    return ranks_;
+  }
+
+  std::vector<std::unique_ptr<transport::Transport>> ranks_;
+  uint32_t next_seq_ = 1;
+};
+
+// ------------------------------------------------------------------ allreduce
+
+TEST_P(Collectives, AllreduceFloat32SumEveryCount) {
+  for (size_t count : kCounts) {
+    const ReductionCase c =
+        make_reduction_case(DataType::kFloat32, ReduceOp::kSum, count, size(), count);
+    std::vector<std::vector<uint8_t>> outputs = c.inputs;
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+                ReduceOp::kSum);
+    });
+    for (const auto& output : outputs) {
+      ASSERT_TRUE(equal_values(DataType::kFloat32, output, c.expected)) << "count " << count;
+    }
+    expect_bit_identical(outputs);
+  }
+}
+
+TEST_P(Collectives, AllreduceEveryDtypeAndOp) {
+  // 37 elements take the small-message path; 70001 elements (at least 64 KiB) the ring.
+  for (size_t count : {size_t{37}, size_t{70001}}) {
+    for (DataType dtype : kAllTypes) {
+      for (ReduceOp op : kAllOps) {
+        if (!reduce_supported(dtype, op)) continue;
+        const ReductionCase c = make_reduction_case(dtype, op, count, size(), 17);
+        std::vector<std::vector<uint8_t>> outputs = c.inputs;
+        on_every_rank([&](int rank, const CollectiveContext& ctx) {
+          allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
+        });
+        for (const auto& output : outputs) {
+          ASSERT_TRUE(equal_values(dtype, output, c.expected))
+              << dtype_name(dtype) << " " << reduce_op_name(op) << " count " << count;
+        }
+        expect_bit_identical(outputs);
+      }
+    }
+  }
+}
+
+// Random floats whose sum depends on the order of additions: all ranks must still agree to the
+// bit, and the result must be close to the exact sum.
+TEST_P(Collectives, AllreduceOrderSensitiveFloatsAreBitIdenticalOnEveryRank) {
+  for (size_t count : {size_t{1000}, size_t{3000}, (size_t{1} << 20) + 5}) {
+    std::vector<std::vector<float>> data(static_cast<size_t>(size()), std::vector<float>(count));
+    std::vector<double> exact(count, 0.0);
+    std::vector<double> magnitude(count, 0.0);
+    for (int rank = 0; rank < size(); ++rank) {
+      std::mt19937 random(static_cast<unsigned>(rank * 7919 + count));
+      std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+      std::uniform_int_distribution<int> exponent(-20, 20);
+      for (size_t i = 0; i < count; ++i) {
+        const float value = std::ldexp(mantissa(random), exponent(random));
+        data[static_cast<size_t>(rank)][i] = value;
+        exact[i] += value;
+        magnitude[i] += std::fabs(value);
+      }
+    }
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+                ReduceOp::kSum);
+    });
+    for (int rank = 1; rank < size(); ++rank) {
+      ASSERT_EQ(0, std::memcmp(data[static_cast<size_t>(rank)].data(), data[0].data(),
+                               count * sizeof(float)))
+          << "count " << count << ": rank " << rank << " differs from rank 0";
+    }
+    for (size_t i = 0; i < count; ++i) {
+      ASSERT_NEAR(data[0][i], exact[i], 1e-6 * magnitude[i] + 1e-30) << "element " << i;
+    }
+  }
+}
+
+// MIN of +0/-0 and SUM of NaNs with different payloads depend on operand order in their bits;
+// the small-message algorithm combines in a canonical order so every rank still agrees.
+TEST_P(Collectives, AllreduceSignedZerosAndNaNPayloadsAreBitIdentical) {
+  const size_t count = 16;
+  for (ReduceOp op : {ReduceOp::kMin, ReduceOp::kMax, ReduceOp::kSum}) {
+    std::vector<std::vector<float>> data(static_cast<size_t>(size()), std::vector<float>(count));
+    for (int rank = 0; rank < size(); ++rank) {
+      for (size_t i = 0; i < count; ++i) {
+        const bool negative = ((static_cast<size_t>(rank) + i) % 2) == 1;
+        data[static_cast<size_t>(rank)][i] =
+            i < count / 2 ? (negative ? -0.0f : 0.0f)
+                          : floats::float_from_bits(0x7FC00000u | static_cast<uint32_t>(rank + 1));
+      }
+    }
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32, op);
+    });
+    for (int rank = 1; rank < size(); ++rank) {
+      ASSERT_EQ(0, std::memcmp(data[static_cast<size_t>(rank)].data(), data[0].data(),
+                               count * sizeof(float)))
+          << reduce_op_name(op) << ": rank " << rank << " differs from rank 0";
+    }
+    EXPECT_TRUE(std::isnan(data[0][count - 1]));
+  }
+}
+
+TEST_P(Collectives, AllreduceRejectsUnsupportedOpsBeforeAnyTraffic) {
+  on_every_rank([&](int, const CollectiveContext& ctx) {
+    double value[2] = {1, 2};
+    EXPECT_THROW(allreduce(ctx, value, 1, DataType::kComplex128, ReduceOp::kMax),
+                 std::invalid_argument);
+    EXPECT_THROW(allreduce(ctx, value, 2, DataType::kFloat64, ReduceOp::kBxor),
+                 std::invalid_argument);
+  });
+}
+
+TEST_P(Collectives, Allreduce64MiBFloat32) {
+  if (size() != 2 && size() != 4) GTEST_SKIP() << "run at 2 and 4 ranks only";
+  const size_t count = (size_t{64} << 20) / sizeof(float);
+  std::vector<std::vector<float>> data(static_cast<size_t>(size()), std::vector<float>(count));
+  for (int rank = 0; rank < size(); ++rank) {
+    for (size_t i = 0; i < count; ++i) {
+      data[static_cast<size_t>(rank)][i] = static_cast<float>((i + static_cast<size_t>(rank)) % 64);
+    }
+  }
+  double seconds = 0;
+  on_every_rank([&](int rank, const CollectiveContext& ctx) {
+    const auto start = Clock::now();
+    allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+              ReduceOp::kSum);
+    if (rank == 0) seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  });
+  const double algbw = (64.0 * (1 << 20)) / seconds / 1e9;
+  std::printf("[%s, %d ranks] allreduce 64 MiB float32: %.3f s, algbw %.2f GB/s, busbw %.2f GB/s\n",
+              kind().c_str(), size(), seconds, algbw, algbw * 2 * (size() - 1) / size());
+  for (size_t i = 0; i < count; ++i) {
+    float expected = 0;
+    for (int rank = 0; rank < size(); ++rank) {
+      expected += static_cast<float>((i + static_cast<size_t>(rank)) % 64);
+    }
+    for (int rank = 0; rank < size(); ++rank) {
+      ASSERT_EQ(data[static_cast<size_t>(rank)][i], expected)
+          << "rank " << rank << " element " << i;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ broadcast
+
+TEST_P(Collectives, BroadcastEveryCountFromEveryRoot) {
+  std::vector<size_t> byte_counts(std::begin(kCounts), std::end(kCounts));
+  byte_counts.push_back((size_t{5} << 20) + 3);  // above the tree threshold: the pipelined chain
+  for (size_t bytes : byte_counts) {
+    for (int root = 0; root < size(); ++root) {
+      const std::vector<uint8_t> expected =
+          testing::pattern_bytes(bytes, static_cast<uint32_t>(root * 131 + bytes));
+      std::vector<std::vector<uint8_t>> buffers(static_cast<size_t>(size()),
+                                                std::vector<uint8_t>(bytes, 0xAB));
+      buffers[static_cast<size_t>(root)] = expected;
+      on_every_rank([&](int rank, const CollectiveContext& ctx) {
+        broadcast(ctx, buffers[static_cast<size_t>(rank)].data(), bytes, root);
+      });
+      for (int rank = 0; rank < size(); ++rank) {
+        ASSERT_TRUE(buffers[static_cast<size_t>(rank)] == expected)
+            << bytes << " bytes from root " << root << " wrong on rank " << rank;
+      }
+    }
+  }
+}
+
+TEST_P(Collectives, BroadcastRejectsBadRoot) {
+  on_every_rank([&](int, const CollectiveContext& ctx) {
+    uint8_t byte = 0;
+    EXPECT_THROW(broadcast(ctx, &byte, 1, size()), std::invalid_argument);
+    EXPECT_THROW(broadcast(ctx, &byte, 1, -1), std::invalid_argument);
+  });
+}
+
+// ------------------------------------------------------------------ allgather
+
+TEST_P(Collectives, AllgatherEveryCountSeparateAndInPlace) {
+  for (size_t bytes : kCounts) {
+    std::vector<uint8_t> expected;
+    for (int rank = 0; rank < size(); ++rank) {
+      const auto block = testing::pattern_bytes(bytes, static_cast<uint32_t>(rank + 1000 * bytes));
+      expected.insert(expected.end(), block.begin(), block.end());
+    }
+    for (bool in_place : {false, true}) {
+      const size_t total = bytes * static_cast<size_t>(size());
+      std::vector<std::vector<uint8_t>> outputs(static_cast<size_t>(size()),
+                                                std::vector<uint8_t>(total, 0xCD));
+      on_every_rank([&](int rank, const CollectiveContext& ctx) {
+        auto input = testing::pattern_bytes(bytes, static_cast<uint32_t>(rank + 1000 * bytes));
+        uint8_t* output = outputs[static_cast<size_t>(rank)].data();
+        uint8_t* own_block = output + static_cast<size_t>(rank) * bytes;
+        if (in_place && bytes > 0) std::memcpy(own_block, input.data(), bytes);
+        allgather(ctx, in_place ? own_block : input.data(), output, bytes);
+      });
+      for (int rank = 0; rank < size(); ++rank) {
+        ASSERT_TRUE(outputs[static_cast<size_t>(rank)] == expected)
+            << bytes << " bytes per rank, in place " << in_place << ", wrong on rank " << rank;
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ reduce_scatter
+
+TEST_P(Collectives, ReduceScatterEveryCount) {
+  for (size_t count : kCounts) {
+    // All blocks of all ranks at once: rank r's input is `size` blocks of `count` int32s.
+    const ReductionCase c = make_reduction_case(
+        DataType::kInt32, ReduceOp::kSum, count * static_cast<size_t>(size()), size(), count + 3);
+    const size_t block_bytes = count * sizeof(int32_t);
+    std::vector<std::vector<uint8_t>> outputs(static_cast<size_t>(size()),
+                                              std::vector<uint8_t>(block_bytes, 0xEE));
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      reduce_scatter(ctx, c.inputs[static_cast<size_t>(rank)].data(),
+                     outputs[static_cast<size_t>(rank)].data(), count, DataType::kInt32,
+                     ReduceOp::kSum);
+    });
+    for (int rank = 0; rank < size(); ++rank) {
+      const auto begin = c.expected.begin() + static_cast<std::ptrdiff_t>(rank * block_bytes);
+      const std::vector<uint8_t> expected(begin, begin + static_cast<std::ptrdiff_t>(block_bytes));
+      ASSERT_TRUE(outputs[static_cast<size_t>(rank)] == expected)
+          << "count " << count << " wrong on rank " << rank;
+    }
+  }
+}
+
+TEST_P(Collectives, ReduceScatterNarrowFloatsAndBitwiseOps) {
+  const size_t count = 1000;
+  for (auto [dtype, op] : {std::pair{DataType::kBFloat16, ReduceOp::kMax},
+                           std::pair{DataType::kFloat16, ReduceOp::kSum},
+                           std::pair{DataType::kUInt8, ReduceOp::kBxor}}) {
+    const ReductionCase c =
+        make_reduction_case(dtype, op, count * static_cast<size_t>(size()), size(), 5);
+    const size_t block_bytes = count * element_size(dtype);
+    std::vector<std::vector<uint8_t>> outputs(static_cast<size_t>(size()),
+                                              std::vector<uint8_t>(block_bytes));
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      reduce_scatter(ctx, c.inputs[static_cast<size_t>(rank)].data(),
+                     outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
+    });
+    for (int rank = 0; rank < size(); ++rank) {
+      const auto begin = c.expected.begin() + static_cast<std::ptrdiff_t>(rank * block_bytes);
+      const std::vector<uint8_t> expected(begin, begin + static_cast<std::ptrdiff_t>(block_bytes));
+      ASSERT_TRUE(equal_values(dtype, outputs[static_cast<size_t>(rank)], expected))
+          << dtype_name(dtype) << " " << reduce_op_name(op) << " on rank " << rank;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ barrier
+
+TEST_P(Collectives, BarrierReturnsOnlyOnceEveryRankEntered) {
+  for (int round = 0; round < 4; ++round) {
+    std::atomic<int> entered{0};
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      // Late arrivals: the last rank enters well after the others.
+      std::this_thread::sleep_for(std::chrono::milliseconds(rank == size() - 1 ? 30 : rank));
+      entered.fetch_add(1);
+      barrier(ctx);
+      EXPECT_EQ(entered.load(), size()) << "rank " << rank << " left the barrier early";
+    });
+  }
+}
+
+// ------------------------------------------------------------------ failures
+
+TEST_P(Collectives, DeadlineExpiryReportsTimeoutWhenOneRankIsAbsent) {
+  if (size() < 2) GTEST_SKIP() << "needs a missing peer";
+  for (size_t count : {size_t{1000}, size_t{1} << 20}) {
+    on_every_rank(
+        [&](int rank, const CollectiveContext& ctx) {
+          if (rank == 0) return;  // never joins
+          std::vector<float> data(count, 1.0f);
+          const auto start = Clock::now();
+          try {
+            allreduce(ctx, data.data(), count, DataType::kFloat32, ReduceOp::kSum);
+            ADD_FAILURE() << "rank " << rank << ": allreduce succeeded without rank 0";
+          } catch (const transport::TransportError& error) {
+            EXPECT_EQ(error.kind(), transport::ErrorKind::kTimeout) << error.what();
+            EXPECT_NE(std::string(error.what()).find("allreduce"), std::string::npos)
+                << error.what();
+            EXPECT_GE(error.peer(), 0) << error.what();
+            if (rank == 1) std::printf("  rank 1: %s\n", error.what());
+          }
+          EXPECT_LT(Clock::now() - start, 10s);
+        },
+        300ms);
+  }
+}
+
+// A rank whose transport was aborted fails at once with kAborted; the others fail within the
+// deadline (peer lost, aborted or timed out, depending on what the transport notices first). Every
+// error names the collective.
+TEST_P(Collectives, AbortedRankFailsEveryRankWithContext) {
+  if (size() != 3) GTEST_SKIP() << "run at 3 ranks only";
+  std::vector<std::string> messages(static_cast<size_t>(size()));
+  transports()[0]->abort("test aborts rank 0");
+  on_every_rank(
+      [&](int rank, const CollectiveContext& ctx) {
+        std::vector<float> data(size_t{1} << 18, 1.0f);
+        try {
+          allreduce(ctx, data.data(), data.size(), DataType::kFloat32, ReduceOp::kSum);
+          ADD_FAILURE() << "rank " << rank << ": allreduce succeeded";
+        } catch (const transport::TransportError& error) {
+          messages[static_cast<size_t>(rank)] = error.what();
+          if (rank == 0) {
+            EXPECT_EQ(error.kind(), transport::ErrorKind::kAborted) << error.what();
+          }
+          EXPECT_NE(std::string(error.what()).find("allreduce"), std::string::npos);
+        }
+      },
+      1000ms);
+  for (const auto& message : messages) std::printf("  %s\n", message.c_str());
+}
+
+std::string param_name(const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
+  return std::get<0>(info.param) + "_size" + std::to_string(std::get<1>(info.param));
+}
+
+INSTANTIATE_TEST_SUITE_P(Engine, Collectives,
+                         ::testing::Combine(::testing::Values("memory", "ucx", "zmq"),
+                                            ::testing::Values(1, 2, 3, 4, 5)),
+                         param_name);
+
+}  // namespace
+}  // namespace torchwan::engine

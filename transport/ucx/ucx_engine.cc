@@ -1,0 +1,532 @@
+#include "transport/ucx/ucx_engine.h"
+
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "transport/errors.h"
+#include "transport/log.h"
+#include "transport/ucx/ucx_config.h"
+#include "transport/ucx/ucx_wire.h"
+
+namespace torchwan::transport::ucx {
+
+namespace {
+
+// How long shutdown waits for UCX to hand back buffers and finish closing endpoints. Enough for a
+// graceful close over loopback or a LAN; a dead peer's endpoints are force-closed and need none.
+constexpr std::chrono::milliseconds kShutdownGrace{2000};
+// How long a rank that leaves waits for its goodbyes to be written before forcing endpoints.
+constexpr std::chrono::milliseconds kGoodbyeGrace{200};
+// A worker that keeps producing events is left after this many rounds so the others get a turn.
+constexpr int kMaxProgressRoundsPerWorker = 16;
+
+std::string describe(const char* what, int peer, Tag tag, size_t length) {
+  return std::string(what) + " rank " + std::to_string(peer) + " (tag " + std::to_string(tag) +
+         ", " + std::to_string(length) + " bytes)";
+}
+
+}  // namespace
+
+Engine::Engine(const TransportOptions& options, int rank, int size, Health& health)
+    : options_(options),
+      rank_(rank),
+      size_(size),
+      health_(health),
+      logger_(layer_logger("transport")),
+      epoll_(epoll_create1(EPOLL_CLOEXEC)),
+      lost_(static_cast<size_t>(size), false),
+      last_heard_(static_cast<size_t>(size)),
+      goodbye_lanes_(static_cast<size_t>(size),
+                     std::vector<bool>(static_cast<size_t>(options.lanes), false)) {
+  if (epoll_.get() < 0) {
+    throw TransportError(ErrorKind::kInternal,
+                         std::string("ucx: epoll_create1 failed: ") + std::strerror(errno));
+  }
+  ConfigPtr config = read_ucx_config(options_);
+
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_TAG_SENDER_MASK |
+                      UCP_PARAM_FIELD_ESTIMATED_NUM_EPS | UCP_PARAM_FIELD_NAME;
+  params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
+  params.tag_sender_mask = kSourceTagMask;
+  params.estimated_num_eps = static_cast<size_t>(size);
+  params.name = "torchwan";
+  ucp_context_h context = nullptr;
+  check_ucs(ucp_init(&params, config.get(), &context), "ucp_init");
+  context_.reset(context);
+
+  for (int lane = 0; lane < options_.lanes; ++lane) {
+    const std::string name = "torchwan-r" + std::to_string(rank) + "-lane" + std::to_string(lane);
+    ucp_worker_params_t worker_params{};
+    worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE | UCP_WORKER_PARAM_FIELD_NAME;
+    worker_params.thread_mode = UCS_THREAD_MODE_SINGLE;
+    worker_params.name = name.c_str();
+    ucp_worker_h worker = nullptr;
+    check_ucs(ucp_worker_create(context_.get(), &worker_params, &worker), "ucp_worker_create");
+    workers_.emplace_back(worker);
+
+    int event_fd = -1;
+    check_ucs(ucp_worker_get_efd(worker, &event_fd), "ucp_worker_get_efd");
+    watch_fd(event_fd);
+  }
+
+  endpoints_.reserve(static_cast<size_t>(size) * static_cast<size_t>(options_.lanes));
+  for (int peer = 0; peer < size; ++peer) {
+    for (int lane = 0; lane < options_.lanes; ++lane) endpoints_.push_back({this, peer, lane});
+  }
+}
+
+Engine::~Engine() { shutdown(); }
+
+void Engine::watch_fd(int fd) {
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.fd = fd;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
+    throw TransportError(ErrorKind::kInternal,
+                         std::string("ucx: epoll_ctl failed: ") + std::strerror(errno));
+  }
+}
+
+Engine::EndpointSlot& Engine::endpoint(int peer, int lane) {
+  return endpoints_[static_cast<size_t>(peer) * static_cast<size_t>(options_.lanes) +
+                    static_cast<size_t>(lane)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands from user threads
+
+void Engine::start(TransferSpec spec) {
+  if (aborted_ || stopping_) {
+    const std::string reason = health_.aborted_reason().value_or("the transport is shutting down");
+    spec.request->fail(std::make_exception_ptr(TransportError(
+        ErrorKind::kAborted,
+        "ucx: " +
+            describe(spec.is_send ? "send to" : "receive from", spec.peer, spec.tag, spec.length) +
+            " not started: transport aborted: " + reason,
+        spec.peer)));
+    return;
+  }
+  if (lost_[static_cast<size_t>(spec.peer)]) {
+    const std::string cause = health_.lost_cause(spec.peer).value_or("connection lost");
+    spec.request->fail(std::make_exception_ptr(TransportError(
+        ErrorKind::kPeerLost,
+        "ucx: rank " + std::to_string(spec.peer) + " is lost (" + cause + "); " +
+            describe(spec.is_send ? "send to" : "receive from", spec.peer, spec.tag, spec.length) +
+            " failed",
+        spec.peer)));
+    return;
+  }
+  const std::vector<WirePiece> plan = plan_pieces(options_, spec.tag, spec.length);
+  const ucp_tag_t wire_tag = data_wire_tag(spec.is_send ? rank_ : spec.peer, spec.tag);
+  launch(std::move(spec), plan, wire_tag);
+}
+
+void Engine::cancel(uint64_t id) {
+  auto found = transfers_.find(id);
+  if (found == transfers_.end()) return;  // already finished
+  Transfer& transfer = *found->second;
+  if (transfer.is_send) {
+    // UCX 1.13 cannot take back a send it holds; it ends when the peer receives it, the peer is
+    // lost, or the transport aborts (which closes the endpoints).
+    logger_->debug("ucx: cannot cancel {}; it stays pending",
+                   describe("send to", transfer.peer, transfer.tag, transfer.length));
+    return;
+  }
+  record_failure(
+      transfer,
+      std::make_exception_ptr(TransportError(
+          ErrorKind::kCanceled,
+          "ucx: " + describe("receive from", transfer.peer, transfer.tag, transfer.length) +
+              " canceled by its owner",
+          transfer.peer)),
+      /*fail_request_now=*/false);
+}
+
+void Engine::abort(const std::string& reason) {
+  if (aborted_ || stopping_) return;
+  aborted_ = true;
+  health_.set_aborted(reason);
+  logger_->warn("ucx rank {}: aborted: {}", rank_, reason);
+  leave("transport aborted: " + reason, /*aborting=*/true);
+  settle();
+}
+
+void Engine::leave(const std::string& why, bool aborting) {
+  // Decided before the transfers fail: a failed transfer stays registered until UCX lets go.
+  std::vector<bool> force(static_cast<size_t>(size_));
+  for (int peer = 0; peer < size_; ++peer) {
+    force[static_cast<size_t>(peer)] = !connected_ || has_pending_user_transfer(peer);
+  }
+  for (auto& [id, transfer] : transfers_) {
+    record_failure(*transfer,
+                   std::make_exception_ptr(TransportError(
+                       ErrorKind::kAborted,
+                       "ucx: " +
+                           describe(transfer->is_send ? "send to" : "receive from", transfer->peer,
+                                    transfer->tag, transfer->length) +
+                           " failed: " + why,
+                       transfer->peer)),
+                   /*fail_request_now=*/true);
+  }
+  if (connected_) {
+    std::vector<std::shared_ptr<Request>> goodbyes =
+        say_goodbye(aborting, health_.aborted_reason().value_or(""));
+    // An endpoint about to be forced drops what it has not written yet; give the goodbyes a
+    // moment to leave so the peers learn why instead of noticing a broken connection.
+    const auto deadline = Clock::now() + kGoodbyeGrace;
+    auto all_sent = [&] {
+      return std::all_of(goodbyes.begin(), goodbyes.end(),
+                         [](const auto& goodbye) { return goodbye->done(); });
+    };
+    while (std::find(force.begin(), force.end(), true) != force.end() && !all_sent() &&
+           Clock::now() < deadline) {
+      if (!progress()) wait_for_event(std::chrono::milliseconds(1));
+    }
+  }
+  // A graceful close delivers the goodbye and what was already sent. Endpoints with user transfers
+  // in flight are forced: only that makes UCX release the buffers now and stop writing into them.
+  for (int peer = 0; peer < size_; ++peer) close_endpoints(peer, force[static_cast<size_t>(peer)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress
+
+bool Engine::progress() {
+  bool progressed = false;
+  for (const WorkerPtr& worker : workers_) {
+    for (int round = 0; round < kMaxProgressRoundsPerWorker; ++round) {
+      if (ucp_worker_progress(worker.get()) == 0) break;
+      progressed = true;
+    }
+  }
+  check_liveness();
+  const bool settled = !completions_.empty() || !endpoint_errors_.empty();
+  settle();
+  return progressed || settled;
+}
+
+void Engine::wait_for_event(std::chrono::milliseconds timeout) {
+  for (const WorkerPtr& worker : workers_) {
+    const ucs_status_t status = ucp_worker_arm(worker.get());
+    if (status == UCS_ERR_BUSY) return;  // events arrived since the last progress
+    if (status != UCS_OK) {
+      logger_->error("ucx: ucp_worker_arm failed: {}", ucs_status_string(status));
+      return;
+    }
+  }
+  epoll_event events[8];
+  const int ready = epoll_wait(epoll_.get(), events, 8, static_cast<int>(timeout.count()));
+  if (ready < 0 && errno != EINTR) {
+    logger_->error("ucx: epoll_wait failed: {}", std::strerror(errno));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfers
+
+void Engine::launch(TransferSpec spec, const std::vector<WirePiece>& plan, ucp_tag_t wire_tag,
+                    bool internal) {
+  auto owned = std::make_unique<Transfer>();
+  Transfer& transfer = *owned;
+  transfer.id = spec.id;
+  transfer.internal = internal;
+  transfer.request = std::move(spec.request);
+  transfer.is_send = spec.is_send;
+  transfer.peer = spec.peer;
+  transfer.tag = spec.tag;
+  transfer.data = spec.data;
+  transfer.length = spec.length;
+  transfer.pieces.reserve(plan.size());
+  for (const WirePiece& piece : plan) {
+    transfer.pieces.push_back({this, &transfer, piece.lane, piece.offset, piece.length, wire_tag});
+  }
+  transfer.unreleased = transfer.pieces.size();
+  transfer.request->expect_parts(static_cast<int>(transfer.pieces.size()));
+  transfers_.emplace(transfer.id, std::move(owned));
+  for (Piece& piece : transfer.pieces) post(piece);
+}
+
+void Engine::launch_internal(std::shared_ptr<Request> request, bool is_send, int peer, int lane,
+                             std::vector<uint8_t>& buffer, ucp_tag_t wire_tag) {
+  const std::vector<WirePiece> plan = {{lane, 0, buffer.size()}};
+  launch({next_internal_id_++, std::move(request), is_send, peer, 0, buffer.data(), buffer.size()},
+         plan, wire_tag, /*internal=*/true);
+}
+
+void Engine::post(Piece& piece) {
+  Transfer& transfer = *piece.transfer;
+  ucp_request_param_t param{};
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+  param.user_data = &piece;
+  param.memory_type = UCS_MEMORY_TYPE_HOST;  // no CUDA in this UCX; skips the memory-type lookup
+  // Zero copy: UCX reads from and writes into the caller's buffer.
+  uint8_t* buffer = transfer.data + piece.offset;
+
+  ucs_status_ptr_t result = nullptr;
+  size_t received = piece.length;
+  if (transfer.is_send) {
+    ucp_ep_h ep = endpoint(transfer.peer, piece.lane).ep;
+    if (ep == nullptr) {
+      piece.released = true;
+      completions_.push_back({&piece, UCS_ERR_NOT_CONNECTED, 0});
+      return;
+    }
+    param.cb.send = &Engine::on_send_done;
+    result = ucp_tag_send_nbx(ep, buffer, piece.length, piece.wire_tag, &param);
+  } else {
+    // UCX 1.13 does not report the received length of a receive that completes at once, so a
+    // receive always completes through its callback (which then runs inside this call).
+    param.op_attr_mask |= UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    param.cb.recv = &Engine::on_recv_done;
+    result = ucp_tag_recv_nbx(worker(piece.lane), buffer, piece.length, piece.wire_tag,
+                              kFullTagMask, &param);
+    received = 0;
+  }
+  if (UCS_PTR_IS_PTR(result)) {
+    if (!piece.released) piece.ucx_request = result;
+    return;
+  }
+  // Completed (or failed) at once: UCX will not call back.
+  piece.released = true;
+  completions_.push_back({&piece, UCS_PTR_STATUS(result), received});
+}
+
+void Engine::on_send_done(void* request, ucs_status_t status, void* user_data) {
+  auto* piece = static_cast<Piece*>(user_data);
+  piece->released = true;
+  piece->ucx_request = nullptr;
+  piece->engine->completions_.push_back({piece, status, piece->length});
+  ucp_request_free(request);
+}
+
+void Engine::on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
+                          void* user_data) {
+  auto* piece = static_cast<Piece*>(user_data);
+  piece->released = true;
+  piece->ucx_request = nullptr;
+  const size_t received = (info != nullptr) ? info->length : 0;
+  piece->engine->completions_.push_back({piece, status, received});
+  ucp_request_free(request);
+}
+
+void Engine::on_endpoint_error(void* arg, ucp_ep_h, ucs_status_t status) {
+  auto* slot = static_cast<EndpointSlot*>(arg);
+  slot->engine->endpoint_errors_.push_back({slot->peer, slot->lane, status});
+}
+
+void Engine::on_close_done(void* request, ucs_status_t, void* user_data) {
+  --static_cast<Engine*>(user_data)->closing_endpoints_;
+  ucp_request_free(request);
+}
+
+void Engine::settle() {
+  // Completions first: a goodbye that arrived before its lane closed must be seen before the
+  // error the close raises.
+  while (!completions_.empty() || !control_arrivals_.empty() || !endpoint_errors_.empty()) {
+    std::vector<Completion> completions;
+    completions.swap(completions_);
+    for (const Completion& completion : completions) finish_piece(completion);
+    std::vector<ControlArrival> arrivals;
+    arrivals.swap(control_arrivals_);
+    for (const ControlArrival& arrival : arrivals) handle_control(arrival);
+    std::vector<EndpointError> errors;
+    errors.swap(endpoint_errors_);
+    for (const EndpointError& error : errors) {
+      const size_t peer = static_cast<size_t>(error.peer);
+      if (goodbye_lanes_[peer][static_cast<size_t>(error.lane)]) {
+        // The peer said goodbye on this lane and closed it; its other lanes may still carry data.
+        close_endpoint(error.peer, error.lane, /*force=*/true);
+        continue;
+      }
+      lose_peer(error.peer, std::string("endpoint error on lane ") + std::to_string(error.lane) +
+                                ": " + ucs_status_string(error.status));
+    }
+  }
+  // Handlers run last, when no bookkeeping is half done; they may call back into the transport.
+  std::vector<LostPeer> losses;
+  losses.swap(unreported_losses_);
+  for (const LostPeer& loss : losses) {
+    if (auto handler = health_.failure_handler()) {
+      try {
+        handler(loss.peer, loss.cause);
+      } catch (const std::exception& error) {
+        logger_->error("ucx: peer failure handler threw: {}", error.what());
+      }
+    }
+  }
+}
+
+void Engine::finish_piece(const Completion& completion) {
+  Piece& piece = *completion.piece;
+  Transfer& transfer = *piece.transfer;
+  --transfer.unreleased;
+
+  std::exception_ptr error;
+  if (completion.status == UCS_OK && !transfer.is_send) {
+    last_heard_[static_cast<size_t>(transfer.peer)] = Clock::now();
+  }
+  if (completion.status == UCS_OK) {
+    if (!transfer.is_send && completion.received != piece.length) {
+      error = size_mismatch_error(piece, completion.status, completion.received);
+    }
+  } else if (completion.status == UCS_ERR_MESSAGE_TRUNCATED) {
+    error = size_mismatch_error(piece, completion.status, completion.received);
+  } else if (completion.status == UCS_ERR_CANCELED) {
+    if (!transfer.error) {
+      error = std::make_exception_ptr(
+          TransportError(ErrorKind::kCanceled,
+                         "ucx: " +
+                             describe(transfer.is_send ? "send to" : "receive from", transfer.peer,
+                                      transfer.tag, transfer.length) +
+                             " was canceled by UCX",
+                         transfer.peer));
+    }
+  } else {
+    // Any other failure of an operation with a peer means the connection to it is unusable.
+    const std::string cause = std::string(ucs_status_string(completion.status)) + " on lane " +
+                              std::to_string(piece.lane);
+    error = peer_lost_error(transfer, cause);
+    endpoint_errors_.push_back({transfer.peer, piece.lane, completion.status});
+  }
+
+  if (error) {
+    record_failure(transfer, error, /*fail_request_now=*/false);
+  } else if (!transfer.error) {
+    transfer.request->complete_part();
+  }
+  if (transfer.unreleased == 0) {
+    if (transfer.error && !transfer.request_failed) {
+      transfer.request_failed = true;
+      transfer.request->fail(transfer.error);
+    }
+    transfers_.erase(transfer.id);
+  }
+}
+
+void Engine::record_failure(Transfer& transfer, std::exception_ptr error, bool fail_request_now) {
+  if (!transfer.error) {
+    transfer.error = std::move(error);
+    cancel_pieces(transfer);
+  }
+  if (fail_request_now && !transfer.request_failed) {
+    transfer.request_failed = true;
+    transfer.request->fail(transfer.error);
+  }
+}
+
+void Engine::cancel_pieces(Transfer& transfer) {
+  // Only receives can be canceled; UCX releases sends when their endpoint closes.
+  if (transfer.is_send) return;
+  for (Piece& piece : transfer.pieces) {
+    // A receive already matched to an arriving message is not canceled; it completes normally.
+    if (!piece.released && piece.ucx_request != nullptr) {
+      ucp_request_cancel(worker(piece.lane), piece.ucx_request);
+    }
+  }
+}
+
+void Engine::lose_peer(int peer, const std::string& cause, bool quiet) {
+  if (lost_[static_cast<size_t>(peer)]) return;
+  lost_[static_cast<size_t>(peer)] = true;
+  health_.mark_lost(peer, cause);
+  if (quiet || stopping_) {
+    logger_->debug("ucx rank {}: rank {} is gone: {}", rank_, peer, cause);
+  } else {
+    logger_->warn("ucx rank {}: lost rank {}: {}", rank_, peer, cause);
+  }
+  for (auto& [id, transfer] : transfers_) {
+    if (transfer->peer == peer) {
+      record_failure(*transfer, peer_lost_error(*transfer, cause), /*fail_request_now=*/true);
+    }
+  }
+  close_endpoints(peer, /*force=*/true);
+  if (!stopping_) unreported_losses_.push_back({peer, cause});
+}
+
+void Engine::close_endpoints(int peer, bool force) {
+  for (int lane = 0; lane < options_.lanes; ++lane) close_endpoint(peer, lane, force);
+}
+
+void Engine::close_endpoint(int peer, int lane, bool force) {
+  EndpointSlot& slot = endpoint(peer, lane);
+  if (slot.ep == nullptr) return;
+  ucp_request_param_t param{};
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  param.cb.send = &Engine::on_close_done;
+  param.user_data = this;
+  ucs_status_ptr_t closing = ucp_ep_close_nbx(slot.ep, &param);
+  slot.ep = nullptr;
+  if (UCS_PTR_IS_PTR(closing)) ++closing_endpoints_;
+}
+
+bool Engine::has_pending_user_transfer(int peer) const {
+  return std::any_of(transfers_.begin(), transfers_.end(), [peer](const auto& entry) {
+    return entry.second->peer == peer && !entry.second->internal;
+  });
+}
+
+std::exception_ptr Engine::peer_lost_error(const Transfer& transfer,
+                                           const std::string& cause) const {
+  return std::make_exception_ptr(
+      TransportError(ErrorKind::kPeerLost,
+                     "ucx: rank " + std::to_string(rank_) + " lost rank " +
+                         std::to_string(transfer.peer) + " (" + cause + "); " +
+                         describe(transfer.is_send ? "send to" : "receive from", transfer.peer,
+                                  transfer.tag, transfer.length) +
+                         " failed",
+                     transfer.peer));
+}
+
+std::exception_ptr Engine::size_mismatch_error(const Piece& piece, ucs_status_t status,
+                                               size_t received) const {
+  const Transfer& transfer = *piece.transfer;
+  std::string message = "ucx: size mismatch receiving from rank " + std::to_string(transfer.peer) +
+                        ", tag " + std::to_string(transfer.tag) + ": expected " +
+                        std::to_string(transfer.length) + " bytes";
+  if (transfer.pieces.size() > 1) {
+    message += " (a piece of " + std::to_string(piece.length) + " bytes at offset " +
+               std::to_string(piece.offset) + " on lane " + std::to_string(piece.lane) + ")";
+  }
+  message += status == UCS_ERR_MESSAGE_TRUNCATED
+                 ? ", received more than " + std::to_string(piece.length) + " bytes"
+                 : ", received " + std::to_string(received) + " bytes";
+  message += "; sender and receiver disagree on the message length";
+  return std::make_exception_ptr(TransportError(ErrorKind::kSizeMismatch, message, transfer.peer));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown
+
+void Engine::begin_shutdown() { stopping_ = true; }
+
+void Engine::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  stopping_ = true;
+  // After an abort everything already failed and the endpoints are closed.
+  if (!aborted_) leave("the transport was shut down", /*aborting=*/false);
+  settle();
+  const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  while ((closing_endpoints_ > 0 || !transfers_.empty()) &&
+         std::chrono::steady_clock::now() < deadline) {
+    if (!progress()) wait_for_event(std::chrono::milliseconds(10));
+  }
+  if (closing_endpoints_ > 0 || !transfers_.empty()) {
+    logger_->warn(
+        "ucx rank {}: shutdown gave up after {} ms with {} endpoints still closing and {} "
+        "transfers still held by UCX",
+        rank_, kShutdownGrace.count(), closing_endpoints_, transfers_.size());
+  }
+  // Destroyed here, while the bookkeeping that late UCX callbacks write into is still alive.
+  workers_.clear();
+  context_.reset();
+}
+
+}  // namespace torchwan::transport::ucx

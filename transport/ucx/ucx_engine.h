@@ -1,0 +1,222 @@
+// Everything that touches UCX, owned and called by the transport's progress thread only (the
+// workers run in UCS_THREAD_MODE_SINGLE). One ucp_context; one ucp_worker per lane, so every lane
+// to a peer is its own endpoint and TCP connection; one endpoint per (peer, lane).
+//
+// A message is a Transfer cut into pieces by plan_pieces; each piece is one UCX tagged operation on
+// its lane. UCX completion callbacks only record what happened; the bookkeeping runs afterwards at
+// a safe point (settle), so it never re-enters itself from inside a UCX call. A Request learns of a
+// failure only once UCX has released every buffer of its transfer, except when the peer is lost or
+// the transport aborted: then its endpoints are force-closed (no more bytes can land) and the
+// Request fails at once, so nothing ever waits on a dead peer.
+//
+// Liveness: a peer is lost on an endpoint error, a goodbye (it shut down or aborted), or when
+// nothing arrived from it for options.peer_timeout although it sends a heartbeat every quarter of
+// that; so a killed, stopped or unreachable peer fails its requests within the timeout.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "transport/log.h"
+#include "transport/options.h"
+#include "transport/request.h"
+#include "transport/store.h"
+#include "transport/striping.h"
+#include "transport/ucx/ucx_handles.h"
+#include "transport/ucx/ucx_health.h"
+
+namespace torchwan::transport::ucx {
+
+// One message to start: what isend/irecv asked for.
+struct TransferSpec {
+  uint64_t id = 0;
+  std::shared_ptr<Request> request;
+  bool is_send = false;
+  int peer = -1;
+  Tag tag = 0;
+  uint8_t* data = nullptr;
+  size_t length = 0;
+};
+
+class Engine {
+ public:
+  // Creates the context and the workers. Throws TransportError.
+  Engine(const TransportOptions& options, int rank, int size, Health& health);
+  // Shuts down (bounded) if shutdown() was not called.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Adds a descriptor (the command queue's) whose readability ends wait_for_event.
+  void watch_fd(int fd);
+  // Publishes this rank's worker addresses, creates the endpoints and exchanges a hello with every
+  // peer on every lane. Throws TransportError(kBootstrap) naming the ranks that did not answer
+  // before `deadline`.
+  void connect(Store& store, std::chrono::steady_clock::time_point deadline);
+
+  void start(TransferSpec spec);
+  // Cancels what UCX can still cancel of transfer `id`; it then fails with kCanceled.
+  void cancel(uint64_t id);
+  // Fails every pending transfer with kAborted and closes every endpoint.
+  void abort(const std::string& reason);
+
+  // Progresses every worker once and settles what completed. True when anything happened.
+  bool progress();
+  // Sleeps until a worker or a watched descriptor has an event, or `timeout` passes.
+  void wait_for_event(std::chrono::milliseconds timeout);
+
+  // From now on new transfers fail with kAborted and lost peers are no longer reported.
+  void begin_shutdown();
+  // Fails everything pending, closes the endpoints, and waits (bounded) for UCX to hand back every
+  // buffer. Idempotent.
+  void shutdown();
+
+ private:
+  struct Transfer;
+  struct Piece {
+    Engine* engine;
+    Transfer* transfer;
+    int lane;
+    size_t offset;  // within the message
+    size_t length;
+    ucp_tag_t wire_tag;
+    void* ucx_request = nullptr;  // set while UCX holds the piece
+    bool released = false;        // UCX called back (or never took it)
+  };
+  struct Transfer {
+    uint64_t id;
+    bool internal = false;  // a hello, heartbeat or goodbye, not a user's message
+    std::shared_ptr<Request> request;
+    bool is_send;
+    int peer;
+    Tag tag;
+    uint8_t* data;
+    size_t length;
+    std::vector<Piece> pieces;  // never resized once posted: UCX holds pointers to them
+    size_t unreleased = 0;
+    std::exception_ptr error;  // the first failure
+    bool request_failed = false;
+  };
+  struct Completion {
+    Piece* piece;
+    ucs_status_t status;
+    size_t received;
+  };
+  struct EndpointSlot {
+    Engine* engine;
+    int peer;
+    int lane;
+    ucp_ep_h ep = nullptr;
+  };
+  struct EndpointError {
+    int peer;
+    int lane;
+    ucs_status_t status;
+  };
+  struct LostPeer {
+    int peer;
+    std::string cause;
+  };
+  struct ControlArrival {
+    int peer;
+    int lane;
+    bool ok;  // false: the receive failed (canceled, or a message of the wrong size)
+  };
+  using Clock = std::chrono::steady_clock;
+
+  static void on_send_done(void* request, ucs_status_t status, void* user_data);
+  static void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
+                           void* user_data);
+  static void on_endpoint_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  static void on_close_done(void* request, ucs_status_t status, void* user_data);
+
+  // --- connection setup (ucx_engine_connect.cc) ---
+  std::vector<uint8_t> local_address(int lane);
+  std::vector<std::vector<std::vector<uint8_t>>> fetch_peer_addresses(
+      Store& store, std::chrono::steady_clock::time_point deadline);
+  void create_endpoints(const std::vector<std::vector<std::vector<uint8_t>>>& addresses);
+  void exchange_hellos(std::chrono::steady_clock::time_point deadline);
+
+  // --- liveness (ucx_engine_liveness.cc) ---
+  void start_liveness();
+  void post_control_receive(int peer, int lane);
+  std::shared_ptr<Request> send_control(int peer, int lane, std::vector<uint8_t>& message);
+  void handle_control(const ControlArrival& arrival);
+  void check_liveness();
+  // Tells every live peer on every lane that this rank is leaving, and why.
+  std::vector<std::shared_ptr<Request>> say_goodbye(bool aborting, const std::string& reason);
+  bool is_departing(int peer) const;
+
+  // --- transfers ---
+  // Registers a transfer cut as `plan`, every piece carrying `wire_tag`, and posts its pieces.
+  void launch(TransferSpec spec, const std::vector<WirePiece>& plan, ucp_tag_t wire_tag,
+              bool internal = false);
+  // Sends or receives one internal message whole on `lane`.
+  void launch_internal(std::shared_ptr<Request> request, bool is_send, int peer, int lane,
+                       std::vector<uint8_t>& buffer, ucp_tag_t wire_tag);
+  void post(Piece& piece);
+  void settle();
+  void finish_piece(const Completion& completion);
+  void record_failure(Transfer& transfer, std::exception_ptr error, bool fail_request_now);
+  void cancel_pieces(Transfer& transfer);
+  // `quiet`: an orderly departure, logged at debug level only.
+  void lose_peer(int peer, const std::string& cause, bool quiet = false);
+  void close_endpoint(int peer, int lane, bool force);
+  void close_endpoints(int peer, bool force);
+  // Fails every transfer with kAborted, says goodbye, and closes the endpoints (forcing those
+  // with user transfers in flight, whose buffers UCX must give back now).
+  void leave(const std::string& why, bool aborting);
+  bool has_pending_user_transfer(int peer) const;
+  std::exception_ptr peer_lost_error(const Transfer& transfer, const std::string& cause) const;
+  std::exception_ptr size_mismatch_error(const Piece& piece, ucs_status_t status,
+                                         size_t received) const;
+  EndpointSlot& endpoint(int peer, int lane);
+  ucp_worker_h worker(int lane) const { return workers_[static_cast<size_t>(lane)].get(); }
+
+  const TransportOptions options_;
+  const int rank_;
+  const int size_;
+  Health& health_;
+  std::shared_ptr<spdlog::logger> logger_;
+
+  // Destroyed in reverse order: workers before the context.
+  ContextPtr context_;
+  std::vector<WorkerPtr> workers_;
+  FileDescriptor epoll_;
+
+  std::vector<EndpointSlot> endpoints_;  // [peer * lanes + lane]; never resized
+  std::vector<bool> lost_;
+  std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+  std::vector<Completion> completions_;
+  std::vector<EndpointError> endpoint_errors_;
+  std::vector<LostPeer> unreported_losses_;
+  std::vector<ControlArrival> control_arrivals_;
+  int closing_endpoints_ = 0;
+  uint64_t next_internal_id_ = uint64_t{1} << 63;
+  bool aborted_ = false;
+  bool stopping_ = false;
+  bool shut_down_ = false;
+  bool connected_ = false;
+
+  // Liveness state.
+  std::vector<Clock::time_point> last_heard_;     // [peer]
+  std::vector<std::vector<bool>> goodbye_lanes_;  // [peer][lane]: its goodbye arrived there
+  std::vector<std::vector<uint8_t>> control_in_;  // [peer * lanes + lane]
+  std::vector<uint8_t> heartbeat_out_;
+  std::vector<uint8_t> goodbye_out_;
+  Clock::time_point next_heartbeat_{};
+  Clock::time_point last_liveness_check_{};
+
+  // The hello messages of connect(); they live as long as UCX may still write them.
+  std::vector<std::vector<uint8_t>> hello_out_;  // [lane]
+  std::vector<std::vector<uint8_t>> hello_in_;   // [peer * lanes + lane]
+};
+
+}  // namespace torchwan::transport::ucx

@@ -1,0 +1,221 @@
+// Connection setup of the UCX engine: address exchange through the store, one endpoint per
+// (peer, lane), and a hello on every lane that proves each endpoint reaches the rank it should.
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "transport/errors.h"
+#include "transport/ucx/ucx_engine.h"
+#include "transport/ucx/ucx_wire.h"
+
+namespace torchwan::transport::ucx {
+
+namespace {
+
+std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  // Every wait gets at least a moment, so a rank that is merely late still gets looked at.
+  return std::max(left, std::chrono::milliseconds(1));
+}
+
+std::string rank_list(const std::set<int>& ranks) {
+  std::string text;
+  for (int rank : ranks) text += (text.empty() ? "" : ", ") + std::to_string(rank);
+  return text;
+}
+
+}  // namespace
+
+void Engine::connect(Store& store, std::chrono::steady_clock::time_point deadline) {
+  AddressRecord mine;
+  mine.rank = rank_;
+  mine.stripe_min_bytes = options_.stripe_min_bytes;
+  mine.chunk_bytes = options_.chunk_bytes;
+  for (int lane = 0; lane < options_.lanes; ++lane) {
+    mine.lane_addresses.push_back(local_address(lane));
+  }
+  store.set(address_key(rank_), encode_address_record(mine));
+
+  create_endpoints(fetch_peer_addresses(store, deadline));
+  exchange_hellos(deadline);
+  connected_ = true;
+  start_liveness();
+  logger_->debug("ucx rank {}: connected to {} peers on {} lanes each", rank_, size_ - 1,
+                 options_.lanes);
+}
+
+std::vector<uint8_t> Engine::local_address(int lane) {
+  ucp_worker_attr_t attributes{};
+  attributes.field_mask = UCP_WORKER_ATTR_FIELD_ADDRESS;
+  check_ucs(ucp_worker_query(worker(lane), &attributes), "ucp_worker_query");
+  const auto* bytes = reinterpret_cast<const uint8_t*>(attributes.address);
+  std::vector<uint8_t> address(bytes, bytes + attributes.address_length);
+  ucp_worker_release_address(worker(lane), attributes.address);
+  return address;
+}
+
+std::vector<std::vector<std::vector<uint8_t>>> Engine::fetch_peer_addresses(
+    Store& store, std::chrono::steady_clock::time_point deadline) {
+  std::vector<std::vector<std::vector<uint8_t>>> addresses(static_cast<size_t>(size_));
+  std::set<int> missing;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    std::vector<uint8_t> bytes;
+    try {
+      bytes = store.get(address_key(peer), time_left(deadline));
+    } catch (const std::exception& error) {
+      logger_->debug("ucx rank {}: no address from rank {}: {}", rank_, peer, error.what());
+      missing.insert(peer);
+      continue;
+    }
+    std::string why;
+    std::optional<AddressRecord> record = decode_address_record(bytes, why);
+    if (record && record->rank != peer) {
+      why = "it claims to be rank " + std::to_string(record->rank);
+      record.reset();
+    }
+    if (!record) {
+      throw TransportError(ErrorKind::kBootstrap,
+                           "ucx rank " + std::to_string(rank_) + ": the address record of rank " +
+                               std::to_string(peer) + " under '" + address_key(peer) +
+                               "' is invalid: " + why,
+                           peer);
+    }
+    if (record->lane_addresses.size() != static_cast<size_t>(options_.lanes)) {
+      throw TransportError(ErrorKind::kBootstrap,
+                           "ucx rank " + std::to_string(rank_) + ": rank " + std::to_string(peer) +
+                               " uses " + std::to_string(record->lane_addresses.size()) +
+                               " lanes, this rank " + std::to_string(options_.lanes) +
+                               " (TORCHWAN_LANES must match on every rank)",
+                           peer);
+    }
+    if (record->stripe_min_bytes != options_.stripe_min_bytes ||
+        record->chunk_bytes != options_.chunk_bytes) {
+      throw TransportError(
+          ErrorKind::kBootstrap,
+          "ucx rank " + std::to_string(rank_) + ": rank " + std::to_string(peer) +
+              " cuts messages differently (stripe_min_bytes " +
+              std::to_string(record->stripe_min_bytes) + ", chunk_bytes " +
+              std::to_string(record->chunk_bytes) + "; this rank " +
+              std::to_string(options_.stripe_min_bytes) + ", " +
+              std::to_string(options_.chunk_bytes) +
+              "); TORCHWAN_STRIPE_MIN_BYTES and TORCHWAN_CHUNK_BYTES must match on every rank",
+          peer);
+    }
+    addresses[static_cast<size_t>(peer)] = std::move(record->lane_addresses);
+  }
+  if (!missing.empty()) {
+    throw TransportError(ErrorKind::kBootstrap,
+                         "ucx rank " + std::to_string(rank_) + ": rank(s) " + rank_list(missing) +
+                             " did not publish their address (store key 'tw/ucx/<rank>') within " +
+                             std::to_string(options_.connect_timeout.count()) +
+                             " ms; are they running and using the same store?",
+                         *missing.begin());
+  }
+  return addresses;
+}
+
+void Engine::create_endpoints(const std::vector<std::vector<std::vector<uint8_t>>>& addresses) {
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    for (int lane = 0; lane < options_.lanes; ++lane) {
+      EndpointSlot& slot = endpoint(peer, lane);
+      ucp_ep_params_t params{};
+      params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                          UCP_EP_PARAM_FIELD_ERR_HANDLER;
+      params.address = reinterpret_cast<const ucp_address_t*>(
+          addresses[static_cast<size_t>(peer)][static_cast<size_t>(lane)].data());
+      // PEER mode: a dead peer fails its requests and calls on_endpoint_error instead of hanging.
+      params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+      params.err_handler.cb = &Engine::on_endpoint_error;
+      params.err_handler.arg = &slot;
+      ucp_ep_h ep = nullptr;
+      check_ucs(ucp_ep_create(worker(lane), &params, &ep),
+                "ucp_ep_create to rank " + std::to_string(peer) + " lane " + std::to_string(lane),
+                ErrorKind::kBootstrap);
+      slot.ep = ep;
+    }
+  }
+}
+
+void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
+  const int lanes = options_.lanes;
+  hello_out_.resize(static_cast<size_t>(lanes));
+  hello_in_.resize(static_cast<size_t>(size_) * static_cast<size_t>(lanes));
+  for (int lane = 0; lane < lanes; ++lane) {
+    hello_out_[static_cast<size_t>(lane)] =
+        encode_hello({kWireMagic, kWireVersion, static_cast<uint32_t>(rank_),
+                      static_cast<uint32_t>(size_), static_cast<uint32_t>(lane)});
+  }
+
+  struct Exchange {
+    int peer;
+    int lane;
+    std::shared_ptr<Request> sent;
+    std::shared_ptr<Request> received;
+  };
+  std::vector<Exchange> exchanges;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    for (int lane = 0; lane < lanes; ++lane) {
+      Exchange exchange{peer, lane, std::make_shared<Request>(peer, 0, kHelloBytes),
+                        std::make_shared<Request>(peer, 0, kHelloBytes)};
+      auto& inbox = hello_in_[static_cast<size_t>(peer * lanes + lane)];
+      inbox.assign(kHelloBytes, 0);
+      launch_internal(exchange.received, false, peer, lane, inbox, hello_wire_tag(peer, lane));
+      launch_internal(exchange.sent, true, peer, lane, hello_out_[static_cast<size_t>(lane)],
+                      hello_wire_tag(rank_, lane));
+      exchanges.push_back(std::move(exchange));
+    }
+  }
+
+  auto all_done = [&] {
+    return std::all_of(exchanges.begin(), exchanges.end(), [](const Exchange& exchange) {
+      return exchange.sent->done() && exchange.received->done();
+    });
+  };
+  while (!all_done() && std::chrono::steady_clock::now() < deadline) {
+    if (!progress()) {
+      wait_for_event(std::min(time_left(deadline), std::chrono::milliseconds(50)));
+    }
+  }
+
+  std::set<int> silent;
+  std::map<int, std::string> rejected;
+  for (const Exchange& exchange : exchanges) {
+    if (!exchange.sent->done() || !exchange.received->done()) {
+      silent.insert(exchange.peer);
+      continue;
+    }
+    for (const auto& request : {exchange.sent, exchange.received}) {
+      if (std::exception_ptr error = request->error()) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& failure) {
+          rejected.emplace(exchange.peer, failure.what());
+        }
+      }
+    }
+    if (rejected.count(exchange.peer) != 0) continue;
+    const auto& inbox = hello_in_[static_cast<size_t>(exchange.peer * lanes + exchange.lane)];
+    const std::string why = check_hello(decode_hello(inbox), exchange.peer, size_, exchange.lane);
+    if (!why.empty()) rejected.emplace(exchange.peer, why);
+  }
+  if (silent.empty() && rejected.empty()) return;
+
+  std::string message = "ucx rank " + std::to_string(rank_) + ": connection setup failed:";
+  if (!silent.empty()) {
+    message += " rank(s) " + rank_list(silent) + " did not answer the hello within " +
+               std::to_string(options_.connect_timeout.count()) +
+               " ms (address unreachable from here? firewall?);";
+  }
+  for (const auto& [peer, why] : rejected) {
+    message += " rank " + std::to_string(peer) + " rejected: " + why + ";";
+  }
+  message.pop_back();
+  const int first = !silent.empty() ? *silent.begin() : rejected.begin()->first;
+  throw TransportError(ErrorKind::kBootstrap, message, first);
+}
+
+}  // namespace torchwan::transport::ucx

@@ -1,0 +1,139 @@
+// Liveness of the UCX engine. UCX reports a peer whose process died (its sockets close), but not
+// one that stopped, hung or whose host became unreachable with data in flight (TCP retransmits
+// for many minutes), nor one that aborted while its endpoints stay open. So every rank sends a
+// small heartbeat to each peer on lane 0 every quarter of the peer timeout, counts anything that
+// arrives from a peer as a sign of life, and says goodbye on every lane when it leaves.
+#include <algorithm>
+
+#include "transport/ucx/ucx_engine.h"
+#include "transport/ucx/ucx_wire.h"
+
+namespace torchwan::transport::ucx {
+
+namespace {
+
+// How often silence is checked; detection happens within peer_timeout plus this.
+constexpr std::chrono::milliseconds kLivenessCheckPeriod{100};
+
+std::string milliseconds_text(std::chrono::steady_clock::duration duration) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(duration).count()) +
+         " ms";
+}
+
+}  // namespace
+
+void Engine::start_liveness() {
+  heartbeat_out_ = encode_control({ControlType::kHeartbeat, ""});
+  const size_t lanes = static_cast<size_t>(options_.lanes);
+  control_in_.assign(static_cast<size_t>(size_) * lanes, std::vector<uint8_t>(kControlBytes, 0));
+  const auto now = Clock::now();
+  std::fill(last_heard_.begin(), last_heard_.end(), now);
+  last_liveness_check_ = now;
+  next_heartbeat_ = now;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    // Goodbyes come on every lane (each after that lane's data), heartbeats on lane 0.
+    for (int lane = 0; lane < options_.lanes; ++lane) post_control_receive(peer, lane);
+  }
+}
+
+void Engine::post_control_receive(int peer, int lane) {
+  auto& inbox = control_in_[static_cast<size_t>(peer * options_.lanes + lane)];
+  // The callback runs inside the engine's bookkeeping, so it only records the arrival.
+  auto request =
+      std::make_shared<Request>(peer, 0, kControlBytes, [this, peer, lane](Request& done) {
+        control_arrivals_.push_back({peer, lane, done.ok()});
+      });
+  launch_internal(std::move(request), /*is_send=*/false, peer, lane, inbox, control_wire_tag(peer));
+}
+
+std::shared_ptr<Request> Engine::send_control(int peer, int lane, std::vector<uint8_t>& message) {
+  auto request = std::make_shared<Request>(peer, 0, message.size());
+  launch_internal(request, /*is_send=*/true, peer, lane, message, control_wire_tag(rank_));
+  return request;
+}
+
+void Engine::handle_control(const ControlArrival& arrival) {
+  const size_t peer = static_cast<size_t>(arrival.peer);
+  if (lost_[peer] || aborted_ || stopping_) return;
+  const std::string name = "rank " + std::to_string(arrival.peer);
+  std::optional<ControlMessage> message;
+  if (arrival.ok) {
+    message = decode_control(
+        control_in_[static_cast<size_t>(arrival.peer * options_.lanes + arrival.lane)]);
+  }
+  if (!message) {
+    lose_peer(arrival.peer, name + " sent a malformed control message (mixed torchwan versions?)");
+    return;
+  }
+  switch (message->type) {
+    case ControlType::kHeartbeat:
+      break;  // finish_piece already counted it as a sign of life
+    case ControlType::kAbort:
+      lose_peer(arrival.peer, name + " aborted its transport: " + message->reason);
+      return;
+    case ControlType::kShutdown: {
+      auto& lanes = goodbye_lanes_[peer];
+      lanes[static_cast<size_t>(arrival.lane)] = true;
+      // Gone once every lane said goodbye: each goodbye follows the data of its lane, so nothing
+      // the peer sent is still on the way.
+      if (std::all_of(lanes.begin(), lanes.end(), [](bool said) { return said; })) {
+        lose_peer(arrival.peer, name + " shut down its transport", /*quiet=*/true);
+      }
+      return;
+    }
+  }
+  post_control_receive(arrival.peer, arrival.lane);
+}
+
+void Engine::check_liveness() {
+  if (!connected_ || aborted_ || stopping_) return;
+  const auto now = Clock::now();
+  if (now - last_liveness_check_ < kLivenessCheckPeriod) return;
+  if (now - last_liveness_check_ > options_.peer_timeout / 2) {
+    // This thread itself was held up (a stopped process, an overloaded host): the silence was
+    // ours, so nobody is blamed for it.
+    logger_->warn("ucx rank {}: progress thread was held up for {}; restarting peer timers", rank_,
+                  milliseconds_text(now - last_liveness_check_));
+    std::fill(last_heard_.begin(), last_heard_.end(), now);
+  }
+  last_liveness_check_ = now;
+  const auto heartbeat_interval =
+      std::max<std::chrono::milliseconds>(options_.peer_timeout / 4, std::chrono::milliseconds(10));
+  const bool heartbeat_due = now >= next_heartbeat_;
+  if (heartbeat_due) next_heartbeat_ = now + heartbeat_interval;
+
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_ || lost_[static_cast<size_t>(peer)]) continue;
+    const auto silence = now - last_heard_[static_cast<size_t>(peer)];
+    if (silence > options_.peer_timeout) {
+      lose_peer(peer, "nothing arrived from it for " + milliseconds_text(silence) +
+                          " although it heartbeats every " + milliseconds_text(heartbeat_interval) +
+                          " (peer_timeout " + milliseconds_text(options_.peer_timeout) +
+                          "): stopped, hung or unreachable");
+      continue;
+    }
+    if (heartbeat_due && !is_departing(peer)) send_control(peer, 0, heartbeat_out_);
+  }
+}
+
+std::vector<std::shared_ptr<Request>> Engine::say_goodbye(bool aborting,
+                                                          const std::string& reason) {
+  goodbye_out_ = encode_control({aborting ? ControlType::kAbort : ControlType::kShutdown, reason});
+  std::vector<std::shared_ptr<Request>> sent;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_ || lost_[static_cast<size_t>(peer)]) continue;
+    for (int lane = 0; lane < options_.lanes; ++lane) {
+      if (endpoint(peer, lane).ep != nullptr)
+        sent.push_back(send_control(peer, lane, goodbye_out_));
+    }
+  }
+  return sent;
+}
+
+bool Engine::is_departing(int peer) const {
+  const auto& lanes = goodbye_lanes_[static_cast<size_t>(peer)];
+  return std::any_of(lanes.begin(), lanes.end(), [](bool said) { return said; });
+}
+
+}  // namespace torchwan::transport::ucx

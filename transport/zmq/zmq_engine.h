@@ -1,0 +1,214 @@
+// The engine behind ZmqTransport: one ZMQ context and one progress thread that owns every socket
+// (ZMQ sockets are not thread-safe). User threads post commands to it through a mailbox and an
+// eventfd that zmq_poll watches beside the sockets.
+//
+// Topology: each rank binds one ROUTER per lane and, for every peer and lane, connects a DEALER to
+// that peer's lane ROUTER, so every (peer, lane) is its own TCP connection in each direction and a
+// striped message fills a high bandwidth-delay link. Each DEALER's first message is a hello; the
+// constructor returns once every peer's hello arrived on every lane.
+//
+// Failure: a DEALER or ROUTER connection that drops (TCP reset, or no heartbeat reply within
+// peer_timeout) or a malformed message loses that peer for good: every request to or from it fails,
+// the failure handler runs, its sockets close, and later calls naming it fail at once.
+//
+// Departure: the destructor sends a goodbye on every DEALER, behind whatever ZMQ still queues there
+// for sends that already completed, and waits (at most min(peer_timeout, 2 s)) for each peer to
+// acknowledge it, so those messages are delivered before the connections close. A peer that got
+// goodbyes on all lanes counts the rank as lost ("it left the group").
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+#include <zmq.hpp>
+
+#include "transport/errors.h"
+#include "transport/log.h"
+#include "transport/options.h"
+#include "transport/request.h"
+#include "transport/store.h"
+#include "transport/transport.h"
+#include "transport/zmq/zmq_inbound.h"
+#include "transport/zmq/zmq_mailbox.h"
+#include "transport/zmq/zmq_monitored_socket.h"
+#include "transport/zmq/zmq_outbound.h"
+#include "transport/zmq/zmq_peer_health.h"
+
+namespace torchwan::transport::zmq_detail {
+
+class Engine {
+ public:
+  // Binds, publishes this rank's endpoints, connects to every peer and exchanges hellos, all
+  // within options.connect_timeout, then starts the progress thread. Throws
+  // TransportError(kBootstrap) naming the ranks that did not answer.
+  Engine(const TransportOptions& options, Store& store, int rank, int size);
+  // Fails whatever is pending with kAborted and stops, even when peers are gone.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Thread-safe. Arguments are already checked by ZmqTransport.
+  std::shared_ptr<Request> send(int peer, Tag tag, const void* data, size_t length,
+                                Request::Callback callback);
+  std::shared_ptr<Request> recv(int peer, Tag tag, void* data, size_t length,
+                                Request::Callback callback);
+  void abort(const std::string& reason);
+  void set_peer_failure_handler(Transport::PeerFailureHandler handler);
+
+ private:
+  struct SendCommand {
+    std::shared_ptr<Request> request;
+    uint64_t id;
+    int peer;
+    Tag tag;
+    const uint8_t* data;
+    size_t length;
+  };
+  struct RecvCommand {
+    PostedRecv recv;
+  };
+  struct CancelCommand {
+    uint64_t id;
+  };
+  struct AbortCommand {
+    std::exception_ptr error;
+    std::string reason;
+  };
+  struct StopCommand {};
+  using Command = std::variant<SendCommand, RecvCommand, CancelCommand, AbortCommand, StopCommand>;
+
+  // Shared with cancel hooks (through weak_ptr), which may outlive the engine.
+  struct Inbox {
+    Wakeup wakeup;
+    Mailbox<Command> commands{wakeup};
+    Mailbox<uint64_t> releases{wakeup};  // ids of SendOps whose zero-copy piece ZMQ released
+  };
+
+  // Our ROUTER for one lane: every peer's DEALER for that lane connects to it.
+  struct ReceiveLane {
+    MonitoredSocket router;
+    // Which peer each accepted connection belongs to (learned from its hello), so that a
+    // disconnect event, which names only the descriptor, names the peer.
+    std::unordered_map<int, int> peer_by_fd;
+    uint64_t strangers = 0;  // messages dropped from senders that are not ranks of this group
+  };
+  // Our DEALER to one peer's lane, with the frames waiting for room in it.
+  struct SendLane {
+    int peer = -1;
+    int lane = -1;
+    std::string endpoint;
+    MonitoredSocket dealer;
+    std::deque<OutgoingFrame> queue;
+    std::string last_problem;  // for the bootstrap timeout message
+    bool bye_acked = false;
+  };
+  enum class PollTarget {
+    kWakeup,
+    kRouter,
+    kRouterMonitor,
+    kDealer,
+    kDealerInbound,
+    kDealerMonitor
+  };
+
+  // --- bootstrap (constructor thread, before the progress thread exists) ---
+  std::vector<std::string> bind_lanes();
+  std::vector<std::vector<std::string>> read_peer_endpoints(
+      Store& store, std::chrono::steady_clock::time_point deadline);
+  void connect_lanes(const std::vector<std::vector<std::string>>& endpoints);
+  void await_hellos(std::chrono::steady_clock::time_point deadline);
+  std::string describe_missing_hellos() const;
+
+  // --- progress ---
+  void run();
+  void poll_once(std::chrono::milliseconds timeout);
+  void handle_commands();
+  void handle_command(SendCommand& command);
+  void handle_command(RecvCommand& command);
+  void handle_command(CancelCommand& command);
+  void handle_command(AbortCommand& command);
+  void handle_command(StopCommand& command);
+  void handle_releases();
+  void drain_router(int lane);
+  void handle_message(int lane, const ::zmq::message_t& routing,
+                      std::vector<::zmq::message_t>& parts, size_t frames);
+  void handle_hello(int peer, int lane, const ::zmq::message_t& header_frame,
+                    const ::zmq::message_t& body);
+  void handle_bye(int peer, int lane, const ::zmq::message_t& routing);
+  // Reads what comes back on a DEALER: only goodbye acks, while leaving.
+  void drain_dealer(SendLane& link);
+  void note_stranger(int lane, const std::string& why);
+  void drain_router_monitor(int lane);
+  void drain_dealer_monitor(SendLane& lane);
+  void flush(SendLane& lane);
+  void flush_all();
+
+  // Completes or fails `op` once ZMQ holds none of its buffers; may destroy it.
+  void settle(SendOp& op);
+  void cancel_send(SendOp& op);
+  // Marks the peer lost (kind kPeerLost or kProtocol), fails its requests, closes its DEALERs and
+  // calls the failure handler. During bootstrap it records why the constructor must fail.
+  void lose_peer(int peer, ErrorKind kind, const std::string& cause);
+  // Fails every pending request with `error`; later ones fail at once.
+  void fail_everything(const std::exception_ptr& error);
+  void close_sockets();
+  // Abort: fail everything and close every socket at once.
+  void shut_down(const std::exception_ptr& error);
+  // Destruction: fail what is pending, then say goodbye on every lane and wait (briefly) for the
+  // peers to acknowledge, so that what completed sends left in ZMQ's queues is delivered before
+  // the connections close, then close.
+  void leave();
+  void settle_all();
+
+  SendLane& send_lane(int peer, int lane) {
+    return send_lanes_[static_cast<size_t>(peer * options_.lanes + lane)];
+  }
+  std::function<void()> cancel_hook(uint64_t id);
+  std::string who() const;  // "zmq transport rank R", the prefix of every message
+
+  const TransportOptions options_;
+  const int rank_;
+  const int size_;
+  std::shared_ptr<spdlog::logger> log_;
+
+  // Shared with other threads.
+  std::shared_ptr<Inbox> inbox_;
+  PeerHealth health_;
+  std::atomic<uint64_t> next_request_id_{1};
+  std::mutex handler_mutex_;
+  Transport::PeerFailureHandler failure_handler_;
+
+  // Progress-thread state. Declaration order matters for destruction: sockets close first, then
+  // the context terminates (running the last release callbacks, which touch send_ops_ and
+  // inbox_), and only then do send_ops_ and inbox_ go.
+  std::unordered_map<uint64_t, std::unique_ptr<SendOp>> send_ops_;
+  ::zmq::context_t context_;
+  std::vector<ReceiveLane> receive_lanes_;
+  std::vector<SendLane> send_lanes_;  // indexed by peer * lanes + lane; this rank's stay closed
+  InboundMatcher inbound_;
+  std::unordered_map<uint64_t, uint64_t> next_send_index_;  // per (peer << 48 | tag)
+  std::vector<char> hello_seen_;                            // per peer * lanes + lane
+  std::vector<char> bye_seen_;                              // per peer * lanes + lane
+  int hellos_missing_ = 0;
+  std::vector<char> lost_;  // per peer; the progress thread's copy of health_
+  bool bootstrapped_ = false;
+  std::string bootstrap_failure_;
+  bool shut_down_ = false;  // sockets closed
+  bool stopping_ = false;   // the destructor asked the progress thread to finish
+  bool leaving_ = false;    // saying goodbye
+  std::vector<zmq_pollitem_t> poll_items_;
+  std::vector<std::pair<PollTarget, size_t>> poll_targets_;
+
+  std::thread progress_thread_;
+};
+
+}  // namespace torchwan::transport::zmq_detail

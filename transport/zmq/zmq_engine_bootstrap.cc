@@ -1,0 +1,172 @@
+// Connection setup: bind, publish, read the peers' addresses, connect, exchange hellos.
+#include <algorithm>
+#include <cerrno>
+
+#include "transport/zmq/zmq_engine.h"
+#include "transport/zmq/zmq_sockets.h"
+#include "transport/zmq/zmq_wire.h"
+
+namespace torchwan::transport::zmq_detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kDealerEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
+                              ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+constexpr int kRouterEvents = ZMQ_EVENT_DISCONNECTED;
+
+std::string list_ranks(const std::vector<int>& ranks) {
+  std::string text;
+  for (int rank : ranks) text += (text.empty() ? "" : ", ") + std::to_string(rank);
+  return "[" + text + "]";
+}
+
+}  // namespace
+
+std::vector<std::string> Engine::bind_lanes() {
+  const std::string host = options_.host.empty() ? default_host_address() : options_.host;
+  std::vector<std::string> endpoints;
+  for (int lane = 0; lane < options_.lanes; ++lane) {
+    ReceiveLane receive{MonitoredSocket(context_, ::zmq::socket_type::router), {}, 0};
+    configure_router(receive.router.socket(), options_);
+    receive.router.start_monitor(context_, "router-" + std::to_string(lane), kRouterEvents);
+    const std::string address = bind_endpoint(host);
+    try {
+      receive.router.socket().bind(address);
+    } catch (const ::zmq::error_t& error) {
+      throw TransportError(ErrorKind::kBootstrap, who() + ": cannot listen on " + address + ": " +
+                                                      error.what() + " (check TORCHWAN_HOST)");
+    }
+    endpoints.push_back(receive.router.socket().get(::zmq::sockopt::last_endpoint));
+    receive_lanes_.push_back(std::move(receive));
+  }
+  return endpoints;
+}
+
+std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
+                                                                  Clock::time_point deadline) {
+  std::vector<std::vector<std::string>> endpoints(static_cast<size_t>(size_));
+  std::vector<int> missing;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    // Once the deadline passed, each remaining key still gets a brief look so that the error
+    // names every missing rank, not just the first.
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    std::vector<uint8_t> record;
+    try {
+      record = store.get(address_key(peer), std::max(left, std::chrono::milliseconds(1)));
+    } catch (const TransportError& error) {
+      if (error.kind() != ErrorKind::kBootstrap && error.kind() != ErrorKind::kTimeout) throw;
+      missing.push_back(peer);
+      continue;
+    }
+    std::string why;
+    auto decoded = decode_address_record(record, why);
+    if (!decoded) {
+      throw TransportError(ErrorKind::kBootstrap,
+                           who() + ": rank " + std::to_string(peer) +
+                               " published an invalid address under '" + address_key(peer) +
+                               "': " + why,
+                           peer);
+    }
+    if (decoded->size() != static_cast<size_t>(options_.lanes)) {
+      throw TransportError(ErrorKind::kBootstrap,
+                           who() + ": rank " + std::to_string(peer) + " listens on " +
+                               std::to_string(decoded->size()) + " lanes, this rank on " +
+                               std::to_string(options_.lanes) +
+                               " (every rank must use the same TORCHWAN_LANES)",
+                           peer);
+    }
+    endpoints[static_cast<size_t>(peer)] = std::move(*decoded);
+  }
+  if (!missing.empty()) {
+    throw TransportError(ErrorKind::kBootstrap,
+                         who() + ": ranks " + list_ranks(missing) +
+                             " did not publish their addresses (store key " +
+                             address_key(missing.front()) + ") within " +
+                             std::to_string(options_.connect_timeout.count()) +
+                             " ms; are they running, with the same world size and store?",
+                         missing.front());
+  }
+  return endpoints;
+}
+
+void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoints) {
+  send_lanes_.resize(static_cast<size_t>(size_ * options_.lanes));
+  Hello hello;
+  hello.rank = static_cast<uint32_t>(rank_);
+  hello.size = static_cast<uint32_t>(size_);
+  hello.lanes = static_cast<uint32_t>(options_.lanes);
+  hello.chunk_bytes = options_.chunk_bytes;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    for (int lane = 0; lane < options_.lanes; ++lane) {
+      SendLane& link = send_lane(peer, lane);
+      link.peer = peer;
+      link.lane = lane;
+      link.endpoint = endpoints[static_cast<size_t>(peer)][static_cast<size_t>(lane)];
+      link.dealer = MonitoredSocket(context_, ::zmq::socket_type::dealer);
+      configure_dealer(link.dealer.socket(), options_, rank_, lane);
+      link.dealer.start_monitor(
+          context_, "dealer-" + std::to_string(peer) + "-" + std::to_string(lane), kDealerEvents);
+      link.dealer.socket().connect(link.endpoint);
+      link.last_problem = "connecting to " + link.endpoint;
+
+      // The hello waits in the DEALER until the connection is up.
+      hello.lane = static_cast<uint32_t>(lane);
+      const std::vector<uint8_t> body = encode_hello(hello);
+      OutgoingFrame frame;
+      frame.header.type = MessageType::kHello;
+      frame.header.total_length = body.size();
+      frame.header.length = body.size();
+      frame.payload.emplace(body.data(), body.size());
+      link.queue.push_back(std::move(frame));
+      ++hellos_missing_;
+    }
+  }
+}
+
+void Engine::await_hellos(Clock::time_point deadline) {
+  while (true) {
+    if (!bootstrap_failure_.empty()) {
+      throw TransportError(ErrorKind::kBootstrap, bootstrap_failure_);
+    }
+    if (hellos_missing_ == 0) return;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      throw TransportError(ErrorKind::kBootstrap,
+                           who() + ": no hello within " +
+                               std::to_string(options_.connect_timeout.count()) + " ms from " +
+                               describe_missing_hellos());
+    }
+    try {
+      poll_once(std::min(left, std::chrono::milliseconds(100)) + std::chrono::milliseconds(1));
+    } catch (const ::zmq::error_t& error) {
+      if (error.num() == EINTR) continue;  // a signal for the application; just poll again
+      throw TransportError(ErrorKind::kBootstrap,
+                           who() + ": ZeroMQ failed during connection setup: " + error.what());
+    }
+  }
+}
+
+std::string Engine::describe_missing_hellos() const {
+  std::vector<int> missing;
+  std::string details;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    for (int lane = 0; lane < options_.lanes; ++lane) {
+      if (hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)]) continue;
+      missing.push_back(peer);
+      const auto& link = send_lanes_[static_cast<size_t>(peer * options_.lanes + lane)];
+      details += "; rank " + std::to_string(peer) + ": " + link.last_problem;
+      break;
+    }
+  }
+  return "ranks " + list_ranks(missing) + details;
+}
+
+}  // namespace torchwan::transport::zmq_detail

@@ -1,0 +1,132 @@
+// Losing a peer, aborting, and leaving the group when the transport is destroyed.
+#include <algorithm>
+
+#include "transport/zmq/zmq_engine.h"
+#include "transport/zmq/zmq_wire.h"
+
+namespace torchwan::transport::zmq_detail {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+}  // namespace
+
+void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause) {
+  if (lost_[static_cast<size_t>(peer)]) return;
+  lost_[static_cast<size_t>(peer)] = 1;
+  const std::string message = who() + ": lost rank " + std::to_string(peer) + ": " + cause;
+  const auto error = std::make_exception_ptr(TransportError(kind, message, peer));
+  health_.mark_lost(peer, error);
+  if (!bootstrapped_ && bootstrap_failure_.empty()) bootstrap_failure_ = message;
+
+  // Fail its sends: what is still queued is dropped; what ZMQ holds is released when its
+  // sockets close below, and each send reports its failure once that happened.
+  std::vector<uint64_t> sends;
+  for (auto& [id, op] : send_ops_) {
+    if (op->peer != peer) continue;
+    if (!op->failure) op->failure = error;
+    sends.push_back(id);
+  }
+  for (int lane = 0; lane < options_.lanes; ++lane) {
+    SendLane& link = send_lane(peer, lane);
+    link.queue.clear();
+    link.dealer.close();
+  }
+  for (ReceiveLane& receive : receive_lanes_) {
+    std::erase_if(receive.peer_by_fd, [&](const auto& entry) { return entry.second == peer; });
+  }
+  const size_t recvs = inbound_.fail_peer(peer, error);
+  for (uint64_t id : sends) {
+    const auto found = send_ops_.find(id);
+    if (found != send_ops_.end()) settle(*found->second);
+  }
+
+  // The constructor throws bootstrap_failure_; a transport being destroyed calls nobody back.
+  if (!bootstrapped_ || stopping_) return;
+  if (sends.empty() && recvs == 0) {
+    log_->info("{} (no request was pending)", message);
+  } else {
+    log_->warn("{} ({} sends and {} receives failed)", message, sends.size(), recvs);
+  }
+  Transport::PeerFailureHandler handler;
+  {
+    std::lock_guard<std::mutex> lock(handler_mutex_);
+    handler = failure_handler_;
+  }
+  if (handler) handler(peer, message);
+}
+
+void Engine::fail_everything(const std::exception_ptr& error) {
+  health_.mark_aborted(error);
+  for (auto& [id, op] : send_ops_) {
+    if (!op->failure) op->failure = error;
+  }
+  // Every queued piece belongs to a send that did not complete (a send completes only after
+  // its last piece left the queue), and dropping it releases its buffer if it was zero-copy.
+  for (SendLane& link : send_lanes_) link.queue.clear();
+  inbound_.fail_all(error);
+  settle_all();
+}
+
+void Engine::close_sockets() {
+  // Closing makes ZMQ drop, and so release, every piece it still holds.
+  for (SendLane& link : send_lanes_) {
+    link.queue.clear();
+    link.dealer.close();
+  }
+  for (ReceiveLane& receive : receive_lanes_) {
+    receive.router.close();
+  }
+}
+
+void Engine::shut_down(const std::exception_ptr& error) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  fail_everything(error);
+  close_sockets();
+}
+
+void Engine::leave() {
+  const auto error = std::make_exception_ptr(
+      TransportError(ErrorKind::kAborted, who() + " was destroyed with this request pending"));
+  if (shut_down_) return;  // aborted before: nothing pending, no connection left
+  fail_everything(error);
+  leaving_ = true;
+  for (SendLane& link : send_lanes_) {
+    if (!link.dealer) continue;
+    OutgoingFrame bye;
+    bye.header.type = MessageType::kBye;
+    link.queue.push_back(std::move(bye));
+  }
+  // A silent peer is not worth a long wait: it will see the connections close.
+  const auto deadline =
+      Clock::now() + std::min<std::chrono::milliseconds>(options_.peer_timeout, 2s);
+  auto unacknowledged = [&] {
+    return std::any_of(send_lanes_.begin(), send_lanes_.end(),
+                       [](const SendLane& link) { return link.dealer && !link.bye_acked; });
+  };
+  while (unacknowledged()) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      std::string silent;
+      for (const SendLane& link : send_lanes_) {
+        if (!link.dealer || link.bye_acked) continue;
+        silent += " " + std::to_string(link.peer) + "/" + std::to_string(link.lane);
+      }
+      log_->info("{}: no goodbye acknowledgement from (rank/lane){}; closing anyway", who(),
+                 silent);
+      break;
+    }
+    try {
+      poll_once(std::min(left, std::chrono::milliseconds(100)) + std::chrono::milliseconds(1));
+    } catch (const std::exception& failure) {
+      log_->warn("{}: error while saying goodbye: {}", who(), failure.what());
+      break;
+    }
+  }
+  shut_down_ = true;
+  close_sockets();
+}
+
+}  // namespace torchwan::transport::zmq_detail

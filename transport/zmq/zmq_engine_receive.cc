@@ -1,0 +1,218 @@
+// What arrives: messages on the ROUTERs, goodbye acks on the DEALERs, and monitor events.
+#include "transport/zmq/zmq_engine.h"
+#include "transport/zmq/zmq_sockets.h"
+#include "transport/zmq/zmq_wire.h"
+
+namespace torchwan::transport::zmq_detail {
+
+namespace {
+
+// Bounds the work one poll does on one ROUTER, so a busy lane cannot starve the others.
+constexpr int kMessagesPerRouterPoll = 256;
+
+bool is_power_of_two(uint64_t value) { return (value & (value - 1)) == 0; }
+
+}  // namespace
+
+void Engine::drain_router(int lane) {
+  ::zmq::socket_t& router = receive_lanes_[static_cast<size_t>(lane)].router.socket();
+  for (int count = 0; count < kMessagesPerRouterPoll && router; ++count) {
+    ::zmq::message_t routing;
+    if (!router.recv(routing, ::zmq::recv_flags::dontwait)) return;
+    // A ZMQ message arrives whole: its remaining frames are already here. Keep two, count all.
+    std::vector<::zmq::message_t> parts;
+    size_t frames = 0;
+    bool more = routing.more();
+    while (more) {
+      ::zmq::message_t part;
+      if (!router.recv(part, ::zmq::recv_flags::dontwait)) break;
+      more = part.more();
+      ++frames;
+      if (parts.size() < 2) parts.push_back(std::move(part));
+    }
+    handle_message(lane, routing, parts, frames);
+  }
+}
+
+void Engine::handle_message(int lane, const ::zmq::message_t& routing,
+                            std::vector<::zmq::message_t>& parts, size_t frames) {
+  const auto owner = decode_routing_id(routing.data(), routing.size());
+  if (!owner || owner->rank >= size_ || owner->rank == rank_ || owner->lane != lane) {
+    note_stranger(lane, "its routing id is not that of a rank of this group on this lane");
+    return;
+  }
+  const int peer = owner->rank;
+  if (lost_[static_cast<size_t>(peer)]) return;  // stale: this peer is gone for good
+  if (frames != 2) {
+    lose_peer(peer, ErrorKind::kProtocol,
+              "it sent a " + std::to_string(frames) + "-frame message on lane " +
+                  std::to_string(lane) + ", expected 2 frames");
+    return;
+  }
+  std::string why;
+  const auto header = decode_header(parts[0].data(), parts[0].size(), parts[1].size(), why);
+  if (!header) {
+    lose_peer(peer, ErrorKind::kProtocol,
+              "it sent a malformed message on lane " + std::to_string(lane) + ": " + why);
+    return;
+  }
+  char& greeted = hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)];
+  if (!greeted) {
+    if (header->type != MessageType::kHello) {
+      lose_peer(peer, ErrorKind::kProtocol,
+                "it sent data on lane " + std::to_string(lane) + " before its hello");
+      return;
+    }
+    handle_hello(peer, lane, parts[0], parts[1]);
+    return;
+  }
+  switch (header->type) {
+    case MessageType::kHello:
+      lose_peer(peer, ErrorKind::kProtocol,
+                "it sent a second hello on lane " + std::to_string(lane) +
+                    " (did it reconnect after a failure?)");
+      return;
+    case MessageType::kData:
+      if (leaving_ || shut_down_) return;  // every receive failed already; do not hoard data
+      why = inbound_.deliver(peer, *header, std::move(parts[1]));
+      if (!why.empty()) lose_peer(peer, ErrorKind::kProtocol, "it broke the protocol: " + why);
+      return;
+    case MessageType::kCancel:
+      inbound_.sender_canceled(peer, *header);
+      return;
+    case MessageType::kBye:
+      handle_bye(peer, lane, routing);
+      return;
+    case MessageType::kByeAck:
+      lose_peer(
+          peer, ErrorKind::kProtocol,
+          "it sent a goodbye acknowledgement to a ROUTER (lane " + std::to_string(lane) + ")");
+      return;
+  }
+}
+
+void Engine::handle_bye(int peer, int lane, const ::zmq::message_t& routing) {
+  // Everything the peer sent on this lane arrived before its goodbye; acknowledge, so it may
+  // close its connections.
+  Header ack;
+  ack.type = MessageType::kByeAck;
+  const auto ack_bytes = encode_header(ack);
+  ::zmq::socket_t& router = receive_lanes_[static_cast<size_t>(lane)].router.socket();
+  try {
+    const auto flags = ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait;
+    if (router.send(::zmq::buffer(routing.data(), routing.size()), flags) &&
+        router.send(::zmq::buffer(ack_bytes), flags)) {
+      (void)router.send(::zmq::message_t(), ::zmq::send_flags::dontwait);
+    }
+  } catch (const ::zmq::error_t& error) {
+    log_->debug("{}: cannot acknowledge rank {}'s goodbye on lane {}: {}", who(), peer, lane,
+                error.what());
+  }
+  bye_seen_[static_cast<size_t>(peer * options_.lanes + lane)] = 1;
+  for (int other = 0; other < options_.lanes; ++other) {
+    if (!bye_seen_[static_cast<size_t>(peer * options_.lanes + other)]) return;
+  }
+  lose_peer(peer, ErrorKind::kPeerLost, "it left the group (its transport shut down)");
+}
+
+void Engine::drain_dealer(SendLane& link) {
+  while (link.dealer) {
+    ::zmq::message_t first;
+    if (!link.dealer.socket().recv(first, ::zmq::recv_flags::dontwait)) return;
+    size_t payload_size = 0;
+    bool more = first.more();
+    while (more) {
+      ::zmq::message_t rest;
+      if (!link.dealer.socket().recv(rest, ::zmq::recv_flags::dontwait)) break;
+      more = rest.more();
+      payload_size += rest.size();
+    }
+    std::string why;
+    const auto header = decode_header(first.data(), first.size(), payload_size, why);
+    if (header && header->type == MessageType::kByeAck) link.bye_acked = true;
+  }
+}
+
+void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_frame,
+                          const ::zmq::message_t& body) {
+  std::string why;
+  const auto hello = decode_hello(body.data(), body.size(), why);
+  if (hello) {
+    Hello expected;
+    expected.size = static_cast<uint32_t>(size_);
+    expected.lanes = static_cast<uint32_t>(options_.lanes);
+    expected.chunk_bytes = options_.chunk_bytes;
+    why = check_hello(*hello, peer, lane, expected);
+  }
+  if (!why.empty()) {
+    lose_peer(peer, ErrorKind::kProtocol,
+              "its hello on lane " + std::to_string(lane) + " was rejected: " + why);
+    return;
+  }
+  hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)] = 1;
+  --hellos_missing_;
+  // ZMQ_SRCFD is deprecated but the only link between a message and the connection that the
+  // monitor's disconnect event names.
+  const int fd = zmq_msg_get(const_cast<zmq_msg_t*>(header_frame.handle()), ZMQ_SRCFD);
+  if (fd >= 0) receive_lanes_[static_cast<size_t>(lane)].peer_by_fd[fd] = peer;
+}
+
+void Engine::note_stranger(int lane, const std::string& why) {
+  // Anyone can connect to a listening port; log without letting a flood fill the log.
+  const uint64_t count = ++receive_lanes_[static_cast<size_t>(lane)].strangers;
+  if (is_power_of_two(count)) {
+    log_->warn("{}: dropped a message on lane {} from an unknown sender ({}); {} so far", who(),
+               lane, why, count);
+  }
+}
+
+void Engine::drain_router_monitor(int lane) {
+  ReceiveLane& receive = receive_lanes_[static_cast<size_t>(lane)];
+  while (receive.router) {
+    const auto event = receive.router.next_event();
+    if (!event) return;
+    if (event->event != ZMQ_EVENT_DISCONNECTED) continue;
+    const auto found = receive.peer_by_fd.find(static_cast<int>(event->value));
+    if (found == receive.peer_by_fd.end()) continue;  // a stranger, or a peer already lost
+    const int peer = found->second;
+    receive.peer_by_fd.erase(found);
+    lose_peer(peer, ErrorKind::kPeerLost,
+              "its lane " + std::to_string(lane) +
+                  " connection to this rank closed (process exited, connection reset, or no "
+                  "heartbeat answer within " +
+                  std::to_string(options_.peer_timeout.count()) + " ms)");
+  }
+}
+
+void Engine::drain_dealer_monitor(SendLane& link) {
+  while (link.dealer) {
+    const auto event = link.dealer.next_event();
+    if (!event) return;
+    switch (event->event) {
+      case ZMQ_EVENT_DISCONNECTED:
+        lose_peer(link.peer, ErrorKind::kPeerLost,
+                  "the lane " + std::to_string(link.lane) + " connection to it (" + link.endpoint +
+                      ") closed (process exited, connection reset, or no heartbeat answer "
+                      "within " +
+                      std::to_string(options_.peer_timeout.count()) + " ms)");
+        return;  // its sockets are closed now
+      case ZMQ_EVENT_CONNECT_RETRIED:
+        link.last_problem = "connection to " + link.endpoint + " refused or unreachable, retrying";
+        break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        link.last_problem = "connected to " + link.endpoint + ", but its own hello never came";
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        link.last_problem =
+            "ZMTP handshake with " + link.endpoint + " failed (is it a torchwan zmq port?)";
+        log_->warn("{}: rank {} lane {}: {}", who(), link.peer, link.lane, link.last_problem);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace torchwan::transport::zmq_detail

@@ -1,0 +1,89 @@
+// What leaves: frames from the lane queues into the DEALERs, and send completion.
+#include "transport/zmq/zmq_engine.h"
+#include "transport/zmq/zmq_wire.h"
+
+namespace torchwan::transport::zmq_detail {
+
+void Engine::flush(SendLane& link) {
+  while (link.dealer && !link.queue.empty()) {
+    OutgoingFrame& frame = link.queue.front();
+    const auto header = encode_header(frame.header);
+    ::zmq::message_t& payload = frame.prepare_payload();
+    try {
+      if (!link.dealer.socket().send(::zmq::buffer(header),
+                                     ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait)) {
+        return;  // full: wait for POLLOUT
+      }
+      // Room for the first frame of a message is room for all of it; if ZMQ still refuses, it
+      // rolled the header back and the pair is retried whole.
+      if (!link.dealer.socket().send(payload, ::zmq::send_flags::dontwait)) return;
+    } catch (const ::zmq::error_t& error) {
+      // Only a connection being torn down mid-message gets here.
+      lose_peer(link.peer, ErrorKind::kPeerLost,
+                "sending on lane " + std::to_string(link.lane) + " failed: " + error.what());
+      return;
+    }
+    SendOp* op = frame.op;
+    link.queue.pop_front();
+    if (op != nullptr) {
+      ++op->pieces_sent;
+      settle(*op);
+    }
+  }
+}
+
+void Engine::flush_all() {
+  for (SendLane& link : send_lanes_) {
+    if (!link.queue.empty()) flush(link);
+  }
+}
+
+void Engine::settle(SendOp& op) {
+  if (op.zmq_holds_buffer()) return;
+  if (!op.failure && op.pieces_sent < op.pieces_total) return;
+  std::shared_ptr<Request> request = std::move(op.request);
+  std::exception_ptr failure = op.failure;
+  send_ops_.erase(op.id);  // destroys op
+  if (failure) {
+    request->fail(failure);
+  } else {
+    request->complete_part();
+  }
+}
+
+void Engine::settle_all() {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, op] : send_ops_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    const auto found = send_ops_.find(id);
+    if (found != send_ops_.end()) settle(*found->second);
+  }
+}
+
+void Engine::cancel_send(SendOp& op) {
+  if (op.failure) return;
+  op.failure = std::make_exception_ptr(
+      TransportError(ErrorKind::kCanceled,
+                     who() + ": send to rank " + std::to_string(op.peer) + " with tag " +
+                         std::to_string(op.tag) + " canceled by its owner",
+                     op.peer));
+  const bool incomplete = op.pieces_sent < op.pieces_total;
+  if (incomplete) {
+    // Pieces not yet given to ZMQ are recalled; those it holds are not, so the request fails
+    // only once ZMQ releases them (settle).
+    for (int lane = 0; lane < options_.lanes; ++lane) {
+      auto& queue = send_lane(op.peer, lane).queue;
+      std::erase_if(queue, [&](const OutgoingFrame& frame) { return frame.op == &op; });
+    }
+    // Tell the receiver, whose receive would otherwise wait for pieces that never come.
+    OutgoingFrame notice;
+    notice.header.type = MessageType::kCancel;
+    notice.header.tag = op.tag;
+    notice.header.index = op.index;
+    notice.header.total_length = op.length;
+    send_lane(op.peer, 0).queue.push_back(std::move(notice));
+  }
+  settle(op);
+}
+
+}  // namespace torchwan::transport::zmq_detail

@@ -1,0 +1,185 @@
+#include "transport/zmq/zmq_inbound.h"
+
+#include <cstring>
+#include <functional>
+#include <utility>
+
+#include "transport/errors.h"
+#include "transport/zmq/zmq_copy.h"
+
+namespace torchwan::transport::zmq_detail {
+
+namespace {
+
+std::string describe(int peer, Tag tag, uint64_t index) {
+  return "rank " + std::to_string(peer) + ", tag " + std::to_string(tag) + ", message #" +
+         std::to_string(index);
+}
+
+}  // namespace
+
+size_t InboundMatcher::KeyHash::operator()(const Key& key) const {
+  const uint64_t mixed = (static_cast<uint64_t>(key.peer) << 48 | key.tag) * 0x9E3779B97F4A7C15ull;
+  return std::hash<uint64_t>{}(mixed ^ key.index);
+}
+
+void InboundMatcher::post(PostedRecv recv) {
+  const uint64_t index = next_index_[static_cast<uint64_t>(recv.peer) << 48 | recv.tag]++;
+  const Key key{recv.peer, recv.tag, index};
+  Slot& slot = slots_[key];
+  posted_by_id_[recv.id] = key;
+  slot.recv = std::move(recv);
+  if (slot.sender_canceled) {
+    fail_recv(slot, std::make_exception_ptr(TransportError(
+                        ErrorKind::kCanceled,
+                        "zmq transport rank " + std::to_string(rank_) + ": the sender (" +
+                            describe(key.peer, key.tag, index) + ") canceled this message",
+                        key.peer)));
+    return;
+  }
+  if (!slot.total_length) return;  // nothing arrived yet
+  if (*slot.total_length != slot.recv->length) {
+    fail_size_mismatch(slot);
+    retire_if_done(key, slot);
+    return;
+  }
+  for (const StashedPiece& piece : slot.stash) {
+    if (piece.payload.size() > 0) {
+      copy_received_piece(slot.recv->data + piece.offset,
+                          static_cast<const uint8_t*>(piece.payload.data()), piece.payload.size());
+    }
+  }
+  slot.stash.clear();
+  if (slot.bytes_arrived == *slot.total_length) {
+    complete(slot);
+    slots_.erase(key);
+  }
+}
+
+std::string InboundMatcher::deliver(int peer, const Header& header, ::zmq::message_t payload) {
+  const Key key{peer, header.tag, header.index};
+  Slot& slot = slots_[key];
+  if (slot.total_length && *slot.total_length != header.total_length) {
+    return "pieces of one message (" + describe(peer, header.tag, header.index) +
+           ") disagree on its length: " + std::to_string(*slot.total_length) + " then " +
+           std::to_string(header.total_length);
+  }
+  slot.total_length = header.total_length;
+  if (header.length > header.total_length - slot.bytes_arrived) {
+    return "more bytes than the " + std::to_string(header.total_length) + "-byte length of " +
+           describe(peer, header.tag, header.index);
+  }
+  if (slot.recv && slot.recv->length != header.total_length) fail_size_mismatch(slot);
+  if (slot.recv) {
+    // decode_header proved offset + length <= total length, which equals the posted length.
+    if (header.length > 0) {
+      copy_received_piece(slot.recv->data + header.offset,
+                          static_cast<const uint8_t*>(payload.data()), header.length);
+    }
+  } else if (!slot.discarding) {
+    slot.stash.push_back({header.offset, std::move(payload)});
+  }
+  slot.bytes_arrived += header.length;
+  if (slot.bytes_arrived == header.total_length) {
+    if (slot.recv) {
+      complete(slot);
+      slots_.erase(key);
+    } else {
+      retire_if_done(key, slot);
+    }
+  }
+  return {};
+}
+
+void InboundMatcher::sender_canceled(int peer, const Header& header) {
+  const Key key{peer, header.tag, header.index};
+  Slot& slot = slots_[key];
+  slot.sender_canceled = true;
+  slot.discarding = true;
+  slot.stash.clear();
+  if (slot.recv) {
+    fail_recv(slot, std::make_exception_ptr(TransportError(
+                        ErrorKind::kCanceled,
+                        "zmq transport rank " + std::to_string(rank_) + ": the sender (" +
+                            describe(peer, header.tag, header.index) + ") canceled this message",
+                        peer)));
+  }
+  // The slot stays: pieces that left before the cancel may still arrive and must be dropped.
+}
+
+void InboundMatcher::cancel(uint64_t recv_id) {
+  const auto found = posted_by_id_.find(recv_id);
+  if (found == posted_by_id_.end()) return;  // already done
+  const Key key = found->second;
+  Slot& slot = slots_.at(key);
+  fail_recv(slot, std::make_exception_ptr(TransportError(
+                      ErrorKind::kCanceled,
+                      "zmq transport rank " + std::to_string(rank_) + ": receive from rank " +
+                          std::to_string(key.peer) + " with tag " + std::to_string(key.tag) +
+                          " canceled by its owner",
+                      key.peer)));
+  retire_if_done(key, slot);
+}
+
+size_t InboundMatcher::fail_peer(int peer, const std::exception_ptr& error) {
+  std::vector<std::shared_ptr<Request>> failed;
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    if (it->first.peer != peer) {
+      ++it;
+      continue;
+    }
+    if (it->second.recv) {
+      posted_by_id_.erase(it->second.recv->id);
+      failed.push_back(std::move(it->second.recv->request));
+    }
+    it = slots_.erase(it);
+  }
+  // Callbacks run after the tables are consistent again.
+  for (auto& request : failed) request->fail(error);
+  return failed.size();
+}
+
+void InboundMatcher::fail_all(const std::exception_ptr& error) {
+  std::vector<std::shared_ptr<Request>> failed;
+  for (auto& [key, slot] : slots_) {
+    if (slot.recv) failed.push_back(std::move(slot.recv->request));
+  }
+  slots_.clear();
+  posted_by_id_.clear();
+  for (auto& request : failed) request->fail(error);
+}
+
+void InboundMatcher::complete(Slot& slot) {
+  std::shared_ptr<Request> request = std::move(slot.recv->request);
+  posted_by_id_.erase(slot.recv->id);
+  slot.recv.reset();
+  request->complete_part();
+}
+
+void InboundMatcher::fail_recv(Slot& slot, std::exception_ptr error) {
+  std::shared_ptr<Request> request = std::move(slot.recv->request);
+  posted_by_id_.erase(slot.recv->id);
+  slot.recv.reset();
+  slot.discarding = true;
+  slot.stash.clear();
+  request->fail(std::move(error));
+}
+
+void InboundMatcher::fail_size_mismatch(Slot& slot) {
+  const PostedRecv& recv = *slot.recv;
+  fail_recv(slot,
+            std::make_exception_ptr(TransportError(
+                ErrorKind::kSizeMismatch,
+                "zmq transport rank " + std::to_string(rank_) + ": receive from rank " +
+                    std::to_string(recv.peer) + " with tag " + std::to_string(recv.tag) +
+                    " expected " + std::to_string(recv.length) + " bytes, but the sender sent " +
+                    std::to_string(*slot.total_length) + " bytes",
+                recv.peer)));
+}
+
+void InboundMatcher::retire_if_done(const Key& key, const Slot& slot) {
+  const bool all_arrived = slot.total_length && slot.bytes_arrived == *slot.total_length;
+  if (!slot.recv && slot.discarding && all_arrived && !slot.sender_canceled) slots_.erase(key);
+}
+
+}  // namespace torchwan::transport::zmq_detail
