@@ -3,6 +3,8 @@ same inputs in the same processes, on 2 and 4 real processes and on both transpo
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -50,8 +52,9 @@ def reference_allreduce(tensor: torch.Tensor, op_name: str, gloo) -> torch.Tenso
     return expected
 
 
-def digest(tensor: torch.Tensor) -> int:
-    return hash(tensor.contiguous().view(torch.uint8).numpy().tobytes()) if tensor.numel() else 0
+def digest(tensor: torch.Tensor) -> str:
+    # hashlib, not hash(): str/bytes hashing is salted differently in every process.
+    return hashlib.sha256(tensor.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
 def check_allreduce(rank: int, world_size: int) -> list[str]:

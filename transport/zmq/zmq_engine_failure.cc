@@ -1,5 +1,6 @@
 // Losing a peer, aborting, and leaving the group when the transport is destroyed.
 #include <algorithm>
+#include <fmt/format.h>
 
 #include "transport/zmq/zmq_engine.h"
 #include "transport/zmq/zmq_wire.h"
@@ -112,7 +113,7 @@ void Engine::leave() {
       std::string silent;
       for (const SendLane& link : send_lanes_) {
         if (!link.dealer || link.bye_acked) continue;
-        silent += " " + std::to_string(link.peer) + "/" + std::to_string(link.lane);
+        silent += fmt::format(" {}/{}", link.peer, link.lane);
       }
       log_->info("{}: no goodbye acknowledgement from (rank/lane){}; closing anyway", who(),
                  silent);
