@@ -36,7 +36,9 @@ def transport_run(binary: pathlib.Path, transport: str, lanes: int, nbytes: int,
          "--iterations", str(iterations)],
         check=True, capture_output=True, text=True, timeout=600,
     )
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    # UCX may print its own warnings on stdout; the result is the last JSON line.
+    lines = [line for line in output.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
 
 
 def main() -> None:
@@ -45,19 +47,31 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, default=64 << 20)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--lanes", default="1,2,4,8")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     binary = ROOT / args.build_dir / "bench" / "transport_bench"
 
-    iperf_single = iperf3_gbytes_per_s(1)
+    # The machine may be shared, so raw TCP is measured right before every transport run and each
+    # configuration keeps its best of --rounds paired runs: ratios compare like with like.
     iperf_four = iperf3_gbytes_per_s(4)
+    iperf_best = 0.0
     rows = []
     for transport in ("ucx", "zmq"):
         for lanes in (int(x) for x in args.lanes.split(",")):
-            row = transport_run(binary, transport, lanes, args.bytes, args.iterations)
-            row["ratio_to_iperf3"] = row["gbytes_per_s"] / iperf_single
-            rows.append(row)
-            print(f"{transport} lanes={lanes}: {row['gbytes_per_s']:.2f} GB/s "
-                  f"({row['ratio_to_iperf3']:.0%} of iperf3), latency {row['latency_us']:.1f} us")
+            best, paired_iperf = None, 0.0
+            for _ in range(args.rounds):
+                paired_iperf = max(paired_iperf, iperf3_gbytes_per_s(1, seconds=2))
+                row = transport_run(binary, transport, lanes, args.bytes, args.iterations)
+                if best is None or row["gbytes_per_s"] > best["gbytes_per_s"]:
+                    best = row
+            best["iperf3_gbytes_per_s"] = paired_iperf
+            best["ratio_to_iperf3"] = best["gbytes_per_s"] / paired_iperf
+            iperf_best = max(iperf_best, paired_iperf)
+            rows.append(best)
+            print(f"{transport} lanes={lanes}: {best['gbytes_per_s']:.2f} GB/s "
+                  f"({best['ratio_to_iperf3']:.0%} of iperf3 {paired_iperf:.2f} GB/s), "
+                  f"latency {best['latency_us']:.1f} us")
+    iperf_single = iperf_best
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"iperf3_gbytes_per_s": {"1_stream": iperf_single, "4_streams": iperf_four},
@@ -67,14 +81,16 @@ def main() -> None:
         "# Transport point-to-point on loopback",
         "",
         f"{args.bytes >> 20} MiB messages, 2 processes, {args.iterations} messages (2 in flight); "
-        f"latency = half an 8-byte round trip. Raw TCP in the same run: iperf3 1 stream "
-        f"{iperf_single:.2f} GB/s, 4 streams {iperf_four:.2f} GB/s.",
+        f"latency = half an 8-byte round trip. Each row: best of {args.rounds} runs, each right after "
+        f"a 2 s single-stream iperf3 run (best of those in the row's iperf3 column). Raw TCP best "
+        f"seen: 1 stream {iperf_single:.2f} GB/s, 4 streams {iperf_four:.2f} GB/s.",
         "",
-        "| transport | lanes | GB/s | ratio to iperf3 (1 stream) | latency (us) |",
-        "|---|---|---|---|---|",
+        "| transport | lanes | GB/s | iperf3 GB/s | ratio to iperf3 | latency (us) |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['transport']} | {r['lanes']} | {r['gbytes_per_s']:.2f} | {r['ratio_to_iperf3']:.0%} "
+        f"| {r['transport']} | {r['lanes']} | {r['gbytes_per_s']:.2f} | "
+        f"{r['iperf3_gbytes_per_s']:.2f} | {r['ratio_to_iperf3']:.0%} "
         f"| {r['latency_us']:.1f} |"
         for r in rows
     ]
