@@ -1,0 +1,67 @@
+"""Collectives benchmark: allreduce, allgather, reduce-scatter and broadcast from 4 KiB to 256 MiB,
+"wan" and Gloo side by side in the same processes, on loopback or in a WAN-lab scenario.
+Reports time, algbw and busbw (nccl-tests formulas), the ratio to Gloo and, on an emulated link,
+the ratio to what the link allows. Writes bench/results/collectives_<name>.{json,md,png}.
+
+    python3 -m bench.collectives.run [--world-size 4] [--scenario wan-a] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+from typing import Any
+
+from bench.collectives import report
+from bench.common.launch import Loopback, Placement, run_world
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WORKER = ROOT / "bench" / "collectives" / "worker.py"
+FULL_SIZES = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20, 256 << 20]
+SMOKE_SIZES = [4 << 10, 1 << 20]
+
+
+def run_scenario(args: argparse.Namespace, placement: Placement, link: dict[str, Any] | None,
+                 env: dict[str, str]) -> list[dict[str, Any]]:
+    sizes = SMOKE_SIZES if args.smoke else [int(s) for s in args.sizes.split(",")]
+    result = run_world(
+        str(WORKER),
+        ["--collectives", args.collectives, "--sizes", ",".join(map(str, sizes)),
+         "--budget", str(args.budget)],
+        args.world_size,
+        placement,
+        env=env,
+    )
+    records = [json.loads(line) for line in result.rank0_stdout.splitlines() if line.startswith("{")]
+    return report.derive(records, link)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world-size", type=int, default=4)
+    parser.add_argument("--scenario", default="loopback",
+                        help="'loopback' or a WAN-lab scenario name (scripts/wanlab/scenarios)")
+    parser.add_argument("--collectives", default="allreduce,allgather,reduce_scatter,broadcast")
+    parser.add_argument("--sizes", default=",".join(map(str, FULL_SIZES)))
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
+    parser.add_argument("--smoke", action="store_true", help="two small sizes, for CI")
+    parser.add_argument("--transport", default=None, help="TORCHWAN_TRANSPORT for the wan side")
+    parser.add_argument("--name", default=None, help="results file suffix (default: scenario)")
+    args = parser.parse_args()
+
+    env = {"TORCHWAN_TRANSPORT": args.transport} if args.transport else {}
+    if args.scenario == "loopback":
+        rows = run_scenario(args, Loopback(), None, env)
+    else:
+        from bench.common.lab import running_lab
+
+        with running_lab(args.scenario) as (placement, link, lab_env):
+            rows = run_scenario(args, placement, link, {**lab_env, **env})
+
+    name = args.name or args.scenario + ("-smoke" if args.smoke else "")
+    report.write(rows, name, args.world_size, args.scenario)
+
+
+if __name__ == "__main__":
+    main()

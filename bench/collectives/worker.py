@@ -1,0 +1,93 @@
+"""One rank of the collectives benchmark. Started by bench/collectives/run.py with the usual
+torch.distributed environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); times every
+(collective, size) on "wan" and on Gloo in the same process, alternating, and rank 0 prints one
+JSON line per measurement.
+
+Each measurement is the slowest rank's mean time per call over a run sized to a time budget, so
+a rank that finishes early cannot flatter the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import timedelta
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+ELEMENT_BYTES = 4  # float32 throughout, as nccl-tests' default
+
+
+def make_call(collective: str, total_bytes: int, world: int, group) -> Callable[[], None]:
+    """Returns a closure running one `collective` of `total_bytes` (nccl-tests' size convention:
+    the allreduce/broadcast buffer, the gathered output, the reduce-scatter input)."""
+    numel = max(total_bytes // ELEMENT_BYTES, world)
+    numel -= numel % world
+    if collective == "allreduce":
+        buffer = torch.ones(numel)
+        return lambda: dist.all_reduce(buffer, group=group)
+    if collective == "broadcast":
+        buffer = torch.ones(numel)
+        return lambda: dist.broadcast(buffer, src=0, group=group)
+    if collective == "allgather":
+        output = torch.empty(numel)
+        shard = torch.ones(numel // world)
+        return lambda: dist.all_gather_into_tensor(output, shard, group=group)
+    if collective == "reduce_scatter":
+        full = torch.ones(numel)
+        shard = torch.empty(numel // world)
+        return lambda: dist.reduce_scatter_tensor(shard, full, group=group)
+    raise ValueError(f"unknown collective {collective}")
+
+
+def time_call(call: Callable[[], None], budget_s: float, sync_group) -> float:
+    call()  # warm-up: first-touch of buffers, connection set-up, algorithm caches
+    dist.barrier(group=sync_group)
+    start = time.perf_counter()
+    call()
+    # Every rank must run the same number of calls: size the run from the slowest rank's estimate.
+    estimate = torch.tensor([time.perf_counter() - start], dtype=torch.float64)
+    dist.all_reduce(estimate, op=dist.ReduceOp.MAX, group=sync_group)
+    iterations = int(min(50, max(1, budget_s / max(float(estimate.item()), 1e-6))))
+    dist.barrier(group=sync_group)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        call()
+    mean = (time.perf_counter() - start) / iterations
+    slowest = torch.tensor([mean], dtype=torch.float64)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=sync_group)
+    return float(slowest.item())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--collectives", default="allreduce,allgather,reduce_scatter,broadcast")
+    parser.add_argument("--sizes", required=True, help="comma-separated byte counts")
+    parser.add_argument("--backends", default="wan,gloo")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
+    args = parser.parse_args()
+
+    import torchwan  # noqa: F401  registers "wan"
+
+    dist.init_process_group("wan", timeout=timedelta(minutes=10))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    gloo = dist.new_group(backend="gloo", timeout=timedelta(minutes=10))
+    groups = {"wan": None, "gloo": gloo}
+    for collective in args.collectives.split(","):
+        for size in (int(s) for s in args.sizes.split(",")):
+            for backend in args.backends.split(","):
+                call = make_call(collective, size, world, groups[backend])
+                seconds = time_call(call, args.budget, gloo)
+                if rank == 0:
+                    record = {"collective": collective, "bytes": size, "backend": backend,
+                              "world_size": world, "seconds": seconds}
+                    print(json.dumps(record), flush=True)
+    dist.barrier(group=gloo)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

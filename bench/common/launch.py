@@ -1,0 +1,113 @@
+"""Starts one Python process per rank with the torch.distributed environment (as torchrun would),
+either on this machine's loopback or inside the hosts of a running WAN lab, and collects rank 0's
+output. Shared by the benchmarks under bench/."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+class Placement(Protocol):
+    """Where rank r runs: the address it binds to and the command prefix that enters its host."""
+
+    def host_address(self, rank: int) -> str: ...
+
+    def command_prefix(self, rank: int) -> list[str]: ...
+
+
+@dataclass
+class Loopback:
+    def host_address(self, rank: int) -> str:
+        return "127.0.0.1"
+
+    def command_prefix(self, rank: int) -> list[str]:
+        return []
+
+
+@dataclass
+class Namespaces:
+    """Rank r runs in network namespace namespaces[r % len(namespaces)] with address addresses[...]."""
+
+    namespaces: Sequence[str]
+    addresses: Sequence[str]
+
+    def host_address(self, rank: int) -> str:
+        return self.addresses[rank % len(self.addresses)]
+
+    def command_prefix(self, rank: int) -> list[str]:
+        return ["ip", "netns", "exec", self.namespaces[rank % len(self.namespaces)]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RankResult:
+    returncodes: list[int]
+    rank0_stdout: str
+    stderr_tail: list[str] = field(default_factory=list)
+
+
+def run_world(
+    script: str,
+    script_args: Sequence[str],
+    world_size: int,
+    placement: Placement | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600.0,
+) -> RankResult:
+    """Runs `python3 script script_args` as ranks 0..world_size-1; raises if any rank fails."""
+    placement = placement or Loopback()
+    master = placement.host_address(0)
+    port = free_port()
+    processes = []
+    # Files, not pipes, for stderr: a chatty rank must never block on a full pipe nobody reads.
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(world_size)]
+    for rank in range(world_size):
+        rank_env = {
+            **os.environ,
+            **(env or {}),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "MASTER_ADDR": master,
+            "MASTER_PORT": str(port),
+            "TORCHWAN_HOST": placement.host_address(rank),
+        }
+        command = [*placement.command_prefix(rank), sys.executable, script, *script_args]
+        processes.append(
+            subprocess.Popen(
+                command,
+                env=rank_env,
+                stdout=subprocess.PIPE if rank == 0 else subprocess.DEVNULL,
+                stderr=logs[rank],
+                text=True,
+            )
+        )
+    try:
+        rank0_stdout, _ = processes[0].communicate(timeout=timeout)
+        for process in processes[1:]:
+            process.wait(timeout=120)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    codes = [process.returncode for process in processes]
+    stderr_tail = []
+    for log in logs:
+        log.seek(0)
+        stderr_tail.append("\n".join(log.read().splitlines()[-15:]))
+        log.close()
+    if any(codes):
+        raise RuntimeError(f"ranks exited with {codes}; rank stderr tails:\n" + "\n---\n".join(stderr_tail))
+    return RankResult(codes, rank0_stdout, stderr_tail)
