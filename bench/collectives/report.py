@@ -21,12 +21,12 @@ def bus_factor(collective: str, world: int) -> float:
 
 
 def link_bound_seconds(collective: str, size: int, world: int, link: dict[str, Any]) -> float:
-    """The fastest a bandwidth-optimal algorithm can go on a link of `rate_bps` and `rtt_s`:
-    every byte of the bus volume crosses the bottleneck once, plus one round-trip of start-up
-    (a pipelined ring's fill), or log2(world) round trips for latency-bound sizes."""
+    """A lower bound on the time on a link of `rate_bps` and `rtt_s`: every byte of the bus volume
+    crosses the bottleneck once (the ring bound), plus one one-way delay for the last byte; small
+    messages are charged the ceil(log2 world) one-way delays a latency-optimal algorithm needs."""
     transfer = bus_factor(collective, world) * size * 8 / link["rate_bps"]
-    latency = link["rtt_s"] * max(1, math.ceil(math.log2(world)) if size <= (1 << 20) else 1)
-    return transfer + latency
+    hops = math.ceil(math.log2(world)) if size <= (64 << 10) else 1
+    return transfer + hops * link["rtt_s"] / 2
 
 
 def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[dict[str, Any]]:

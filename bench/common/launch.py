@@ -20,6 +20,8 @@ class Placement(Protocol):
 
     def command_prefix(self, rank: int) -> list[str]: ...
 
+    def rank_env(self, rank: int) -> dict[str, str]: ...
+
 
 @dataclass
 class Loopback:
@@ -29,6 +31,9 @@ class Loopback:
     def command_prefix(self, rank: int) -> list[str]:
         return []
 
+    def rank_env(self, rank: int) -> dict[str, str]:
+        return {}
+
 
 @dataclass
 class Namespaces:
@@ -36,12 +41,19 @@ class Namespaces:
 
     namespaces: Sequence[str]
     addresses: Sequence[str]
+    regions: Sequence[str] = ()
 
     def host_address(self, rank: int) -> str:
         return self.addresses[rank % len(self.addresses)]
 
     def command_prefix(self, rank: int) -> list[str]:
         return ["ip", "netns", "exec", self.namespaces[rank % len(self.namespaces)]]
+
+    def rank_env(self, rank: int) -> dict[str, str]:
+        # The lab's region labels, for runs that compare hierarchical with flat collectives.
+        if not self.regions or not self.regions[rank % len(self.regions)]:
+            return {}
+        return {"TORCHWAN_LAB_REGION": self.regions[rank % len(self.regions)]}
 
 
 def free_port() -> int:
@@ -82,6 +94,7 @@ def run_world(
             "MASTER_ADDR": master,
             "MASTER_PORT": str(port),
             "TORCHWAN_HOST": placement.host_address(rank),
+            **placement.rank_env(rank),
         }
         command = [*placement.command_prefix(rank), sys.executable, script, *script_args]
         processes.append(
