@@ -1,17 +1,24 @@
 #include "c10d_backend/op_runner.h"
 
+#include <algorithm>
+
 namespace torchwan::c10d_backend {
 
-OpRunner::OpRunner() : thread_([this] { run(); }) {}
+OpRunner::OpRunner(size_t threads) {
+  threads_.reserve(std::max<size_t>(threads, 1));
+  for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i) threads_.emplace_back([this] { run(); });
+}
 
 OpRunner::~OpRunner() { stop(); }
 
-void OpRunner::enqueue(std::function<void()> op) {
+bool OpRunner::enqueue(std::function<void()> op) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return false;
     queue_.push_back(std::move(op));
   }
   wake_.notify_one();
+  return true;
 }
 
 void OpRunner::stop() {
@@ -19,8 +26,10 @@ void OpRunner::stop() {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
-  wake_.notify_one();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  wake_.notify_all();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+  }
 }
 
 void OpRunner::run() {
@@ -32,7 +41,13 @@ void OpRunner::run() {
       if (queue_.empty()) return;
       op = std::move(queue_.front());
       queue_.pop_front();
+      // Another thread may have taken the operation queued just before this one and not have
+      // started it yet: start strictly in queue order.
+      const uint64_t ticket = next_ticket_++;
+      turn_.wait(lock, [&] { return next_to_start_ == ticket; });
+      ++next_to_start_;
     }
+    turn_.notify_all();
     op();
   }
 }

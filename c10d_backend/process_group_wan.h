@@ -2,23 +2,27 @@
 // Public header: C++ training code builds one from a c10d::Store (see examples/cpp).
 #pragma once
 
-#include <torch/csrc/distributed/c10d/Backend.hpp>
-#include <torch/csrc/distributed/c10d/Store.hpp>
-#include <torch/csrc/distributed/c10d/Types.hpp>
-#include <torch/csrc/distributed/c10d/Work.hpp>
-
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+#include <unordered_map>
+#include <vector>
 
 #include "transport/options.h"
 
 namespace torchwan::transport {
 class Transport;
-}
+class Request;
+}  // namespace torchwan::transport
 namespace torchwan::engine {
 struct CollectiveContext;
 }
@@ -27,7 +31,11 @@ namespace torchwan {
 
 namespace c10d_backend {
 class OpRunner;
-}
+class Staging;
+class DeviceStreams;
+class PinnedSlots;
+struct SignatureFields;
+}  // namespace c10d_backend
 
 struct WanOptions {
   // Defaults come from the TORCHWAN_* environment, so shell settings apply to unmodified scripts.
@@ -47,53 +55,120 @@ class ProcessGroupWan final : public c10d::Backend {
 
   const std::string getBackendName() const override { return "wan"; }
 
-  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
-                                           const c10d::BroadcastOptions& opts) override;
+  // Reductions (process_group_reduce.cc).
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
                                            const c10d::AllreduceOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> allreduce_coalesced(
+      std::vector<at::Tensor>& tensors, const c10d::AllreduceCoalescedOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> reduce(std::vector<at::Tensor>& tensors,
+                                        const c10d::ReduceOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> reduce_scatter(std::vector<at::Tensor>& outputs,
+                                                std::vector<std::vector<at::Tensor>>& inputs,
+                                                const c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> _reduce_scatter_base(
+      at::Tensor& output, at::Tensor& input, const c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> reduce_scatter_tensor_coalesced(
+      std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs,
+      const c10d::ReduceScatterOptions& opts) override;
+
+  // Data movement (process_group_gather.cc).
+  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
+                                           const c10d::BroadcastOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> allgather(std::vector<std::vector<at::Tensor>>& outputs,
                                            std::vector<at::Tensor>& inputs,
                                            const c10d::AllgatherOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
                                                  const c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> allgather_into_tensor_coalesced(
+      std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs,
+      const c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> gather(std::vector<std::vector<at::Tensor>>& outputs,
+                                        std::vector<at::Tensor>& inputs,
+                                        const c10d::GatherOptions& opts) override;
+  // gather into one flat tensor on the root (gather_single forwards here).
+  c10::intrusive_ptr<c10d::Work> gather_into_tensor(at::Tensor& output, at::Tensor& input,
+                                                    const c10d::GatherOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> scatter(std::vector<at::Tensor>& outputs,
+                                         std::vector<std::vector<at::Tensor>>& inputs,
+                                         const c10d::ScatterOptions& opts) override;
+
+  // All-to-all (process_group_alltoall.cc).
+  c10::intrusive_ptr<c10d::Work> alltoall(std::vector<at::Tensor>& outputs,
+                                          std::vector<at::Tensor>& inputs,
+                                          const c10d::AllToAllOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> alltoall_base(at::Tensor& output, at::Tensor& input,
+                                               std::vector<int64_t>& output_split_sizes,
+                                               std::vector<int64_t>& input_split_sizes,
+                                               const c10d::AllToAllOptions& opts) override;
+
+  // Synchronization (process_group_barrier.cc).
   c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions& opts) override;
+  // Rank 0 waits for every other rank up to the timeout and names the ones that did not arrive
+  // (all of them with wait_all_ranks, else the first); blocks, as Gloo's does.
+  void monitoredBarrier(const c10d::BarrierOptions& opts, bool wait_all_ranks) override;
+
+  // Point-to-point (process_group_p2p.cc).
   c10::intrusive_ptr<c10d::Work> send(std::vector<at::Tensor>& tensors, int dst_rank,
                                       int tag) override;
   c10::intrusive_ptr<c10d::Work> recv(std::vector<at::Tensor>& tensors, int src_rank,
                                       int tag) override;
+  c10::intrusive_ptr<c10d::Work> recvAnysource(std::vector<at::Tensor>& tensors, int tag) override;
 
+  // Sequence numbers start at 0 on every rank and count collectives, so there is nothing to set.
   void setSequenceNumberForGroup() override {}
-  uint64_t getSequenceNumberForGroup() override { return collective_seq_; }
+  uint64_t getSequenceNumberForGroup() override;
   void setTimeout(std::chrono::milliseconds timeout) override { timeout_ = timeout; }
   // Fails every pending operation at once; the group is unusable afterwards.
   void abort() override;
-  // Lets queued operations finish, then releases the connections.
+  // Lets queued collectives finish, cancels receives nobody will satisfy, releases connections.
+  // Quiet and idempotent; called by destroy_process_group.
   void shutdown() override;
 
   const WanOptions& options() const { return options_; }
 
  private:
-  using CollectiveBody = std::function<void(const engine::CollectiveContext&)>;
+  using Body = std::function<void(const engine::CollectiveContext&, const c10d_backend::Staging&)>;
+  enum class PeerOp : uint8_t { kSend, kRecv, kRecvAny };
 
-  c10::intrusive_ptr<c10d::Work> run_collective(c10d::OpType type, const char* name,
-                                                std::vector<at::Tensor> outputs,
-                                                std::chrono::milliseconds op_timeout,
-                                                CollectiveBody body);
-  c10::intrusive_ptr<c10d::Work> run_point_to_point(c10d::OpType type, const char* name,
-                                                    at::Tensor tensor, int peer, int tag);
+  // Queues one collective: assigns its sequence number, orders it after the caller's device work
+  // and returns its Work. `body` runs on the collective thread over host tensors.
+  c10::intrusive_ptr<c10d::Work> submit(const c10d_backend::SignatureFields& fields,
+                                        std::chrono::milliseconds op_timeout,
+                                        std::vector<at::Tensor> outputs,
+                                        std::shared_ptr<c10d_backend::Staging> staging, Body body);
+  c10::intrusive_ptr<c10d::Work> point_to_point(PeerOp op, const char* name,
+                                                std::vector<at::Tensor>& tensors, int peer,
+                                                int tag);
+  // Completes a Work (runs its Future callbacks) on the completion threads, in issue order.
+  void deliver(std::function<void()> completion);
   void check_usable(const char* name) const;
-  void check_peer(int peer, const char* name) const;
-  std::exception_ptr backend_error(const char* name, uint64_t seq, const std::string& cause) const;
+  void check_root(int root, const char* name) const;
+  std::chrono::milliseconds effective_timeout(std::chrono::milliseconds op_timeout) const;
+  std::string error_context(const char* name, uint64_t seq) const;
+  void forget_request(uint64_t id);
 
   WanOptions options_;
   std::atomic<std::chrono::milliseconds> timeout_;
   std::unique_ptr<transport::Transport> transport_;
-  // Collectives run here in issue order; point-to-point completions are delivered here so that
-  // user callbacks never run on the transport's progress thread.
+  std::unique_ptr<c10d_backend::DeviceStreams> streams_;
+  std::unique_ptr<c10d_backend::PinnedSlots> pinned_;  // collective thread only
+  // Collectives run here in issue order, one at a time.
   std::unique_ptr<c10d_backend::OpRunner> collectives_;
+  // Point-to-point operations are posted here in issue order (staging may block on a device).
+  std::unique_ptr<c10d_backend::OpRunner> peer_ops_;
+  // Point-to-point completions are delivered here, so that user callbacks and device copies never
+  // run on the transport's progress thread.
   std::unique_ptr<c10d_backend::OpRunner> completions_;
+  // Future callbacks that block on later operations each hold one of these threads.
+  static constexpr size_t kCompletionThreads = 4;
   std::mutex issue_mutex_;
   uint64_t collective_seq_ = 0;
+  // Point-to-point requests in flight, canceled by shutdown().
+  std::mutex requests_mutex_;
+  std::condition_variable requests_done_;
+  std::unordered_map<uint64_t, std::shared_ptr<transport::Request>> requests_;
+  uint64_t requests_issued_ = 0;
+  uint64_t requests_unfinished_ = 0;
   std::atomic<bool> closed_{false};
 };
 

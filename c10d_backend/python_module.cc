@@ -8,6 +8,8 @@
 #include <map>
 #include <string>
 
+#include "c10d_backend/device_resources.h"
+#include "c10d_backend/errors.h"
 #include "c10d_backend/process_group_wan.h"
 
 namespace py = pybind11;
@@ -55,6 +57,30 @@ WanOptions make_options(const std::map<std::string, std::string>& transport_fiel
   return options;
 }
 
+// Raises the torchwan.errors class named `name` (all subclass DistBackendError) with the message
+// of `error`, without the C++ backtrace.
+void raise_python(const char* name, const c10::Error& error) {
+  const py::object type = py::module::import("torchwan.errors").attr(name);
+  PyErr_SetString(type.ptr(), error.what_without_backtrace());
+}
+
+// Most specific class first: every one of them is also a WanError.
+void translate_wan_errors(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const WanTimeoutError& e) {
+    raise_python("WanTimeoutError", e);
+  } catch (const WanPeerLostError& e) {
+    raise_python("WanPeerLostError", e);
+  } catch (const WanMismatchError& e) {
+    raise_python("WanMismatchError", e);
+  } catch (const WanAbortedError& e) {
+    raise_python("WanAbortedError", e);
+  } catch (const WanError& e) {
+    raise_python("WanError", e);
+  }
+}
+
 }  // namespace
 }  // namespace torchwan
 
@@ -70,6 +96,9 @@ PYBIND11_MODULE(_C, module) {
 
   module.attr("built_for_torch") =
       std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR);
+  module.attr("built_with_cuda") = torchwan::c10d_backend::built_with_cuda();
+  // Tried before torch's own translator, which would turn these into plain DistBackendError.
+  py::register_exception_translator(&torchwan::translate_wan_errors);
   module.attr("transport_option_names") = torchwan::transport::TransportOptions::field_names();
 
   py::class_<ProcessGroupWan, NoGilDestructorPtr<ProcessGroupWan>>(module, "ProcessGroupWan",
@@ -86,9 +115,9 @@ PYBIND11_MODULE(_C, module) {
            py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
            py::arg("transport_options") = std::map<std::string, std::string>{},
            py::arg("group_name") = "")
-      .def_property_readonly("transport", [](const ProcessGroupWan& self) {
-        return self.options().transport.transport;
-      })
-      .def_property_readonly("lanes",
-                             [](const ProcessGroupWan& self) { return self.options().transport.lanes; });
+      .def_property_readonly(
+          "transport",
+          [](const ProcessGroupWan& self) { return self.options().transport.transport; })
+      .def_property_readonly(
+          "lanes", [](const ProcessGroupWan& self) { return self.options().transport.lanes; });
 }

@@ -75,27 +75,68 @@ engine::ReduceOp engine_reduce_op(const c10d::ReduceOp& op, at::ScalarType type,
       TORCH_CHECK_VALUE(false, "torchwan ", op_name, ": unsupported reduce op ",
                         static_cast<int>(op.op_));
   }
-  TORCH_CHECK_VALUE(engine::reduce_supported(dtype, result), "torchwan ", op_name,
-                    ": reduce op ", engine::reduce_op_name(result), " is not defined for dtype ",
-                    type);
+  TORCH_CHECK_VALUE(engine::reduce_supported(dtype, result), "torchwan ", op_name, ": reduce op ",
+                    engine::reduce_op_name(result), " is not defined for dtype ", type);
   return result;
 }
 
-const at::Tensor& single_dense_tensor(const std::vector<at::Tensor>& tensors,
-                                      const char* op_name) {
+const at::Tensor& single_tensor(const std::vector<at::Tensor>& tensors, const char* op_name) {
   TORCH_CHECK_VALUE(tensors.size() == 1, "torchwan ", op_name,
                     ": expects exactly one tensor per call, got ", tensors.size());
-  check_dense_cpu(tensors[0], op_name);
   return tensors[0];
 }
 
-void check_dense_cpu(const at::Tensor& tensor, const char* op_name) {
-  TORCH_CHECK_VALUE(tensor.layout() == at::kStrided, "torchwan ", op_name,
-                    ": only dense tensors are supported, got layout ", tensor.layout());
-  TORCH_CHECK_VALUE(tensor.device().is_cpu(), "torchwan ", op_name,
-                    ": only CPU tensors are supported so far, got ", tensor.device());
-  TORCH_CHECK_VALUE(tensor.is_contiguous(), "torchwan ", op_name,
-                    ": the tensor must be contiguous (call .contiguous() first)");
+void check_same_dtype(const std::vector<at::Tensor>& tensors, at::ScalarType type,
+                      const char* op_name) {
+  for (const at::Tensor& tensor : tensors) {
+    TORCH_CHECK_TYPE(tensor.scalar_type() == type, "torchwan ", op_name,
+                     ": all tensors must have the same dtype, got ", type, " and ",
+                     tensor.scalar_type());
+  }
+}
+
+void check_numel(const at::Tensor& tensor, int64_t numel, const char* op_name, const char* what) {
+  TORCH_CHECK_VALUE(tensor.numel() == numel, "torchwan ", op_name, ": ", what, " has ",
+                    tensor.numel(), " elements, expected ", numel);
+}
+
+ReduceScaling::ReduceScaling(const c10d::ReduceOp& op, int world_size, const char* op_name)
+    : average_(op.op_ == c10d::ReduceOp::AVG), world_size_(world_size) {
+  if (op.op_ != c10d::ReduceOp::PREMUL_SUM) return;
+  const auto* supplement = dynamic_cast<const c10d::NCCLPreMulSumSupplement*>(op.supplement_.get());
+  TORCH_CHECK_VALUE(supplement != nullptr, "torchwan ", op_name, ": PREMUL_SUM without a factor");
+  if (supplement->tensor_factor.defined()) {
+    TORCH_CHECK_VALUE(supplement->tensor_factor.numel() == 1, "torchwan ", op_name,
+                      ": the PREMUL_SUM factor must be a single-element tensor");
+    // Read once on the caller's thread, after the caller's stream has produced it.
+    factor_ = supplement->tensor_factor.detach().to(at::kCPU).to(at::kDouble).reshape({});
+  } else {
+    factor_ = at::scalar_tensor(supplement->double_factor, at::kDouble);
+  }
+}
+
+namespace {
+
+// torch has no arithmetic on float8 on the CPU: scale through float32 and round back.
+void scale_in_place(at::Tensor& host, const at::Tensor& factor, bool divide) {
+  const bool narrow = at::isFloat8Type(host.scalar_type());
+  at::Tensor work = narrow ? host.to(at::kFloat) : host;
+  if (divide) {
+    work.div_(factor);
+  } else {
+    work.mul_(factor);
+  }
+  if (narrow) host.copy_(work);
+}
+
+}  // namespace
+
+void ReduceScaling::premultiply(at::Tensor& host) const {
+  if (factor_) scale_in_place(host, *factor_, /*divide=*/false);
+}
+
+void ReduceScaling::finish(at::Tensor& host) const {
+  if (average_) scale_in_place(host, at::scalar_tensor(world_size_, at::kDouble), /*divide=*/true);
 }
 
 }  // namespace torchwan::c10d_backend

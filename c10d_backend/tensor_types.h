@@ -3,9 +3,9 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <torch/csrc/distributed/c10d/Types.hpp>
 
-#include <string>
+#include <optional>
+#include <torch/csrc/distributed/c10d/Types.hpp>
 #include <vector>
 
 #include "csrc/dtype.h"
@@ -20,9 +20,31 @@ engine::DataType engine_dtype(at::ScalarType type, const char* op_name);
 engine::ReduceOp engine_reduce_op(const c10d::ReduceOp& op, at::ScalarType type,
                                   const char* op_name);
 
-// Checks that `tensor` is dense, contiguous and on the CPU.
-void check_dense_cpu(const at::Tensor& tensor, const char* op_name);
-// Checks that `tensors` holds exactly one tensor that passes check_dense_cpu and returns it.
-const at::Tensor& single_dense_tensor(const std::vector<at::Tensor>& tensors, const char* op_name);
+// Checks that `tensors` holds exactly one tensor and returns it.
+const at::Tensor& single_tensor(const std::vector<at::Tensor>& tensors, const char* op_name);
+
+// Throws a TypeError unless every tensor has `type`.
+void check_same_dtype(const std::vector<at::Tensor>& tensors, at::ScalarType type,
+                      const char* op_name);
+
+// Throws a ValueError unless `tensor` has `numel` elements; `what` names it in the message.
+void check_numel(const at::Tensor& tensor, int64_t numel, const char* op_name, const char* what);
+
+// The scaling around the SUM that carries AVG and PREMUL_SUM.
+class ReduceScaling {
+ public:
+  ReduceScaling(const c10d::ReduceOp& op, int world_size, const char* op_name);
+  // Whether inputs must be multiplied before the sum (PREMUL_SUM).
+  bool premultiplies() const { return factor_.has_value(); }
+  // Multiplies `host` in place by the PREMUL_SUM factor.
+  void premultiply(at::Tensor& host) const;
+  // Divides `host` in place by the world size for AVG.
+  void finish(at::Tensor& host) const;
+
+ private:
+  std::optional<at::Tensor> factor_;  // a CPU scalar tensor
+  bool average_ = false;
+  int world_size_;
+};
 
 }  // namespace torchwan::c10d_backend

@@ -17,6 +17,12 @@ inline constexpr size_t kSmallAllreduceMaxBytes = size_t{64} << 10;
 // (P-2) a / ((log2 P - 1) b): 6-15 MB at 50 ms RTT and 1 Gbit/s, far less on a LAN.
 inline constexpr size_t kTreeBroadcastMaxBytes = size_t{4} << 20;
 
+// Reduce to a root is broadcast run backwards, with the same trade-off: a binomial tree (log2 P
+// hops of the whole message) below this, a pipelined chain (every link carries the data once)
+// above. The chain also beats a ring reduce-scatter followed by a gather to the root, whose root
+// link carries 2(P-1)/P of the data against the chain's 1, at (P-1) more hop latencies.
+inline constexpr size_t kTreeReduceMaxBytes = kTreeBroadcastMaxBytes;
+
 // Pipelines cut each ring segment (or a broadcast buffer) into chunks of about
 // 1/kTargetChunksPerSegment of it, clamped to [kMinChunkBytes, kMaxChunkBytes] (and never longer
 // than the segment), so that sending, receiving and reducing overlap. The floor keeps per-message

@@ -24,6 +24,18 @@ void binomial_tree_broadcast(Exchange& ex, uint8_t* data, size_t bytes, int root
 // as soon as it has them: each link carries the data once, P-1 chunk latencies of start-up.
 void chain_broadcast(Exchange& ex, uint8_t* data, size_t bytes, int root);
 
+// Reduce to `root` up a binomial tree rooted there: ceil(log2 P) hops of the whole message, every
+// rank receiving from all its children at once. `data` is read on every rank and written only on
+// the root. Each partial result is (lower positions) op (higher positions), positions counted
+// from the root.
+void binomial_tree_reduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op,
+                          int root);
+
+// Reduce to `root` along the chain root-1, root-2, ..., root+1 -> root (positions P-1 down to 0),
+// cut into chunks: every rank reduces a chunk into what it received and forwards it at once, so
+// each link carries the data once. `data` is written only on the root.
+void chain_reduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op, int root);
+
 // Dissemination barrier: ceil(log2 P) rounds of zero-length messages to rank + 2^k.
 void dissemination_barrier(Exchange& ex);
 

@@ -7,18 +7,47 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <string>
 
 #include "csrc/dtype.h"
 #include "transport/transport.h"
 
 namespace torchwan::engine {
 
+// What one rank believes the current call is. When a context carries one, the collective checks
+// it against every other rank's, overlapped with the data transfer (no extra round trip), and a
+// disagreement (different collective, dtype, element count, op or root) fails the call on every
+// rank with an error naming both sides, instead of hanging or returning a wrong answer.
+struct CallSignature {
+  uint8_t kind = 0;      // caller-defined collective code (e.g. c10d::OpType)
+  uint8_t dtype = 0;     // caller-defined dtype code
+  uint8_t op = 0;        // reduce op code, 0 when none
+  int32_t root = -1;     // root rank, -1 when none
+  uint64_t count = 0;    // elements (or bytes) this rank contributes
+  std::string describe;  // human-readable form for error messages, e.g. "allreduce(float32 x 1000, SUM)"
+};
+
 // Identifies one collective call: every rank of the group passes the same `seq` for the same call.
 struct CollectiveContext {
   transport::Transport& transport;
   uint32_t seq;
   std::chrono::steady_clock::time_point deadline;
+  const CallSignature* signature = nullptr;  // checked across ranks when set
 };
+// With a signature (and more than one rank):
+// - the error is a TransportError of kind kMismatch, e.g. "allreduce (seq 7, rank 0 of 3) failed
+//   with peer 2: call mismatch: rank 2 called allreduce(float32 x 999, SUM) but rank 0 called
+//   allreduce(float32 x 1000, SUM)", using each side's `describe` (cut to 87 printable ASCII
+//   characters on the wire; the raw fields are named too when both texts are equal);
+// - a call returns only once every rank has entered it (each rank must have every peer's
+//   signature), so e.g. a broadcast root or a gather sender no longer returns before the others
+//   arrive, and zero-byte calls still exchange signatures;
+// - alltoallv compares kind, dtype, op and root, and instead of `count` the bytes each pair of
+//   ranks agreed to move; a pair that disagrees fails on both ranks of the pair (the other ranks
+//   cannot see it and may wait for their deadline or fail as canceled);
+// - `seq` must still agree: calls with different sequence numbers never see each other.
+// The signature messages use step 0xffff of the call's tag space; see exchange.h.
 
 // Tags: collectives use [seq:31][step:16] (bit 47 clear); point-to-point user messages set bit 47.
 transport::Tag collective_tag(uint32_t seq, uint32_t step);
@@ -38,5 +67,27 @@ void reduce_scatter(const CollectiveContext& ctx, const void* input, void* outpu
                     DataType dtype, ReduceOp op);
 // Returns once every rank has entered.
 void barrier(const CollectiveContext& ctx);
+
+// In place on root: root's `data` ends with the reduction over all ranks; other ranks' `data` is
+// left unchanged.
+void reduce(const CollectiveContext& ctx, void* data, size_t count, DataType dtype, ReduceOp op,
+            int root);
+// Root's `output` (size * bytes_per_rank; ignored elsewhere) receives every rank's `input` in rank
+// order.
+void gather(const CollectiveContext& ctx, const void* input, void* output, size_t bytes_per_rank,
+            int root);
+// Every rank's `output` receives block `rank` of root's `input` (size * bytes_per_rank; ignored
+// elsewhere).
+void scatter(const CollectiveContext& ctx, const void* input, void* output, size_t bytes_per_rank,
+             int root);
+// Uneven all-to-all: this rank sends send_bytes[p] bytes from input + send_offsets[p] to rank p
+// and receives recv_bytes[p] bytes into output + recv_offsets[p] from rank p. Each span has one
+// entry per rank. A sender's send_bytes[p] must equal p's recv_bytes[sender]; a disagreement is
+// reported as a size mismatch naming both ranks. Empty blocks are sent as empty messages (so that
+// disagreement is detected too); buffers may be null when all their blocks are empty. A rank whose
+// send_bytes[rank] differs from recv_bytes[rank] gets std::invalid_argument (on that rank only).
+void alltoallv(const CollectiveContext& ctx, const void* input, std::span<const size_t> send_offsets,
+               std::span<const size_t> send_bytes, void* output,
+               std::span<const size_t> recv_offsets, std::span<const size_t> recv_bytes);
 
 }  // namespace torchwan::engine

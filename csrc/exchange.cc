@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "transport/errors.h"
@@ -30,14 +31,16 @@ std::chrono::milliseconds remaining_until(Clock::time_point deadline) {
 
 }  // namespace
 
-Exchange::Exchange(const CollectiveContext& ctx, const char* collective)
+Exchange::Exchange(const CollectiveContext& ctx, const char* collective, PairBytes pair_bytes)
     : transport_(ctx.transport),
       seq_(ctx.seq),
       deadline_(ctx.deadline),
       collective_(collective),
       rank_(ctx.transport.rank()),
       size_(ctx.transport.size()),
-      shared_(std::make_shared<SharedState>()) {}
+      shared_(std::make_shared<SharedState>()) {
+  if (ctx.signature != nullptr && size_ > 1) start_signature_check(*ctx.signature, pair_bytes);
+}
 
 Exchange::~Exchange() { cancel_and_drain(); }
 
@@ -105,14 +108,28 @@ uint64_t Exchange::completions() const {
 }
 
 void Exchange::wait_for_completion(uint64_t seen) {
-  std::unique_lock<std::mutex> lock(shared_->mutex);
-  while (shared_->completions == seen) {
-    const auto now = Clock::now();
-    if (now >= deadline_) {
-      lock.unlock();
-      fail_deadline();
+  // A signature that arrived fails a mismatched call here, even when its data can never match.
+  if (signatures_unchecked_ > 0) check_signatures();
+  {
+    std::unique_lock<std::mutex> lock(shared_->mutex);
+    while (shared_->completions == seen) {
+      const auto now = Clock::now();
+      if (now >= deadline_) {
+        lock.unlock();
+        fail_deadline();
+      }
+      shared_->changed.wait_for(lock, std::min<Clock::duration>(deadline_ - now, kWaitSlice));
     }
-    shared_->changed.wait_for(lock, std::min<Clock::duration>(deadline_ - now, kWaitSlice));
+  }
+  if (signatures_unchecked_ > 0) check_signatures();
+}
+
+void Exchange::wait_quietly(const Handle& request, Clock::time_point until) {
+  std::unique_lock<std::mutex> lock(shared_->mutex);
+  while (!request->done()) {
+    const auto now = Clock::now();
+    if (now >= until) return;
+    shared_->changed.wait_for(lock, std::min<Clock::duration>(until - now, kWaitSlice));
   }
 }
 
@@ -132,6 +149,7 @@ void Exchange::fail_deadline() {
 }
 
 void Exchange::fail_with(std::exception_ptr cause, int peer) {
+  std::tie(cause, peer) = explain_failure(std::move(cause), peer);
   ErrorKind kind = ErrorKind::kInternal;
   std::string what;
   try {
@@ -156,7 +174,11 @@ void Exchange::fail_with(std::exception_ptr cause, int peer) {
 void Exchange::cancel_and_drain() noexcept {
   std::vector<Handle> pending;
   for (const Handle& request : posted_) {
-    if (!request->done()) pending.push_back(request);
+    // Signature sends are left to complete: a peer that has not yet learned of the mismatch
+    // needs them to fail too. They only read scratch buffers, which live as long as they do.
+    const bool signature_send = std::find(signature_sends_.begin(), signature_sends_.end(),
+                                          request) != signature_sends_.end();
+    if (!request->done() && !signature_send) pending.push_back(request);
   }
   posted_.clear();
   if (pending.empty()) return;

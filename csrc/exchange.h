@@ -8,6 +8,18 @@
 // the transport may still touch the caller's buffers or the algorithm's temporaries. If canceled
 // requests are not released within a grace period (UCX cannot cancel a send), the Exchange aborts
 // the transport, which fails everything pending: a failed collective may cost the transport.
+//
+// Call signatures: when the context carries one, the constructor posts, before any algorithm
+// traffic, a send of this rank's encoded signature to every peer and a receive of every peer's,
+// all with the reserved step kSignatureStep. Each is checked as soon as it arrives (whenever the
+// algorithm waits), so a mismatch fails the call at once even when the data can never match; an
+// error that a mismatch can cause (a size mismatch, a canceled message) is reported as the
+// mismatch when the signatures show one. finish() waits for the whole exchange, so a call never
+// returns normally without having checked every peer. The reserved step may also be used by an
+// algorithm's unit numbers modulo 2^16; that is safe because the signature messages are posted
+// first on both ends of every (peer, tag), and the transport matches those in order. A failed
+// call does not cancel its signature sends (peers still need them to fail too); they complete when
+// the peer enters the call, or stay with the transport if it never does.
 #pragma once
 
 #include <chrono>
@@ -17,10 +29,13 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "csrc/collectives.h"
+#include "csrc/signature.h"
 #include "transport/request.h"
 
 namespace torchwan::engine {
@@ -29,8 +44,17 @@ class Exchange {
  public:
   using Handle = std::shared_ptr<transport::Request>;
 
-  // `collective` names the call in error messages ("allreduce", ...).
-  Exchange(const CollectiveContext& ctx, const char* collective);
+  // Bytes this rank sends to and receives from each rank, for calls whose per-rank counts differ
+  // (alltoallv): the signature check then compares them pairwise instead of the counts.
+  struct PairBytes {
+    std::span<const size_t> send;
+    std::span<const size_t> recv;
+  };
+  static constexpr uint32_t kSignatureStep = 0xffff;
+
+  // `collective` names the call in error messages ("allreduce", ...). Starts the signature check
+  // when ctx.signature is set (and there is more than one rank).
+  Exchange(const CollectiveContext& ctx, const char* collective, PairBytes pair_bytes = {});
   ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -51,6 +75,9 @@ class Exchange {
   void wait(const Handle& request);
   // Blocks until every request posted so far has completed.
   void wait_all();
+  // Completes the signature check (a no-op without one); every collective calls it before
+  // returning normally. Throws TransportError(kMismatch) when the ranks disagree.
+  void finish();
 
   // Event counting for algorithms that keep many requests in flight: read completions(), check
   // the requests, and if none could make progress call wait_for_completion() with the value read;
@@ -76,6 +103,24 @@ class Exchange {
 
   Handle post(bool is_send, int peer, uint32_t step, void* data, size_t bytes);
   [[noreturn]] void fail_with(std::exception_ptr cause, int peer);
+
+  // --- signature check (exchange_signature.cc) ---
+  void start_signature_check(const CallSignature& signature, PairBytes pair_bytes);
+  // Checks every signature that arrived since the last call; throws on a mismatch, an invalid
+  // record, or a failed signature receive.
+  void check_signatures();
+  // The mismatch (as a kMismatch error, with the peer to blame) shown by the signatures that
+  // arrived, or a null pointer.
+  std::pair<std::exception_ptr, int> arrived_mismatch() const;
+  // What to report for `cause`: the mismatch behind it when the signatures show one. For errors
+  // a mismatch typically causes, first waits (briefly) for the signature of `peer`.
+  std::pair<std::exception_ptr, int> explain_failure(std::exception_ptr cause, int peer);
+  // For a signature receive from `peer` that completed: why the call must fail with kMismatch
+  // (a disagreement, or a record that is not a valid signature), or empty. A receive that failed
+  // for another reason than its size gives empty: that failure is reported as it is.
+  std::string judge_signature(int peer) const;
+  // Waits until `request` is done or `until` passes, without failing either way.
+  void wait_quietly(const Handle& request, std::chrono::steady_clock::time_point until);
   [[noreturn]] void fail_deadline();
   // Cancels every request not yet completed and waits for the transport to release them.
   void cancel_and_drain() noexcept;
@@ -88,6 +133,14 @@ class Exchange {
   const int size_;
   std::shared_ptr<SharedState> shared_;
   std::vector<Handle> posted_;
+
+  // Signature check state, all indexed by peer; empty without a check.
+  std::vector<WireSignature> expected_;  // this rank's signature as each peer must match it
+  std::vector<Handle> signature_sends_;
+  std::vector<Handle> signature_recvs_;
+  std::vector<uint8_t*> signature_in_;  // scratch, kSignatureBytes each
+  std::vector<bool> signature_checked_;
+  size_t signatures_unchecked_ = 0;
 };
 
 }  // namespace torchwan::engine

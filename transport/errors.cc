@@ -18,6 +18,8 @@ const char* error_kind_name(ErrorKind kind) {
       return "protocol";
     case ErrorKind::kSizeMismatch:
       return "size mismatch";
+    case ErrorKind::kMismatch:
+      return "call mismatch";
     case ErrorKind::kInvalidArgument:
       return "invalid argument";
     case ErrorKind::kInternal:

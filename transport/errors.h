@@ -15,6 +15,7 @@ enum class ErrorKind {
   kBootstrap,     // address exchange or connection setup failed
   kProtocol,      // malformed or unexpected wire data from a peer
   kSizeMismatch,  // sender and receiver disagree on a message length
+  kMismatch,      // ranks disagree on the collective call itself (kind, dtype, count, op, root)
   kInvalidArgument,
   kInternal,
 };

@@ -8,7 +8,17 @@
 namespace torchwan::transport {
 
 Request::Request(int peer, Tag tag, size_t length, Callback callback)
-    : peer_(peer), tag_(tag), length_(length), callback_(std::move(callback)) {}
+    : peer_(peer), source_(peer), tag_(tag), length_(length), callback_(std::move(callback)) {}
+
+int Request::source() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return source_;
+}
+
+void Request::set_source(int source) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  source_ = source;
+}
 
 bool Request::done() const {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -18,6 +18,9 @@ namespace torchwan::transport {
 using Tag = uint64_t;
 inline constexpr Tag kMaxTag = Tag{1} << 48;
 
+// The peer of a receive that accepts a message from any rank (Transport::irecv_any).
+inline constexpr int kAnySource = -1;
+
 inline constexpr std::chrono::milliseconds kNoTimeout = std::chrono::milliseconds::max();
 
 class Request {
@@ -28,7 +31,11 @@ class Request {
   Request(const Request&) = delete;
   Request& operator=(const Request&) = delete;
 
+  // The rank named when posting; kAnySource for an any-source receive.
   int peer() const { return peer_; }
+  // The rank the message came from (or goes to): peer() for an exact request; for an any-source
+  // receive, kAnySource until the transport has matched it to a message, then the sender.
+  int source() const;
   Tag tag() const { return tag_; }
   size_t length() const { return length_; }
 
@@ -49,11 +56,14 @@ class Request {
   // The first failure wins; later completions and failures are ignored.
   void fail(std::exception_ptr error);
   void set_cancel_hook(std::function<void()> hook);
+  // Records the sender an any-source receive was matched to; call before completing it.
+  void set_source(int source);
 
  private:
   void finish_locked(std::unique_lock<std::mutex>& lock);
 
   const int peer_;
+  int source_;
   const Tag tag_;
   const size_t length_;
   Callback callback_;

@@ -35,6 +35,13 @@ class Transport {
                                          Request::Callback callback = {}) = 0;
   virtual std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
                                          Request::Callback callback = {}) = 0;
+  // Receives one `length`-byte message with `tag` from whichever rank sends one first; once the
+  // request is done, source() names that rank (peer() stays kAnySource). Messages from one sender
+  // still match in order, and a message goes to the oldest posted receive that accepts it, exact
+  // or any-source, as far as the implementation can tell (each documents its rule). A sender that
+  // is lost does not fail a pending any-source receive: other ranks may still send.
+  virtual std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
+                                             Request::Callback callback = {}) = 0;
 
   // Fails every pending request with kAborted and `reason`; later calls fail at once.
   virtual void abort(const std::string& reason) = 0;

@@ -12,10 +12,12 @@ from ._version_check import check_torch_version as _check_torch_version
 _check_torch_version()
 
 from . import _C  # noqa: E402  (must follow the version check)
+from . import errors  # noqa: E402,F401  (the native layer raises its classes)
+from ._paths import cmake_prefix_path  # noqa: E402,F401  (find_package(torchwan) for C++)
 from ._registration import register_backend as _register_backend  # noqa: E402
 from .options import Options  # noqa: E402
 
 _register_backend()
 
-__all__ = ["Options"]
+__all__ = ["Options", "errors"]
 __version__ = "0.1.0"

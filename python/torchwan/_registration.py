@@ -27,6 +27,8 @@ def _create_backend(dist_backend_opts, pg_options):
 def register_backend() -> None:
     if BACKEND_NAME.upper() in dist.Backend._plugins:
         return
+    # CUDA tensors are staged through pinned host memory when the extension was built with it.
+    devices = ["cpu", "cuda"] if _C.built_with_cuda else ["cpu"]
     dist.Backend.register_backend(
-        BACKEND_NAME, _create_backend, extended_api=True, devices=["cpu"]
+        BACKEND_NAME, _create_backend, extended_api=True, devices=devices
     )

@@ -1,8 +1,10 @@
 // An in-process Transport for engine tests: ranks are threads of one process and a shared fabric
 // matches each send with the receive of the same (source, destination, tag), in posting order,
-// exactly as the real transports promise. Copies run on the fabric's own progress thread, which
-// also runs the completion callbacks, and matched transfers are completed in a random order, so
-// the engine cannot come to depend on completion order. Header-only: used by one test binary.
+// exactly as the real transports promise; an any-source receive takes the oldest unmatched send
+// to it with its tag, and a send goes to the oldest receive (exact or any-source) that accepts it.
+// Copies run on the fabric's own progress thread, which also runs the completion callbacks, and
+// matched transfers are completed in a random order, so the engine cannot come to depend on
+// completion order. Header-only: used by one test binary.
 #pragma once
 
 #include <condition_variable>
@@ -53,21 +55,49 @@ class MemoryFabric : public std::enable_shared_from_this<MemoryFabric> {
       auto cancelled = weak_request.lock();
       if (fabric && cancelled) fabric->cancel(key, is_send, cancelled);
     });
-    Posted posted{request, static_cast<uint8_t*>(data), length, self};
     std::unique_lock<std::mutex> lock(mutex_);
+    Posted posted{request, static_cast<uint8_t*>(data), length, self, next_sequence_++};
     if (aborted_[static_cast<size_t>(self)]) {
       lock.unlock();
       request->fail(std::make_exception_ptr(
           transport::TransportError(transport::ErrorKind::kAborted, "transport aborted", peer)));
       return request;
     }
-    auto& other_side = is_send ? unmatched_receives_[key] : unmatched_sends_[key];
-    if (other_side.empty()) {
+    // The partner is the oldest posted request that accepts this one: a send can match an exact
+    // or an any-source receive, an any-source receive the oldest send from any rank.
+    std::deque<Posted>* partner_queue = nullptr;
+    auto consider = [&partner_queue](std::map<Key, std::deque<Posted>>& queues, const Key& at) {
+      auto found = queues.find(at);
+      if (found == queues.end() || found->second.empty()) return;
+      if (partner_queue == nullptr ||
+          found->second.front().sequence < partner_queue->front().sequence) {
+        partner_queue = &found->second;
+      }
+    };
+    int source = peer;
+    if (is_send) {
+      consider(unmatched_receives_, key);
+      consider(unmatched_receives_, Key{transport::kAnySource, peer, tag});
+    } else if (peer == transport::kAnySource) {
+      for (int sender = 0; sender < static_cast<int>(aborted_.size()); ++sender) {
+        std::deque<Posted>* before = partner_queue;
+        consider(unmatched_sends_, Key{sender, self, tag});
+        if (partner_queue != before) source = sender;
+      }
+    } else {
+      consider(unmatched_sends_, key);
+    }
+    if (partner_queue == nullptr) {
       (is_send ? unmatched_sends_[key] : unmatched_receives_[key]).push_back(std::move(posted));
       return request;
     }
-    Posted partner = std::move(other_side.front());
-    other_side.pop_front();
+    Posted partner = std::move(partner_queue->front());
+    partner_queue->pop_front();
+    if (is_send) {
+      partner.request->set_source(self);
+    } else {
+      request->set_source(source);
+    }
     transfers_.push_back(is_send ? Transfer{std::move(posted), std::move(partner)}
                                  : Transfer{std::move(partner), std::move(posted)});
     lock.unlock();
@@ -90,7 +120,8 @@ class MemoryFabric : public std::enable_shared_from_this<MemoryFabric> {
     std::shared_ptr<Request> request;
     uint8_t* data;
     size_t length;
-    int owner;  // the rank that posted it
+    int owner;          // the rank that posted it
+    uint64_t sequence;  // posting order across the whole fabric
   };
   struct Transfer {
     Posted send;
@@ -173,6 +204,7 @@ class MemoryFabric : public std::enable_shared_from_this<MemoryFabric> {
   std::vector<Transfer> transfers_;
   std::vector<bool> aborted_;
   bool stopping_ = false;
+  uint64_t next_sequence_ = 0;
   std::minstd_rand random_{20240611};
   std::thread progress_;  // started last, in the constructor body
 };
@@ -198,6 +230,11 @@ class MemoryTransport final : public transport::Transport {
                                             transport::Request::Callback callback) override {
     check_peer(peer);
     return fabric_->post(false, rank_, peer, tag, data, length, std::move(callback));
+  }
+  std::shared_ptr<transport::Request> irecv_any(transport::Tag tag, void* data, size_t length,
+                                                transport::Request::Callback callback) override {
+    return fabric_->post(false, rank_, transport::kAnySource, tag, data, length,
+                         std::move(callback));
   }
   void abort(const std::string& reason) override { fabric_->abort_rank(rank_, reason); }
   void set_peer_failure_handler(PeerFailureHandler) override {}

@@ -40,7 +40,7 @@ def bad_calls(rank: int, world_size: int) -> list[str]:
     checks = [
         (lambda: dist.all_reduce(torch.ones(4, dtype=torch.complex64), op=dist.ReduceOp.MAX), "MAX"),
         (lambda: dist.all_reduce(torch.ones(4, dtype=torch.int32), op=dist.ReduceOp.AVG), "AVG"),
-        (lambda: dist.all_reduce(torch.ones(4, 4).t()), "contiguous"),
+        (lambda: dist.all_reduce(torch.ones(1).expand(4)), "memory"),
         (lambda: dist.broadcast(torch.ones(4), src=world_size + 3), "rank"),
     ]
     for call, expected_words in checks:

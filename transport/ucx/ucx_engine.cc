@@ -24,8 +24,9 @@ constexpr std::chrono::milliseconds kGoodbyeGrace{200};
 constexpr int kMaxProgressRoundsPerWorker = 16;
 
 std::string describe(const char* what, int peer, Tag tag, size_t length) {
-  return std::string(what) + " rank " + std::to_string(peer) + " (tag " + std::to_string(tag) +
-         ", " + std::to_string(length) + " bytes)";
+  const std::string who = peer == kAnySource ? "any rank" : "rank " + std::to_string(peer);
+  return std::string(what) + " " + who + " (tag " + std::to_string(tag) + ", " +
+         std::to_string(length) + " bytes)";
 }
 
 }  // namespace
@@ -110,6 +111,15 @@ void Engine::start(TransferSpec spec) {
         spec.peer)));
     return;
   }
+  if (spec.peer == kAnySource) {
+    pending_any_source_.push_back(std::move(spec));
+    match_any_source();
+    return;
+  }
+  start_exact(std::move(spec));
+}
+
+void Engine::start_exact(TransferSpec spec) {
   if (lost_[static_cast<size_t>(spec.peer)]) {
     const std::string cause = health_.lost_cause(spec.peer).value_or("connection lost");
     spec.request->fail(std::make_exception_ptr(TransportError(
@@ -125,7 +135,53 @@ void Engine::start(TransferSpec spec) {
   launch(std::move(spec), plan, wire_tag);
 }
 
+bool Engine::match_any_source() {
+  bool matched = false;
+  for (size_t i = 0; i < pending_any_source_.size();) {
+    TransferSpec& spec = pending_any_source_[i];
+    const int lane = plan_pieces(options_, spec.tag, spec.length).front().lane;
+    ucp_tag_recv_info_t info{};
+    // Without removing: the exact receive posted below takes the message from the queue.
+    const ucp_tag_message_h message =
+        ucp_tag_probe_nb(worker(lane), data_wire_tag(0, spec.tag), ~kSourceTagMask, 0, &info);
+    const auto source = static_cast<int>(info.sender_tag >> 48);
+    if (message == nullptr || source >= size_ || source == rank_) {
+      ++i;
+      continue;
+    }
+    TransferSpec exact = std::move(spec);
+    pending_any_source_.erase(pending_any_source_.begin() + static_cast<ptrdiff_t>(i));
+    exact.peer = source;
+    exact.request->set_source(source);
+    start_exact(std::move(exact));
+    matched = true;
+  }
+  return matched;
+}
+
+void Engine::fail_pending_any_source(ErrorKind kind, const std::string& why) {
+  std::vector<TransferSpec> pending;
+  pending.swap(pending_any_source_);
+  for (TransferSpec& spec : pending) {
+    spec.request->fail(std::make_exception_ptr(TransportError(
+        kind, "ucx: " + describe("receive from", kAnySource, spec.tag, spec.length) + ": " + why,
+        kAnySource)));
+  }
+}
+
 void Engine::cancel(uint64_t id) {
+  for (auto it = pending_any_source_.begin(); it != pending_any_source_.end(); ++it) {
+    if (it->id != id) continue;
+    std::shared_ptr<Request> request = std::move(it->request);
+    const Tag tag = it->tag;
+    const size_t length = it->length;
+    pending_any_source_.erase(it);
+    request->fail(std::make_exception_ptr(TransportError(
+        ErrorKind::kCanceled,
+        "ucx: " + describe("receive from", kAnySource, tag, length) + " canceled by its owner",
+        kAnySource)));
+    return;
+  }
   auto found = transfers_.find(id);
   if (found == transfers_.end()) return;  // already finished
   Transfer& transfer = *found->second;
@@ -156,6 +212,7 @@ void Engine::abort(const std::string& reason) {
 }
 
 void Engine::leave(const std::string& why, bool aborting) {
+  fail_pending_any_source(ErrorKind::kAborted, why);
   // Decided before the transfers fail: a failed transfer stays registered until UCX lets go.
   std::vector<bool> force(static_cast<size_t>(size_));
   for (int peer = 0; peer < size_; ++peer) {
@@ -206,7 +263,10 @@ bool Engine::progress() {
   check_liveness();
   const bool settled = !completions_.empty() || !endpoint_errors_.empty();
   settle();
-  return progressed || settled;
+  // Every round, before the thread may sleep: a message that UCX queued as unexpected during this
+  // round is found here.
+  const bool matched = !pending_any_source_.empty() && match_any_source();
+  return progressed || settled || matched;
 }
 
 void Engine::wait_for_event(std::chrono::milliseconds timeout) {

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "transport/errors.h"
 #include "transport/log.h"
 #include "transport/options.h"
 #include "transport/request.h"
@@ -61,6 +62,7 @@ class Engine {
   // before `deadline`.
   void connect(Store& store, std::chrono::steady_clock::time_point deadline);
 
+  // `spec.peer` may be kAnySource (a receive): see irecv_any in ucx_transport.h.
   void start(TransferSpec spec);
   // Cancels what UCX can still cancel of transfer `id`; it then fails with kCanceled.
   void cancel(uint64_t id);
@@ -158,6 +160,12 @@ class Engine {
   // Registers a transfer cut as `plan`, every piece carrying `wire_tag`, and posts its pieces.
   void launch(TransferSpec spec, const std::vector<WirePiece>& plan, ucp_tag_t wire_tag,
               bool internal = false);
+  // Starts a transfer whose peer is known.
+  void start_exact(TransferSpec spec);
+  // Turns pending any-source receives whose message is waiting in UCX into exact receives.
+  // True when it did so for any.
+  bool match_any_source();
+  void fail_pending_any_source(ErrorKind kind, const std::string& why);
   // Sends or receives one internal message whole on `lane`.
   void launch_internal(std::shared_ptr<Request> request, bool is_send, int peer, int lane,
                        std::vector<uint8_t>& buffer, ucp_tag_t wire_tag);
@@ -194,6 +202,7 @@ class Engine {
   std::vector<EndpointSlot> endpoints_;  // [peer * lanes + lane]; never resized
   std::vector<bool> lost_;
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+  std::vector<TransferSpec> pending_any_source_;  // in posting order
   std::vector<Completion> completions_;
   std::vector<EndpointError> endpoint_errors_;
   std::vector<LostPeer> unreported_losses_;

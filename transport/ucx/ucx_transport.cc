@@ -113,16 +113,34 @@ std::shared_ptr<Request> UcxTransport::irecv(int peer, Tag tag, void* data, size
   return submit(false, peer, tag, data, length, std::move(callback));
 }
 
+std::shared_ptr<Request> UcxTransport::irecv_any(Tag tag, void* data, size_t length,
+                                                 Request::Callback callback) {
+  std::string problem;
+  if (size_ == 1) {
+    problem = "a 1-rank group has no peer to receive from";
+  } else if (tag >= kMaxTag) {
+    problem = "tag " + std::to_string(tag) + " is not below 2^48";
+  } else if (data == nullptr && length > 0) {
+    problem = "null buffer for " + std::to_string(length) + " bytes";
+  }
+  if (!problem.empty()) {
+    throw TransportError(ErrorKind::kInvalidArgument, "ucx irecv_any: " + problem);
+  }
+  return submit(false, kAnySource, tag, data, length, std::move(callback));
+}
+
 std::shared_ptr<Request> UcxTransport::submit(bool is_send, int peer, Tag tag, void* data,
                                               size_t length, Request::Callback callback) {
   const char* direction = is_send ? "send to" : "receive from";
-  const std::string what = std::string(direction) + " rank " + std::to_string(peer) + " (tag " +
-                           std::to_string(tag) + ", " + std::to_string(length) + " bytes)";
+  const std::string who = peer == kAnySource ? "any rank" : "rank " + std::to_string(peer);
+  const std::string what = std::string(direction) + " " + who + " (tag " + std::to_string(tag) +
+                           ", " + std::to_string(length) + " bytes)";
   if (std::optional<std::string> reason = health_.aborted_reason()) {
     return failed_request(peer, tag, length, std::move(callback), ErrorKind::kAborted,
                           "ucx: " + what + " refused: transport aborted: " + *reason);
   }
-  if (std::optional<std::string> cause = health_.lost_cause(peer)) {
+  if (std::optional<std::string> cause =
+          peer == kAnySource ? std::nullopt : health_.lost_cause(peer)) {
     return failed_request(
         peer, tag, length, std::move(callback), ErrorKind::kPeerLost,
         "ucx: " + what + " refused: rank " + std::to_string(peer) + " is lost (" + *cause + ")");

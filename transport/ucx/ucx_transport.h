@@ -1,6 +1,16 @@
 // The UCX data plane. User threads validate a call and queue it; one progress thread owns every
 // UCX object (see ucx_engine.h) and runs the queued commands between rounds of progress, sleeping
 // in epoll when there is nothing to do.
+//
+// irecv_any: the engine keeps any-source receives pending and, after every round of progress,
+// probes (without removing) UCX's unexpected queue of the lane that carries the message's first
+// piece, ignoring the source bits of the tag. The oldest message found names its sender, and the
+// receive then becomes an exact receive from it, posted at once, so it takes that very message.
+// The rule: a message goes to an exact receive that is posted when it arrives (UCX matches those
+// on arrival); otherwise to the oldest pending any-source receive with its tag, at the next
+// progress round, unless an exact receive for it is posted first. Messages from one sender stay
+// in order. A stale message from a peer since lost, if it is the oldest with its tag, fails the
+// any-source receive that finds it as a receive from a lost peer.
 #pragma once
 
 #include <atomic>
@@ -33,6 +43,8 @@ class UcxTransport final : public Transport {
                                  Request::Callback callback = {}) override;
   std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
                                  Request::Callback callback = {}) override;
+  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
+                                     Request::Callback callback = {}) override;
   void abort(const std::string& reason) override;
   void set_peer_failure_handler(PeerFailureHandler handler) override;
 

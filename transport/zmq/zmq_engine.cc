@@ -81,7 +81,7 @@ std::shared_ptr<Request> Engine::send(int peer, Tag tag, const void* data, size_
 std::shared_ptr<Request> Engine::recv(int peer, Tag tag, void* data, size_t length,
                                       Request::Callback callback) {
   auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
-  if (auto refusal = health_.refusal(peer)) {
+  if (auto refusal = peer == kAnySource ? health_.refusal_any() : health_.refusal(peer)) {
     request->fail(refusal);
     return request;
   }
@@ -226,11 +226,16 @@ void Engine::handle_command(SendCommand& command) {
 }
 
 void Engine::handle_command(RecvCommand& command) {
-  if (auto refusal = health_.refusal(command.recv.peer)) {
+  const bool any_source = command.recv.peer == kAnySource;
+  if (auto refusal = any_source ? health_.refusal_any() : health_.refusal(command.recv.peer)) {
     command.recv.request->fail(refusal);
     return;
   }
-  inbound_.post(std::move(command.recv));
+  if (any_source) {
+    inbound_.post_any(std::move(command.recv));
+  } else {
+    inbound_.post(std::move(command.recv));
+  }
 }
 
 void Engine::handle_command(CancelCommand& command) {

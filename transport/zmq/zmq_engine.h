@@ -59,6 +59,7 @@ class Engine {
   // Thread-safe. Arguments are already checked by ZmqTransport.
   std::shared_ptr<Request> send(int peer, Tag tag, const void* data, size_t length,
                                 Request::Callback callback);
+  // `peer` may be kAnySource (see zmq_inbound.h for how those match).
   std::shared_ptr<Request> recv(int peer, Tag tag, void* data, size_t length,
                                 Request::Callback callback);
   void abort(const std::string& reason);

@@ -24,8 +24,47 @@ size_t InboundMatcher::KeyHash::operator()(const Key& key) const {
 }
 
 void InboundMatcher::post(PostedRecv recv) {
-  const uint64_t index = next_index_[static_cast<uint64_t>(recv.peer) << 48 | recv.tag]++;
-  const Key key{recv.peer, recv.tag, index};
+  const Tag tag = recv.tag;
+  const uint64_t index = next_index_[stream(recv.peer, tag)]++;
+  attach(Key{recv.peer, tag, index}, std::move(recv));
+  // The sender's next message may now be claimable by a waiting any-source receive.
+  match_any(tag);
+}
+
+void InboundMatcher::post_any(PostedRecv recv) {
+  const Tag tag = recv.tag;
+  any_ids_[recv.id] = tag;
+  any_by_tag_[tag].push_back(std::move(recv));
+  match_any(tag);
+}
+
+void InboundMatcher::match_any(Tag tag) {
+  auto waiting = any_by_tag_.find(tag);
+  while (waiting != any_by_tag_.end() && !waiting->second.empty()) {
+    const Key* best = nullptr;
+    uint64_t best_arrival = 0;
+    for (const auto& [key, slot] : slots_) {
+      if (key.tag != tag || slot.recv || slot.discarding || !slot.total_length) continue;
+      const auto next = next_index_.find(stream(key.peer, tag));
+      if (key.index != (next == next_index_.end() ? 0 : next->second)) continue;
+      if (best == nullptr || slot.arrival < best_arrival) {
+        best = &key;
+        best_arrival = slot.arrival;
+      }
+    }
+    if (best == nullptr) return;
+    const Key key = *best;
+    PostedRecv recv = std::move(waiting->second.front());
+    waiting->second.pop_front();
+    any_ids_.erase(recv.id);
+    recv.peer = key.peer;
+    recv.request->set_source(key.peer);
+    ++next_index_[stream(key.peer, tag)];
+    attach(key, std::move(recv));
+  }
+}
+
+void InboundMatcher::attach(const Key& key, PostedRecv recv) {
   Slot& slot = slots_[key];
   posted_by_id_[recv.id] = key;
   slot.recv = std::move(recv);
@@ -33,7 +72,7 @@ void InboundMatcher::post(PostedRecv recv) {
     fail_recv(slot, std::make_exception_ptr(TransportError(
                         ErrorKind::kCanceled,
                         "zmq transport rank " + std::to_string(rank_) + ": the sender (" +
-                            describe(key.peer, key.tag, index) + ") canceled this message",
+                            describe(key.peer, key.tag, key.index) + ") canceled this message",
                         key.peer)));
     return;
   }
@@ -64,6 +103,8 @@ std::string InboundMatcher::deliver(int peer, const Header& header, ::zmq::messa
            ") disagree on its length: " + std::to_string(*slot.total_length) + " then " +
            std::to_string(header.total_length);
   }
+  const bool first_piece = !slot.total_length;
+  if (first_piece) slot.arrival = next_arrival_++;
   slot.total_length = header.total_length;
   if (header.length > header.total_length - slot.bytes_arrived) {
     return "more bytes than the " + std::to_string(header.total_length) + "-byte length of " +
@@ -80,6 +121,7 @@ std::string InboundMatcher::deliver(int peer, const Header& header, ::zmq::messa
     slot.stash.push_back({header.offset, std::move(payload)});
   }
   slot.bytes_arrived += header.length;
+  const bool unclaimed = !slot.recv && !slot.discarding;
   if (slot.bytes_arrived == header.total_length) {
     if (slot.recv) {
       complete(slot);
@@ -88,6 +130,7 @@ std::string InboundMatcher::deliver(int peer, const Header& header, ::zmq::messa
       retire_if_done(key, slot);
     }
   }
+  if (first_piece && unclaimed) match_any(header.tag);
   return {};
 }
 
@@ -108,6 +151,23 @@ void InboundMatcher::sender_canceled(int peer, const Header& header) {
 }
 
 void InboundMatcher::cancel(uint64_t recv_id) {
+  const auto any = any_ids_.find(recv_id);
+  if (any != any_ids_.end()) {
+    auto& queue = any_by_tag_[any->second];
+    any_ids_.erase(any);
+    for (auto it = queue.begin(); it != queue.end(); ++it) {
+      if (it->id != recv_id) continue;
+      std::shared_ptr<Request> request = std::move(it->request);
+      queue.erase(it);
+      request->fail(
+          std::make_exception_ptr(TransportError(ErrorKind::kCanceled,
+                                                 "zmq transport rank " + std::to_string(rank_) +
+                                                     ": any-source receive canceled by its owner",
+                                                 kAnySource)));
+      return;
+    }
+    return;
+  }
   const auto found = posted_by_id_.find(recv_id);
   if (found == posted_by_id_.end()) return;  // already done
   const Key key = found->second;
@@ -144,8 +204,13 @@ void InboundMatcher::fail_all(const std::exception_ptr& error) {
   for (auto& [key, slot] : slots_) {
     if (slot.recv) failed.push_back(std::move(slot.recv->request));
   }
+  for (auto& [tag, queue] : any_by_tag_) {
+    for (auto& recv : queue) failed.push_back(std::move(recv.request));
+  }
   slots_.clear();
   posted_by_id_.clear();
+  any_by_tag_.clear();
+  any_ids_.clear();
   for (auto& request : failed) request->fail(error);
 }
 

@@ -17,6 +17,11 @@ class PeerHealth {
     std::lock_guard<std::mutex> lock(mutex_);
     return aborted_ ? aborted_ : lost_[static_cast<size_t>(peer)];
   }
+  // The same for an any-source receive, which no single lost peer refuses.
+  std::exception_ptr refusal_any() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return aborted_;
+  }
   bool is_lost(int peer) const {
     std::lock_guard<std::mutex> lock(mutex_);
     return lost_[static_cast<size_t>(peer)] != nullptr;

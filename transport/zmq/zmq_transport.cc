@@ -54,6 +54,23 @@ std::shared_ptr<Request> ZmqTransport::irecv(int peer, Tag tag, void* data, size
   return engine_->recv(peer, tag, data, length, std::move(callback));
 }
 
+std::shared_ptr<Request> ZmqTransport::irecv_any(Tag tag, void* data, size_t length,
+                                                 Request::Callback callback) {
+  std::string problem;
+  if (size_ == 1) {
+    problem = "a 1-rank group has no peer to receive from";
+  } else if (tag >= kMaxTag) {
+    problem = "tag " + std::to_string(tag) + " is not below 2^48";
+  } else if (data == nullptr && length > 0) {
+    problem = "null buffer for " + std::to_string(length) + " bytes";
+  }
+  if (!problem.empty()) {
+    throw TransportError(ErrorKind::kInvalidArgument,
+                         "zmq transport rank " + std::to_string(rank_) + ": irecv_any: " + problem);
+  }
+  return engine_->recv(kAnySource, tag, data, length, std::move(callback));
+}
+
 void ZmqTransport::abort(const std::string& reason) { engine_->abort(reason); }
 
 void ZmqTransport::set_peer_failure_handler(PeerFailureHandler handler) {

@@ -21,6 +21,7 @@
 //   closes at once.
 // - Memory: a message sent before its receive is posted is held whole by the receiver; each
 //   (peer, tag) ever used keeps a small message counter on both ends (tags are not recycled).
+// - irecv_any: see zmq_inbound.h for which message an any-source receive gets.
 #pragma once
 
 #include <memory>
@@ -48,6 +49,8 @@ class ZmqTransport final : public Transport {
                                  Request::Callback callback = {}) override;
   std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
                                  Request::Callback callback = {}) override;
+  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
+                                     Request::Callback callback = {}) override;
   void abort(const std::string& reason) override;
   void set_peer_failure_handler(PeerFailureHandler handler) override;
 

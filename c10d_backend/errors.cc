@@ -1,0 +1,29 @@
+#include "c10d_backend/errors.h"
+
+#include "transport/errors.h"
+
+namespace torchwan::c10d_backend {
+
+std::exception_ptr wan_error(const std::string& context, const std::exception& cause) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&cause);
+  const std::string message =
+      context + ": " + (c10_error != nullptr ? c10_error->what_without_backtrace() : cause.what());
+  const auto* transport_error = dynamic_cast<const transport::TransportError*>(&cause);
+  if (transport_error == nullptr) return make_error<WanError>(message);
+  switch (transport_error->kind()) {
+    case transport::ErrorKind::kTimeout:
+      return make_error<WanTimeoutError>(message);
+    case transport::ErrorKind::kPeerLost:
+      return make_error<WanPeerLostError>(message);
+    case transport::ErrorKind::kSizeMismatch:
+    case transport::ErrorKind::kMismatch:
+      return make_error<WanMismatchError>(message);
+    case transport::ErrorKind::kAborted:
+    case transport::ErrorKind::kCanceled:
+      return make_error<WanAbortedError>(message);
+    default:
+      return make_error<WanError>(message);
+  }
+}
+
+}  // namespace torchwan::c10d_backend

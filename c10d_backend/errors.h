@@ -1,0 +1,51 @@
+// The exceptions a failed operation raises. All derive from c10::DistBackendError, so C++ callers
+// and torch's own Python translation keep working; the Python module maps each one to the
+// matching class in torchwan.errors so users can tell a timeout from a lost peer.
+#pragma once
+
+#include <c10/util/Exception.h>
+
+#include <exception>
+#include <string>
+
+namespace torchwan {
+
+class WanError : public c10::DistBackendError {
+ public:
+  using c10::DistBackendError::DistBackendError;
+};
+// The operation's deadline passed (a rank never joined the call, or the network stalled).
+class WanTimeoutError : public WanError {
+ public:
+  using WanError::WanError;
+};
+// A peer went away (connection reset, heartbeat silence) while the operation needed it.
+class WanPeerLostError : public WanError {
+ public:
+  using WanError::WanError;
+};
+// Ranks called different collectives, or the same one with different sizes, dtypes, ops or roots.
+class WanMismatchError : public WanError {
+ public:
+  using WanError::WanError;
+};
+// The group was aborted or shut down while the operation was pending.
+class WanAbortedError : public WanError {
+ public:
+  using WanError::WanError;
+};
+
+namespace c10d_backend {
+
+// Wraps `cause` (a transport or engine exception) in the WanError subclass that fits it; the
+// message is `context` followed by the cause's message.
+std::exception_ptr wan_error(const std::string& context, const std::exception& cause);
+
+// Builds an exception of type E with the given message, ready to store in a Work or Future.
+template <typename E>
+std::exception_ptr make_error(const std::string& message) {
+  return std::make_exception_ptr(E(c10::SourceLocation{__func__, __FILE__, __LINE__}, message));
+}
+
+}  // namespace c10d_backend
+}  // namespace torchwan

@@ -1,0 +1,117 @@
+// torchwan-coordinator: serves one job's membership until SIGINT or SIGTERM.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <zmq.hpp>
+
+#include "elastic/coordinator.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: torchwan-coordinator --port P [--host H] [--job-id J] [--heartbeat-timeout-ms N]\n"
+    "                            [--peer-lost-silence-ms N] [--recovery-grace-ms N]\n"
+    "                            [--min-members N] [--no-quorum]\n";
+
+long parse_number(const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  long value = -1;
+  try {
+    value = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value < 0) {
+    throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
+  }
+  return value;
+}
+
+torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
+  torchwan::elastic::CoordinatorOptions options;
+  bool have_port = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    if (flag == "--no-quorum") {
+      options.require_majority = false;
+      continue;
+    }
+    static const char* const kValued[] = {"--port",
+                                          "--host",
+                                          "--job-id",
+                                          "--heartbeat-timeout-ms",
+                                          "--peer-lost-silence-ms",
+                                          "--recovery-grace-ms",
+                                          "--min-members"};
+    if (std::find(std::begin(kValued), std::end(kValued), flag) == std::end(kValued)) {
+      throw std::invalid_argument("unknown option " + flag);
+    }
+    if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--port") {
+      options.port = static_cast<int>(parse_number(flag, value));
+      have_port = true;
+    } else if (flag == "--host") {
+      options.host = value;
+    } else if (flag == "--job-id") {
+      options.job_id = value;
+    } else if (flag == "--heartbeat-timeout-ms") {
+      options.heartbeat_timeout = std::chrono::milliseconds(parse_number(flag, value));
+    } else if (flag == "--peer-lost-silence-ms") {
+      options.peer_lost_silence = std::chrono::milliseconds(parse_number(flag, value));
+    } else if (flag == "--recovery-grace-ms") {
+      options.recovery_grace = std::chrono::milliseconds(parse_number(flag, value));
+    } else {  // --min-members
+      options.min_members = static_cast<size_t>(parse_number(flag, value));
+    }
+  }
+  if (!have_port) throw std::invalid_argument("--port is required");
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  torchwan::elastic::CoordinatorOptions options;
+  try {
+    options = parse(argc, argv);
+  } catch (const std::exception& error) {
+    std::cerr << "torchwan-coordinator: " << error.what() << "\n" << kUsage;
+    return 2;
+  }
+  // Block the stop signals before any thread starts, so that every thread inherits the mask and
+  // this one receives them synchronously with sigwait (no handler, no global flag).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // The binary's purpose is to be watched: log at info unless TORCHWAN_LOG_LEVEL says otherwise.
+  if (std::getenv("TORCHWAN_LOG_LEVEL") == nullptr) setenv("TORCHWAN_LOG_LEVEL", "info", 0);
+
+  torchwan::elastic::Coordinator coordinator(options);
+  try {
+    coordinator.start();
+  } catch (const zmq::error_t& error) {
+    std::cerr << "torchwan-coordinator: cannot listen on " << options.host << ":" << options.port
+              << ": " << error.what() << "\n";
+    return 1;
+  }
+  std::cout << "torchwan-coordinator listening on " << options.host << ":" << coordinator.port()
+            << std::endl;
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  coordinator.stop();
+  return 0;
+}
