@@ -1,8 +1,11 @@
 // Threads that run queued operations in the order they were issued. Collectives must execute in
-// issue order on every rank (one thread), and futures complete in that order, as with Gloo and NCCL.
+// issue order on every rank (one thread), and futures complete in that order, as with Gloo and
+// NCCL.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -13,29 +16,37 @@ namespace torchwan::c10d_backend {
 
 class OpRunner {
  public:
-  // With more than one thread, operations still start in queue order, but one that blocks (a
-  // Future callback waiting for a later operation of the same group, as DDP's PowerSGD hook does)
-  // does not hold back the ones queued after it.
-  explicit OpRunner(size_t threads = 1);
+  // With one thread, operations run strictly one after another in queue order. With more, an
+  // operation still starts only after the one queued before it has finished, unless that one has
+  // been running for longer than `handoff`: a Future callback that blocks waiting for a later
+  // operation of the same group (as DDP's PowerSGD hook does) must not hold back the operations
+  // queued after it, or it would wait forever.
+  explicit OpRunner(size_t threads = 1,
+                    std::chrono::microseconds handoff = std::chrono::milliseconds(5));
   ~OpRunner();
   OpRunner(const OpRunner&) = delete;
   OpRunner& operator=(const OpRunner&) = delete;
 
   // Returns false (and drops `op`) once stop() has been called.
   [[nodiscard]] bool enqueue(std::function<void()> op);
-  // Runs what is already queued, then stops the thread. Idempotent.
+  // Runs what is already queued, then stops the threads. Idempotent.
   void stop();
 
  private:
   void run();
+  // Whether the operation with `ticket` may start now; else when to look again.
+  bool may_start(uint64_t ticket, std::chrono::steady_clock::time_point now) const;
 
+  const std::chrono::microseconds handoff_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable turn_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
-  uint64_t next_ticket_ = 0;   // handed out in queue order as threads take operations
-  uint64_t next_to_start_ = 0; // the ticket whose operation may start next
+  uint64_t next_ticket_ = 0;       // handed out in queue order as threads take operations
+  uint64_t started_ = 0;           // operations started so far (tickets below this have started)
+  bool previous_finished_ = true;  // whether ticket started_ - 1 has finished
+  std::chrono::steady_clock::time_point previous_started_at_{};
   std::vector<std::thread> threads_;
 };
 

@@ -82,6 +82,9 @@ void translate_wan_errors(std::exception_ptr error) {
 }
 
 }  // namespace
+
+void register_compression_bindings(py::module& parent);  // python_compression.cc
+
 }  // namespace torchwan
 
 PYBIND11_DECLARE_HOLDER_TYPE(T, torchwan::NoGilDestructorPtr<T>, true)
@@ -100,6 +103,7 @@ PYBIND11_MODULE(_C, module) {
   // Tried before torch's own translator, which would turn these into plain DistBackendError.
   py::register_exception_translator(&torchwan::translate_wan_errors);
   module.attr("transport_option_names") = torchwan::transport::TransportOptions::field_names();
+  torchwan::register_compression_bindings(module);
 
   py::class_<ProcessGroupWan, NoGilDestructorPtr<ProcessGroupWan>>(module, "ProcessGroupWan",
                                                                    backend_base)

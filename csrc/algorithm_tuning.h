@@ -11,6 +11,19 @@ namespace torchwan::engine {
 // that matters for such messages; above it the ring's bandwidth optimality wins.
 inline constexpr size_t kSmallAllreduceMaxBytes = size_t{64} << 10;
 
+// With a topology of several regions, allreduce goes through the regions from this many bytes.
+// Below kSmallAllreduceMaxBytes it reduces to one leader per region, runs recursive doubling among
+// the leaders and broadcasts back: ceil(log2 R) WAN latencies for R regions instead of the flat
+// ceil(log2 P), at the price of a few intra-region hops, which are cheap next to a WAN RTT. So it
+// pays at every size; the knob is here for deployments whose "regions" are not that far apart.
+inline constexpr size_t kHierarchicalAllreduceMinBytes = 1;
+
+// Hierarchical allreduce of at least this many bytes over equally sized regions is striped:
+// reduce-scatter inside each region, one allreduce per shard across regions (every member's WAN
+// link carries 1/m of the data at once), allgather inside. Below it the leader scheme's fewer
+// message latencies win.
+inline constexpr size_t kStripedAllreduceMinBytes = kSmallAllreduceMaxBytes;
+
 // Broadcast of fewer bytes than this uses a binomial tree (log2 P hops, the root sends log2 P
 // copies); larger ones a pipelined chain (P-1 hops of one chunk, every link carries the data
 // once). With a WAN hop latency a and link time b per byte, the chain wins above about

@@ -3,28 +3,55 @@
 // Rooted collectives are in rooted_collectives.cc, alltoallv in alltoallv.cc.
 #include "csrc/collectives.h"
 
+#include <fmt/format.h>
+
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "csrc/algorithm_tuning.h"
 #include "csrc/algorithms.h"
 #include "csrc/argument_checks.h"
 #include "csrc/exchange.h"
+#include "csrc/hierarchical.h"
 #include "csrc/reduce.h"
 #include "csrc/ring.h"
+#include "csrc/topology.h"
 
 namespace torchwan::engine {
+namespace {
+
+// Whether an allreduce of `bytes` goes through the regions. A topology that cannot describe this
+// group is rejected here, before any traffic; every rank holds the same one, so all fail alike.
+bool use_hierarchy(const CollectiveContext& ctx, size_t bytes) {
+  const Topology* topology = ctx.topology;
+  if (topology == nullptr) return false;
+  if (topology->size() != ctx.transport.size() || !topology->consistent()) {
+    throw std::invalid_argument(
+        fmt::format("allreduce: the topology ({} ranks) does not describe this group of {} ranks",
+                    topology->size(), ctx.transport.size()));
+  }
+  // One region, or one rank per region, is the flat case: nothing to gain from the hierarchy.
+  return topology->region_count() > 1 && topology->region_count() < topology->size() &&
+         bytes >= kHierarchicalAllreduceMinBytes;
+}
+
+}  // namespace
 
 void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType dtype,
                ReduceOp op) {
   require_reduction("allreduce", dtype, op);
   const size_t bytes = checked_bytes("allreduce", count, element_size(dtype));
   require_buffer("allreduce", data, bytes);
+  const bool hierarchical = use_hierarchy(ctx, bytes);
   if (!needs_exchange(ctx, bytes)) return;
   const int size = ctx.transport.size();
   Exchange ex(ctx, "allreduce");
   auto* bytes_ptr = static_cast<uint8_t*>(data);
   if (count == 0) {
     // Nothing to reduce; only the signature check runs.
+  } else if (hierarchical) {
+    hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
   } else if (bytes < kSmallAllreduceMaxBytes) {
     recursive_doubling_allreduce(ex, bytes_ptr, count, dtype, op);
   } else {

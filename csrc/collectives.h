@@ -28,12 +28,19 @@ struct CallSignature {
   std::string describe;  // human-readable form for error messages, e.g. "allreduce(float32 x 1000, SUM)"
 };
 
+struct Topology;  // csrc/topology.h
+
 // Identifies one collective call: every rank of the group passes the same `seq` for the same call.
 struct CollectiveContext {
   transport::Transport& transport;
   uint32_t seq;
   std::chrono::steady_clock::time_point deadline;
   const CallSignature* signature = nullptr;  // checked across ranks when set
+  // The group's regions, identical on every rank (built once per group from exchanged inputs, see
+  // topology.h). With more than one region (and fewer regions than ranks), allreduce of at least
+  // kHierarchicalAllreduceMinBytes goes through the regions (hierarchical.h). Must outlive the
+  // call; a topology of another size fails the call with std::invalid_argument on every rank.
+  const Topology* topology = nullptr;
 };
 // With a signature (and more than one rank):
 // - the error is a TransportError of kind kMismatch, e.g. "allreduce (seq 7, rank 0 of 3) failed

@@ -1,6 +1,9 @@
 #include "csrc/exchange.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -38,6 +41,8 @@ Exchange::Exchange(const CollectiveContext& ctx, const char* collective, PairByt
       collective_(collective),
       rank_(ctx.transport.rank()),
       size_(ctx.transport.size()),
+      group_rank_(rank_),
+      group_size_(size_),
       shared_(std::make_shared<SharedState>()) {
   if (ctx.signature != nullptr && size_ > 1) start_signature_check(*ctx.signature, pair_bytes);
 }
@@ -52,8 +57,41 @@ Exchange::Handle Exchange::recv(int peer, uint32_t step, void* data, size_t byte
   return post(false, peer, step, data, bytes);
 }
 
+Exchange::Subgroup::Subgroup(Exchange& ex, std::span<const int> members, uint32_t phase) : ex_(ex) {
+  const auto self = std::find(members.begin(), members.end(), ex.rank_);
+  if (!ex.members_.empty() || phase >= kMaxPhases || self == members.end()) {
+    throw std::logic_error(
+        fmt::format("{}: invalid subgroup (nested, phase {}, or without rank {})", ex.collective_,
+                    phase, ex.rank_));
+  }
+  ex.members_ = members;
+  ex.group_rank_ = static_cast<int>(self - members.begin());
+  ex.group_size_ = static_cast<int>(members.size());
+  ex.step_base_ = phase * kPhaseSteps;
+  ex.step_mask_ = kPhaseSteps - 1;
+}
+
+Exchange::Subgroup::~Subgroup() {
+  ex_.members_ = {};
+  ex_.group_rank_ = ex_.rank_;
+  ex_.group_size_ = ex_.size_;
+  ex_.step_base_ = 0;
+  ex_.step_mask_ = 0xffff;
+}
+
 Exchange::Handle Exchange::post(bool is_send, int peer, uint32_t step, void* data, size_t bytes) {
-  const transport::Tag tag = collective_tag(seq_, step);
+  if (!members_.empty()) {
+    // Positions come from the algorithms' own arithmetic; an out-of-range one is an engine bug.
+    if (peer < 0 || peer >= group_size_) {
+      fail_with(
+          std::make_exception_ptr(TransportError(
+              ErrorKind::kInternal,
+              fmt::format("subgroup position {} outside a subgroup of {}", peer, group_size_))),
+          -1);
+    }
+    peer = members_[static_cast<size_t>(peer)];
+  }
+  const transport::Tag tag = collective_tag(seq_, step_base_ + (step & step_mask_));
   auto on_complete = [shared = shared_](transport::Request&) {
     {
       std::lock_guard<std::mutex> lock(shared->mutex);

@@ -20,6 +20,12 @@
 // first on both ends of every (peer, tag), and the transport matches those in order. A failed
 // call does not cancel its signature sends (peers still need them to fail too); they complete when
 // the peer enters the call, or stay with the transport if it never does.
+//
+// Subgroups: a composite algorithm (hierarchical allreduce) runs the ordinary algorithms one phase
+// at a time over ordered subsets of the ranks. While a Subgroup scope is open, rank(), size() and
+// the peers passed to send()/recv() are positions in that subset, and steps are confined to the
+// phase's own range, so the messages of two phases never share a tag even when the same pair of
+// ranks talks in both. Outside a scope (the flat path) nothing is translated.
 #pragma once
 
 #include <chrono>
@@ -51,6 +57,25 @@ class Exchange {
     std::span<const size_t> recv;
   };
   static constexpr uint32_t kSignatureStep = 0xffff;
+  // A subgroup phase p uses steps [p * kPhaseSteps, (p + 1) * kPhaseSteps); an algorithm's steps
+  // wrap modulo kPhaseSteps, which is safe for the same reason as wrapping modulo 2^16 (see send).
+  // Phases below kMaxPhases never reach kSignatureStep.
+  static constexpr uint32_t kPhaseSteps = 0x4000;
+  static constexpr uint32_t kMaxPhases = 3;
+
+  // While alive, `ex` addresses the ranks `members` (global ranks in the subgroup's order, which
+  // must include this rank and outlive the scope) by position, in step range `phase`. Scopes do not
+  // nest. Requests posted inside stay owned by the Exchange (deadline, cancel, error policy).
+  class Subgroup {
+   public:
+    Subgroup(Exchange& ex, std::span<const int> members, uint32_t phase);
+    ~Subgroup();
+    Subgroup(const Subgroup&) = delete;
+    Subgroup& operator=(const Subgroup&) = delete;
+
+   private:
+    Exchange& ex_;
+  };
 
   // `collective` names the call in error messages ("allreduce", ...). Starts the signature check
   // when ctx.signature is set (and there is more than one rank).
@@ -59,10 +84,13 @@ class Exchange {
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  int rank() const { return rank_; }
-  int size() const { return size_; }
+  // This rank's position and the rank count of the current subgroup (the whole group outside a
+  // Subgroup scope).
+  int rank() const { return group_rank_; }
+  int size() const { return group_size_; }
 
-  // Posts a message tagged collective_tag(seq, step). `step` is taken modulo 2^16: a reused tag
+  // Posts a message tagged collective_tag(seq, step) to `peer`, a position in the current
+  // subgroup. `step` is taken modulo 2^16 (modulo kPhaseSteps in a subgroup): a reused tag
   // is safe as long as both ends post their messages of one (peer, tag) in the same order,
   // because the transport matches those in order.
   Handle send(int peer, uint32_t step, const void* data, size_t bytes);
@@ -129,8 +157,14 @@ class Exchange {
   const uint32_t seq_;
   const std::chrono::steady_clock::time_point deadline_;
   const char* const collective_;
-  const int rank_;
+  const int rank_;  // in the whole group: signatures and error messages always use these
   const int size_;
+  // The current subgroup: positions map through members_ when it is non-empty.
+  std::span<const int> members_;
+  int group_rank_;
+  int group_size_;
+  uint32_t step_base_ = 0;
+  uint32_t step_mask_ = 0xffff;
   std::shared_ptr<SharedState> shared_;
   std::vector<Handle> posted_;
 

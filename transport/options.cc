@@ -41,8 +41,8 @@ std::string env_name(const std::string& field) {
 
 const std::vector<std::string>& TransportOptions::field_names() {
   static const std::vector<std::string> names = {
-      "transport", "lanes", "stripe_min_bytes", "chunk_bytes",
-      "host",      "connect_timeout_ms", "peer_timeout_ms"};
+      "transport",          "lanes",           "stripe_min_bytes",    "chunk_bytes", "host",
+      "connect_timeout_ms", "peer_timeout_ms", "socket_buffer_bytes", "congestion"};
   return names;
 }
 
@@ -61,6 +61,10 @@ void TransportOptions::set(const std::string& name, const std::string& value) {
     connect_timeout = std::chrono::milliseconds(parse_integer(name, value));
   } else if (name == "peer_timeout_ms") {
     peer_timeout = std::chrono::milliseconds(parse_integer(name, value));
+  } else if (name == "socket_buffer_bytes") {
+    socket_buffer_bytes = parse_size(name, value);
+  } else if (name == "congestion") {
+    congestion = value;
   } else {
     throw std::invalid_argument("unknown transport option '" + name + "'");
   }
@@ -94,6 +98,20 @@ void TransportOptions::validate() const {
   }
   if (connect_timeout.count() <= 0 || peer_timeout.count() <= 0) {
     throw std::invalid_argument("connect_timeout_ms and peer_timeout_ms must be positive");
+  }
+  // setsockopt takes an int; the kernel doubles the value it is given.
+  if (socket_buffer_bytes > (size_t{1} << 30)) {
+    throw std::invalid_argument("socket_buffer_bytes=" + std::to_string(socket_buffer_bytes) +
+                                " is above the maximum of 1 GiB");
+  }
+  // The kernel's names are short lower-case identifiers (TCP_CA_NAME_MAX is 16 with the NUL).
+  const bool plain_name = std::all_of(congestion.begin(), congestion.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '_';
+  });
+  if (congestion.size() > 15 || !plain_name) {
+    throw std::invalid_argument("congestion='" + congestion +
+                                "' is not a TCP congestion control name (e.g. bbr, cubic)");
   }
 }
 

@@ -25,6 +25,19 @@ struct TransportOptions {
   std::chrono::milliseconds connect_timeout{120000};
   // Silence after which a peer counts as lost.         TORCHWAN_PEER_TIMEOUT_MS
   std::chrono::milliseconds peer_timeout{10000};
+  // Kernel send and receive buffer of each data connection. One TCP stream moves at most one
+  // buffer per round trip, so this should cover the bandwidth-delay product (64 MiB: 5 Gbit/s at
+  // 100 ms). An explicit size turns the kernel's autotuning off and net.core.wmem_max/rmem_max
+  // cap it, so it is applied only where the cap admits the whole value and it exceeds what
+  // autotuning may reach (net.ipv4.tcp_wmem/tcp_rmem max); otherwise autotuning stays in charge
+  // (raise net.core.[rw]mem_max as root to let it apply). 0: always leave it to the kernel.
+  //                                                   TORCHWAN_SOCKET_BUFFER_BYTES
+  size_t socket_buffer_bytes = size_t{64} << 20;
+  // TCP congestion control of data connections whose socket the transport can reach ("bbr"
+  // keeps a lossy long link full where cubic collapses). Used only when the kernel lists it in
+  // /proc/sys/net/ipv4/tcp_available_congestion_control; else, or when empty, the system
+  // default applies.                                   TORCHWAN_CONGESTION
+  std::string congestion = "bbr";
 
   // Sets the field called `name` (e.g. "lanes") from text. Throws std::invalid_argument naming
   // the field when the name is unknown or the value does not parse.

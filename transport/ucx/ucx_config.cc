@@ -50,7 +50,8 @@ std::optional<std::string> interface_for_host(const std::string& host) {
   return std::nullopt;
 }
 
-std::vector<UcxSetting> choose_ucx_settings(const TransportOptions& options, const EnvLookup& env) {
+std::vector<UcxSetting> choose_ucx_settings(const TransportOptions& options, const EnvLookup& env,
+                                            const SocketTuning& tuning) {
   std::vector<UcxSetting> settings;
   // `env_name` is the variable a user would set; UCX 1.13 matches settings of its transports
   // (UCX_TCP_KEEPIDLE) by the field name without the transport's prefix (KEEPIDLE) and warns
@@ -89,6 +90,11 @@ std::vector<UcxSetting> choose_ucx_settings(const TransportOptions& options, con
   // peer timeout.
   const long long keepalive_ms = std::max<long long>(100, options.peer_timeout.count() / 4);
   choose("KEEPALIVE_INTERVAL", std::to_string(keepalive_ms) + "ms");
+  // In bytes; UCX hands them to setsockopt on each of its TCP connections.
+  if (tuning.send_buffer > 0) choose("SNDBUF", std::to_string(tuning.send_buffer), "TCP_SNDBUF");
+  if (tuning.receive_buffer > 0) {
+    choose("RCVBUF", std::to_string(tuning.receive_buffer), "TCP_RCVBUF");
+  }
   return settings;
 }
 
@@ -101,7 +107,11 @@ ConfigPtr read_ucx_config(const TransportOptions& options) {
     return (value != nullptr && *value != '\0') ? value : nullptr;
   };
   auto logger = layer_logger("transport");
-  for (const UcxSetting& setting : choose_ucx_settings(options, env)) {
+  const KernelNetLimits limits = read_kernel_net_limits();
+  SocketTuning tuning = plan_socket_tuning(options, limits);
+  logger->debug("ucx: data connections: {}", describe_socket_tuning(options, limits, tuning));
+  tuning.congestion.clear();  // not reachable through UCX
+  for (const UcxSetting& setting : choose_ucx_settings(options, env, tuning)) {
     check_ucs(ucp_config_modify(config.get(), setting.name.c_str(), setting.value.c_str()),
               "setting UCX_" + setting.name + "=" + setting.value);
     logger->debug("ucx: UCX_{}={}", setting.name, setting.value);

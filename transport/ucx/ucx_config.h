@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "transport/options.h"
+#include "transport/socket_tuning.h"
 #include "transport/ucx/ucx_handles.h"
 
 namespace torchwan::transport::ucx {
@@ -26,8 +27,12 @@ using EnvLookup = std::function<const char*(const char*)>;
 //    one host (TORCHWAN_UCX_TLS opts into others);
 //  - NET_DEVICES=the interface holding options.host, because UCX otherwise adds a lane over every
 //    other interface too (eth0 even for 127.0.0.1);
-//  - keepalive timings so that a peer whose host vanished is detected within options.peer_timeout.
-std::vector<UcxSetting> choose_ucx_settings(const TransportOptions& options, const EnvLookup& env);
+//  - keepalive timings so that a peer whose host vanished is detected within options.peer_timeout;
+//  - TCP_SNDBUF/RCVBUF from `tuning` where it sets a size. UCX exposes no socket, so the
+//    congestion control of its connections is the network namespace's default
+//    (net.ipv4.tcp_congestion_control).
+std::vector<UcxSetting> choose_ucx_settings(const TransportOptions& options, const EnvLookup& env,
+                                            const SocketTuning& tuning = {});
 
 // Reads UCX's configuration (environment included) and applies choose_ucx_settings on top.
 ConfigPtr read_ucx_config(const TransportOptions& options);

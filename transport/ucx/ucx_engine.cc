@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -39,6 +40,7 @@ Engine::Engine(const TransportOptions& options, int rank, int size, Health& heal
       logger_(layer_logger("transport")),
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
       lost_(static_cast<size_t>(size), false),
+      departed_(static_cast<size_t>(size), false),
       last_heard_(static_cast<size_t>(size)),
       goodbye_lanes_(static_cast<size_t>(size),
                      std::vector<bool>(static_cast<size_t>(options.lanes), false)) {
@@ -120,6 +122,10 @@ void Engine::start(TransferSpec spec) {
 }
 
 void Engine::start_exact(TransferSpec spec) {
+  if (!spec.is_send && departed_[static_cast<size_t>(spec.peer)]) {
+    start_receive_from_departed(std::move(spec));
+    return;
+  }
   if (lost_[static_cast<size_t>(spec.peer)]) {
     const std::string cause = health_.lost_cause(spec.peer).value_or("connection lost");
     spec.request->fail(std::make_exception_ptr(TransportError(
@@ -505,7 +511,8 @@ void Engine::lose_peer(int peer, const std::string& cause, bool quiet) {
     }
   }
   close_endpoints(peer, /*force=*/true);
-  if (!stopping_) unreported_losses_.push_back({peer, cause});
+  // A transport being destroyed calls nobody back.
+  if (!stopping_ && !draining_) unreported_losses_.push_back({peer, cause});
 }
 
 void Engine::close_endpoints(int peer, bool force) {
@@ -564,11 +571,80 @@ std::exception_ptr Engine::size_mismatch_error(const Piece& piece, ucs_status_t 
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
-void Engine::begin_shutdown() { stopping_ = true; }
+bool Engine::has_pending_user_send() const {
+  return std::any_of(transfers_.begin(), transfers_.end(), [](const auto& entry) {
+    return entry.second->is_send && !entry.second->internal && !entry.second->error;
+  });
+}
+
+void Engine::drain_sends() {
+  const std::string why = "the transport was shut down";
+  // A receive cannot complete once the transport is gone; its owner learns that now.
+  fail_pending_any_source(ErrorKind::kAborted, why);
+  for (auto& [id, transfer] : transfers_) {
+    if (transfer->internal || transfer->is_send) continue;
+    record_failure(
+        *transfer,
+        std::make_exception_ptr(TransportError(
+            ErrorKind::kAborted,
+            "ucx: " + describe("receive from", transfer->peer, transfer->tag, transfer->length) +
+                " failed: " + why,
+            transfer->peer)),
+        /*fail_request_now=*/true);
+  }
+  if (!has_pending_user_send()) return;
+  // A rendezvous send completes only once the peer posted its receive; heartbeats go on
+  // meanwhile, and a peer that is lost or leaves fails its sends and so ends the wait.
+  draining_ = true;
+  const auto deadline = Clock::now() + options_.peer_timeout;
+  while (has_pending_user_send() && !aborted_ && Clock::now() < deadline) {
+    if (!progress()) wait_for_event(std::chrono::milliseconds(10));
+  }
+  if (has_pending_user_send()) {
+    logger_->info("ucx rank {}: leaving with sends the peers did not take within {} ms", rank_,
+                  options_.peer_timeout.count());
+  }
+}
+
+void Engine::discard_unexpected() {
+  constexpr auto kWait = std::chrono::milliseconds(100);
+  // Big enough for any control message. A longer message is received into it truncated: UCX then
+  // reports the truncation without copying anything, and a rendezvous whose endpoint is closed
+  // fails without fetching anything.
+  std::array<uint8_t, 256> scratch{};
+  size_t user_messages = 0;
+  for (const WorkerPtr& worker : workers_) {
+    while (ucp_worker_progress(worker.get()) != 0) {
+    }
+    while (true) {
+      ucp_tag_recv_info_t info{};
+      const ucp_tag_message_h message = ucp_tag_probe_nb(worker.get(), 0, 0, 1, &info);
+      if (message == nullptr) break;
+      if ((info.sender_tag & kSourceTagMask) != kSourceTagMask) ++user_messages;
+      ucp_request_param_t param{};
+      ucs_status_ptr_t request = ucp_tag_msg_recv_nbx(
+          worker.get(), scratch.data(), std::min(info.length, scratch.size()), message, &param);
+      if (!UCS_PTR_IS_PTR(request)) continue;
+      const auto deadline = Clock::now() + kWait;
+      while (ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < deadline) {
+        ucp_worker_progress(worker.get());
+      }
+      if (ucp_request_check_status(request) == UCS_INPROGRESS) {
+        ucp_request_cancel(worker.get(), request);
+      }
+      ucp_request_free(request);
+    }
+  }
+  if (user_messages > 0) {
+    logger_->debug("ucx rank {}: {} message pieces that arrived were never received", rank_,
+                   user_messages);
+  }
+}
 
 void Engine::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (!aborted_ && connected_) drain_sends();
   stopping_ = true;
   // After an abort everything already failed and the endpoints are closed.
   if (!aborted_) leave("the transport was shut down", /*aborting=*/false);
@@ -584,6 +660,7 @@ void Engine::shutdown() {
         "transfers still held by UCX",
         rank_, kShutdownGrace.count(), closing_endpoints_, transfers_.size());
   }
+  discard_unexpected();
   // Destroyed here, while the bookkeeping that late UCX callbacks write into is still alive.
   workers_.clear();
   context_.reset();

@@ -9,9 +9,15 @@
 // the transport aborted: then its endpoints are force-closed (no more bytes can land) and the
 // Request fails at once, so nothing ever waits on a dead peer.
 //
-// Liveness: a peer is lost on an endpoint error, a goodbye (it shut down or aborted), or when
-// nothing arrived from it for options.peer_timeout although it sends a heartbeat every quarter of
-// that; so a killed, stopped or unreachable peer fails its requests within the timeout.
+// Liveness: a peer is lost on an endpoint error, an abort notice, or when nothing arrived from it
+// for options.peer_timeout although it sends a heartbeat every quarter of that; so a killed,
+// stopped or unreachable peer fails its requests within the timeout.
+//
+// Departure: a rank that shuts down first waits (at most peer_timeout) until UCX completed its
+// user sends, so each was matched by the peer's receive or sits whole in the peer's unexpected
+// queue, then says goodbye on every lane, behind that lane's data. A peer that got the goodbye
+// on every lane has therefore seen everything the rank sent: it fails the receives still waiting
+// (they can never be satisfied), but later receives are still matched against what arrived.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -74,10 +80,9 @@ class Engine {
   // Sleeps until a worker or a watched descriptor has an event, or `timeout` passes.
   void wait_for_event(std::chrono::milliseconds timeout);
 
-  // From now on new transfers fail with kAborted and lost peers are no longer reported.
-  void begin_shutdown();
-  // Fails everything pending, closes the endpoints, and waits (bounded) for UCX to hand back every
-  // buffer. Idempotent.
+  // Waits (at most peer_timeout) for the user's sends to complete, then fails everything pending,
+  // says goodbye, closes the endpoints, and waits (bounded) for UCX to hand back every buffer.
+  // Idempotent.
   void shutdown();
 
  private:
@@ -155,7 +160,10 @@ class Engine {
   // Tells every live peer on every lane that this rank is leaving, and why.
   std::vector<std::shared_ptr<Request>> say_goodbye(bool aborting, const std::string& reason);
   bool is_departing(int peer) const;
-
+  // The peer said goodbye on every lane: fails what can no longer complete, keeps what arrived.
+  void depart_peer(int peer, const std::string& cause);
+  // Starts a receive from a departed peer; it fails at once unless its message already arrived.
+  void start_receive_from_departed(TransferSpec spec);
   // --- transfers ---
   // Registers a transfer cut as `plan`, every piece carrying `wire_tag`, and posts its pieces.
   void launch(TransferSpec spec, const std::vector<WirePiece>& plan, ucp_tag_t wire_tag,
@@ -182,6 +190,13 @@ class Engine {
   // with user transfers in flight, whose buffers UCX must give back now).
   void leave(const std::string& why, bool aborting);
   bool has_pending_user_transfer(int peer) const;
+  bool has_pending_user_send() const;
+  // Lets the user's pending sends finish before the goodbye (see Departure above).
+  void drain_sends();
+  // Takes every message still waiting unmatched (heartbeats and goodbyes that came after their
+  // receives stopped being posted, data nobody received), so destroying the workers finds none:
+  // UCX would print a warning for each.
+  void discard_unexpected();
   std::exception_ptr peer_lost_error(const Transfer& transfer, const std::string& cause) const;
   std::exception_ptr size_mismatch_error(const Piece& piece, ucs_status_t status,
                                          size_t received) const;
@@ -201,6 +216,7 @@ class Engine {
 
   std::vector<EndpointSlot> endpoints_;  // [peer * lanes + lane]; never resized
   std::vector<bool> lost_;
+  std::vector<bool> departed_;  // lost by an orderly goodbye (also set in lost_)
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
   std::vector<TransferSpec> pending_any_source_;  // in posting order
   std::vector<Completion> completions_;
@@ -211,6 +227,7 @@ class Engine {
   uint64_t next_internal_id_ = uint64_t{1} << 63;
   bool aborted_ = false;
   bool stopping_ = false;
+  bool draining_ = false;  // shutdown waits for the user's sends; losses are no longer reported
   bool shut_down_ = false;
   bool connected_ = false;
 

@@ -78,7 +78,7 @@ void Engine::handle_control(const ControlArrival& arrival) {
       // Gone once every lane said goodbye: each goodbye follows the data of its lane, so nothing
       // the peer sent is still on the way.
       if (std::all_of(lanes.begin(), lanes.end(), [](bool said) { return said; })) {
-        lose_peer(arrival.peer, name + " shut down its transport", /*quiet=*/true);
+        depart_peer(arrival.peer, name + " shut down its transport (it left the group)");
       }
       return;
     }
@@ -129,6 +129,34 @@ std::vector<std::shared_ptr<Request>> Engine::say_goodbye(bool aborting,
     }
   }
   return sent;
+}
+
+void Engine::depart_peer(int peer, const std::string& cause) {
+  // Recorded before the loss, so a user thread that sees the loss also sees the departure.
+  departed_[static_cast<size_t>(peer)] = true;
+  health_.mark_departed(peer, cause);
+  // Every lane's goodbye came behind that lane's data, so a receive still waiting now waits for
+  // a message that was never sent: it fails, and so do sends to the peer.
+  lose_peer(peer, cause, /*quiet=*/true);
+}
+
+void Engine::start_receive_from_departed(TransferSpec spec) {
+  const uint64_t id = spec.id;
+  const int peer = spec.peer;
+  const std::vector<WirePiece> plan = plan_pieces(options_, spec.tag, spec.length);
+  const ucp_tag_t wire_tag = data_wire_tag(peer, spec.tag);
+  launch(std::move(spec), plan, wire_tag);
+  // A message that arrived before the goodbye waits whole in UCX's unexpected queue, so its
+  // pieces match inside launch; a piece that did not will never find data.
+  const auto found = transfers_.find(id);
+  if (found == transfers_.end()) return;
+  Transfer& transfer = *found->second;
+  const bool matched = std::all_of(transfer.pieces.begin(), transfer.pieces.end(),
+                                   [](const Piece& piece) { return piece.released; });
+  if (matched) return;
+  const std::string cause = health_.departed_cause(peer).value_or("it left the group");
+  record_failure(transfer, peer_lost_error(transfer, cause + "; nothing it sent matches"),
+                 /*fail_request_now=*/true);
 }
 
 bool Engine::is_departing(int peer) const {

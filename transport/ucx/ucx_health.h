@@ -14,7 +14,8 @@ namespace torchwan::transport::ucx {
 
 class Health {
  public:
-  explicit Health(int size) : lost_causes_(static_cast<size_t>(size)) {}
+  explicit Health(int size)
+      : lost_causes_(static_cast<size_t>(size)), departed_causes_(static_cast<size_t>(size)) {}
 
   // Returns false when the transport had already been aborted (the first reason stays).
   bool set_aborted(const std::string& reason) {
@@ -38,6 +39,18 @@ class Health {
     return lost_causes_[static_cast<size_t>(peer)];
   }
 
+  // A peer that left in order: sends to it fail at once, but receives still go to the engine,
+  // which holds what the peer sent before leaving.
+  void mark_departed(int peer, const std::string& cause) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& slot = departed_causes_[static_cast<size_t>(peer)];
+    if (!slot) slot = cause;
+  }
+  std::optional<std::string> departed_cause(int peer) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return departed_causes_[static_cast<size_t>(peer)];
+  }
+
   void set_failure_handler(Transport::PeerFailureHandler handler) {
     std::lock_guard<std::mutex> lock(mutex_);
     failure_handler_ = std::move(handler);
@@ -51,6 +64,7 @@ class Health {
   mutable std::mutex mutex_;
   std::optional<std::string> aborted_reason_;
   std::vector<std::optional<std::string>> lost_causes_;
+  std::vector<std::optional<std::string>> departed_causes_;
   Transport::PeerFailureHandler failure_handler_;
 };
 

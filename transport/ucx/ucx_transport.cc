@@ -74,9 +74,9 @@ void UcxTransport::run(Store& store, std::promise<void>& connected) {
     for (auto& command : commands_->take_all()) command(*engine);
     if (!engine->progress()) engine->wait_for_event(kIdleWait);
   }
-  // Whatever was queued before the close fails with kAborted instead of being lost.
+  // Whatever was queued before the close still runs: a send posted just before the destructor
+  // is delivered like any other (shutdown waits for it), a receive fails with kAborted.
   commands_->close();
-  engine->begin_shutdown();
   for (auto& command : commands_->take_all()) command(*engine);
   engine->shutdown();
 }
@@ -139,8 +139,12 @@ std::shared_ptr<Request> UcxTransport::submit(bool is_send, int peer, Tag tag, v
     return failed_request(peer, tag, length, std::move(callback), ErrorKind::kAborted,
                           "ucx: " + what + " refused: transport aborted: " + *reason);
   }
+  // A receive from a rank that left in order goes to the engine, which may still hold what it
+  // sent before leaving.
   if (std::optional<std::string> cause =
-          peer == kAnySource ? std::nullopt : health_.lost_cause(peer)) {
+          (peer == kAnySource || (!is_send && health_.departed_cause(peer)))
+              ? std::nullopt
+              : health_.lost_cause(peer)) {
     return failed_request(
         peer, tag, length, std::move(callback), ErrorKind::kPeerLost,
         "ucx: " + what + " refused: rank " + std::to_string(peer) + " is lost (" + *cause + ")");

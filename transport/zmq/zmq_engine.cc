@@ -20,6 +20,7 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
       rank_(rank),
       size_(size),
       log_(layer_logger("transport")),
+      tuning_(plan_socket_tuning(options, read_kernel_net_limits())),
       inbox_(std::make_shared<Inbox>()),
       health_(size),
       inbound_(rank),
@@ -27,6 +28,8 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
       bye_seen_(static_cast<size_t>(size * options.lanes), 0),
       lost_(static_cast<size_t>(size), 0) {
   const auto deadline = Clock::now() + options_.connect_timeout;
+  log_->debug("{}: data connections: {}", who(),
+              describe_socket_tuning(options_, read_kernel_net_limits(), tuning_));
   try {
     // One I/O thread moves several GB/s; the progress thread and the peers' threads share the
     // remaining cores. Every monitored socket costs three ZMQ sockets (it, the monitor's inproc
@@ -81,7 +84,7 @@ std::shared_ptr<Request> Engine::send(int peer, Tag tag, const void* data, size_
 std::shared_ptr<Request> Engine::recv(int peer, Tag tag, void* data, size_t length,
                                       Request::Callback callback) {
   auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
-  if (auto refusal = peer == kAnySource ? health_.refusal_any() : health_.refusal(peer)) {
+  if (auto refusal = peer == kAnySource ? health_.refusal_any() : health_.receive_refusal(peer)) {
     request->fail(refusal);
     return request;
   }
@@ -227,7 +230,8 @@ void Engine::handle_command(SendCommand& command) {
 
 void Engine::handle_command(RecvCommand& command) {
   const bool any_source = command.recv.peer == kAnySource;
-  if (auto refusal = any_source ? health_.refusal_any() : health_.refusal(command.recv.peer)) {
+  if (auto refusal =
+          any_source ? health_.refusal_any() : health_.receive_refusal(command.recv.peer)) {
     command.recv.request->fail(refusal);
     return;
   }

@@ -11,10 +11,12 @@
 // peer_timeout) or a malformed message loses that peer for good: every request to or from it fails,
 // the failure handler runs, its sockets close, and later calls naming it fail at once.
 //
-// Departure: the destructor sends a goodbye on every DEALER, behind whatever ZMQ still queues there
-// for sends that already completed, and waits (at most min(peer_timeout, 2 s)) for each peer to
-// acknowledge it, so those messages are delivered before the connections close. A peer that got
-// goodbyes on all lanes counts the rank as lost ("it left the group").
+// Departure: the destructor fails pending receives, then sends a goodbye on every DEALER behind
+// every send still queued there (completed or not), and waits for each peer to acknowledge it
+// (at most peer_timeout while sends are pending, else min(peer_timeout, 2 s)), so everything sent
+// before is delivered before the connections close. A peer that got goodbyes on all lanes has
+// seen all the rank sent: it counts the rank as lost ("it left the group") and fails the receives
+// still waiting for it, but later receives still take the messages that arrived before.
 #pragma once
 
 #include <atomic>
@@ -35,6 +37,7 @@
 #include "transport/log.h"
 #include "transport/options.h"
 #include "transport/request.h"
+#include "transport/socket_tuning.h"
 #include "transport/store.h"
 #include "transport/transport.h"
 #include "transport/zmq/zmq_inbound.h"
@@ -158,15 +161,16 @@ class Engine {
   void cancel_send(SendOp& op);
   // Marks the peer lost (kind kPeerLost or kProtocol), fails its requests, closes its DEALERs and
   // calls the failure handler. During bootstrap it records why the constructor must fail.
-  void lose_peer(int peer, ErrorKind kind, const std::string& cause);
+  // `departed`: it said goodbye on every lane, so whole messages it sent stay claimable.
+  void lose_peer(int peer, ErrorKind kind, const std::string& cause, bool departed = false);
   // Fails every pending request with `error`; later ones fail at once.
   void fail_everything(const std::exception_ptr& error);
   void close_sockets();
   // Abort: fail everything and close every socket at once.
   void shut_down(const std::exception_ptr& error);
-  // Destruction: fail what is pending, then say goodbye on every lane and wait (briefly) for the
-  // peers to acknowledge, so that what completed sends left in ZMQ's queues is delivered before
-  // the connections close, then close.
+  // Destruction: fail pending receives, say goodbye on every lane behind the sends still queued
+  // there, and wait (bounded) for the peers to acknowledge, so that every send is delivered
+  // before the connections close; then fail what did not leave in time, and close.
   void leave();
   void settle_all();
 
@@ -180,6 +184,7 @@ class Engine {
   const int rank_;
   const int size_;
   std::shared_ptr<spdlog::logger> log_;
+  const SocketTuning tuning_;
 
   // Shared with other threads.
   std::shared_ptr<Inbox> inbox_;

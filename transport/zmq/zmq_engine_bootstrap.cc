@@ -12,8 +12,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kDealerEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
-                              ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+constexpr int kDealerEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECTED |
+                              ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 constexpr int kRouterEvents = ZMQ_EVENT_DISCONNECTED;
 
@@ -30,7 +31,7 @@ std::vector<std::string> Engine::bind_lanes() {
   std::vector<std::string> endpoints;
   for (int lane = 0; lane < options_.lanes; ++lane) {
     ReceiveLane receive{MonitoredSocket(context_, ::zmq::socket_type::router), {}, 0};
-    configure_router(receive.router.socket(), options_);
+    configure_router(receive.router.socket(), options_, tuning_);
     receive.router.start_monitor(context_, "router-" + std::to_string(lane), kRouterEvents);
     const std::string address = bind_endpoint(host);
     try {
@@ -109,7 +110,7 @@ void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoint
       link.lane = lane;
       link.endpoint = endpoints[static_cast<size_t>(peer)][static_cast<size_t>(lane)];
       link.dealer = MonitoredSocket(context_, ::zmq::socket_type::dealer);
-      configure_dealer(link.dealer.socket(), options_, rank_, lane);
+      configure_dealer(link.dealer.socket(), options_, tuning_, rank_, lane);
       link.dealer.start_monitor(
           context_, "dealer-" + std::to_string(peer) + "-" + std::to_string(lane), kDealerEvents);
       link.dealer.socket().connect(link.endpoint);

@@ -1,6 +1,7 @@
 // Losing a peer, aborting, and leaving the group when the transport is destroyed.
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "transport/zmq/zmq_engine.h"
 #include "transport/zmq/zmq_wire.h"
@@ -12,11 +13,13 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 }  // namespace
 
-void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause) {
+void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool departed) {
   if (lost_[static_cast<size_t>(peer)]) return;
   lost_[static_cast<size_t>(peer)] = 1;
   const std::string message = who() + ": lost rank " + std::to_string(peer) + ": " + cause;
   const auto error = std::make_exception_ptr(TransportError(kind, message, peer));
+  // Departed first: a user thread that sees the loss must also see that receives may go on.
+  if (departed) health_.mark_departed(peer);
   health_.mark_lost(peer, error);
   if (!bootstrapped_ && bootstrap_failure_.empty()) bootstrap_failure_ = message;
 
@@ -36,7 +39,7 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause) {
   for (ReceiveLane& receive : receive_lanes_) {
     std::erase_if(receive.peer_by_fd, [&](const auto& entry) { return entry.second == peer; });
   }
-  const size_t recvs = inbound_.fail_peer(peer, error);
+  const size_t recvs = departed ? inbound_.depart(peer, error) : inbound_.fail_peer(peer, error);
   for (uint64_t id : sends) {
     const auto found = send_ops_.find(id);
     if (found != send_ops_.end()) settle(*found->second);
@@ -91,7 +94,10 @@ void Engine::leave() {
   const auto error = std::make_exception_ptr(
       TransportError(ErrorKind::kAborted, who() + " was destroyed with this request pending"));
   if (shut_down_) return;  // aborted before: nothing pending, no connection left
-  fail_everything(error);
+  // New requests are refused from now on, and receives cannot complete once the transport is
+  // gone. Sends go on: the goodbyes queue behind them, so they leave first.
+  health_.mark_aborted(error);
+  inbound_.fail_all(error);
   leaving_ = true;
   for (SendLane& link : send_lanes_) {
     if (!link.dealer) continue;
@@ -99,9 +105,12 @@ void Engine::leave() {
     bye.header.type = MessageType::kBye;
     link.queue.push_back(std::move(bye));
   }
-  // A silent peer is not worth a long wait: it will see the connections close.
-  const auto deadline =
-      Clock::now() + std::min<std::chrono::milliseconds>(options_.peer_timeout, 2s);
+  // Pending sends get the peer timeout to drain; without them a silent peer is not worth a long
+  // wait: it will see the connections close.
+  const auto patience = send_ops_.empty()
+                            ? std::min<std::chrono::milliseconds>(options_.peer_timeout, 2s)
+                            : options_.peer_timeout;
+  const auto deadline = Clock::now() + patience;
   auto unacknowledged = [&] {
     return std::any_of(send_lanes_.begin(), send_lanes_.end(),
                        [](const SendLane& link) { return link.dealer && !link.bye_acked; });
@@ -126,6 +135,7 @@ void Engine::leave() {
       break;
     }
   }
+  fail_everything(error);  // the sends that did not leave in time
   shut_down_ = true;
   close_sockets();
 }

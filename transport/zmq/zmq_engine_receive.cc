@@ -112,7 +112,8 @@ void Engine::handle_bye(int peer, int lane, const ::zmq::message_t& routing) {
   for (int other = 0; other < options_.lanes; ++other) {
     if (!bye_seen_[static_cast<size_t>(peer * options_.lanes + other)]) return;
   }
-  lose_peer(peer, ErrorKind::kPeerLost, "it left the group (its transport shut down)");
+  lose_peer(peer, ErrorKind::kPeerLost, "it left the group (its transport shut down)",
+            /*departed=*/true);
 }
 
 void Engine::drain_dealer(SendLane& link) {
@@ -196,6 +197,17 @@ void Engine::drain_dealer_monitor(SendLane& link) {
                       "within " +
                       std::to_string(options_.peer_timeout.count()) + " ms)");
         return;  // its sockets are closed now
+      case ZMQ_EVENT_CONNECTED:
+        // Data flows from this DEALER, so its end decides the congestion control. The descriptor
+        // is ZMQ's and open: a close would have queued DISCONNECTED behind this event.
+        if (!tuning_.congestion.empty()) {
+          const std::string problem = apply_socket_tuning(static_cast<int>(event->value),
+                                                          SocketTuning{0, 0, tuning_.congestion});
+          if (!problem.empty()) {
+            log_->debug("{}: rank {} lane {}: {}", who(), link.peer, link.lane, problem);
+          }
+        }
+        break;
       case ZMQ_EVENT_CONNECT_RETRIED:
         link.last_problem = "connection to " + link.endpoint + " refused or unreachable, retrying";
         break;

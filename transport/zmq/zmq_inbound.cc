@@ -25,8 +25,15 @@ size_t InboundMatcher::KeyHash::operator()(const Key& key) const {
 
 void InboundMatcher::post(PostedRecv recv) {
   const Tag tag = recv.tag;
-  const uint64_t index = next_index_[stream(recv.peer, tag)]++;
-  attach(Key{recv.peer, tag, index}, std::move(recv));
+  const uint64_t id = recv.id;
+  const Key key{recv.peer, tag, next_index_[stream(recv.peer, tag)]++};
+  attach(key, std::move(recv));
+  const auto departed = departed_.find(key.peer);
+  if (departed != departed_.end() && posted_by_id_.count(id) != 0) {
+    // Its sender is gone and its message did not arrive whole before: it never will.
+    fail_recv(slots_.at(key), departed->second);
+    slots_.erase(key);
+  }
   // The sender's next message may now be claimable by a waiting any-source receive.
   match_any(tag);
 }
@@ -195,6 +202,26 @@ size_t InboundMatcher::fail_peer(int peer, const std::exception_ptr& error) {
     it = slots_.erase(it);
   }
   // Callbacks run after the tables are consistent again.
+  for (auto& request : failed) request->fail(error);
+  return failed.size();
+}
+
+size_t InboundMatcher::depart(int peer, const std::exception_ptr& error) {
+  departed_[peer] = error;
+  std::vector<std::shared_ptr<Request>> failed;
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    Slot& slot = it->second;
+    const bool whole = slot.total_length && slot.bytes_arrived == *slot.total_length;
+    if (it->first.peer != peer || (whole && !slot.recv)) {
+      ++it;
+      continue;
+    }
+    if (slot.recv) {
+      posted_by_id_.erase(slot.recv->id);
+      failed.push_back(std::move(slot.recv->request));
+    }
+    it = slots_.erase(it);
+  }
   for (auto& request : failed) request->fail(error);
   return failed.size();
 }

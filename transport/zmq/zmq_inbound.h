@@ -57,6 +57,11 @@ class InboundMatcher {
   // Pending any-source receives stay: other ranks may still send.
   size_t fail_peer(int peer, const std::exception_ptr& error);
   void fail_all(const std::exception_ptr& error);
+  // `peer` left in order, after everything it sent arrived (its goodbye came behind its data on
+  // every lane). Its posted receives fail with `error`, and so will later ones that nothing it
+  // sent matches; whole messages that arrived stay for the receives still to come. Returns how
+  // many receives failed.
+  size_t depart(int peer, const std::exception_ptr& error);
 
   size_t posted_count() const { return posted_by_id_.size() + any_ids_.size(); }
 
@@ -105,6 +110,7 @@ class InboundMatcher {
   std::unordered_map<Tag, std::deque<PostedRecv>> any_by_tag_;  // pending any-source receives
   std::unordered_map<uint64_t, Tag> any_ids_;                   // their ids, for cancel
   uint64_t next_arrival_ = 0;
+  std::unordered_map<int, std::exception_ptr> departed_;  // per peer that left in order
 };
 
 }  // namespace torchwan::transport::zmq_detail

@@ -10,12 +10,20 @@ namespace torchwan::transport::zmq_detail {
 
 class PeerHealth {
  public:
-  explicit PeerHealth(int size) : lost_(static_cast<size_t>(size)) {}
+  explicit PeerHealth(int size)
+      : lost_(static_cast<size_t>(size)), departed_(static_cast<size_t>(size), false) {}
 
   // The error a new request to or from `peer` fails with at once, or null when it may proceed.
   std::exception_ptr refusal(int peer) const {
     std::lock_guard<std::mutex> lock(mutex_);
     return aborted_ ? aborted_ : lost_[static_cast<size_t>(peer)];
+  }
+  // The same for a receive: a peer that left in order does not refuse it at once, since what it
+  // sent before leaving may still be waiting for it.
+  std::exception_ptr receive_refusal(int peer) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (aborted_) return aborted_;
+    return departed_[static_cast<size_t>(peer)] ? nullptr : lost_[static_cast<size_t>(peer)];
   }
   // The same for an any-source receive, which no single lost peer refuses.
   std::exception_ptr refusal_any() const {
@@ -38,6 +46,11 @@ class PeerHealth {
     slot = std::move(error);
     return true;
   }
+  // Marks `peer` lost by an orderly goodbye; call before mark_lost.
+  void mark_departed(int peer) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    departed_[static_cast<size_t>(peer)] = true;
+  }
   // Returns false when already aborted.
   bool mark_aborted(std::exception_ptr error) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -50,6 +63,7 @@ class PeerHealth {
   mutable std::mutex mutex_;
   std::exception_ptr aborted_;
   std::vector<std::exception_ptr> lost_;
+  std::vector<bool> departed_;
 };
 
 }  // namespace torchwan::transport::zmq_detail

@@ -16,7 +16,12 @@ int clamp_ms(std::chrono::milliseconds value, long long low, long long high) {
 
 bool is_ipv6(const std::string& host) { return host.find(':') != std::string::npos; }
 
-void configure_common(::zmq::socket_t& socket, const TransportOptions& options) {
+void configure_common(::zmq::socket_t& socket, const TransportOptions& options,
+                      const SocketTuning& tuning) {
+  // Sized for the bandwidth-delay product only where the kernel admits the whole size (see
+  // plan_socket_tuning); otherwise ZMQ leaves autotuning alone.
+  if (tuning.send_buffer > 0) socket.set(::zmq::sockopt::sndbuf, tuning.send_buffer);
+  if (tuning.receive_buffer > 0) socket.set(::zmq::sockopt::rcvbuf, tuning.receive_buffer);
   // Stop at once on close: an unsent piece of a dead transport has nobody to go to.
   socket.set(::zmq::sockopt::linger, 0);
   // Lets a DEALER reach peers that published IPv6 endpoints, and a ROUTER bind an IPv6 host.
@@ -46,8 +51,9 @@ std::string bind_endpoint(const std::string& host) {
   return is_ipv6(host) ? "tcp://[" + host + "]:*" : "tcp://" + host + ":*";
 }
 
-void configure_router(::zmq::socket_t& router, const TransportOptions& options) {
-  configure_common(router, options);
+void configure_router(::zmq::socket_t& router, const TransportOptions& options,
+                      const SocketTuning& tuning) {
+  configure_common(router, options, tuning);
   // Unbounded: ZMQ must keep reading every connection, even while our progress thread lags,
   // or it would stop reading the peer's heartbeats too and drop a healthy peer as silent. What
   // arrives is taken by the progress thread anyway (matched, or kept until its receive).
@@ -58,9 +64,9 @@ void configure_router(::zmq::socket_t& router, const TransportOptions& options) 
   router.set(::zmq::sockopt::maxmsgsize, largest);
 }
 
-void configure_dealer(::zmq::socket_t& dealer, const TransportOptions& options, int rank,
-                      int lane) {
-  configure_common(dealer, options);
+void configure_dealer(::zmq::socket_t& dealer, const TransportOptions& options,
+                      const SocketTuning& tuning, int rank, int lane) {
+  configure_common(dealer, options, tuning);
   dealer.set(::zmq::sockopt::routing_id, ::zmq::buffer(routing_id(rank, lane)));
   dealer.set(::zmq::sockopt::sndhwm, kDealerSendQueueMessages);
   // Nothing legitimate ever comes back on a DEALER.

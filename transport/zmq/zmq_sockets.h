@@ -9,6 +9,7 @@
 #include <zmq.hpp>
 
 #include "transport/options.h"
+#include "transport/socket_tuning.h"
 
 namespace torchwan::transport::zmq_detail {
 
@@ -20,9 +21,14 @@ inline constexpr int kDealerSendQueueMessages = 64;
 std::string bind_endpoint(const std::string& host);
 
 // A ROUTER that accepts one connection per (peer, lane) and refuses frames over chunk_bytes.
-void configure_router(::zmq::socket_t& router, const TransportOptions& options);
+// The buffer sizes of `tuning` apply to every connection (ZMQ_SNDBUF/ZMQ_RCVBUF); ZMQ 4.3 has no
+// socket-creation hook, so the congestion control is set on each connection once the monitor
+// reports it (ZMQ_EVENT_CONNECTED names its descriptor).
+void configure_router(::zmq::socket_t& router, const TransportOptions& options,
+                      const SocketTuning& tuning);
 // A DEALER to one peer's lane, identified to it by routing_id(rank, lane).
-void configure_dealer(::zmq::socket_t& dealer, const TransportOptions& options, int rank, int lane);
+void configure_dealer(::zmq::socket_t& dealer, const TransportOptions& options,
+                      const SocketTuning& tuning, int rank, int lane);
 
 struct MonitorEvent {
   uint16_t event;

@@ -1,0 +1,28 @@
+// Topology-aware allreduce: composes the flat algorithms, each run over a subgroup of the ranks
+// (Exchange::Subgroup) in its own phase, so that the slow links between regions carry as little
+// as possible and, for large buffers, all of them carry it at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "csrc/dtype.h"
+#include "csrc/exchange.h"
+#include "csrc/topology.h"
+
+namespace torchwan::engine {
+
+// In place: every rank ends with the reduction over all ranks, bit-identical on every rank.
+// `topology` must be consistent and cover ex.size() ranks; ex must not be in a Subgroup scope.
+// - Equal region sizes and at least kStripedAllreduceMinBytes: ring reduce-scatter inside each
+//   region (m shards), then shard i is allreduced among the i-th members of all regions (one
+//   group per shard, all in parallel over different WAN links), then ring allgather inside.
+// - Otherwise (small buffers, or regions of unequal size, where shard i has no partner in a
+//   smaller region): reduce to each region's lowest rank, allreduce among those leaders,
+//   broadcast inside each region.
+// The reduction order differs from the flat allreduce's (floating-point sums may differ in the
+// last bits from it), but is the same for every rank's copy of an element.
+void hierarchical_allreduce(Exchange& ex, const Topology& topology, uint8_t* data, size_t count,
+                            DataType dtype, ReduceOp op);
+
+}  // namespace torchwan::engine

@@ -1,0 +1,29 @@
+"""Which local address to announce to the other members."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def local_address_towards(host: str, port: int) -> str:
+    """The local IP the kernel would use to reach host:port (no packet is sent). Overridden by
+    TORCHWAN_HOST, which the data plane honours too, so both planes announce the same address."""
+    override = os.environ.get("TORCHWAN_HOST")
+    if override:
+        return override
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((host, port))
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def split_endpoint(endpoint: str, default_port: int = 29400) -> tuple[str, int]:
+    """'host:port', 'tcp://host:port' or 'host' → (host, port)."""
+    text = endpoint.removeprefix("tcp://")
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, default_port
+    return host, int(port)

@@ -1,0 +1,72 @@
+"""Agreeing on the step after a membership change, and sending state to members that are behind.
+
+Why the highest step wins: a rank can finish step k's all-reduce (every peer had already sent its
+part) and apply it while a peer's copy of that all-reduce fails. Each step needs every member, so
+steps differ by at most one; copying the state of a member at the highest step to the others
+applies step k exactly once everywhere. Members that never synchronised report step -1: joiners
+always receive state, and the founders of a new job all take rank 0's.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+StateDict = dict[str, Any]
+
+
+def gather_steps(group: dist.ProcessGroup, step: int) -> list[int]:
+    """Every member's step, in rank order (one small all-gather)."""
+    mine = torch.tensor([step], dtype=torch.int64)
+    outputs = [torch.empty(1, dtype=torch.int64) for _ in range(group.size())]
+    group.allgather([outputs], [mine]).wait()
+    return [int(t.item()) for t in outputs]
+
+
+def _serialize(state: StateDict) -> torch.Tensor:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def broadcast_state(
+    group: dist.ProcessGroup,
+    source: int,
+    get_state: Callable[[], StateDict],
+    set_state: Callable[[StateDict], None],
+) -> None:
+    """Copies the state of rank `source` to every other member (length, then bytes)."""
+    options = dist.BroadcastOptions()
+    options.rootRank = source
+    is_source = group.rank() == source
+    payload = _serialize(get_state()) if is_source else torch.empty(0, dtype=torch.uint8)
+    length = torch.tensor([payload.numel()], dtype=torch.int64)
+    group.broadcast([length], options).wait()
+    if not is_source:
+        payload = torch.empty(int(length.item()), dtype=torch.uint8)
+    group.broadcast([payload], options).wait()
+    if not is_source:
+        state = torch.load(io.BytesIO(payload.numpy().tobytes()), weights_only=False)
+        set_state(state)
+
+
+def synchronize(
+    group: dist.ProcessGroup,
+    step: int,
+    get_state: Callable[[], StateDict],
+    set_state: Callable[[StateDict], None],
+) -> tuple[int, bool]:
+    """Brings every member to the highest step; returns (that step, whether state was sent)."""
+    steps = gather_steps(group, step)
+    highest = max(steps)
+    if highest < 0:
+        # A new job: founders may hold differently initialised models; rank 0's becomes step 0.
+        broadcast_state(group, 0, get_state, set_state)
+        return 0, True
+    if all(s == highest for s in steps):
+        return highest, False
+    broadcast_state(group, steps.index(highest), get_state, set_state)
+    return highest, True

@@ -1,0 +1,150 @@
+// Hierarchical allreduce over the in-process memory transport, for world sizes 2..6 and region
+// layouts equal and unequal. Results are checked against expected values computed here (exact
+// for integers, and for the floats of reduction_cases.h, which every order sums exactly), every
+// rank's result must be bit-identical, and order-sensitive floats must stay close to the flat
+// allreduce.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "csrc/collectives.h"
+#include "csrc/topology.h"
+#include "memory_transport.h"
+#include "reduction_cases.h"
+#include "test_support.h"
+
+namespace torchwan::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using namespace test_data;
+
+// Region id of every rank; the world size is its length.
+using Layout = std::vector<int>;
+
+std::string layout_name(const ::testing::TestParamInfo<Layout>& info) {
+  std::string name = "ranks" + std::to_string(info.param.size()) + "_";
+  for (int region : info.param) name += static_cast<char>('a' + region);
+  return name;
+}
+
+class Hierarchical : public ::testing::TestWithParam<Layout> {
+ protected:
+  int size() const { return static_cast<int>(GetParam().size()); }
+
+  // Runs body(rank, ctx) on every rank with the same fresh sequence number; the context carries
+  // the layout's topology unless `flat`.
+  void on_every_rank(const std::function<void(int, const CollectiveContext&)>& body,
+                     bool flat = false) {
+    if (ranks_.empty()) ranks_ = testing::connect_memory_ranks(size());
+    const uint32_t seq = next_seq_++;
+    const auto deadline = Clock::now() + 60s;
+    testing::run_on_threads(size(), [&](int rank) {
+      const CollectiveContext ctx{*ranks_[static_cast<size_t>(rank)], seq, deadline, nullptr,
+                                  flat ? nullptr : &topology_};
+      body(rank, ctx);
+    });
+  }
+
+  static void expect_bit_identical(const std::vector<std::vector<uint8_t>>& outputs) {
+    for (size_t rank = 1; rank < outputs.size(); ++rank) {
+      ASSERT_EQ(0, std::memcmp(outputs[rank].data(), outputs[0].data(), outputs[0].size()))
+          << "rank " << rank << " differs from rank 0";
+    }
+  }
+
+  const Topology topology_ = topology_from_groups(GetParam());
+  std::vector<std::unique_ptr<transport::Transport>> ranks_;
+  uint32_t next_seq_ = 1;
+};
+
+// Counts cover: fewer elements than region members (empty shards), the leader scheme, the striped
+// path (at least 64 KiB), and multi-chunk pipelines with the chain reduce/broadcast (over 4 MiB).
+TEST_P(Hierarchical, AllreduceMatchesReference) {
+  for (size_t count : {size_t{1}, size_t{5}, size_t{1000}, size_t{70001}, (size_t{1} << 19) + 5}) {
+    for (DataType dtype : {DataType::kFloat32, DataType::kInt64}) {
+      for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kMax}) {
+        const ReductionCase c = make_reduction_case(dtype, op, count, size(), count + 3);
+        std::vector<std::vector<uint8_t>> outputs = c.inputs;
+        on_every_rank([&](int rank, const CollectiveContext& ctx) {
+          allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
+        });
+        for (size_t rank = 0; rank < outputs.size(); ++rank) {
+          ASSERT_TRUE(equal_values(dtype, outputs[rank], c.expected))
+              << dtype_name(dtype) << " " << reduce_op_name(op) << " count " << count << " rank "
+              << rank;
+        }
+        expect_bit_identical(outputs);
+      }
+    }
+  }
+}
+
+// Sums whose bits depend on the reduction order: every rank must agree to the bit, and the result
+// must be as close to the flat allreduce's as reordering allows.
+TEST_P(Hierarchical, OrderSensitiveFloatsAgreeWithFlatAllreduce) {
+  for (size_t count : {size_t{3000}, size_t{300001}}) {
+    std::vector<std::vector<float>> data(static_cast<size_t>(size()), std::vector<float>(count));
+    std::vector<double> magnitude(count, 0.0);
+    for (int rank = 0; rank < size(); ++rank) {
+      std::mt19937 random(static_cast<unsigned>(rank * 7919 + count));
+      std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+      std::uniform_int_distribution<int> exponent(-20, 20);
+      for (size_t i = 0; i < count; ++i) {
+        data[static_cast<size_t>(rank)][i] = std::ldexp(mantissa(random), exponent(random));
+        magnitude[i] += std::fabs(data[static_cast<size_t>(rank)][i]);
+      }
+    }
+    std::vector<std::vector<float>> flat = data;
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+                ReduceOp::kSum);
+    });
+    on_every_rank(
+        [&](int rank, const CollectiveContext& ctx) {
+          allreduce(ctx, flat[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+                    ReduceOp::kSum);
+        },
+        /*flat=*/true);
+    for (int rank = 1; rank < size(); ++rank) {
+      ASSERT_EQ(0, std::memcmp(data[static_cast<size_t>(rank)].data(), data[0].data(),
+                               count * sizeof(float)))
+          << "count " << count << ": rank " << rank << " differs from rank 0";
+    }
+    for (size_t i = 0; i < count; ++i) {
+      ASSERT_NEAR(data[0][i], flat[0][i], 1e-6 * magnitude[i] + 1e-30) << "element " << i;
+    }
+  }
+}
+
+TEST_P(Hierarchical, TopologyOfAnotherSizeIsRejectedBeforeAnyTraffic) {
+  Layout bigger = GetParam();
+  bigger.push_back(0);
+  const Topology wrong = topology_from_groups(bigger);
+  on_every_rank([&](int, const CollectiveContext& ctx) {
+    CollectiveContext with_wrong = ctx;
+    with_wrong.topology = &wrong;
+    int64_t value = 1;
+    EXPECT_THROW(allreduce(with_wrong, &value, 1, DataType::kInt64, ReduceOp::kSum),
+                 std::invalid_argument);
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, Hierarchical,
+                         ::testing::Values(Layout{0, 1}, Layout{0, 0}, Layout{0, 0, 1},
+                                           Layout{0, 1, 0}, Layout{0, 0, 1, 1}, Layout{0, 1, 0, 1},
+                                           Layout{0, 0, 0, 1}, Layout{0, 0, 1, 1, 2},
+                                           Layout{0, 1, 1, 1, 0}, Layout{0, 0, 0, 1, 1, 1},
+                                           Layout{0, 1, 2, 0, 1, 2}, Layout{0, 0, 0, 0, 1, 2}),
+                         layout_name);
+
+}  // namespace
+}  // namespace torchwan::engine

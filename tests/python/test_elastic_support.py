@@ -1,0 +1,180 @@
+"""Support for the elastic tests (no tests here): a coordinator process and worker processes
+running examples/elastic_train.py, whose JSON-line events are collected as they happen so a test
+can act at a given step (kill, stop, join, leave) and check times against bounds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from torchwan.elastic._coordinator_cli import coordinator_path
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_SCRIPT = REPO / "examples" / "elastic_train.py"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Coordinator:
+    def __init__(self, port: int, log_dir: Path, *args: str) -> None:
+        self.port = port
+        self.args = list(args)
+        self.log_dir = log_dir
+        self.starts = 0
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        self.start()
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_dir / f"coordinator{self.starts}.log", "wb")
+        command = [str(coordinator_path()), "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(command + self.args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class Worker:
+    """One examples/elastic_train.py process; `events` fills in from its stdout."""
+
+    def __init__(self, name: str, coordinator_port: int, log_dir: Path, *args: str) -> None:
+        self.name = name
+        self.events: list[dict[str, Any]] = []
+        self.stderr_path = log_dir / f"{name}.err"
+        env = {**os.environ, "TORCHWAN_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, str(TRAIN_SCRIPT), "--coordinator"]
+        command += [f"127.0.0.1:{coordinator_port}", "--name", name, *args]
+        with open(self.stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=stderr, env=env
+            )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                self.events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+
+    def last(self, event: str) -> Optional[dict[str, Any]]:
+        found = [e for e in self.events if e["event"] == event]
+        return found[-1] if found else None
+
+    def first(self, event: str, after: float = 0.0) -> Optional[dict[str, Any]]:
+        found = [e for e in self.events if e["event"] == event and e["t"] >= after]
+        return found[0] if found else None
+
+    def step(self) -> int:
+        steps = [e["step"] for e in self.events if "step" in e]
+        return max(steps) if steps else -1
+
+    def signal(self, number: int) -> float:
+        """Sends a signal; returns the wall-clock time it was sent (events use wall clock)."""
+        sent = time.time()
+        self.process.send_signal(number)
+        return sent
+
+    def wait(self, timeout: float) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait()
+
+
+class ElasticJob:
+    """A coordinator plus workers; everything started is killed on exit."""
+
+    def __init__(self, *coordinator_args: str, worker_args: tuple[str, ...] = ()) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="torchwan-elastic-")
+        self.log_dir = Path(self._dir.name)
+        self.port = free_port()
+        self.coordinator = Coordinator(self.port, self.log_dir, *coordinator_args)
+        self.worker_args = worker_args
+        self.workers: dict[str, Worker] = {}
+
+    def add(self, name: str, *extra: str) -> Worker:
+        worker = Worker(name, self.port, self.log_dir, *self.worker_args, *extra)
+        self.workers[name] = worker
+        return worker
+
+    def wait_for_step(self, step: int, names: list[str], timeout: float) -> None:
+        wait_until(
+            lambda: all(self.workers[n].step() >= step for n in names),
+            timeout,
+            f"{names} to reach step {step} ({self.diagnostics()})",
+        )
+
+    def finish(self, names: list[str], timeout: float) -> list[dict[str, Any]]:
+        """Waits for the named workers to exit cleanly; returns their 'done' events."""
+        done = []
+        for name in names:
+            worker = self.workers[name]
+            try:
+                code = worker.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"{name} did not finish: {self.diagnostics()}") from None
+            assert code == 0, f"{name} exited with {code}: {worker.stderr()}"
+            event = worker.last("done")
+            assert event is not None, f"{name} has no 'done' event: {worker.stderr()}"
+            done.append(event)
+        return done
+
+    def diagnostics(self) -> str:
+        return ", ".join(f"{n}: step {w.step()}" for n, w in self.workers.items())
+
+    def __enter__(self) -> "ElasticJob":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker in self.workers.values():
+            worker.kill()
+        self.coordinator.stop()
+        self._dir.cleanup()
+
+
+def expected_checksum(steps: int, size: int) -> float:
+    """What AllReduceModel in examples/elastic_train.py holds after `steps` steps."""
+    return float(size * steps * (steps + 1) // 2)
