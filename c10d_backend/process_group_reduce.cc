@@ -2,6 +2,7 @@
 // reduce-scatter. AVG and PREMUL_SUM travel as SUM with the scaling done here, on host memory.
 #include <c10/util/Exception.h>
 
+#include "c10d_backend/compressed_allreduce.h"
 #include "c10d_backend/process_group_wan.h"
 #include "c10d_backend/signature.h"
 #include "c10d_backend/staging.h"
@@ -46,15 +47,23 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::allreduce(std::vector<at::Tensor
   const engine::ReduceOp op =
       c10d_backend::engine_reduce_op(opts.reduceOp, tensor.scalar_type(), kName);
   const ReduceScaling scaling(opts.reduceOp, size_, kName);
+  // Lossy by the user's choice (Options.compression); integers and other ops stay exact.
+  const std::optional<compression::Codec> codec =
+      options_.compression.applies(dtype, op, tensor.nbytes()) ? options_.compression.codec
+                                                               : std::nullopt;
   auto staging = std::make_shared<Staging>(kName);
   staging->add(tensor, Access::kReadWrite);
   return submit(
       {c10d::OpType::ALLREDUCE, kName, tensor.scalar_type(), elements(tensor), opts.reduceOp.op_},
       opts.timeout, {tensor}, staging,
-      [dtype, op, scaling](const engine::CollectiveContext& context, const Staging& staged) {
+      [dtype, op, scaling, codec](const engine::CollectiveContext& context, const Staging& staged) {
         at::Tensor host = staged.host(0);
         scaling.premultiply(host);
-        engine::allreduce(context, host.mutable_data_ptr(), elements(host), dtype, op);
+        if (codec) {
+          c10d_backend::compressed_allreduce(context, host, *codec);
+        } else {
+          engine::allreduce(context, host.mutable_data_ptr(), elements(host), dtype, op);
+        }
         scaling.finish(host);
       });
 }

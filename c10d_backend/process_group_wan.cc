@@ -36,6 +36,21 @@ std::unique_ptr<transport::Transport> connect_transport(
   }
 }
 
+c10d_backend::GroupTopology discover_topology(const c10::intrusive_ptr<c10d::Store>& store,
+                                              transport::Transport& transport,
+                                              const WanOptions& options) {
+  c10d_backend::C10dStoreAdapter adapter(store);
+  try {
+    return c10d_backend::discover_group_topology(adapter, transport, options.topology,
+                                                 options.transport.connect_timeout);
+  } catch (const std::exception& error) {
+    C10_THROW_ERROR(DistBackendError, std::string("torchwan: group '") + options.group_name +
+                                          "' rank " + std::to_string(transport.rank()) + "/" +
+                                          std::to_string(transport.size()) +
+                                          " could not decide its regions: " + error.what());
+  }
+}
+
 }  // namespace
 
 ProcessGroupWan::ProcessGroupWan(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
@@ -44,6 +59,7 @@ ProcessGroupWan::ProcessGroupWan(const c10::intrusive_ptr<c10d::Store>& store, i
       options_(std::move(options)),
       timeout_(options_.timeout),
       transport_(connect_transport(store, rank, size, options_)),
+      topology_(discover_topology(store, *transport_, options_)),
       streams_(std::make_unique<c10d_backend::DeviceStreams>()),
       pinned_(std::make_unique<c10d_backend::PinnedSlots>()),
       collectives_(std::make_unique<c10d_backend::OpRunner>()),
@@ -147,7 +163,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
           staging->stage_in(pinned_.get());
           const engine::CollectiveContext context{*transport_, static_cast<uint32_t>(seq),
                                                   std::chrono::steady_clock::now() + timeout,
-                                                  &signature};
+                                                  &signature, &topology_.topology};
           body(context, *staging);
           staging->stage_out();
           deliver([work, staging] { work->complete(staging->stream()); });

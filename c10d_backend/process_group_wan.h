@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "c10d_backend/group_topology.h"
+#include "csrc/compressed_allreduce.h"
 #include "transport/options.h"
 
 namespace torchwan::transport {
@@ -44,6 +46,10 @@ struct WanOptions {
   std::chrono::milliseconds timeout = std::chrono::minutes(30);  // torch's default
   // Shown in error messages so a user can tell groups apart.
   std::string group_name;
+  // How the group's regions are found (hierarchical allreduce); TORCHWAN_REGION, TORCHWAN_TOPOLOGY.
+  c10d_backend::TopologyOptions topology = c10d_backend::TopologyOptions::from_env();
+  // Codec for large floating-point SUM/AVG allreduces (TORCHWAN_COMPRESSION, default none).
+  engine::AllreduceCompression compression = engine::AllreduceCompression::from_env();
 };
 
 class ProcessGroupWan final : public c10d::Backend {
@@ -125,6 +131,8 @@ class ProcessGroupWan final : public c10d::Backend {
   void shutdown() override;
 
   const WanOptions& options() const { return options_; }
+  // The regions decided at construction, identical on every rank.
+  const c10d_backend::GroupTopology& group_topology() const { return topology_; }
 
  private:
   using Body = std::function<void(const engine::CollectiveContext&, const c10d_backend::Staging&)>;
@@ -150,6 +158,7 @@ class ProcessGroupWan final : public c10d::Backend {
   WanOptions options_;
   std::atomic<std::chrono::milliseconds> timeout_;
   std::unique_ptr<transport::Transport> transport_;
+  c10d_backend::GroupTopology topology_;  // read by every collective; set once at construction
   std::unique_ptr<c10d_backend::DeviceStreams> streams_;
   std::unique_ptr<c10d_backend::PinnedSlots> pinned_;  // collective thread only
   // Collectives run here in issue order, one at a time.

@@ -5,6 +5,7 @@
 #include <torch/csrc/utils/pybind.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -47,7 +48,16 @@ WanOptions make_options(const std::map<std::string, std::string>& transport_fiel
                         std::chrono::milliseconds timeout, const std::string& group_name) {
   WanOptions options;
   try {
-    for (const auto& [name, value] : transport_fields) options.transport.set(name, value);
+    const auto& topology_names = c10d_backend::TopologyOptions::field_names();
+    for (const auto& [name, value] : transport_fields) {
+      if (std::find(topology_names.begin(), topology_names.end(), name) != topology_names.end()) {
+        options.topology.set(name, value);
+      } else if (name == "compression") {
+        options.compression = engine::AllreduceCompression::parse(value);
+      } else {
+        options.transport.set(name, value);
+      }
+    }
     options.transport.validate();
   } catch (const std::invalid_argument& error) {
     throw py::value_error(std::string("torchwan.Options: ") + error.what());
@@ -123,5 +133,27 @@ PYBIND11_MODULE(_C, module) {
           "transport",
           [](const ProcessGroupWan& self) { return self.options().transport.transport; })
       .def_property_readonly(
-          "lanes", [](const ProcessGroupWan& self) { return self.options().transport.lanes; });
+          "lanes", [](const ProcessGroupWan& self) { return self.options().transport.lanes; })
+      .def_property_readonly(
+          "compression",
+          [](const ProcessGroupWan& self) { return self.options().compression.name(); })
+      // The regions chosen at group creation: the region index of every rank (regions numbered
+      // by their lowest rank), how they were found ("flat", "labels", "rtt") and, for "rtt", the
+      // measured size x size round-trip times in ms.
+      .def_property_readonly(
+          "regions",
+          [](const ProcessGroupWan& self) { return self.group_topology().topology.region_of; })
+      .def_property_readonly(
+          "topology_source",
+          [](const ProcessGroupWan& self) { return self.group_topology().source; })
+      .def_property_readonly("rtt_ms", [](const ProcessGroupWan& self) {
+        const auto& group = self.group_topology();
+        const size_t size = group.topology.region_of.size();
+        std::vector<std::vector<double>> rows;
+        for (size_t i = 0; i < size && !group.rtt_ms.empty(); ++i) {
+          rows.emplace_back(group.rtt_ms.begin() + static_cast<std::ptrdiff_t>(i * size),
+                            group.rtt_ms.begin() + static_cast<std::ptrdiff_t>((i + 1) * size));
+        }
+        return rows;
+      });
 }

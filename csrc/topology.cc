@@ -102,7 +102,11 @@ Topology topology_from_rtt(std::span<const double> rtt_ms, int size, RttClusteri
                                               rtt_ms[i], i / n, i % n));
     }
   }
-  auto pair_rtt = [&](size_t i, size_t j) { return (rtt_ms[i * n + j] + rtt_ms[j * n + i]) / 2; };
+  // Delay is only ever added (a peer still busy with an earlier round, scheduling), never taken
+  // away, so the smaller of the two directions' measurements is the better estimate of the link.
+  auto pair_rtt = [&](size_t i, size_t j) {
+    return std::min(rtt_ms[i * n + j], rtt_ms[j * n + i]);
+  };
   double smallest = std::numeric_limits<double>::infinity();
   for (size_t i = 0; i < n; ++i) {
     for (size_t j = i + 1; j < n; ++j) smallest = std::min(smallest, pair_rtt(i, j));

@@ -1,9 +1,11 @@
 #include "elastic/coordinator.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <vector>
 
+#include "elastic/control_security.h"
 #include "elastic/log.h"
 #include "elastic/membership_wire.h"
 
@@ -23,7 +25,10 @@ int bound_port(::zmq::socket_t& socket) {
 Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)), log_(elastic_logger()), context_(1) {}
 
-Coordinator::~Coordinator() { stop(); }
+Coordinator::~Coordinator() {
+  stop();
+  zap_.reset();
+}
 
 void Coordinator::start() {
   if (running()) return;
@@ -35,6 +40,13 @@ void Coordinator::start() {
   // ZeroMQ itself closes the connection of a peer that sends a frame above the protocol cap,
   // before we ever allocate for it.
   router.set(::zmq::sockopt::maxmsgsize, static_cast<int64_t>(kHeaderBytes + kMaxPayloadBytes));
+  if (options_.secret) {
+    require_curve();
+    // The handler must be bound before the first connection's handshake asks it.
+    if (!zap_)
+      zap_ = std::make_unique<ZapHandler>(context_, options_.secret->curve_keys().public_key);
+    make_curve_server(router, *options_.secret);
+  }
   const std::string port = options_.port == 0 ? "*" : std::to_string(options_.port);
   router.bind("tcp://" + options_.host + ":" + port);
   port_ = bound_port(router);
@@ -44,7 +56,19 @@ void Coordinator::start() {
   }
   stopping_ = false;
   log_->info("coordinator: listening on {}:{}", options_.host, port_);
-  thread_ = std::thread([this, socket = std::move(router)]() mutable { serve(std::move(socket)); });
+  if (options_.secret) {
+    log_->info("coordinator: CURVE authentication on; members need the job secret (fingerprint {})",
+               options_.secret->fingerprint());
+  } else {
+    log_->warn(
+        "coordinator: no --secret-file: the job is open to anyone who reaches port {} (they can "
+        "join, report members lost, or stop the job); use a job secret outside tests",
+        port_);
+  }
+  const int monitor_id = ++monitors_;
+  thread_ = std::thread([this, monitor_id, socket = std::move(router)]() mutable {
+    serve(std::move(socket), monitor_id);
+  });
 }
 
 void Coordinator::stop() {
@@ -65,10 +89,25 @@ CoordinatorSnapshot Coordinator::snapshot() const {
   return core_ ? core_->snapshot() : CoordinatorSnapshot{};
 }
 
-void Coordinator::serve(::zmq::socket_t router) {
-  std::vector<::zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+void Coordinator::serve(::zmq::socket_t router, int monitor_id) {
+  // Declared after the router so that it stops watching before the router closes.
+  SocketMonitor monitor(context_, router, fmt::format("coordinator-{}", monitor_id));
+  std::vector<::zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0},
+                                          {monitor.socket().handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping_) {
     ::zmq::poll(items, kPollInterval);
+    while (const auto event = monitor.next()) {
+      if (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+          event->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+          event->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+        // libzmq reports these on the listening endpoint; the ZAP handler logs the peer address
+        // of the connections it refuses.
+        log_->warn("coordinator: a connection to {} failed its handshake: {}{}", event->address,
+                   describe_handshake_failure(*event),
+                   options_.secret ? " (a client without this job's secret?)"
+                                   : " (a client with a secret, while this coordinator has none?)");
+      }
+    }
     // Drain everything that arrived, then decide on timeouts once.
     while (true) {
       std::vector<::zmq::message_t> parts;

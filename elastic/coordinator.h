@@ -12,6 +12,7 @@
 
 #include "elastic/coordinator_core.h"
 #include "elastic/coordinator_options.h"
+#include "elastic/zap_handler.h"
 
 namespace spdlog {
 class logger;
@@ -22,7 +23,7 @@ namespace torchwan::elastic {
 class Coordinator {
  public:
   explicit Coordinator(CoordinatorOptions options);
-  ~Coordinator();
+  ~Coordinator();  // stops serving; the ZAP handler goes before the context
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
@@ -37,14 +38,18 @@ class Coordinator {
   std::string endpoint() const;
 
   CoordinatorSnapshot snapshot() const;
+  // Connections refused by the ZAP handler (a key not derived from the job secret).
+  uint64_t refused_connections() const { return zap_ ? zap_->rejected() : 0; }
 
  private:
-  void serve(::zmq::socket_t router);
+  void serve(::zmq::socket_t router, int monitor_id);
   void send_all(::zmq::socket_t& router);
 
   CoordinatorOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   ::zmq::context_t context_;
+  std::unique_ptr<ZapHandler> zap_;  // with a secret; lives as long as the context allows
+  int monitors_ = 0;                 // names each start()'s socket monitor uniquely
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   mutable std::mutex mutex_;  // guards core_: the serving thread decides, snapshot() reads

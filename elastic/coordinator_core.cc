@@ -58,6 +58,10 @@ void CoordinatorCore::handle(const std::string& routing_id, std::span<const uint
     // fails fast instead of waiting; garbage gets none.
     if (error.kind() == WireErrorKind::kWrongJob) {
       reject(routing_id, error.what(), decode_message(frame, std::nullopt).header.job);
+    } else if (error.kind() == WireErrorKind::kBadVersion) {
+      // Our own magic with another version: a member of an older or newer torchwan. It may not
+      // parse our answer, but its own decoder then logs the version it got, which says as much.
+      reject(routing_id, error.what(), peek_job_hash(frame));
     }
     return;
   }

@@ -11,13 +11,18 @@
 #include <zmq.hpp>
 
 #include "elastic/coordinator.h"
+#include "security/job_secret.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: torchwan-coordinator --port P [--host H] [--job-id J] [--heartbeat-timeout-ms N]\n"
     "                            [--peer-lost-silence-ms N] [--recovery-grace-ms N]\n"
-    "                            [--min-members N] [--no-quorum]\n";
+    "                            [--min-members N] [--no-quorum] [--secret-file FILE]\n"
+    "       torchwan-coordinator --make-secret FILE\n"
+    "--secret-file: only holders of this job secret may join (ZeroMQ CURVE); without it\n"
+    "    the job is open to anyone who reaches the port.\n"
+    "--make-secret: writes a new secret (mode 0600, never overwriting) and exits.\n";
 
 long parse_number(const std::string& flag, const std::string& text) {
   size_t used = 0;
@@ -52,7 +57,8 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
                                           "--heartbeat-timeout-ms",
                                           "--peer-lost-silence-ms",
                                           "--recovery-grace-ms",
-                                          "--min-members"};
+                                          "--min-members",
+                                          "--secret-file"};
     if (std::find(std::begin(kValued), std::end(kValued), flag) == std::end(kValued)) {
       throw std::invalid_argument("unknown option " + flag);
     }
@@ -69,6 +75,8 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
       options.heartbeat_timeout = std::chrono::milliseconds(parse_number(flag, value));
     } else if (flag == "--peer-lost-silence-ms") {
       options.peer_lost_silence = std::chrono::milliseconds(parse_number(flag, value));
+    } else if (flag == "--secret-file") {
+      options.secret = torchwan::security::JobSecret::load_file(value);
     } else if (flag == "--recovery-grace-ms") {
       options.recovery_grace = std::chrono::milliseconds(parse_number(flag, value));
     } else {  // --min-members
@@ -79,9 +87,29 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
   return options;
 }
 
+// --make-secret FILE: the one step an operator needs before a secured job.
+int make_secret(const std::string& path) {
+  try {
+    const auto secret = torchwan::security::JobSecret::create_file(path);
+    std::cout << "wrote a new job secret to " << path << " (fingerprint " << secret.fingerprint()
+              << "); copy it, mode 0600, to every member and pass --secret-file " << path << "\n";
+    return 0;
+  } catch (const std::exception& error) {
+    std::cerr << "torchwan-coordinator: " << error.what() << "\n";
+    return 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "--make-secret") {
+    if (argc != 3) {
+      std::cerr << "torchwan-coordinator: --make-secret takes exactly one FILE\n" << kUsage;
+      return 2;
+    }
+    return make_secret(argv[2]);
+  }
   torchwan::elastic::CoordinatorOptions options;
   try {
     options = parse(argc, argv);
@@ -106,6 +134,9 @@ int main(int argc, char** argv) {
   } catch (const zmq::error_t& error) {
     std::cerr << "torchwan-coordinator: cannot listen on " << options.host << ":" << options.port
               << ": " << error.what() << "\n";
+    return 1;
+  } catch (const std::exception& error) {  // no CURVE in this libzmq, among others
+    std::cerr << "torchwan-coordinator: " << error.what() << "\n";
     return 1;
   }
   std::cout << "torchwan-coordinator listening on " << options.host << ":" << coordinator.port()

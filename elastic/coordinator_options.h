@@ -3,7 +3,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
+
+#include "security/job_secret.h"
 
 namespace torchwan::elastic {
 
@@ -27,6 +30,9 @@ struct CoordinatorOptions {
   // docs/elastic.md. Turning it off lets a two-member job survive one failure, at the price of
   // continuing when the coordinator is the one cut off.
   bool require_majority = true;
+  // With a secret, only holders of the same secret can talk to the coordinator (ZeroMQ CURVE, see
+  // docs/elastic.md). Without one, anyone who reaches the port can join or disturb the job.
+  std::optional<security::JobSecret> secret;
 };
 
 }  // namespace torchwan::elastic

@@ -36,6 +36,9 @@ class WireError : public std::runtime_error {
 enum class ElasticErrorKind {
   kStopped,   // the coordinator told this job to stop (quorum lost) or the member was closed
   kRejected,  // the coordinator refused this member's registration
+  // The connection to the coordinator failed its security handshake: a wrong or missing job
+  // secret on one side.
+  kAuthentication,
   kInvalidArgument,
 };
 

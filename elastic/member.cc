@@ -1,10 +1,12 @@
 #include "elastic/member.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <random>
 #include <zmq.hpp>
 
+#include "elastic/control_security.h"
 #include "elastic/errors.h"
 #include "elastic/log.h"
 
@@ -56,6 +58,8 @@ Member::Member(MemberOptions options)
       incarnation_(random_incarnation()),
       job_hash_(job_hash(options_.job_id)) {
   validate(options_);
+  // Fail in the caller's thread, not silently in the member's.
+  if (options_.secret) require_curve();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -93,9 +97,10 @@ std::optional<EpochView> Member::wait_for_epoch(uint64_t newer_than,
   changed_.wait_for(lock, timeout, [&] {
     if (view_ && view_->epoch > newer_than && view_->rank >= 0) result = view_;
     return result.has_value() || state_ == MemberState::kStopped || closed_ ||
-           !reject_reason_.empty();
+           !reject_reason_.empty() || !auth_error_.empty();
   });
   if (result) return result;
+  if (!auth_error_.empty()) throw ElasticError(ElasticErrorKind::kAuthentication, auth_error_);
   if (state_ == MemberState::kStopped) {
     throw ElasticError(
         ElasticErrorKind::kStopped,
@@ -162,9 +167,64 @@ void Member::run() {
   dealer.set(::zmq::sockopt::heartbeat_ivl, interval_ms);
   dealer.set(::zmq::sockopt::heartbeat_timeout,
              static_cast<int>(options_.coordinator_timeout.count()));
+  if (options_.secret) make_curve_client(dealer, *options_.secret);
+  // Watches the handshake: a refused one must become an error, not an endless silent retry.
+  // Declared after the dealer so that it stops watching before the dealer closes.
+  SocketMonitor monitor(context, dealer, "member");
   dealer.connect(options_.coordinator);
-  log_->info("member '{}': connecting to {} for job '{}'", options_.name, options_.coordinator,
-             options_.job_id);
+  log_->info("member '{}': connecting to {} for job '{}'{}", options_.name, options_.coordinator,
+             options_.job_id,
+             options_.secret ? fmt::format(" with CURVE (secret fingerprint {})",
+                                           options_.secret->fingerprint())
+                             : std::string(" without a job secret"));
+  // When the TCP connection came up with no handshake result since: a CURVE client facing a
+  // server that does not answer the handshake otherwise waits forever.
+  bool handshaking = false;
+  Clock::time_point handshake_started{};
+  // Handshakes in a row that the coordinator's side closed without a reason. One can be a
+  // coordinator going down at that moment; a wrong secret closes every attempt.
+  int closed_handshakes = 0;
+  auto watch_handshake = [&] {
+    while (const auto event = monitor.next()) {
+      switch (event->event) {
+        case ZMQ_EVENT_CONNECTED:
+          handshaking = true;
+          handshake_started = Clock::now();
+          break;
+        case ZMQ_EVENT_DISCONNECTED:
+          handshaking = false;
+          break;
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: {
+          handshaking = false;
+          closed_handshakes = 0;
+          std::lock_guard<std::mutex> lock(mutex_);
+          auth_error_.clear();
+          break;
+        }
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+          handshaking = false;
+          // Without a secret, a connection closed mid-handshake is an ordinary network event;
+          // a mechanism mismatch means the coordinator wants a secret we do not have.
+          if (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && ++closed_handshakes < 2) {
+            break;
+          }
+          if (options_.secret || (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                                  event->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)) {
+            authentication_failed(describe_handshake_failure(*event));
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (handshaking && Clock::now() - handshake_started > options_.coordinator_timeout) {
+      handshaking = false;
+      authentication_failed(fmt::format("no handshake completed within {} ms of connecting",
+                                        options_.coordinator_timeout.count()));
+    }
+  };
 
   uint64_t sequence = 0;
   auto send = [&](MessageType type, const std::vector<uint8_t>& payload) {
@@ -194,7 +254,8 @@ void Member::run() {
 
   auto next_heartbeat = Clock::now();
   auto last_reply = Clock::now();
-  std::vector<::zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0}};
+  std::vector<::zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
+                                          {monitor.socket().handle(), 0, ZMQ_POLLIN, 0}};
   while (true) {
     std::deque<Request> requests;
     bool registered = false;
@@ -224,6 +285,7 @@ void Member::run() {
     }
 
     ::zmq::poll(items, kPollInterval);
+    watch_handshake();
     ::zmq::message_t frame;
     while (dealer.recv(frame, ::zmq::recv_flags::dontwait)) {
       try {
@@ -242,6 +304,28 @@ void Member::run() {
   }
   std::lock_guard<std::mutex> lock(mutex_);
   closed_ = true;
+  changed_.notify_all();
+}
+
+void Member::authentication_failed(const std::string& detail) {
+  std::string error;
+  if (options_.secret) {
+    error = fmt::format(
+        "member '{}': cannot join the coordinator at {}: authentication failed or wrong secret "
+        "({}; this member's secret has fingerprint {}): secret mismatch or coordinator without "
+        "--secret-file",
+        options_.name, options_.coordinator, detail, options_.secret->fingerprint());
+  } else {
+    error = fmt::format(
+        "member '{}': cannot join the coordinator at {}: authentication failed ({}): the "
+        "coordinator requires the job secret; give this member the job's secret file "
+        "(TORCHWAN_SECRET_FILE or secret_file)",
+        options_.name, options_.coordinator, detail);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  // The socket keeps retrying; say it once per distinct failure, not at every retry.
+  if (error != auth_error_) log_->error("{}", error);
+  auth_error_ = std::move(error);
   changed_.notify_all();
 }
 

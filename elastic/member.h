@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "elastic/membership_wire.h"
+#include "security/job_secret.h"
 
 namespace spdlog {
 class logger;
@@ -35,6 +36,10 @@ struct MemberOptions {
   // No answer from the coordinator for this long: treat the connection as dead (ZMTP heartbeats
   // close it) and register afresh once it answers again.
   std::chrono::milliseconds coordinator_timeout{10000};
+  // The job secret: the connection becomes a CURVE client that only a coordinator holding the
+  // same secret accepts (and that only accepts such a coordinator). A member with a secret never
+  // talks to a coordinator without one: that is refused as an authentication failure.
+  std::optional<security::JobSecret> secret;
 };
 
 // One membership epoch as this member sees it.
@@ -73,8 +78,11 @@ class Member {
   uint64_t incarnation() const { return incarnation_; }
 
   // Waits for an epoch numbered above `newer_than` that includes this member. Returns nothing on
-  // timeout; throws ElasticError(kStopped) when the job was stopped or this member closed, and
-  // ElasticError(kRejected) when the coordinator refused the registration.
+  // timeout; throws ElasticError(kStopped) when the job was stopped or this member closed,
+  // ElasticError(kRejected) when the coordinator refused the registration, and
+  // ElasticError(kAuthentication) when the connection fails its security handshake (a wrong or
+  // missing secret on either side) or, with a secret, connects but completes no handshake within
+  // coordinator_timeout.
   std::optional<EpochView> wait_for_epoch(uint64_t newer_than, std::chrono::milliseconds timeout);
 
   // The data plane saw `peer` fail (connection reset, op timeout). Lets the coordinator remove
@@ -98,6 +106,7 @@ class Member {
   void run();
   void handle(const Message& message);
   void queue(MessageType type, std::vector<uint8_t> payload);
+  void authentication_failed(const std::string& detail);
 
   MemberOptions options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -117,6 +126,7 @@ class Member {
   bool closed_ = false;    // the thread has exited or been asked to
   std::string stop_reason_;
   std::string reject_reason_;
+  std::string auth_error_;  // set by a failed handshake, cleared by a successful one
   EpochCallback on_epoch_;
   StopCallback on_stop_;
 

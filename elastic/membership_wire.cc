@@ -1,5 +1,7 @@
 #include "elastic/membership_wire.h"
 
+#include <fmt/format.h>
+
 #include "elastic/byte_codec.h"
 #include "elastic/errors.h"
 
@@ -169,9 +171,10 @@ Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> e
   }
   header.version = reader.u16();
   if (header.version != kProtocolVersion) {
-    throw WireError(WireErrorKind::kBadVersion, "version " + std::to_string(header.version) +
-                                                    ", this build speaks " +
-                                                    std::to_string(kProtocolVersion));
+    throw WireError(WireErrorKind::kBadVersion,
+                    fmt::format("protocol version {}, this build speaks {} (run the same torchwan "
+                                "version on coordinator and members)",
+                                header.version, kProtocolVersion));
   }
   const uint16_t type = reader.u16();
   if (!is_known_type(type)) {
@@ -210,6 +213,15 @@ Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> e
                     "checksum " + hex(checksum) + ", header says " + hex(header.checksum));
   }
   return message;
+}
+
+std::optional<uint64_t> peek_job_hash(std::span<const uint8_t> frame) {
+  if (frame.size() < kHeaderBytes) return std::nullopt;
+  ByteReader reader(frame.first(kHeaderBytes));
+  if (reader.u32() != kWireMagic) return std::nullopt;
+  (void)reader.u16();  // version
+  (void)reader.u16();  // type
+  return reader.u64();
 }
 
 std::vector<uint8_t> encode_payload(const MemberRef& value) {

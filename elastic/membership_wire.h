@@ -81,6 +81,9 @@ std::vector<uint8_t> encode_message(MessageType type, uint64_t job, uint64_t epo
 // Validates the whole frame (header fields, length, checksum). With `expected_job` set, a message
 // for another job is refused with kWrongJob.
 Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> expected_job);
+// The job hash of a frame that carries our magic and a full header, whatever its version: lets the
+// coordinator answer a member of another protocol version with a reason instead of silence.
+std::optional<uint64_t> peek_job_hash(std::span<const uint8_t> frame);
 
 // ---- payloads ----
 

@@ -12,6 +12,8 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libucx-dev ucx-utils libzmq3-dev cppzmq-dev libsodium-dev libspdlog-dev libfmt-dev libgtest-dev
   iperf3 iproute2 iptables iputils-ping libnetfilter-queue-dev
+  # clang's libFuzzer and sanitizer runtimes (scripts/fuzz.sh; scripts/sanitize.sh uses gcc's).
+  clang libclang-rt-14-dev
 )
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

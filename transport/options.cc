@@ -40,9 +40,18 @@ std::string env_name(const std::string& field) {
 }  // namespace
 
 const std::vector<std::string>& TransportOptions::field_names() {
-  static const std::vector<std::string> names = {
-      "transport",          "lanes",           "stripe_min_bytes",    "chunk_bytes", "host",
-      "connect_timeout_ms", "peer_timeout_ms", "socket_buffer_bytes", "congestion"};
+  static const std::vector<std::string> names = {"transport",
+                                                 "lanes",
+                                                 "stripe_min_bytes",
+                                                 "chunk_bytes",
+                                                 "host",
+                                                 "connect_timeout_ms",
+                                                 "peer_timeout_ms",
+                                                 "socket_buffer_bytes",
+                                                 "congestion",
+                                                 "secret_file",
+                                                 "job_id",
+                                                 "epoch"};
   return names;
 }
 
@@ -65,6 +74,12 @@ void TransportOptions::set(const std::string& name, const std::string& value) {
     socket_buffer_bytes = parse_size(name, value);
   } else if (name == "congestion") {
     congestion = value;
+  } else if (name == "secret_file") {
+    secret_file = value;
+  } else if (name == "job_id") {
+    job_id = value;
+  } else if (name == "epoch") {
+    epoch = static_cast<uint64_t>(parse_size(name, value));
   } else {
     throw std::invalid_argument("unknown transport option '" + name + "'");
   }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,16 @@ struct TransportOptions {
   // /proc/sys/net/ipv4/tcp_available_congestion_control; else, or when empty, the system
   // default applies.                                   TORCHWAN_CONGESTION
   std::string congestion = "bbr";
+  // File holding the job secret (see security/job_secret.h). When set, every data connection
+  // proves that its sender holds the secret, for this job and epoch, before anything it sends is
+  // accepted; when empty the data plane is unauthenticated.     TORCHWAN_SECRET_FILE
+  std::string secret_file;
+  // Names the job; connections of another job are refused, and a rank of another job is named
+  // at connection setup. Empty is a job id like any other.         TORCHWAN_JOB_ID
+  std::string job_id;
+  // Membership epoch, set by the elastic layer: connections and frames of another epoch are
+  // refused, so traffic recorded in one epoch cannot be replayed into the next.   TORCHWAN_EPOCH
+  uint64_t epoch = 0;
 
   // Sets the field called `name` (e.g. "lanes") from text. Throws std::invalid_argument naming
   // the field when the name is unknown or the value does not parse.

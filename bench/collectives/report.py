@@ -31,6 +31,8 @@ def link_bound_seconds(collective: str, size: int, world: int, link: dict[str, A
 
 def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[dict[str, Any]]:
     gloo = {(r["collective"], r["bytes"]): r["seconds"] for r in records if r["backend"] == "gloo"}
+    flat = {(r["collective"], r["bytes"]): r["seconds"] for r in records
+            if r["backend"] == "wan-flat"}
     rows = []
     for record in records:
         world, size, seconds = record["world_size"], record["bytes"], record["seconds"]
@@ -39,6 +41,8 @@ def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[d
         row["busbw_gbps"] = row["algbw_gbps"] * bus_factor(record["collective"], world)
         reference = gloo.get((record["collective"], size))
         row["speedup_vs_gloo"] = reference / seconds if reference else None
+        if record["backend"] == "wan-hier" and (record["collective"], size) in flat:
+            row["speedup_vs_flat"] = flat[(record["collective"], size)] / seconds
         if link:
             row["link_bound_s"] = link_bound_seconds(record["collective"], size, world, link)
             row["fraction_of_link"] = row["link_bound_s"] / seconds
@@ -54,23 +58,39 @@ def human_bytes(size: int) -> str:
     return f"{size} B"
 
 
-def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str) -> None:
+def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
+          topologies: list[dict[str, Any]] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"collectives_{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if topologies:
+        (RESULTS / f"collectives_{name}_topology.json").write_text(
+            json.dumps(topologies, indent=2) + "\n")
     has_link = any("fraction_of_link" in r for r in rows)
+    has_flat = any("speedup_vs_flat" in r for r in rows)
     header = "| collective | size | backend | time (ms) | algbw (GB/s) | busbw (GB/s) | vs Gloo |"
     rule = "|---|---|---|---|---|---|---|"
+    if has_flat:
+        header += " vs flat wan |"
+        rule += "---|"
     if has_link:
         header += " of link bound | busbw / link rate |"
         rule += "---|---|"
     lines = [f"# Collectives, {world} ranks, scenario `{scenario}`", "",
              "Slowest rank's mean time per call; busbw per nccl-tests; 'vs Gloo' = Gloo time / "
-             "this time (same processes, same run).", "", header, rule]
+             "this time (same processes, same run).", ""]
+    for topology in topologies or []:
+        lines.append(f"- `{topology['topology']}` ran on regions {topology['regions']} "
+                     f"(from {topology['source']})")
+    if topologies:
+        lines.append("")
+    lines += [header, rule]
     for r in rows:
         speedup = f"{r['speedup_vs_gloo']:.2f}x" if r["speedup_vs_gloo"] else ""
         line = (f"| {r['collective']} | {human_bytes(r['bytes'])} | {r['backend']} | "
                 f"{r['seconds'] * 1e3:.2f} | {r['algbw_gbps']:.3f} | {r['busbw_gbps']:.3f} | "
                 f"{speedup} |")
+        if has_flat:
+            line += f" {r['speedup_vs_flat']:.2f}x |" if "speedup_vs_flat" in r else " |"
         if has_link:
             line += f" {r['fraction_of_link']:.0%} | {r['busbw_fraction_of_rate']:.0%} |"
         lines.append(line)

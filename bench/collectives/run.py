@@ -23,18 +23,21 @@ SMOKE_SIZES = [4 << 10, 1 << 20]
 
 
 def run_scenario(args: argparse.Namespace, placement: Placement, link: dict[str, Any] | None,
-                 env: dict[str, str]) -> list[dict[str, Any]]:
+                 env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Returns the derived rows and, per wan group, the regions it ran on."""
     sizes = SMOKE_SIZES if args.smoke else [int(s) for s in args.sizes.split(",")]
+    backends = "wan-hier,wan-flat,gloo" if args.compare_topology else "wan,gloo"
     result = run_world(
         str(WORKER),
         ["--collectives", args.collectives, "--sizes", ",".join(map(str, sizes)),
-         "--budget", str(args.budget)],
+         "--budget", str(args.budget), "--backends", backends],
         args.world_size,
         placement,
         env=env,
     )
     records = [json.loads(line) for line in result.rank0_stdout.splitlines() if line.startswith("{")]
-    return report.derive(records, link)
+    topologies = [r for r in records if "topology" in r]
+    return report.derive([r for r in records if "backend" in r], link), topologies
 
 
 def main() -> None:
@@ -48,19 +51,24 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="two small sizes, for CI")
     parser.add_argument("--transport", default=None, help="TORCHWAN_TRANSPORT for the wan side")
     parser.add_argument("--name", default=None, help="results file suffix (default: scenario)")
+    parser.add_argument("--compare-topology", action="store_true",
+                        help="run wan twice, hierarchical (the lab's regions) and flat, beside "
+                             "Gloo; needs a scenario with regions")
     args = parser.parse_args()
 
     env = {"TORCHWAN_TRANSPORT": args.transport} if args.transport else {}
     if args.scenario == "loopback":
-        rows = run_scenario(args, Loopback(), None, env)
+        if args.compare_topology:
+            parser.error("--compare-topology needs a WAN-lab scenario with regions")
+        rows, topologies = run_scenario(args, Loopback(), None, env)
     else:
         from bench.common.lab import running_lab
 
         with running_lab(args.scenario) as (placement, link, lab_env):
-            rows = run_scenario(args, placement, link, {**lab_env, **env})
+            rows, topologies = run_scenario(args, placement, link, {**lab_env, **env})
 
     name = args.name or args.scenario + ("-smoke" if args.smoke else "")
-    report.write(rows, name, args.world_size, args.scenario)
+    report.write(rows, name, args.world_size, args.scenario, topologies)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import timedelta
 from typing import Callable
@@ -66,19 +67,41 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--collectives", default="allreduce,allgather,reduce_scatter,broadcast")
     parser.add_argument("--sizes", required=True, help="comma-separated byte counts")
-    parser.add_argument("--backends", default="wan,gloo")
+    parser.add_argument("--backends", default="wan,gloo",
+                        help="wan (default group), wan-hier (regions from TORCHWAN_LAB_REGION), "
+                             "wan-flat (topology=flat), gloo")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
     args = parser.parse_args()
 
-    import torchwan  # noqa: F401  registers "wan"
+    import torchwan  # registers "wan"
 
     dist.init_process_group("wan", timeout=timedelta(minutes=10))
     rank, world = dist.get_rank(), dist.get_world_size()
     gloo = dist.new_group(backend="gloo", timeout=timedelta(minutes=10))
     groups = {"wan": None, "gloo": gloo}
+    backends = args.backends.split(",")
+    if "wan-hier" in backends:
+        # The lab's own region labels: what the hierarchy should find, stated rather than measured.
+        groups["wan-hier"] = dist.new_group(
+            backend="wan", timeout=timedelta(minutes=10),
+            pg_options=torchwan.Options(region=os.environ["TORCHWAN_LAB_REGION"],
+                                        topology="regions"))
+    if "wan-flat" in backends:
+        groups["wan-flat"] = dist.new_group(backend="wan", timeout=timedelta(minutes=10),
+                                            pg_options=torchwan.Options(topology="flat"))
+    if rank == 0:
+        # What each wan group runs on; the default group's is what "auto" decided for this world.
+        for name in ("wan", "wan-hier", "wan-flat"):
+            if name not in groups:
+                continue
+            group = groups[name] or dist.group.WORLD
+            backend = group._get_backend(torch.device("cpu"))
+            record = {"topology": name, "regions": backend.regions,
+                      "source": backend.topology_source, "rtt_ms": backend.rtt_ms}
+            print(json.dumps(record), flush=True)
     for collective in args.collectives.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
-            for backend in args.backends.split(","):
+            for backend in backends:
                 call = make_call(collective, size, world, groups[backend])
                 seconds = time_call(call, args.budget, gloo)
                 if rank == 0:

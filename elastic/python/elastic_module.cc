@@ -14,6 +14,7 @@
 #include "elastic/coordinator.h"
 #include "elastic/errors.h"
 #include "elastic/member.h"
+#include "security/job_secret.h"
 
 namespace py = pybind11;
 
@@ -27,6 +28,7 @@ struct ExceptionTypes {
   py::object base;
   py::object stopped;
   py::object rejected;
+  py::object authentication;
 };
 
 ExceptionTypes& exception_types() {
@@ -42,6 +44,7 @@ void translate_elastic_errors(std::exception_ptr error) {
     const py::object* type = &types.base;
     if (e.kind() == ElasticErrorKind::kStopped) type = &types.stopped;
     if (e.kind() == ElasticErrorKind::kRejected) type = &types.rejected;
+    if (e.kind() == ElasticErrorKind::kAuthentication) type = &types.authentication;
     if (e.kind() == ElasticErrorKind::kInvalidArgument) {
       PyErr_SetString(PyExc_ValueError, e.what());
       return;
@@ -54,8 +57,10 @@ std::unique_ptr<Member> make_member(std::string coordinator, std::string job_id,
                                     std::string address, std::string region,
                                     std::vector<std::string> capabilities,
                                     milliseconds heartbeat_interval,
-                                    milliseconds coordinator_timeout) {
+                                    milliseconds coordinator_timeout,
+                                    const std::string& secret_file) {
   MemberOptions options;
+  if (!secret_file.empty()) options.secret = security::JobSecret::load_file(secret_file);
   options.coordinator = std::move(coordinator);
   options.job_id = std::move(job_id);
   options.name = std::move(name);
@@ -71,8 +76,10 @@ std::unique_ptr<Coordinator> make_coordinator(std::string host, int port, std::s
                                               milliseconds heartbeat_timeout,
                                               milliseconds peer_lost_silence,
                                               milliseconds recovery_grace, size_t min_members,
-                                              bool require_majority) {
+                                              bool require_majority,
+                                              const std::string& secret_file) {
   CoordinatorOptions options;
+  if (!secret_file.empty()) options.secret = security::JobSecret::load_file(secret_file);
   options.host = std::move(host);
   options.port = port;
   options.job_id = std::move(job_id);
@@ -130,7 +137,7 @@ void bind_member(py::module_& module) {
            py::arg("address"), py::arg("region") = "",
            py::arg("capabilities") = std::vector<std::string>{},
            py::arg("heartbeat_interval") = milliseconds(1000),
-           py::arg("coordinator_timeout") = milliseconds(10000))
+           py::arg("coordinator_timeout") = milliseconds(10000), py::arg("secret_file") = "")
       .def_property_readonly("name", &Member::name)
       .def_property_readonly("incarnation", &Member::incarnation)
       .def("current", &Member::current)
@@ -151,13 +158,26 @@ void bind_coordinator(py::module_& module) {
            py::arg("job_id") = "", py::arg("heartbeat_timeout") = milliseconds(10000),
            py::arg("peer_lost_silence") = milliseconds(1500),
            py::arg("recovery_grace") = milliseconds(10000), py::arg("min_members") = 1,
-           py::arg("require_majority") = true)
+           py::arg("require_majority") = true, py::arg("secret_file") = "")
       .def("start", &Coordinator::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Coordinator::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("running", &Coordinator::running)
       .def_property_readonly("port", &Coordinator::port)
       .def_property_readonly("endpoint", &Coordinator::endpoint)
-      .def("snapshot", [](const Coordinator& self) { return snapshot_dict(self.snapshot()); });
+      .def("snapshot", [](const Coordinator& self) { return snapshot_dict(self.snapshot()); })
+      .def_property_readonly("refused_connections", &Coordinator::refused_connections);
+}
+
+void bind_secret(py::module_& module) {
+  module.def(
+      "create_secret",
+      [](const std::string& path) { return security::JobSecret::create_file(path).fingerprint(); },
+      py::arg("path"),
+      "Writes a new job secret to `path` (mode 0600, never overwriting); returns its fingerprint.");
+  module.def(
+      "secret_fingerprint",
+      [](const std::string& path) { return security::JobSecret::load_file(path).fingerprint(); },
+      py::arg("path"), "The fingerprint (safe to log) of the job secret in `path`.");
 }
 
 }  // namespace
@@ -170,8 +190,11 @@ PYBIND11_MODULE(_elastic, module) {
   types.base = py::exception<elastic::ElasticError>(module, "ElasticError", PyExc_RuntimeError);
   types.stopped = py::exception<elastic::ElasticError>(module, "JobStoppedError", types.base);
   types.rejected = py::exception<elastic::ElasticError>(module, "RejectedError", types.base);
+  types.authentication =
+      py::exception<elastic::ElasticError>(module, "AuthenticationError", types.base);
   py::register_exception_translator(&elastic::translate_elastic_errors);
   elastic::bind_types(module);
   elastic::bind_member(module);
   elastic::bind_coordinator(module);
+  elastic::bind_secret(module);
 }

@@ -16,8 +16,9 @@ from . import errors  # noqa: E402,F401  (the native layer raises its classes)
 from ._paths import cmake_prefix_path  # noqa: E402,F401  (find_package(torchwan) for C++)
 from ._registration import register_backend as _register_backend  # noqa: E402
 from .options import Options  # noqa: E402
+from .secret import create_secret  # noqa: E402
 
 _register_backend()
 
-__all__ = ["Options", "errors"]
+__all__ = ["Options", "create_secret", "errors"]
 __version__ = "0.1.0"

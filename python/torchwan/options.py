@@ -26,6 +26,24 @@ class Options:
     connect_timeout_ms: Optional[int] = None
     #: Silence after which a peer counts as lost, in ms.     TORCHWAN_PEER_TIMEOUT_MS
     peer_timeout_ms: Optional[int] = None
+    #: This rank's region label (ranks with equal labels share a region; allreduce then reduces
+    #: inside regions and sends little over the links between them). Set on every rank or none.
+    #:                                                       TORCHWAN_REGION
+    region: Optional[str] = None
+    #: How regions are found: "auto" (labels if set, else clustered from round-trip times measured
+    #: at group creation), "regions" (labels required) or "flat" (no hierarchy).  TORCHWAN_TOPOLOGY
+    topology: Optional[str] = None
+    #: Codec for floating-point SUM/AVG allreduces of at least 64 KiB: "none" (default), "fp16",
+    #: "bf16", "int8" or "fp8". Lossy (each element quantised at most twice), bit-identical on
+    #: every rank; integers and other ops stay exact. Same on every rank. TORCHWAN_COMPRESSION
+    compression: Optional[str] = None
+
+    #: File holding the job secret (``torchwan-coordinator --make-secret FILE``); members need it to
+    #: join a coordinator started with ``--secret-file``.    TORCHWAN_SECRET_FILE
+    secret_file: Optional[str] = None
+    #: Names the job: data connections of another job are refused, and the rank at fault named.
+    #:                                                       TORCHWAN_JOB_ID
+    job_id: Optional[str] = None
 
     def transport_fields(self) -> dict[str, str]:
         """The fields that were set explicitly, as text for the native layer."""

@@ -79,16 +79,26 @@ TEST(Topology, RttClusteringUsesTheRatioAboveTheFloor) {
             (Regions{{0, 1}, {2, 3}}));
 }
 
-TEST(Topology, RttClusteringIsSingleLinkageOverAveragedDirections) {
+TEST(Topology, RttClusteringIsSingleLinkageOverTheFasterDirection) {
   // 0-1 and 1-2 are close, 0-2 is not: single linkage still puts all three together. Rank 3 is
-  // far from everyone, and its asymmetric measurements average out the same way on every rank.
+  // far from everyone; its asymmetric measurements resolve the same way on every rank.
   const double far = 100;
   std::vector<double> rtt = {0,   1,   far, far,  //
                              1,   0,   1,   far,  //
                              far, 1,   0,   far,  //
                              150, far, far, 0};
-  rtt[0 * 4 + 3] = 50;  // mean with 150 is 100
+  rtt[0 * 4 + 3] = 50;  // the faster direction still says far
   EXPECT_EQ(topology_from_rtt(rtt, 4).regions, (Regions{{0, 1, 2}, {3}}));
+}
+
+TEST(Topology, OneDirectionDelayedByAPeerBusyElsewhereStaysInItsRegion) {
+  // Measured in the regions lab: rank 2 answered rank 3's pings a far round trip late (it was
+  // waiting on its own far peers), while rank 2's pings to rank 3 came back in 1 ms.
+  std::vector<double> rtt = {0,    1.0,  80.5, 80.5,  //
+                             1.0,  0,    80.5, 80.5,  //
+                             80.4, 80.4, 0,    1.03,  //
+                             80.1, 80.0, 80.5, 0};
+  EXPECT_EQ(topology_from_rtt(rtt, 4).regions, (Regions{{0, 1}, {2, 3}}));
 }
 
 TEST(Topology, RttClusteringHandlesUnmeasuredAndInvalidEntries) {

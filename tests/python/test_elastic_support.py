@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from torchwan.elastic._coordinator_cli import coordinator_path
 
@@ -37,10 +37,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 class Coordinator:
-    def __init__(self, port: int, log_dir: Path, *args: str) -> None:
+    def __init__(
+        self, port: int, log_dir: Path, *args: str, host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        """`prefix` runs it elsewhere, e.g. ["ip", "netns", "exec", ns] inside a WAN-lab host."""
         self.port = port
         self.args = list(args)
         self.log_dir = log_dir
+        self.host = host
+        self.prefix = list(prefix)
         self.starts = 0
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.start()
@@ -48,7 +54,7 @@ class Coordinator:
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"coordinator{self.starts}.log", "wb")
-        command = [str(coordinator_path()), "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [*self.prefix, str(coordinator_path()), "--host", self.host, "--port", str(self.port)]
         self.process = subprocess.Popen(command + self.args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
@@ -69,13 +75,16 @@ class Coordinator:
 class Worker:
     """One examples/elastic_train.py process; `events` fills in from its stdout."""
 
-    def __init__(self, name: str, coordinator_port: int, log_dir: Path, *args: str) -> None:
+    def __init__(
+        self, name: str, coordinator_port: int, log_dir: Path, *args: str,
+        host: str = "127.0.0.1", coordinator_host: str = "127.0.0.1", prefix: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self.name = name
         self.events: list[dict[str, Any]] = []
         self.stderr_path = log_dir / f"{name}.err"
-        env = {**os.environ, "TORCHWAN_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, str(TRAIN_SCRIPT), "--coordinator"]
-        command += [f"127.0.0.1:{coordinator_port}", "--name", name, *args]
+        env = {**os.environ, "TORCHWAN_HOST": host, "PYTHONUNBUFFERED": "1"}
+        command = [*prefix, sys.executable, str(TRAIN_SCRIPT), "--coordinator"]
+        command += [f"{coordinator_host}:{coordinator_port}", "--name", name, *args]
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=stderr, env=env

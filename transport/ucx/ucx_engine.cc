@@ -38,6 +38,7 @@ Engine::Engine(const TransportOptions& options, int rank, int size, Health& heal
       size_(size),
       health_(health),
       logger_(layer_logger("transport")),
+      auth_(options, rank, size, "ucx rank " + std::to_string(rank)),
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
       lost_(static_cast<size_t>(size), false),
       departed_(static_cast<size_t>(size), false),
@@ -386,7 +387,7 @@ void Engine::on_endpoint_error(void* arg, ucp_ep_h, ucs_status_t status) {
 }
 
 void Engine::on_close_done(void* request, ucs_status_t, void* user_data) {
-  --static_cast<Engine*>(user_data)->closing_endpoints_;
+  static_cast<Engine*>(user_data)->closing_endpoints_.erase(request);
   ucp_request_free(request);
 }
 
@@ -530,7 +531,7 @@ void Engine::close_endpoint(int peer, int lane, bool force) {
   param.user_data = this;
   ucs_status_ptr_t closing = ucp_ep_close_nbx(slot.ep, &param);
   slot.ep = nullptr;
-  if (UCS_PTR_IS_PTR(closing)) ++closing_endpoints_;
+  if (UCS_PTR_IS_PTR(closing)) closing_endpoints_.insert(closing);
 }
 
 bool Engine::has_pending_user_transfer(int peer) const {
@@ -641,6 +642,22 @@ void Engine::discard_unexpected() {
   }
 }
 
+void Engine::release_abandoned_requests() {
+  // Released requests complete inside UCX without calling back, so nothing below is written to
+  // after this; destroying the workers then finds no request the user still owns.
+  for (void* request : closing_endpoints_) ucp_request_free(request);
+  closing_endpoints_.clear();
+  for (auto& [id, transfer] : transfers_) {
+    for (Piece& piece : transfer->pieces) {
+      if (!piece.released && piece.ucx_request != nullptr) {
+        ucp_request_free(piece.ucx_request);
+        piece.ucx_request = nullptr;
+        piece.released = true;
+      }
+    }
+  }
+}
+
 void Engine::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
@@ -650,15 +667,16 @@ void Engine::shutdown() {
   if (!aborted_) leave("the transport was shut down", /*aborting=*/false);
   settle();
   const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
-  while ((closing_endpoints_ > 0 || !transfers_.empty()) &&
+  while ((!closing_endpoints_.empty() || !transfers_.empty()) &&
          std::chrono::steady_clock::now() < deadline) {
     if (!progress()) wait_for_event(std::chrono::milliseconds(10));
   }
-  if (closing_endpoints_ > 0 || !transfers_.empty()) {
+  if (!closing_endpoints_.empty() || !transfers_.empty()) {
     logger_->warn(
         "ucx rank {}: shutdown gave up after {} ms with {} endpoints still closing and {} "
         "transfers still held by UCX",
-        rank_, kShutdownGrace.count(), closing_endpoints_, transfers_.size());
+        rank_, kShutdownGrace.count(), closing_endpoints_.size(), transfers_.size());
+    release_abandoned_requests();
   }
   discard_unexpected();
   // Destroyed here, while the bookkeeping that late UCX callbacks write into is still alive.

@@ -28,8 +28,10 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
+#include "transport/data_auth.h"
 #include "transport/errors.h"
 #include "transport/log.h"
 #include "transport/options.h"
@@ -197,6 +199,8 @@ class Engine {
   // receives stopped being posted, data nobody received), so destroying the workers finds none:
   // UCX would print a warning for each.
   void discard_unexpected();
+  // Hands back to UCX every request it still holds, once shutdown stops waiting for them.
+  void release_abandoned_requests();
   std::exception_ptr peer_lost_error(const Transfer& transfer, const std::string& cause) const;
   std::exception_ptr size_mismatch_error(const Piece& piece, ucs_status_t status,
                                          size_t received) const;
@@ -208,6 +212,7 @@ class Engine {
   const int size_;
   Health& health_;
   std::shared_ptr<spdlog::logger> logger_;
+  DataAuth auth_;
 
   // Destroyed in reverse order: workers before the context.
   ContextPtr context_;
@@ -223,7 +228,9 @@ class Engine {
   std::vector<EndpointError> endpoint_errors_;
   std::vector<LostPeer> unreported_losses_;
   std::vector<ControlArrival> control_arrivals_;
-  int closing_endpoints_ = 0;
+  // ucp_ep_close_nbx requests not yet called back. A worker must not be destroyed while one is
+  // unreleased (UCX asserts), so shutdown releases whatever is left when it gives up waiting.
+  std::unordered_set<void*> closing_endpoints_;
   uint64_t next_internal_id_ = uint64_t{1} << 63;
   bool aborted_ = false;
   bool stopping_ = false;
@@ -241,7 +248,7 @@ class Engine {
   Clock::time_point last_liveness_check_{};
 
   // The hello messages of connect(); they live as long as UCX may still write them.
-  std::vector<std::vector<uint8_t>> hello_out_;  // [lane]
+  std::vector<std::vector<uint8_t>> hello_out_;  // [peer * lanes + lane]
   std::vector<std::vector<uint8_t>> hello_in_;   // [peer * lanes + lane]
 };
 

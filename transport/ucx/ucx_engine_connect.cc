@@ -35,9 +35,13 @@ void Engine::connect(Store& store, std::chrono::steady_clock::time_point deadlin
   for (int lane = 0; lane < options_.lanes; ++lane) {
     mine.lane_addresses.push_back(local_address(lane));
   }
+  // The auth record goes first: a peer that found the addresses finds it too.
+  auth_.publish(store);
   store.set(address_key(rank_), encode_address_record(mine));
 
-  create_endpoints(fetch_peer_addresses(store, deadline));
+  auto addresses = fetch_peer_addresses(store, deadline);
+  auth_.collect(store, deadline);
+  create_endpoints(addresses);
   exchange_hellos(deadline);
   connected_ = true;
   start_liveness();
@@ -141,12 +145,15 @@ void Engine::create_endpoints(const std::vector<std::vector<std::vector<uint8_t>
 
 void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
   const int lanes = options_.lanes;
-  hello_out_.resize(static_cast<size_t>(lanes));
   hello_in_.resize(static_cast<size_t>(size_) * static_cast<size_t>(lanes));
-  for (int lane = 0; lane < lanes; ++lane) {
-    hello_out_[static_cast<size_t>(lane)] =
-        encode_hello({kWireMagic, kWireVersion, static_cast<uint32_t>(rank_),
-                      static_cast<uint32_t>(size_), static_cast<uint32_t>(lane)});
+  // One hello per (peer, lane): each proves the secret over that peer's nonce.
+  hello_out_.resize(static_cast<size_t>(size_) * static_cast<size_t>(lanes));
+  for (int peer = 0; peer < size_; ++peer) {
+    for (int lane = 0; lane < lanes && peer != rank_; ++lane) {
+      hello_out_[static_cast<size_t>(peer * lanes + lane)] = encode_hello(
+          {kWireMagic, kWireVersion, static_cast<uint32_t>(rank_), static_cast<uint32_t>(size_),
+           static_cast<uint32_t>(lane), auth_.prove(peer, lane)});
+    }
   }
 
   struct Exchange {
@@ -164,7 +171,8 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
       auto& inbox = hello_in_[static_cast<size_t>(peer * lanes + lane)];
       inbox.assign(kHelloBytes, 0);
       launch_internal(exchange.received, false, peer, lane, inbox, hello_wire_tag(peer, lane));
-      launch_internal(exchange.sent, true, peer, lane, hello_out_[static_cast<size_t>(lane)],
+      launch_internal(exchange.sent, true, peer, lane,
+                      hello_out_[static_cast<size_t>(peer * lanes + lane)],
                       hello_wire_tag(rank_, lane));
       exchanges.push_back(std::move(exchange));
     }
@@ -199,7 +207,11 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
     }
     if (rejected.count(exchange.peer) != 0) continue;
     const auto& inbox = hello_in_[static_cast<size_t>(exchange.peer * lanes + exchange.lane)];
-    const std::string why = check_hello(decode_hello(inbox), exchange.peer, size_, exchange.lane);
+    const Hello hello = decode_hello(inbox);
+    std::string why = check_hello(hello, exchange.peer, size_, exchange.lane);
+    if (why.empty() && !auth_.verify(exchange.peer, exchange.lane, hello.proof)) {
+      why = "its hello does not prove the job secret for this job and epoch (wrong job secret)";
+    }
     if (!why.empty()) rejected.emplace(exchange.peer, why);
   }
   if (silent.empty() && rejected.empty()) return;

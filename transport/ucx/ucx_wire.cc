@@ -111,17 +111,25 @@ std::vector<uint8_t> encode_hello(const Hello& hello) {
   for (uint32_t field : {hello.magic, hello.version, hello.rank, hello.size, hello.lane}) {
     put_u32(out, field);
   }
+  out.insert(out.end(), hello.proof.begin(), hello.proof.end());
   return out;
 }
 
 Hello decode_hello(const std::vector<uint8_t>& bytes) {
   Hello hello;
+  if (bytes.size() != kHelloBytes) {
+    hello.magic = 0;
+    return hello;
+  }
   Reader reader(bytes);
   reader.u32(hello.magic);
   reader.u32(hello.version);
   reader.u32(hello.rank);
   reader.u32(hello.size);
   reader.u32(hello.lane);
+  std::vector<uint8_t> proof;
+  reader.bytes(security::kProofBytes, proof);
+  std::copy(proof.begin(), proof.end(), hello.proof.begin());
   return hello;
 }
 

@@ -11,12 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "security/job_secret.h"
 #include "transport/request.h"
 
 namespace torchwan::transport::ucx {
 
 inline constexpr uint32_t kWireMagic = 0x54575558;  // "TWUX"
-inline constexpr uint32_t kWireVersion = 1;
+// 2: the hello carries a proof of the job secret.
+inline constexpr uint32_t kWireVersion = 2;
 
 // A UCX tag carries the sender's rank in its top 16 bits and the user tag below; receives match
 // all 64 bits, so they name their source. Rank 0xFFFF cannot exist (size <= 65535) and marks the
@@ -53,17 +55,20 @@ std::vector<uint8_t> encode_address_record(const AddressRecord& record);
 std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& bytes,
                                                    std::string& why);
 
-// Sent by each rank to each peer on each lane once the endpoints exist.
+// Sent by each rank to each peer on each lane once the endpoints exist. `proof` shows that the
+// sender holds the job secret (DataAuth::prove over the receiver's nonce; zero without a secret).
 struct Hello {
   uint32_t magic = kWireMagic;
   uint32_t version = kWireVersion;
   uint32_t rank = 0;
   uint32_t size = 0;
   uint32_t lane = 0;
+  security::Proof proof{};
 };
-inline constexpr size_t kHelloBytes = 5 * sizeof(uint32_t);
+inline constexpr size_t kHelloBytes = 5 * sizeof(uint32_t) + security::kProofBytes;
 std::vector<uint8_t> encode_hello(const Hello& hello);
-Hello decode_hello(const std::vector<uint8_t>& bytes);  // bytes.size() must be kHelloBytes
+// A hello of any other size than kHelloBytes decodes with a zero magic, which check_hello rejects.
+Hello decode_hello(const std::vector<uint8_t>& bytes);
 // Empty when `hello` is what rank `peer` of a `size`-rank group must send on `lane`; else why not.
 std::string check_hello(const Hello& hello, int peer, int size, int lane);
 

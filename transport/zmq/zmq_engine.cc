@@ -21,11 +21,13 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
       size_(size),
       log_(layer_logger("transport")),
       tuning_(plan_socket_tuning(options, read_kernel_net_limits())),
+      auth_(options, rank, size, "zmq transport rank " + std::to_string(rank)),
       inbox_(std::make_shared<Inbox>()),
       health_(size),
       inbound_(rank),
       hello_seen_(static_cast<size_t>(size * options.lanes), 0),
       bye_seen_(static_cast<size_t>(size * options.lanes), 0),
+      refusals_(static_cast<size_t>(size * options.lanes)),
       lost_(static_cast<size_t>(size), 0) {
   const auto deadline = Clock::now() + options_.connect_timeout;
   log_->debug("{}: data connections: {}", who(),
@@ -38,8 +40,12 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
     context_.set(::zmq::ctxopt::max_sockets, 3 * (size + 1) * options_.lanes + 16);
     context_.set(::zmq::ctxopt::blocky, 0);
     const std::vector<std::string> endpoints = bind_lanes();
+    // The auth record goes first: a peer that found the addresses finds it too.
+    auth_.publish(store);
     store.set(address_key(rank_), encode_address_record(endpoints));
-    connect_lanes(read_peer_endpoints(store, deadline));
+    auto peer_endpoints = read_peer_endpoints(store, deadline);
+    auth_.collect(store, deadline);
+    connect_lanes(peer_endpoints);
   } catch (const ::zmq::error_t& error) {
     throw TransportError(ErrorKind::kBootstrap,
                          who() + ": ZeroMQ failed during connection setup: " + error.what());

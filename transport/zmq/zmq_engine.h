@@ -7,6 +7,13 @@
 // striped message fills a high bandwidth-delay link. Each DEALER's first message is a hello; the
 // constructor returns once every peer's hello arrived on every lane.
 //
+// Authentication (with TransportOptions::secret_file): a hello carries a proof of the job secret
+// over the receiver's fresh nonce (see transport/data_auth.h). ZMQ binds a routing id to one
+// connection for the connection's life, so once a routing id's hello passed, everything under it
+// comes from that authenticated connection. Before that, anything that is not a valid hello is
+// dropped and its connection shut down, with a logged reason, and the rank it claimed to be stays
+// welcome to connect; without a secret such a message fails bootstrap as before.
+//
 // Failure: a DEALER or ROUTER connection that drops (TCP reset, or no heartbeat reply within
 // peer_timeout) or a malformed message loses that peer for good: every request to or from it fails,
 // the failure handler runs, its sockets close, and later calls naming it fail at once.
@@ -33,6 +40,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "transport/data_auth.h"
 #include "transport/errors.h"
 #include "transport/log.h"
 #include "transport/options.h"
@@ -151,6 +159,10 @@ class Engine {
   // Reads what comes back on a DEALER: only goodbye acks, while leaving.
   void drain_dealer(SendLane& link);
   void note_stranger(int lane, const std::string& why);
+  // A message under the routing id of `peer` on `lane` before that connection authenticated, that
+  // is not a valid hello: drops it, logs why, shuts the connection that sent it down and keeps
+  // the reason for the bootstrap timeout message.
+  void refuse_connection(int peer, int lane, const ::zmq::message_t& frame, const std::string& why);
   void drain_router_monitor(int lane);
   void drain_dealer_monitor(SendLane& lane);
   void flush(SendLane& lane);
@@ -185,6 +197,7 @@ class Engine {
   const int size_;
   std::shared_ptr<spdlog::logger> log_;
   const SocketTuning tuning_;
+  DataAuth auth_;
 
   // Shared with other threads.
   std::shared_ptr<Inbox> inbox_;
@@ -204,6 +217,7 @@ class Engine {
   std::unordered_map<uint64_t, uint64_t> next_send_index_;  // per (peer << 48 | tag)
   std::vector<char> hello_seen_;                            // per peer * lanes + lane
   std::vector<char> bye_seen_;                              // per peer * lanes + lane
+  std::vector<std::string> refusals_;  // per peer * lanes + lane: why its last hello was refused
   int hellos_missing_ = 0;
   std::vector<char> lost_;  // per peer; the progress thread's copy of health_
   bool bootstrapped_ = false;

@@ -118,6 +118,7 @@ void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoint
 
       // The hello waits in the DEALER until the connection is up.
       hello.lane = static_cast<uint32_t>(lane);
+      hello.proof = auth_.prove(peer, lane);
       const std::vector<uint8_t> body = encode_hello(hello);
       OutgoingFrame frame;
       frame.header.type = MessageType::kHello;
@@ -162,8 +163,10 @@ std::string Engine::describe_missing_hellos() const {
     for (int lane = 0; lane < options_.lanes; ++lane) {
       if (hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)]) continue;
       missing.push_back(peer);
-      const auto& link = send_lanes_[static_cast<size_t>(peer * options_.lanes + lane)];
+      const size_t index = static_cast<size_t>(peer * options_.lanes + lane);
+      const auto& link = send_lanes_[index];
       details += "; rank " + std::to_string(peer) + ": " + link.last_problem;
+      if (!refusals_[index].empty()) details += "; " + refusals_[index];
       break;
     }
   }

@@ -1,4 +1,9 @@
 // What arrives: messages on the ROUTERs, goodbye acks on the DEALERs, and monitor events.
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "transport/zmq/zmq_engine.h"
 #include "transport/zmq/zmq_sockets.h"
 #include "transport/zmq/zmq_wire.h"
@@ -43,24 +48,37 @@ void Engine::handle_message(int lane, const ::zmq::message_t& routing,
   }
   const int peer = owner->rank;
   if (lost_[static_cast<size_t>(peer)]) return;  // stale: this peer is gone for good
+  const bool greeted = hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)] != 0;
+  // Before its hello passed, a connection is anyone's: with a secret, what it sends cannot
+  // speak for the rank it claims to be, so only that connection goes.
+  auto reject = [&](const std::string& why) {
+    if (greeted || !auth_.enabled()) {
+      lose_peer(peer, ErrorKind::kProtocol, why);
+    } else {
+      refuse_connection(peer, lane, parts.empty() ? routing : parts[0], why);
+    }
+  };
   if (frames != 2) {
-    lose_peer(peer, ErrorKind::kProtocol,
-              "it sent a " + std::to_string(frames) + "-frame message on lane " +
-                  std::to_string(lane) + ", expected 2 frames");
+    reject("it sent a " + std::to_string(frames) + "-frame message on lane " +
+           std::to_string(lane) + ", expected 2 frames");
     return;
   }
   std::string why;
   const auto header = decode_header(parts[0].data(), parts[0].size(), parts[1].size(), why);
   if (!header) {
-    lose_peer(peer, ErrorKind::kProtocol,
-              "it sent a malformed message on lane " + std::to_string(lane) + ": " + why);
+    reject("it sent a malformed message on lane " + std::to_string(lane) + ": " + why);
     return;
   }
-  char& greeted = hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)];
+  if (header->job != auth_.job_hash() || header->epoch != auth_.epoch()) {
+    reject(
+        fmt::format("it sent a message of job {:#x} epoch {} on lane {}, this group is job "
+                    "{:#x} epoch {} (replayed or stale traffic?)",
+                    header->job, header->epoch, lane, auth_.job_hash(), auth_.epoch()));
+    return;
+  }
   if (!greeted) {
     if (header->type != MessageType::kHello) {
-      lose_peer(peer, ErrorKind::kProtocol,
-                "it sent data on lane " + std::to_string(lane) + " before its hello");
+      reject("it sent data on lane " + std::to_string(lane) + " before its hello");
       return;
     }
     handle_hello(peer, lane, parts[0], parts[1]);
@@ -96,6 +114,8 @@ void Engine::handle_bye(int peer, int lane, const ::zmq::message_t& routing) {
   // close its connections.
   Header ack;
   ack.type = MessageType::kByeAck;
+  ack.job = auth_.job_hash();
+  ack.epoch = auth_.epoch();
   const auto ack_bytes = encode_header(ack);
   ::zmq::socket_t& router = receive_lanes_[static_cast<size_t>(lane)].router.socket();
   try {
@@ -130,7 +150,10 @@ void Engine::drain_dealer(SendLane& link) {
     }
     std::string why;
     const auto header = decode_header(first.data(), first.size(), payload_size, why);
-    if (header && header->type == MessageType::kByeAck) link.bye_acked = true;
+    if (header && header->type == MessageType::kByeAck && header->job == auth_.job_hash() &&
+        header->epoch == auth_.epoch()) {
+      link.bye_acked = true;
+    }
   }
 }
 
@@ -138,6 +161,14 @@ void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_fra
                           const ::zmq::message_t& body) {
   std::string why;
   const auto hello = decode_hello(body.data(), body.size(), why);
+  if (hello && !auth_.verify(peer, lane, hello->proof)) {
+    // Only a holder of the secret can tell this rank anything, so a failed proof fails nothing
+    // but this connection; the auth records already named a rank with another secret.
+    refuse_connection(peer, lane, header_frame,
+                      "its hello does not prove the job secret for this job and epoch (wrong "
+                      "job secret, or not a member of this group)");
+    return;
+  }
   if (hello) {
     Hello expected;
     expected.size = static_cast<uint32_t>(size_);
@@ -146,16 +177,51 @@ void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_fra
     why = check_hello(*hello, peer, lane, expected);
   }
   if (!why.empty()) {
-    lose_peer(peer, ErrorKind::kProtocol,
-              "its hello on lane " + std::to_string(lane) + " was rejected: " + why);
+    const std::string cause = "its hello on lane " + std::to_string(lane) + " was rejected: " + why;
+    if (hello || !auth_.enabled()) {
+      lose_peer(peer, ErrorKind::kProtocol, cause);
+    } else {
+      refuse_connection(peer, lane, header_frame, cause);
+    }
     return;
   }
   hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)] = 1;
+  refusals_[static_cast<size_t>(peer * options_.lanes + lane)].clear();
   --hellos_missing_;
   // ZMQ_SRCFD is deprecated but the only link between a message and the connection that the
   // monitor's disconnect event names.
   const int fd = zmq_msg_get(const_cast<zmq_msg_t*>(header_frame.handle()), ZMQ_SRCFD);
   if (fd >= 0) receive_lanes_[static_cast<size_t>(lane)].peer_by_fd[fd] = peer;
+}
+
+void Engine::refuse_connection(int peer, int lane, const ::zmq::message_t& frame,
+                               const std::string& why) {
+  // Metadata the connection's engine attached; absent on a frame ZMQ made up itself.
+  const char* peer_address_text =
+      zmq_msg_gets(const_cast<zmq_msg_t*>(frame.handle()), "Peer-Address");
+  const std::string address = peer_address_text != nullptr ? peer_address_text : "";
+  const std::string text =
+      fmt::format("a connection from {} claiming to be rank {} lane {} was refused: {}",
+                  address.empty() ? "an unknown address" : address, peer, lane, why);
+  log_->warn("{}: {}", who(), text);
+  refusals_[static_cast<size_t>(peer * options_.lanes + lane)] = text;
+  // A ROUTER cannot close one connection, so shut its descriptor down under ZMQ, which then
+  // drops the connection and frees the routing id it took for the rank it claimed. The
+  // descriptor could have been closed and reused since the message arrived: shut it down only
+  // while it still leads to the address that sent the message.
+  const int fd = zmq_msg_get(const_cast<zmq_msg_t*>(frame.handle()), ZMQ_SRCFD);
+  if (fd < 0 || address.empty()) return;
+  sockaddr_storage peer_address{};
+  socklen_t length = sizeof(peer_address);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer_address), &length) != 0) return;
+  char host[INET6_ADDRSTRLEN] = {};
+  const void* raw = peer_address.ss_family == AF_INET6
+                        ? static_cast<const void*>(
+                              &reinterpret_cast<const sockaddr_in6*>(&peer_address)->sin6_addr)
+                        : static_cast<const void*>(
+                              &reinterpret_cast<const sockaddr_in*>(&peer_address)->sin_addr);
+  if (inet_ntop(peer_address.ss_family, raw, host, sizeof(host)) == nullptr) return;
+  if (address == host) ::shutdown(fd, SHUT_RDWR);
 }
 
 void Engine::note_stranger(int lane, const std::string& why) {

@@ -7,7 +7,10 @@ namespace torchwan::transport::zmq_detail {
 void Engine::flush(SendLane& link) {
   while (link.dealer && !link.queue.empty()) {
     OutgoingFrame& frame = link.queue.front();
-    const auto header = encode_header(frame.header);
+    Header stamped = frame.header;
+    stamped.job = auth_.job_hash();
+    stamped.epoch = auth_.epoch();
+    const auto header = encode_header(stamped);
     ::zmq::message_t& payload = frame.prepare_payload();
     try {
       if (!link.dealer.socket().send(::zmq::buffer(header),

@@ -1,5 +1,6 @@
 #include "transport/zmq/zmq_wire.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace torchwan::transport::zmq_detail {
@@ -41,6 +42,8 @@ std::array<uint8_t, kHeaderBytes> encode_header(const Header& header) {
   put<uint64_t>(out, header.total_length);
   put<uint64_t>(out, header.offset);
   put<uint64_t>(out, header.length);
+  put<uint64_t>(out, header.job);
+  put<uint64_t>(out, header.epoch);
   return bytes;
 }
 
@@ -62,6 +65,8 @@ std::optional<Header> decode_header(const void* bytes, size_t size, size_t paylo
   header.total_length = get<uint64_t>(in);
   header.offset = get<uint64_t>(in);
   header.length = get<uint64_t>(in);
+  header.job = get<uint64_t>(in);
+  header.epoch = get<uint64_t>(in);
 
   if (header.magic != kWireMagic) {
     why = "bad magic " + hex(header.magic) + " (not a torchwan zmq peer?)";
@@ -113,6 +118,7 @@ std::vector<uint8_t> encode_hello(const Hello& hello) {
   put<uint32_t>(out, hello.size);
   put<uint32_t>(out, hello.lanes);
   put<uint64_t>(out, hello.chunk_bytes);
+  std::copy(hello.proof.begin(), hello.proof.end(), out);
   return bytes;
 }
 
@@ -129,6 +135,7 @@ std::optional<Hello> decode_hello(const void* bytes, size_t size, std::string& w
   hello.size = get<uint32_t>(in);
   hello.lanes = get<uint32_t>(in);
   hello.chunk_bytes = get<uint64_t>(in);
+  std::copy(in, in + security::kProofBytes, hello.proof.begin());
   return hello;
 }
 

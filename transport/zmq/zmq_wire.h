@@ -1,6 +1,7 @@
 // What the ZeroMQ transport puts on the wire and in the bootstrap store. Every wire message is two
 // frames, [header, payload]: a fixed little-endian header (magic, version, type, tag, message
-// index, total length, piece offset, piece length) and the bytes it describes. Decoders check every
+// index, total length, piece offset, piece length, job id hash, membership epoch) and the bytes it
+// describes. Decoders check every
 // field against the frame sizes before anyone touches memory, so a malformed or foreign message is
 // rejected with a reason, never read out of bounds.
 #pragma once
@@ -12,12 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "security/job_secret.h"
 #include "transport/request.h"
 
 namespace torchwan::transport::zmq_detail {
 
 inline constexpr uint32_t kWireMagic = 0x515A5754;  // "TWZQ" in little-endian byte order
-inline constexpr uint16_t kWireVersion = 1;
+// 2: job and epoch in every header, and a proof of the job secret in the hello.
+inline constexpr uint16_t kWireVersion = 2;
 
 enum class MessageType : uint16_t {
   kData = 1,    // one piece of a message
@@ -38,8 +41,12 @@ struct Header {
   uint64_t total_length = 0;  // of the whole message
   uint64_t offset = 0;        // of this piece within the message
   uint64_t length = 0;        // of this piece; equals the payload frame's size
+  // Whom the message is for: the receiver drops frames of another job or membership epoch, so
+  // traffic recorded in one epoch cannot be replayed into the next.
+  uint64_t job = 0;  // job_id_hash(TransportOptions::job_id)
+  uint64_t epoch = 0;
 };
-inline constexpr size_t kHeaderBytes = 48;
+inline constexpr size_t kHeaderBytes = 64;
 
 std::array<uint8_t, kHeaderBytes> encode_header(const Header& header);
 // Decodes a header frame and checks it against the size of the payload frame that came with it.
@@ -47,15 +54,17 @@ std::array<uint8_t, kHeaderBytes> encode_header(const Header& header);
 std::optional<Header> decode_header(const void* bytes, size_t size, size_t payload_size,
                                     std::string& why);
 
-// The payload of a kHello message: who is speaking, and the settings both ends must share.
+// The payload of a kHello message: who is speaking, the settings both ends must share, and the
+// proof that the speaker holds the job secret (DataAuth::prove; zero without a secret).
 struct Hello {
   uint32_t rank = 0;
   uint32_t lane = 0;
   uint32_t size = 0;
   uint32_t lanes = 0;
   uint64_t chunk_bytes = 0;
+  security::Proof proof{};
 };
-inline constexpr size_t kHelloBytes = 24;
+inline constexpr size_t kHelloBytes = 24 + security::kProofBytes;
 
 std::vector<uint8_t> encode_hello(const Hello& hello);
 std::optional<Hello> decode_hello(const void* bytes, size_t size, std::string& why);

@@ -7,7 +7,8 @@
 * ``torchwan-coordinator``: the membership coordinator executable.
 """
 
+from .._elastic import AuthenticationError
 from .group import ElasticGroup, JobStoppedError
 from .process_group import build_process_group
 
-__all__ = ["ElasticGroup", "JobStoppedError", "build_process_group"]
+__all__ = ["AuthenticationError", "ElasticGroup", "JobStoppedError", "build_process_group"]

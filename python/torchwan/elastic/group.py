@@ -20,6 +20,7 @@ at that step (see state_sync.py), so every step is applied exactly once on every
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import re
@@ -34,6 +35,7 @@ import torch.distributed as dist
 
 from .. import _elastic
 from ..options import Options
+from ..secret import resolve_secret_file
 from ._address import local_address_towards, split_endpoint
 from .epoch_store import EpochNotReachable, connect_epoch_store
 from .process_group import abort_quietly, build_process_group
@@ -80,12 +82,19 @@ class ElasticGroup:
         recovery_timeout: timedelta = timedelta(seconds=60),
         heartbeat_interval: timedelta = timedelta(seconds=1),
         coordinator_timeout: timedelta = timedelta(seconds=10),
+        secret_file: Optional[str] = None,
     ) -> None:
         coordinator_host, coordinator_port = split_endpoint(coordinator)
         self._host = host or local_address_towards(coordinator_host, coordinator_port)
         self._job_id = job_id
         self._get_state = get_state
         self._set_state = set_state
+        # The job secret (explicit, else options.secret_file, else $TORCHWAN_SECRET_FILE) admits
+        # this member to a coordinator started with --secret-file; the epochs' process groups get
+        # it too, for the data plane.
+        secret = resolve_secret_file(secret_file, options)
+        if secret and not (options and options.secret_file):
+            options = dataclasses.replace(options or Options(), secret_file=secret)
         self._options = options
         self._timeout = timeout
         self._recovery_timeout = recovery_timeout
@@ -104,6 +113,7 @@ class ElasticGroup:
             [],
             heartbeat_interval,
             coordinator_timeout,
+            secret or "",
         )
         self._lock = threading.Lock()
         self._group: Optional[dist.ProcessGroup] = None
@@ -281,6 +291,8 @@ class ElasticGroup:
             self._timeout,
             self._options,
             name=f"torchwan-elastic-{self._job_id}-e{view.epoch}",
+            job_id=self._job_id,
+            epoch=view.epoch,
         )
         with self._lock:
             self._group = group

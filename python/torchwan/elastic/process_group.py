@@ -24,10 +24,17 @@ def build_process_group(
     timeout: timedelta,
     options: Optional[Options] = None,
     name: str = "",
+    job_id: Optional[str] = None,
+    epoch: Optional[int] = None,
 ) -> dist.ProcessGroup:
     """Connects `world_size` ranks through `store` (blocks until every rank arrives or the
-    transport's connect timeout passes) and returns the group."""
+    transport's connect timeout passes) and returns the group. `job_id` and `epoch` bind its data
+    connections: with a job secret, a connection of another job or epoch cannot authenticate."""
     fields = (options or Options()).transport_fields()
+    if job_id is not None:
+        fields["job_id"] = job_id
+    if epoch is not None:
+        fields["epoch"] = str(epoch)
     backend = _C.ProcessGroupWan(store, rank, world_size, timeout, fields, name)
     group = dist.ProcessGroup(store, rank, world_size)
     backend_type = dist.ProcessGroup.BackendType.CUSTOM

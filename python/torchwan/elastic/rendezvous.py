@@ -16,7 +16,9 @@ for everybody.
 
 ``--rdzv-conf`` keys: ``join_timeout`` (s, 600), ``last_call_timeout`` (s, 1: how long a round
 below MAX nodes waits for late arrivals), ``heartbeat_interval_ms`` (1000),
-``coordinator_timeout_ms`` (10000), ``region`` ("").
+``coordinator_timeout_ms`` (10000), ``region`` (""), ``secret_file`` (default
+``$TORCHWAN_SECRET_FILE``: the job secret a coordinator started with ``--secret-file`` requires; it
+is also exported to the workers as ``TORCHWAN_SECRET_FILE`` for their data plane).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from torch.distributed.elastic.rendezvous.api import (
 )
 
 from .. import _elastic
+from ..secret import ENV_VAR as _SECRET_ENV_VAR
+from ..secret import resolve_secret_file
 from ._address import local_address_towards, split_endpoint
 
 log = logging.getLogger("torchwan.elastic.rendezvous")
@@ -66,6 +70,10 @@ class WanRendezvousHandler(RendezvousHandler):
             milliseconds=params.get_as_int("coordinator_timeout_ms", 10000)
         )
         self._region = str(params.get("region", ""))
+        self._secret_file = resolve_secret_file(params.get("secret_file", None)) or ""
+        if self._secret_file:
+            # Workers inherit the agent's environment: their data plane needs the same secret.
+            os.environ[_SECRET_ENV_VAR] = self._secret_file
         # This agent's store server: the round's store whenever this agent is the round's rank 0.
         self._store_server = dist.TCPStore(
             self._local_addr, 0, is_master=True, wait_for_workers=False, timeout=_STORE_TIMEOUT
@@ -153,6 +161,7 @@ class WanRendezvousHandler(RendezvousHandler):
             [],
             self._heartbeat,
             self._coordinator_timeout,
+            self._secret_file,
         )
 
     def _membership_changed(self) -> bool:
@@ -200,6 +209,8 @@ class WanRendezvousHandler(RendezvousHandler):
                     continue
             except _elastic.JobStoppedError as stopped:
                 raise RendezvousClosedError(str(stopped)) from stopped
+            except _elastic.AuthenticationError as refused:
+                raise RendezvousConnectionError(str(refused)) from refused
             if view.world_size < self._max_nodes:
                 settle_until = settle_until or time.monotonic() + self._last_call
                 if time.monotonic() < settle_until:

@@ -1,0 +1,60 @@
+// Allreduce of fp32 data with a stateless compression codec on the wire (the backend's
+// `compression` option). Bandwidth-bound WAN links gain the codec's ratio (about 4x for int8 and
+// fp8, 2x for the 16-bit casts) at the price of a bounded quantisation error.
+//
+// The buffer is cut into one shard per rank (whole codec blocks, so the blocks are the same as if
+// the whole buffer were encoded at once). Each rank encodes the shards of the other ranks and
+// sends them directly (all-to-all: one latency); rank r sums shard r over all ranks in fp32, in
+// rank order (its own contribution unquantised), re-encodes the sum and sends it to every rank
+// (allgather, again direct). Every rank, the owner included, then decodes all W payloads: each
+// element is quantised at most twice whatever the world size, and every rank ends with
+// bit-identical results.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "csrc/collectives.h"
+#include "csrc/compression/codec_types.h"
+#include "csrc/dtype.h"
+
+namespace torchwan::engine {
+
+// Below this many bytes an allreduce is latency-bound: compressing would only add work.
+constexpr size_t kCompressedAllreduceMinBytes = 64 * 1024;
+
+// When, and with which codec, the backend compresses an allreduce. Every rank of a group must use
+// the same policy (the same option or TORCHWAN_COMPRESSION on every rank).
+struct AllreduceCompression {
+  std::optional<compression::Codec> codec;  // empty: never compress
+  size_t min_bytes = kCompressedAllreduceMinBytes;
+
+  // "none" (or ""), "fp16", "bf16", "int8", "fp8". The biased codecs (sign, topk) need error
+  // feedback, which a stateless collective cannot keep, so they are refused here
+  // (std::invalid_argument); torchwan.hooks offers them.
+  static AllreduceCompression parse(std::string_view name);
+  // TORCHWAN_COMPRESSION, or none when unset.
+  static AllreduceCompression from_env();
+  // The option's text form, as parse() accepts it.
+  std::string name() const;
+
+  // Whether an allreduce of `bytes` bytes of `dtype` with `op` goes through the codec: floating
+  // point (fp16, bf16, fp32, fp64) SUM of at least min_bytes. Everything else stays exact.
+  bool applies(DataType dtype, ReduceOp op, size_t bytes) const;
+};
+
+// In place: every rank ends with the same approximation of the sum over all ranks of its `count`
+// floats. `config` must name a codec without error feedback needs (see parse) and be the same on
+// every rank. Like the other collectives: synchronous, checks ctx.signature, throws TransportError
+// on failure. ctx.topology is not used (the shards go directly between all ranks).
+void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
+                          const compression::CodecConfig& config);
+
+// Bytes this rank sends for one compressed_allreduce of `count` elements on `size` ranks (the two
+// phases together), for reporting the saving against an uncompressed ring allreduce.
+size_t compressed_allreduce_bytes_sent(size_t count, int size, int rank,
+                                       const compression::CodecConfig& config);
+
+}  // namespace torchwan::engine

@@ -1,0 +1,215 @@
+// Writes the seed corpus of every harness: valid encodings made by our own encoders (so the fuzzer
+// starts past the magic and checksum checks) and a few malformed inputs. Run as
+//   fuzz_write_seeds <corpus dir>
+// to regenerate fuzz/corpus/ after a wire format change.
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "csrc/compression/codec.h"
+#include "csrc/signature.h"
+#include "elastic/byte_codec.h"
+#include "elastic/membership_wire.h"
+#include "transport/ucx/ucx_wire.h"
+#include "transport/zmq/zmq_wire.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+void write(const fs::path& root, const std::string& harness, const std::string& name,
+           const Bytes& bytes) {
+  const fs::path dir = root / harness;
+  fs::create_directories(dir);
+  std::ofstream out(dir / name, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
+}
+
+Bytes text(const std::string& value) { return {value.begin(), value.end()}; }
+
+Bytes prefixed(uint8_t first, const Bytes& rest) {
+  Bytes out{first};
+  out.insert(out.end(), rest.begin(), rest.end());
+  return out;
+}
+
+void compression_seeds(const fs::path& root) {
+  using namespace torchwan::compression;
+  std::vector<float> input(96);
+  for (size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>(i % 7) - 3.25f;
+  const struct {
+    const char* name;
+    Codec codec;
+  } codecs[] = {{"float16", Codec::kFloat16}, {"bfloat16", Codec::kBFloat16},
+                {"int8", Codec::kInt8Block},  {"float8", Codec::kFloat8Block},
+                {"sign", Codec::kSignBlock},  {"topk", Codec::kTopK}};
+  for (const auto& codec : codecs) {
+    CodecConfig config;
+    config.codec = codec.codec;
+    config.block_size = codec.codec == Codec::kInt8Block || codec.codec == Codec::kFloat8Block ||
+                                codec.codec == Codec::kSignBlock
+                            ? 32
+                            : 0;
+    config.topk_fraction = 0.1;
+    Bytes payload(encoded_size(config, input.size()));
+    encode(config, input, payload);
+    write(root, "compression_decode", std::string("valid_") + codec.name, payload);
+    write(root, "compression_header", std::string("valid_") + codec.name, payload);
+    Bytes truncated(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(kHeaderSize));
+    write(root, "compression_header", std::string("truncated_") + codec.name, truncated);
+  }
+  write(root, "compression_decode", "garbage", text("TWCP not a header"));
+}
+
+void elastic_seeds(const fs::path& root) {
+  using namespace torchwan::elastic;
+  const uint64_t job = job_hash("fuzz");
+  MemberInfo member{"rank-a", "tcp://10.0.0.1:4000", "eu", {"ucx", "zmq"}};
+  const MemberRef ref{"rank-a", 42};
+  RegisterPayload reg{"fuzz", member, 7, 3, {"rank-a", "rank-b"}};
+  const StatusPayload status{MemberState::kActive, 3, 1};
+  const PeerLostPayload lost{ref, "rank-b", "timeout"};
+  const EpochPayload epoch{4, 0, {member, MemberInfo{"rank-b", "tcp://10.0.0.2:4000", "us", {}}}};
+  const ReasonPayload reason{"quorum lost"};
+  const struct {
+    const char* name;
+    MessageType type;
+    Bytes payload;
+    uint8_t selector;  // fuzz_elastic_payload's decoder choice
+  } messages[] = {
+      {"register", MessageType::kRegister, encode_payload(reg), 1},
+      {"heartbeat", MessageType::kHeartbeat, encode_payload(ref), 0},
+      {"peer_lost", MessageType::kPeerLost, encode_payload(lost), 3},
+      {"status", MessageType::kStatus, encode_payload(status), 2},
+      {"epoch", MessageType::kEpoch, encode_payload(epoch), 4},
+      {"stop", MessageType::kStop, encode_payload(reason), 5},
+      {"goodbye", MessageType::kGoodbye, {}, 6},
+  };
+  for (const auto& m : messages) {
+    write(root, "elastic_message", m.name, encode_message(m.type, job, 3, 9, m.payload));
+    write(root, "elastic_payload", m.name, prefixed(m.selector, m.payload));
+  }
+  write(root, "elastic_message", "wrong_job",
+        encode_message(MessageType::kHeartbeat, job + 1, 0, 1, encode_payload(ref)));
+  write(root, "elastic_message", "truncated", text("TWEL"));
+  // Script: u32, str, str_list, count(1), expect_end; then bytes for them.
+  Bytes script{5, 2, 4, 5, 6, 7};
+  ByteWriter writer;
+  writer.u32(1);
+  writer.str("name");
+  writer.str_list({"a", "bc"});
+  writer.u32(0);
+  const Bytes body = writer.take();
+  script.insert(script.end(), body.begin(), body.end());
+  write(root, "elastic_byte_reader", "valid", script);
+  write(root, "elastic_byte_reader", "huge_length", Bytes{1, 4, 0xff, 0xff, 0xff, 0x7f, 'x'});
+}
+
+void zmq_seeds(const fs::path& root) {
+  using namespace torchwan::transport::zmq_detail;
+  const auto with_payload_size = [](uint32_t payload_size, const auto& header) {
+    Bytes out(4);
+    std::memcpy(out.data(), &payload_size, sizeof(payload_size));
+    out.insert(out.end(), header.begin(), header.end());
+    return out;
+  };
+  Header data{.type = MessageType::kData,
+              .tag = 5,
+              .index = 1,
+              .total_length = 100,
+              .offset = 64,
+              .length = 36};
+  write(root, "zmq_header", "data", with_payload_size(36, encode_header(data)));
+  Header hello{.type = MessageType::kHello, .total_length = kHelloBytes, .length = kHelloBytes};
+  write(root, "zmq_header", "hello", with_payload_size(kHelloBytes, encode_header(hello)));
+  Header bye{.type = MessageType::kBye};
+  write(root, "zmq_header", "bye", with_payload_size(0, encode_header(bye)));
+  data.offset = 90;  // piece past the end of its message
+  write(root, "zmq_header", "outside", with_payload_size(36, encode_header(data)));
+  write(root, "zmq_hello", "valid",
+        encode_hello(Hello{.rank = 1, .lane = 1, .size = 4, .lanes = 2, .chunk_bytes = 1 << 20}));
+  write(root, "zmq_hello", "short", text("hello"));
+  const std::string id = routing_id(3, 1);
+  write(root, "zmq_routing_id", "valid", text(id));
+  write(root, "zmq_routing_id", "generated", Bytes{0, 1, 2, 3, 4});
+  write(root, "zmq_address_record", "valid",
+        encode_address_record({"tcp://10.0.0.1:5000", "tcp://10.0.0.1:5001"}));
+  write(root, "zmq_address_record", "no_newline", text("torchwan-zmq 1\ntcp://x:1"));
+}
+
+void ucx_seeds(const fs::path& root) {
+  using namespace torchwan::transport::ucx;
+  AddressRecord record{.rank = 2,
+                       .stripe_min_bytes = 1 << 16,
+                       .chunk_bytes = 1 << 20,
+                       .lane_addresses = {Bytes(24, 0xab), Bytes(30, 0xcd)}};
+  const Bytes encoded = encode_address_record(record);
+  write(root, "ucx_address_record", "valid", encoded);
+  write(root, "ucx_address_record", "truncated", Bytes(encoded.begin(), encoded.end() - 3));
+  write(root, "ucx_hello", "valid", encode_hello(Hello{.rank = 1, .size = 4, .lane = 1}));
+  write(root, "ucx_hello", "short", Bytes{0x58, 0x55});
+  write(root, "ucx_control", "heartbeat", encode_control(ControlMessage{}));
+  write(root, "ucx_control", "abort",
+        encode_control(ControlMessage{ControlType::kAbort, "rank 3 lost its GPU"}));
+}
+
+void signature_seeds(const fs::path& root) {
+  using namespace torchwan::engine;
+  WireSignature signature;
+  signature.kind = 1;
+  signature.dtype = 2;
+  signature.op = 0;
+  signature.count = 999;
+  signature.describe = "allreduce(float32 x 999, SUM)";
+  const EncodedSignature encoded = encode_signature(signature);
+  write(root, "signature", "valid", Bytes(encoded.begin(), encoded.end()));
+  signature.has_pair = true;
+  signature.pair_send_bytes = 64;
+  signature.pair_recv_bytes = 128;
+  const EncodedSignature pair = encode_signature(signature);
+  write(root, "signature", "pair", Bytes(pair.begin(), pair.end()));
+  write(root, "signature", "short", Bytes(encoded.begin(), encoded.begin() + 16));
+}
+
+void other_seeds(const fs::path& root) {
+  // fuzz_topology and fuzz_transport_options read their input through FuzzedDataProvider, so any
+  // bytes are a valid start; a few shapes of different lengths.
+  write(root, "topology", "small", Bytes{4, 1, 'e', 'u', 0, 'u', 's', 0, 'e', 'u', 0, 'u', 's', 0});
+  Bytes rtt{6, 0, 0};
+  for (int i = 0; i < 36; ++i) {
+    const double value = (i % 7 == 0) ? 0.0 : (i % 2 ? 1.0 : 80.0);
+    const auto* raw = reinterpret_cast<const uint8_t*>(&value);
+    rtt.insert(rtt.end(), raw, raw + sizeof(value));
+  }
+  write(root, "topology", "rtt", rtt);
+  write(root, "transport_options", "lanes",
+        text("\x01"
+             "4\\\x02"
+             "1048576\\\x03"
+             "bbr"));
+  write(root, "transport_options", "garbage", text("\xff\xff-1e99\\\x00x"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: " << argv[0] << " <corpus dir>\n";
+    return 2;
+  }
+  const fs::path root = argv[1];
+  compression_seeds(root);
+  elastic_seeds(root);
+  zmq_seeds(root);
+  ucx_seeds(root);
+  signature_seeds(root);
+  other_seeds(root);
+  return 0;
+}

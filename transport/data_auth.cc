@@ -1,0 +1,282 @@
+#include "transport/data_auth.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "transport/errors.h"
+#include "transport/log.h"
+
+namespace torchwan::transport {
+
+namespace {
+
+constexpr uint32_t kRecordMagic = 0x55415754;  // "TWAU" in little-endian byte order
+constexpr uint32_t kRecordVersion = 1;
+constexpr uint32_t kHasSecret = 1;
+constexpr size_t kFingerprintChars = 8;
+constexpr std::string_view kProofLabel = "torchwan data v1";
+
+using Clock = std::chrono::steady_clock;
+
+template <typename Int>
+void put(std::vector<uint8_t>& out, Int value) {
+  for (size_t i = 0; i < sizeof(Int); ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+
+template <typename Int>
+Int get(const uint8_t*& in) {
+  Int value = 0;
+  for (size_t i = 0; i < sizeof(Int); ++i) value |= static_cast<Int>(Int{*in++} << (8 * i));
+  return value;
+}
+
+std::string auth_record_key(int rank) { return fmt::format("tw/auth/{}", rank); }
+
+std::string rank_list(const std::set<int>& ranks) {
+  std::string text;
+  for (int rank : ranks) text += fmt::format("{}{}", text.empty() ? "" : ", ", rank);
+  return "[" + text + "]";
+}
+
+// Ranks grouped by a value they published. Every rank sees the same records, so every rank picks
+// the same "right" group, the largest (ties go to the group holding the lowest rank), and names
+// the same culprits: everybody outside it.
+template <typename Value>
+typename std::map<Value, std::set<int>>::const_iterator agreeing_majority(
+    const std::map<Value, std::set<int>>& groups) {
+  auto right = groups.begin();
+  for (auto it = groups.begin(); it != groups.end(); ++it) {
+    if (it->second.size() > right->second.size() ||
+        (it->second.size() == right->second.size() &&
+         *it->second.begin() < *right->second.begin())) {
+      right = it;
+    }
+  }
+  return right;
+}
+
+// Throws, identically on every rank, when the ranks published different values of one field.
+template <typename Value, typename Describe>
+void require_agreement(const std::map<Value, std::set<int>>& groups, int this_rank,
+                       const std::string& who, const std::string& what, const std::string& advice,
+                       Describe describe) {
+  if (groups.size() <= 1) return;
+  const auto right = agreeing_majority(groups);
+  std::set<int> odd;
+  std::string details;
+  for (const auto& [value, ranks] : groups) {
+    if (value == right->first) continue;
+    odd.insert(ranks.begin(), ranks.end());
+    details += fmt::format("ranks {} {}; ", rank_list(ranks), describe(value));
+  }
+  throw TransportError(
+      ErrorKind::kBootstrap,
+      fmt::format("{}: rank(s) {} belong to {} ({}ranks {} {}; {}){}", who, rank_list(odd), what,
+                  details, rank_list(right->second), describe(right->first), advice,
+                  odd.count(this_rank) ? "; this rank is one of them" : ""),
+      *odd.begin());
+}
+
+}  // namespace
+
+uint64_t job_id_hash(const std::string& job_id) {
+  if (job_id.empty()) return 0;
+  // FNV-1a: an identity check that names a stray rank, not a security boundary (the proofs
+  // cover the whole job id).
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (char c : job_id) {
+    hash ^= static_cast<uint8_t>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  return hash == 0 ? 1 : hash;
+}
+
+std::vector<uint8_t> encode_auth_record(const AuthRecord& record) {
+  std::vector<uint8_t> out;
+  out.reserve(kAuthRecordBytes);
+  put<uint32_t>(out, kRecordMagic);
+  put<uint32_t>(out, kRecordVersion);
+  put<uint32_t>(out, record.has_secret ? kHasSecret : 0);
+  std::string fingerprint = record.fingerprint;
+  fingerprint.resize(kFingerprintChars, '\0');
+  out.insert(out.end(), fingerprint.begin(), fingerprint.end());
+  put<uint64_t>(out, record.job_hash);
+  put<uint64_t>(out, record.epoch);
+  out.insert(out.end(), record.nonce.begin(), record.nonce.end());
+  return out;
+}
+
+std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, std::string& why) {
+  if (bytes.size() != kAuthRecordBytes) {
+    why = fmt::format("auth record of {} bytes, expected {}", bytes.size(), kAuthRecordBytes);
+    return std::nullopt;
+  }
+  const uint8_t* in = bytes.data();
+  const auto magic = get<uint32_t>(in);
+  const auto version = get<uint32_t>(in);
+  const auto flags = get<uint32_t>(in);
+  if (magic != kRecordMagic || version != kRecordVersion || (flags & ~kHasSecret) != 0) {
+    why = fmt::format("not a version {} auth record (mixed torchwan versions?)", kRecordVersion);
+    return std::nullopt;
+  }
+  AuthRecord record;
+  record.has_secret = flags == kHasSecret;
+  for (size_t i = 0; i < kFingerprintChars; ++i, ++in) {
+    if (!record.has_secret) continue;
+    if (!std::isxdigit(*in)) {
+      why = "auth record with a malformed secret fingerprint";
+      return std::nullopt;
+    }
+    record.fingerprint += static_cast<char>(*in);
+  }
+  record.job_hash = get<uint64_t>(in);
+  record.epoch = get<uint64_t>(in);
+  std::copy(in, in + security::kNonceBytes, record.nonce.begin());
+  return record;
+}
+
+DataAuth::DataAuth(const TransportOptions& options, int rank, int size, std::string who)
+    : rank_(rank),
+      size_(size),
+      who_(std::move(who)),
+      job_id_(options.job_id),
+      job_hash_(job_id_hash(options.job_id)),
+      epoch_(options.epoch),
+      peer_nonces_(static_cast<size_t>(size)) {
+  if (options.secret_file.empty()) {
+    // Once per process: every group would say the same.
+    static std::once_flag said;
+    std::call_once(said, [&] {
+      layer_logger("transport")
+          ->info(
+              "{}: the data plane is unauthenticated (set TORCHWAN_SECRET_FILE to require "
+              "the job secret on every data connection)",
+              who_);
+    });
+    return;
+  }
+  try {
+    secret_.emplace(security::JobSecret::load_file(options.secret_file));
+  } catch (const std::exception& error) {
+    // load_file's message names the path, never the content.
+    throw TransportError(ErrorKind::kInvalidArgument,
+                         fmt::format("{}: cannot load the job secret: {}", who_, error.what()));
+  }
+  nonce_ = security::random_nonce();
+  layer_logger("transport")
+      ->debug("{}: data connections require the job secret (fingerprint {})", who_,
+              secret_->fingerprint());
+}
+
+void DataAuth::publish(Store& store) const {
+  AuthRecord record;
+  record.has_secret = enabled();
+  record.job_hash = job_hash_;
+  record.epoch = epoch_;
+  if (secret_) record.fingerprint = secret_->fingerprint();
+  record.nonce = nonce_;
+  store.set(auth_record_key(rank_), encode_auth_record(record));
+}
+
+void DataAuth::collect(Store& store, Clock::time_point deadline) {
+  const std::string mine = secret_ ? secret_->fingerprint() : std::string();
+  std::map<std::string, std::set<int>> holders;  // fingerprint -> ranks, "" without a secret
+  holders[mine].insert(rank_);
+  std::map<uint64_t, std::set<int>> jobs{{job_hash_, {rank_}}};
+  std::map<uint64_t, std::set<int>> epochs{{epoch_, {rank_}}};
+  std::set<int> missing;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    std::vector<uint8_t> bytes;
+    try {
+      bytes = store.get(auth_record_key(peer), std::max(left, std::chrono::milliseconds(1)));
+    } catch (const TransportError&) {
+      missing.insert(peer);
+      continue;
+    }
+    std::string why;
+    const auto record = decode_auth_record(bytes, why);
+    if (!record) {
+      throw TransportError(
+          ErrorKind::kBootstrap,
+          fmt::format("{}: rank {} published an invalid auth record under '{}': {}", who_, peer,
+                      auth_record_key(peer), why),
+          peer);
+    }
+    jobs[record->job_hash].insert(peer);
+    epochs[record->epoch].insert(peer);
+    holders[record->fingerprint].insert(peer);
+    peer_nonces_[static_cast<size_t>(peer)] = record->nonce;
+  }
+  if (!missing.empty()) {
+    throw TransportError(
+        ErrorKind::kBootstrap,
+        fmt::format("{}: ranks {} did not publish their auth records (store key {}) in time; are "
+                    "they running, with the same world size and store?",
+                    who_, rank_list(missing), auth_record_key(*missing.begin())),
+        *missing.begin());
+  }
+  require_agreement(jobs, rank_, who_, "another job", "TORCHWAN_JOB_ID must match on every rank",
+                    [](uint64_t hash) { return fmt::format("have job id hash {:#x}", hash); });
+  require_agreement(epochs, rank_, who_, "another membership epoch",
+                    "a member of an earlier or later membership?",
+                    [](uint64_t epoch) { return fmt::format("are at epoch {}", epoch); });
+  if (holders.size() == 1) return;
+  const auto right = agreeing_majority(holders);
+  auto describe = [](const std::string& fingerprint) {
+    return fingerprint.empty() ? std::string("no job secret (TORCHWAN_SECRET_FILE unset)")
+                               : fmt::format("job secret fingerprint {}", fingerprint);
+  };
+  std::set<int> failed;
+  std::set<std::string> reasons;
+  std::string details;
+  for (const auto& [fingerprint, ranks] : holders) {
+    if (fingerprint == right->first) continue;
+    failed.insert(ranks.begin(), ranks.end());
+    reasons.insert(fingerprint.empty()    ? "no job secret"
+                   : right->first.empty() ? "a job secret where the others run without one"
+                                          : "wrong job secret");
+    details += fmt::format("ranks {} hold {}; ", rank_list(ranks), describe(fingerprint));
+  }
+  std::string reason;
+  for (const auto& text : reasons) reason += (reason.empty() ? "" : " / ") + text;
+  const bool this_rank_failed = failed.count(rank_) != 0;
+  const std::string message =
+      fmt::format("{}: rank(s) {} failed authentication: {} ({}ranks {} hold {}){}", who_,
+                  rank_list(failed), reason, details, rank_list(right->second),
+                  describe(right->first), this_rank_failed ? "; this rank is one of them" : "");
+  throw TransportError(ErrorKind::kBootstrap, message, *failed.begin());
+}
+
+std::vector<uint8_t> DataAuth::proof_message(int sender, int receiver, int lane,
+                                             const security::Nonce& nonce) const {
+  std::vector<uint8_t> message;
+  put<uint64_t>(message, job_id_.size());
+  message.insert(message.end(), job_id_.begin(), job_id_.end());
+  put<uint64_t>(message, epoch_);
+  put<uint32_t>(message, static_cast<uint32_t>(sender));
+  put<uint32_t>(message, static_cast<uint32_t>(receiver));
+  put<uint32_t>(message, static_cast<uint32_t>(lane));
+  message.insert(message.end(), nonce.begin(), nonce.end());
+  return message;
+}
+
+security::Proof DataAuth::prove(int peer, int lane) const {
+  if (!secret_) return {};
+  return secret_->prove(kProofLabel,
+                        proof_message(rank_, peer, lane, peer_nonces_[static_cast<size_t>(peer)]));
+}
+
+bool DataAuth::verify(int peer, int lane, const security::Proof& proof) const {
+  if (!secret_) return true;
+  return secret_->verify(kProofLabel, proof_message(peer, rank_, lane, nonce_), proof);
+}
+
+}  // namespace torchwan::transport
