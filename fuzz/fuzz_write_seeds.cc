@@ -15,6 +15,7 @@
 #include "csrc/signature.h"
 #include "elastic/byte_codec.h"
 #include "elastic/membership_wire.h"
+#include "transport/data_auth.h"
 #include "transport/ucx/ucx_wire.h"
 #include "transport/zmq/zmq_wire.h"
 
@@ -144,6 +145,19 @@ void zmq_seeds(const fs::path& root) {
   write(root, "zmq_address_record", "no_newline", text("torchwan-zmq 1\ntcp://x:1"));
 }
 
+void data_auth_seeds(const fs::path& root) {
+  using namespace torchwan::transport;
+  AuthRecord open;
+  write(root, "data_auth_record", "no_secret", encode_auth_record(open));
+  AuthRecord secured{
+      .has_secret = true, .job_hash = job_id_hash("job"), .epoch = 3, .fingerprint = "0123abcd"};
+  secured.nonce.fill(0x5a);
+  write(root, "data_auth_record", "secret", encode_auth_record(secured));
+  Bytes truncated = encode_auth_record(secured);
+  truncated.pop_back();
+  write(root, "data_auth_record", "truncated", truncated);
+}
+
 void ucx_seeds(const fs::path& root) {
   using namespace torchwan::transport::ucx;
   AddressRecord record{.rank = 2,
@@ -209,6 +223,7 @@ int main(int argc, char** argv) {
   elastic_seeds(root);
   zmq_seeds(root);
   ucx_seeds(root);
+  data_auth_seeds(root);
   signature_seeds(root);
   other_seeds(root);
   return 0;

@@ -1,10 +1,14 @@
 """Data-plane authentication through the backend, on real processes: a group whose ranks hold the
 same job secret works; one rank with another secret, without a secret, or of another job makes
 every rank fail at group creation with an error naming that rank (never the secret itself), and
-the ranks' other groups stay usable afterwards."""
+the ranks' other groups stay usable afterwards. Port scans, garbage bytes and oversized length
+fields sent to every data port leave the group working."""
 
 from __future__ import annotations
 
+import os
+import random
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -76,3 +80,79 @@ def test_secret_job_and_their_failures(transport: str, tmp_path: Path) -> None:
                 assert fragment in message, (rank, case, message)
             for text in secret_bytes:
                 assert text not in message, (rank, case, "secret leaked")
+
+
+def listening_ports() -> list[int]:
+    """TCP ports this process listens on (its transport's data ports), from /proc."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    # IPv6 sockets here are dual-stack on 127.0.0.1 (::ffff:127.0.0.1), reachable over IPv4.
+    for path in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(path) as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].split(":")[1], 16))
+    return sorted(ports)
+
+
+# A ZMTP 3 greeting (signature, version 3.0, NULL mechanism, as-server 0, filler), then a frame
+# header announcing a payload of 2^62 bytes: what a hostile peer would send to make a receiver
+# allocate without bound.
+OVERSIZED = (
+    b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL" + b"\x00" * 16 + b"\x00" + b"\x00" * 31
+    + b"\x02" + (1 << 62).to_bytes(8, "big") + b"x" * 64
+)
+
+
+def attack_own_ports(rank: int, world: int) -> dict:
+    """Scans, garbage and an oversized length on every data port of this rank, with the group's
+    collectives checked before, between and after."""
+    ports = listening_ports()
+    rng = random.Random(1234 + rank)
+    checks = []
+
+    def allreduce_ok() -> bool:
+        t = torch.arange(1 << 14, dtype=torch.float64) * (rank + 1)
+        dist.all_reduce(t)
+        expected = torch.arange(1 << 14, dtype=torch.float64) * (world * (world + 1) // 2)
+        return bool(torch.equal(t, expected))
+
+    checks.append(allreduce_ok())
+    held = []
+    for port in ports:
+        for _ in range(10):  # a port scanner: connect, disconnect
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+        garbage = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            garbage.sendall(bytes(rng.getrandbits(8) for _ in range(4096)))
+        except OSError:
+            pass  # the receiver may already have dropped it
+        held.append(garbage)
+        oversized = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            oversized.sendall(OVERSIZED)
+        except OSError:
+            pass
+        held.append(oversized)
+    checks.append(allreduce_ok())  # hostile connections still open
+    for connection in held:
+        connection.close()
+    checks.append(allreduce_ok())
+    return {"ports": ports, "checks": checks}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_scans_garbage_and_oversized_lengths_leave_the_group_working(transport: str) -> None:
+    results = run_ranks(attack_own_ports, WORLD, env={"TORCHWAN_TRANSPORT": transport}, timeout=180)
+    for rank, result in enumerate(results):
+        assert result["ports"], f"rank {rank} found no data port to attack"
+        assert result["checks"] == [True, True, True], (rank, result)
