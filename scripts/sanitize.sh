@@ -19,11 +19,19 @@ export CCACHE_NOHASHDIR=1
 JOBS="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 
 # The transport and engine tests whose threads (progress threads, completion callbacks, the
-# engine's waits) TSan checks: every transport, shutdown, any-source and the collectives engine.
-TSAN_TESTS='^(UcxTransport|ZmqTransport|Lanes/|Transports/AnySource|AllTransports/TransportShutdown|UcxShutdown|UcxPeerDeath|ZmqTransportPeerProcess|ZmqTransportBootstrap|Engine/Collectives\.[^/]*/[0-9]*[05]$)'
+# engine's waits) TSan checks: the UCX transport, every transport's shutdown and any-source paths,
+# and the collectives engine on 3 and 5 ranks. Left out: zmq_transport_test, because libzmq is a
+# prebuilt, uninstrumented library whose I/O threads TSan cannot follow (false reports, and
+# crashes in its lock-free pipes), and the tests that bound a duration ("...Quickly"), which a
+# 5-15x TSan slowdown breaks. ASan and the regular suite run all of them.
+TSAN_TESTS='^(UcxTransport|UcxLanes|Lanes/UcxLanes|Transports/AnySource|AllTransports/TransportShutdown|UcxShutdown|UcxPeerDeath|Engine/Collectives\.[^/]*/[a-z]+_size[35]$)'
+TSAN_EXCLUDE='Quickly|_NOT_BUILT'
+# The executables holding those tests: the TSan build compiles only them (and their libraries).
+TSAN_TARGETS=(any_source_test collectives_test transport_shutdown_test ucx_transport_test)
 
-build() {  # build <dir> <sanitizers>
-  local dir="$1"
+build() {  # build <dir> <sanitizers> [targets...]
+  local dir="$1" sanitizers="$2"
+  shift 2
   # A build dir configured from another clone would compile that clone's sources.
   if [[ -f "$dir/CMakeCache.txt" ]] &&
     ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$PWD" "$dir/CMakeCache.txt"; then
@@ -31,8 +39,12 @@ build() {  # build <dir> <sanitizers>
   fi
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
-    -DTORCHWAN_SANITIZE="$2" -DTORCHWAN_BUILD_BENCH=OFF -DTORCHWAN_WITH_CUDA=OFF >/dev/null
-  cmake --build "$dir" -j "$JOBS"
+    -DTORCHWAN_SANITIZE="$sanitizers" -DTORCHWAN_BUILD_BENCH=OFF -DTORCHWAN_WITH_CUDA=OFF >/dev/null
+  if (($#)); then
+    cmake --build "$dir" -j "$JOBS" --target "$@"
+  else
+    cmake --build "$dir" -j "$JOBS"
+  fi
 }
 
 # UCX's memory hooks patch malloc/mmap at run time, which the sanitizers' own interceptors do not
@@ -51,8 +63,8 @@ if [[ "$WHICH" == all || "$WHICH" == asan ]]; then
 fi
 
 if [[ "$WHICH" == all || "$WHICH" == tsan ]]; then
-  build "$CACHE/build-tsan" "thread"
+  build "$CACHE/build-tsan" "thread" "${TSAN_TARGETS[@]}"
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp"
   ctest --test-dir "$CACHE/build-tsan" --output-on-failure --timeout 300 -j "$JOBS" \
-    -R "$TSAN_TESTS"
+    -R "$TSAN_TESTS" -E "$TSAN_EXCLUDE"
 fi

@@ -334,11 +334,12 @@ TEST_P(TransportAuth, GarbageScansAndOversizedLengthsOnDataPortsLeaveTheGroupWor
   TransportOptions shared = options();
   shared.secret_file = dir.create("job.secret");
   transport::MemoryStore store;
+  // Declared before the transports, whose handlers write here until they are destroyed.
+  std::mutex mutex;
+  std::vector<std::string> failures;
   auto outcomes = connect_each(
       3, [&](int) { return shared; }, store);
   auto ranks = take(outcomes);
-  std::mutex mutex;
-  std::vector<std::string> failures;
   for (auto& rank : ranks) {
     rank->set_peer_failure_handler([&](int peer, const std::string& why) {
       std::lock_guard<std::mutex> lock(mutex);

@@ -43,7 +43,9 @@ from .state_sync import StateDict, synchronize
 
 log = logging.getLogger("torchwan.elastic")
 
-_LOST_RANK = re.compile(r"lost rank (\d+)")
+# The ways the transports name a peer they lost: "lost rank 3" (both), "refused: rank 3 is lost"
+# (UCX, for operations posted after the loss) and "failed with peer 3: peer lost" (the engine).
+_LOST_RANK = re.compile(r"lost rank (\d+)|rank (\d+) is lost|with peer (\d+): peer lost")
 # How often the watcher looks for an epoch that excludes this member (epochs that include it wake
 # the watcher at once).
 _WATCH_PERIOD = timedelta(milliseconds=100)
@@ -232,8 +234,9 @@ class ElasticGroup:
         if self._latest_epoch() > self.epoch:
             return
         names = self.member_names
-        for match in _LOST_RANK.finditer(str(error)):
-            rank = int(match.group(1))
+        matches = _LOST_RANK.finditer(str(error))
+        lost = {int(next(group for group in match.groups() if group)) for match in matches}
+        for rank in sorted(lost):
             if 0 <= rank < len(names) and names[rank] != self.name:
                 self._member.report_peer_lost(names[rank], "data transport lost the connection")
 
