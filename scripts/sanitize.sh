@@ -4,7 +4,8 @@
 #   2. ThreadSanitizer over the threading tests of the transports and the engine (build-tsan,
 #      filter TSAN_TESTS below: the rest of the suite is single-threaded around the transports
 #      those tests already cover, and TSan slows every test 5-15x).
-# Any report fails the run (halt_on_error). Builds live outside the clone, under $TORCHWAN_CACHE.
+# Any report fails the run (halt_on_error). Builds live in build/asan and build/tsan (ignored by
+# git): inside the clone, so ccache (under $TORCHWAN_CACHE) hits from any clone.
 #   bash scripts/sanitize.sh [asan|tsan|all]   (default all)
 # Suppressions and why: scripts/sanitizers/ and docs/security-testing.md.
 set -euo pipefail
@@ -32,11 +33,6 @@ TSAN_TARGETS=(any_source_test collectives_test transport_shutdown_test ucx_trans
 build() {  # build <dir> <sanitizers> [targets...]
   local dir="$1" sanitizers="$2"
   shift 2
-  # A build dir configured from another clone would compile that clone's sources.
-  if [[ -f "$dir/CMakeCache.txt" ]] &&
-    ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$PWD" "$dir/CMakeCache.txt"; then
-    rm -rf "$dir"
-  fi
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
     -DTORCHWAN_SANITIZE="$sanitizers" -DTORCHWAN_BUILD_BENCH=OFF -DTORCHWAN_WITH_CUDA=OFF >/dev/null
@@ -54,17 +50,17 @@ export UCX_MEM_MMAP_HOOK_MODE=none
 export UCX_MEM_EVENTS=no
 
 if [[ "$WHICH" == all || "$WHICH" == asan ]]; then
-  build "$CACHE/build-asan" "address,undefined"
+  build build/asan "address,undefined"
   export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:suppressions=$SUPP/asan.supp"
   export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0"
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$SUPP/ubsan.supp"
-  ctest --test-dir "$CACHE/build-asan" --output-on-failure --timeout 300 -j "$JOBS"
+  ctest --test-dir build/asan --output-on-failure --timeout 300 -j "$JOBS"
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
 
 if [[ "$WHICH" == all || "$WHICH" == tsan ]]; then
-  build "$CACHE/build-tsan" "thread" "${TSAN_TARGETS[@]}"
+  build build/tsan "thread" "${TSAN_TARGETS[@]}"
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp"
-  ctest --test-dir "$CACHE/build-tsan" --output-on-failure --timeout 300 -j "$JOBS" \
+  ctest --test-dir build/tsan --output-on-failure --timeout 300 -j "$JOBS" \
     -R "$TSAN_TESTS" -E "$TSAN_EXCLUDE"
 fi
