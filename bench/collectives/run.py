@@ -26,7 +26,7 @@ def run_scenario(args: argparse.Namespace, placement: Placement, link: dict[str,
                  env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Returns the derived rows and, per wan group, the regions it ran on."""
     sizes = SMOKE_SIZES if args.smoke else [int(s) for s in args.sizes.split(",")]
-    backends = "wan-hier,wan-flat,gloo" if args.compare_topology else "wan,gloo"
+    backends = args.backends or ("wan-hier,wan-flat,gloo" if args.compare_topology else "wan,gloo")
     result = run_world(
         str(WORKER),
         ["--collectives", args.collectives, "--sizes", ",".join(map(str, sizes)),
@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--smoke", action="store_true", help="two small sizes, for CI")
     parser.add_argument("--transport", default=None, help="TORCHWAN_TRANSPORT for the wan side")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated subset to run (default: wan,gloo); leaving Gloo out "
+                             "gives no ratio to it")
     parser.add_argument("--name", default=None, help="results file suffix (default: scenario)")
     parser.add_argument("--compare-topology", action="store_true",
                         help="run wan twice, hierarchical (the lab's regions) and flat, beside "

@@ -1,6 +1,6 @@
 // Socket tuning for long fat pipes: the plan that follows from the kernel's limits, its effect on
-// real TCP sockets, and the ZeroMQ transport's data connections actually carrying the chosen
-// congestion control.
+// real TCP sockets, and both transports' data connections actually carrying the chosen congestion
+// control.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -165,6 +165,23 @@ TEST(SocketTuningZmq, DataConnectionsUseTheChosenCongestionControl) {
   EXPECT_GE(sockets_using(wanted) - before, 4);
   // And they still carry data.
   const std::vector<uint8_t> sent = testing::pattern_bytes(3 * kMiB, 9);
+  std::vector<uint8_t> got(sent.size());
+  auto recv = ranks[1]->irecv(0, 1, got.data(), got.size());
+  ranks[0]->isend(1, 1, sent.data(), sent.size())->wait(10s);
+  recv->wait(10s);
+  EXPECT_EQ(got, sent);
+}
+
+TEST(SocketTuningUcx, DataConnectionsUseTheChosenCongestionControl) {
+  const std::string wanted = non_default_congestion();
+  if (wanted.empty()) GTEST_SKIP() << "the kernel offers a single congestion control";
+  const int before = sockets_using(wanted);
+  TransportOptions options = testing::loopback_options("ucx", 2);
+  options.congestion = wanted;
+  auto ranks = testing::connect_ranks(options, 2);
+  // Both ends of each lane's connection live in this process: at least 2 lanes x 2 ends.
+  EXPECT_GE(sockets_using(wanted) - before, 4);
+  const std::vector<uint8_t> sent = testing::pattern_bytes(3 * kMiB, 5);
   std::vector<uint8_t> got(sent.size());
   auto recv = ranks[1]->irecv(0, 1, got.data(), got.size());
   ranks[0]->isend(1, 1, sent.data(), sent.size())->wait(10s);

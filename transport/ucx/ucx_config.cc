@@ -110,7 +110,7 @@ ConfigPtr read_ucx_config(const TransportOptions& options) {
   const KernelNetLimits limits = read_kernel_net_limits();
   SocketTuning tuning = plan_socket_tuning(options, limits);
   logger->debug("ucx: data connections: {}", describe_socket_tuning(options, limits, tuning));
-  tuning.congestion.clear();  // not reachable through UCX
+  tuning.congestion.clear();  // set by the engine on the connections, not through UCX
   for (const UcxSetting& setting : choose_ucx_settings(options, env, tuning)) {
     check_ucs(ucp_config_modify(config.get(), setting.name.c_str(), setting.value.c_str()),
               "setting UCX_" + setting.name + "=" + setting.value);

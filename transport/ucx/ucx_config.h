@@ -28,9 +28,9 @@ using EnvLookup = std::function<const char*(const char*)>;
 //  - NET_DEVICES=the interface holding options.host, because UCX otherwise adds a lane over every
 //    other interface too (eth0 even for 127.0.0.1);
 //  - keepalive timings so that a peer whose host vanished is detected within options.peer_timeout;
-//  - TCP_SNDBUF/RCVBUF from `tuning` where it sets a size. UCX exposes no socket, so the
-//    congestion control of its connections is the network namespace's default
-//    (net.ipv4.tcp_congestion_control).
+//  - TCP_SNDBUF/RCVBUF from `tuning` where it sets a size. UCX has no setting for the
+//    congestion control; the engine sets it on the connections once they exist
+//    (ucx_socket_census.h).
 std::vector<UcxSetting> choose_ucx_settings(const TransportOptions& options, const EnvLookup& env,
                                             const SocketTuning& tuning = {});
 

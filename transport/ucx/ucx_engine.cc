@@ -39,6 +39,7 @@ Engine::Engine(const TransportOptions& options, int rank, int size, Health& heal
       health_(health),
       logger_(layer_logger("transport")),
       auth_(options, rank, size, "ucx rank " + std::to_string(rank)),
+      sockets_before_workers_(SocketCensus::take()),
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
       lost_(static_cast<size_t>(size), false),
       departed_(static_cast<size_t>(size), false),

@@ -40,6 +40,7 @@
 #include "transport/striping.h"
 #include "transport/ucx/ucx_handles.h"
 #include "transport/ucx/ucx_health.h"
+#include "transport/ucx/ucx_socket_census.h"
 
 namespace torchwan::transport::ucx {
 
@@ -152,6 +153,8 @@ class Engine {
       Store& store, std::chrono::steady_clock::time_point deadline);
   void create_endpoints(const std::vector<std::vector<std::vector<uint8_t>>>& addresses);
   void exchange_hellos(std::chrono::steady_clock::time_point deadline);
+  // Sets the chosen congestion control on UCX's TCP connections (see ucx_socket_census.h).
+  void tune_connections();
 
   // --- liveness (ucx_engine_liveness.cc) ---
   void start_liveness();
@@ -213,6 +216,8 @@ class Engine {
   Health& health_;
   std::shared_ptr<spdlog::logger> logger_;
   DataAuth auth_;
+  // The sockets that existed before the workers: those that appear later are UCX's connections.
+  SocketCensus sockets_before_workers_;
 
   // Destroyed in reverse order: workers before the context.
   ContextPtr context_;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "transport/errors.h"
+#include "transport/socket_tuning.h"
 #include "transport/ucx/ucx_engine.h"
 #include "transport/ucx/ucx_wire.h"
 
@@ -43,10 +44,29 @@ void Engine::connect(Store& store, std::chrono::steady_clock::time_point deadlin
   auth_.collect(store, deadline);
   create_endpoints(addresses);
   exchange_hellos(deadline);
+  tune_connections();
   connected_ = true;
   start_liveness();
   logger_->debug("ucx rank {}: connected to {} peers on {} lanes each", rank_, size_ - 1,
                  options_.lanes);
+}
+
+void Engine::tune_connections() {
+  const std::string congestion = plan_socket_tuning(options_, read_kernel_net_limits()).congestion;
+  if (congestion.empty()) return;
+  // Every hello has arrived, so every lane's connection in both directions exists by now.
+  const std::vector<int> connections = sockets_before_workers_.new_tcp_connections();
+  std::string problems;
+  for (int fd : connections) {
+    const std::string problem = apply_socket_tuning(fd, SocketTuning{0, 0, congestion});
+    if (!problem.empty()) problems = problem;
+  }
+  if (!problems.empty()) {
+    logger_->warn("ucx rank {}: could not set congestion control on a data connection: {}", rank_,
+                  problems);
+  }
+  logger_->debug("ucx rank {}: congestion control {} on {} connections", rank_, congestion,
+                 connections.size());
 }
 
 std::vector<uint8_t> Engine::local_address(int lane) {
