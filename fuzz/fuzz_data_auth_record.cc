@@ -1,5 +1,6 @@
 // Data-plane auth record (transport/data_auth.h): what every rank reads from the bootstrap store
-// about each peer's secret fingerprint, job, epoch and nonce before it connects.
+// about each peer's secret fingerprint, job, epoch, encryption setting and nonce before it
+// connects.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -17,7 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto again = decode_auth_record(encode_auth_record(*record), why);
     if (!again || again->has_secret != record->has_secret ||
         again->fingerprint != record->fingerprint || again->job_hash != record->job_hash ||
-        again->epoch != record->epoch || again->nonce != record->nonce) {
+        again->epoch != record->epoch || again->nonce != record->nonce ||
+        again->encryption != record->encryption || again->has_aes != record->has_aes) {
       __builtin_trap();
     }
   }

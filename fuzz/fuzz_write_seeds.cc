@@ -16,6 +16,7 @@
 #include "elastic/byte_codec.h"
 #include "elastic/membership_wire.h"
 #include "transport/data_auth.h"
+#include "transport/message_cipher.h"
 #include "transport/ucx/ucx_wire.h"
 #include "transport/zmq/zmq_wire.h"
 
@@ -156,6 +157,44 @@ void data_auth_seeds(const fs::path& root) {
   Bytes truncated = encode_auth_record(secured);
   truncated.pop_back();
   write(root, "data_auth_record", "truncated", truncated);
+  AuthRecord encrypted = secured;
+  encrypted.encryption = EncryptionSetting::kOn;
+  encrypted.has_aes = true;
+  write(root, "data_auth_record", "encrypted", encode_auth_record(encrypted));
+  // Version 1 had no encryption field: 4 bytes shorter.
+  Bytes version1 = encode_auth_record(secured);
+  version1[4] = 1;
+  version1.erase(version1.begin() + 40, version1.begin() + 44);
+  write(root, "data_auth_record", "version1", version1);
+}
+
+// Inputs of fuzz_sealed_message: cipher selector, sender, receiver, tag, then the sealed bytes,
+// sealed under the harness's fixed key.
+void sealed_message_seeds(const fs::path& root) {
+  using namespace torchwan::transport;
+  std::array<uint8_t, torchwan::security::kDerivedKeyBytes> key_bytes{};
+  key_bytes.fill(0x42);
+  const torchwan::security::DerivedKey key(key_bytes);
+  const Bytes plaintext = text("a data message of some length");
+  for (const Cipher cipher : {Cipher::kAes256Gcm, Cipher::kChacha20Poly1305}) {
+    if (cipher == Cipher::kAes256Gcm && !aes_gcm_available()) continue;
+    const MessageCipher sealer(cipher, key);
+    const uint8_t selector = cipher == Cipher::kAes256Gcm ? 0 : 1;
+    Bytes input{selector, 2, 1, 7};
+    const size_t header = input.size();
+    input.resize(header + plaintext.size() + kSealOverheadBytes);
+    sealer.seal({2, 1, 7}, 5, plaintext.data(), plaintext.size(), input.data() + header);
+    const std::string name = cipher_name(cipher);
+    write(root, "sealed_message", name, input);
+    Bytes flipped = input;
+    flipped[header + kSealedHeaderBytes + 3] ^= 1;
+    write(root, "sealed_message", name + "-flipped", flipped);
+    Bytes empty{selector, 2, 1, 7};
+    empty.resize(header + kSealOverheadBytes);
+    sealer.seal({2, 1, 7}, 0, nullptr, 0, empty.data() + header);
+    write(root, "sealed_message", name + "-empty", empty);
+  }
+  write(root, "sealed_message", "short", Bytes{1, 0, 1, 0, 9, 9, 9});
 }
 
 void ucx_seeds(const fs::path& root) {
@@ -224,6 +263,7 @@ int main(int argc, char** argv) {
   zmq_seeds(root);
   ucx_seeds(root);
   data_auth_seeds(root);
+  sealed_message_seeds(root);
   signature_seeds(root);
   other_seeds(root);
   return 0;

@@ -1,13 +1,12 @@
 #include "security/job_secret.h"
 
+#include <fmt/format.h>
 #include <sodium.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
-
-#include <fmt/format.h>
 
 namespace torchwan::security {
 namespace {
@@ -126,6 +125,25 @@ bool JobSecret::verify(std::string_view label, std::span<const uint8_t> message,
                        const Proof& proof) const {
   const Proof expected = prove(label, message);
   return sodium_memcmp(expected.data(), proof.data(), kProofBytes) == 0;
+}
+
+DerivedKey::~DerivedKey() { sodium_memzero(bytes_.data(), bytes_.size()); }
+
+DerivedKey JobSecret::derive_key(std::string_view label, std::span<const uint8_t> context) const {
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, bytes_.data(), bytes_.size(), kDerivedKeyBytes);
+  // Length-prefixed label, as in prove(): (label, context) pairs cannot collide by shifting bytes.
+  const uint64_t label_size = label.size();
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(&label_size),
+                            sizeof(label_size));
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(label.data()), label.size());
+  crypto_generichash_update(&state, context.data(), context.size());
+  std::array<uint8_t, kDerivedKeyBytes> bytes{};
+  crypto_generichash_final(&state, bytes.data(), bytes.size());
+  sodium_memzero(&state, sizeof(state));
+  DerivedKey key(bytes);
+  sodium_memzero(bytes.data(), bytes.size());
+  return key;
 }
 
 CurveKeyPair JobSecret::curve_keys() const {

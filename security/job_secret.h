@@ -13,11 +13,28 @@
 namespace torchwan::security {
 
 inline constexpr size_t kSecretBytes = 32;
-inline constexpr size_t kProofBytes = 32;   // HMAC-SHA-256
+inline constexpr size_t kProofBytes = 32;  // HMAC-SHA-256
 inline constexpr size_t kNonceBytes = 16;
 
 using Proof = std::array<uint8_t, kProofBytes>;
 using Nonce = std::array<uint8_t, kNonceBytes>;
+
+inline constexpr size_t kDerivedKeyBytes = 32;
+
+// A symmetric key derived from the job secret (JobSecret::derive_key). Like the secret, it never
+// appears in text, and its bytes are wiped when it is destroyed.
+class DerivedKey {
+ public:
+  explicit DerivedKey(const std::array<uint8_t, kDerivedKeyBytes>& bytes) : bytes_(bytes) {}
+  DerivedKey(const DerivedKey&) = default;
+  DerivedKey& operator=(const DerivedKey&) = default;
+  ~DerivedKey();
+  const uint8_t* data() const { return bytes_.data(); }
+  static constexpr size_t size() { return kDerivedKeyBytes; }
+
+ private:
+  std::array<uint8_t, kDerivedKeyBytes> bytes_{};
+};
 
 // Keys for ZeroMQ CURVE, Z85-encoded (40 characters), as zmq's curve options take them.
 struct CurveKeyPair {
@@ -40,6 +57,11 @@ class JobSecret {
   Proof prove(std::string_view label, std::span<const uint8_t> message) const;
   // Constant-time comparison against prove(label, message).
   bool verify(std::string_view label, std::span<const uint8_t> message, const Proof& proof) const;
+
+  // BLAKE2b keyed by the secret over a domain label and a context: the same key on every holder
+  // of the secret for the same context, and no other derived value (proofs, CURVE keys,
+  // fingerprint) reveals it.
+  DerivedKey derive_key(std::string_view label, std::span<const uint8_t> context) const;
 
   // The same key pair on every holder of the secret, so that a CURVE server accepts exactly the
   // clients whose key is this one (and a client knows whom it talks to) without distributing keys.

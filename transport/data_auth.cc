@@ -16,10 +16,15 @@ namespace torchwan::transport {
 namespace {
 
 constexpr uint32_t kRecordMagic = 0x55415754;  // "TWAU" in little-endian byte order
-constexpr uint32_t kRecordVersion = 1;
+// Version 2 added the encryption setting and the AES flag. Mixed versions are refused by name
+// rather than guessed at: a version 1 rank cannot take part in an encrypted group.
+constexpr uint32_t kRecordVersion = 2;
 constexpr uint32_t kHasSecret = 1;
+constexpr uint32_t kHasAes = 2;
+constexpr uint32_t kKnownFlags = kHasSecret | kHasAes;
 constexpr size_t kFingerprintChars = 8;
 constexpr std::string_view kProofLabel = "torchwan data v1";
+constexpr std::string_view kSessionKeyLabel = "torchwan data session key v1";
 
 using Clock = std::chrono::steady_clock;
 
@@ -101,17 +106,32 @@ std::vector<uint8_t> encode_auth_record(const AuthRecord& record) {
   out.reserve(kAuthRecordBytes);
   put<uint32_t>(out, kRecordMagic);
   put<uint32_t>(out, kRecordVersion);
-  put<uint32_t>(out, record.has_secret ? kHasSecret : 0);
+  put<uint32_t>(out, (record.has_secret ? kHasSecret : 0) | (record.has_aes ? kHasAes : 0));
   std::string fingerprint = record.fingerprint;
   fingerprint.resize(kFingerprintChars, '\0');
   out.insert(out.end(), fingerprint.begin(), fingerprint.end());
   put<uint64_t>(out, record.job_hash);
   put<uint64_t>(out, record.epoch);
+  put<uint32_t>(out, static_cast<uint32_t>(record.encryption));
   out.insert(out.end(), record.nonce.begin(), record.nonce.end());
   return out;
 }
 
 std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, std::string& why) {
+  if (bytes.size() >= 8) {
+    // The version first: a record of another version has another size, and "mixed torchwan
+    // versions" says more than a byte count.
+    const uint8_t* head = bytes.data();
+    const auto magic = get<uint32_t>(head);
+    const auto version = get<uint32_t>(head);
+    if (magic == kRecordMagic && version != kRecordVersion) {
+      why = fmt::format(
+          "auth record of version {}, this rank speaks version {} (mixed torchwan "
+          "versions?)",
+          version, kRecordVersion);
+      return std::nullopt;
+    }
+  }
   if (bytes.size() != kAuthRecordBytes) {
     why = fmt::format("auth record of {} bytes, expected {}", bytes.size(), kAuthRecordBytes);
     return std::nullopt;
@@ -120,12 +140,13 @@ std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, 
   const auto magic = get<uint32_t>(in);
   const auto version = get<uint32_t>(in);
   const auto flags = get<uint32_t>(in);
-  if (magic != kRecordMagic || version != kRecordVersion || (flags & ~kHasSecret) != 0) {
+  if (magic != kRecordMagic || version != kRecordVersion || (flags & ~kKnownFlags) != 0) {
     why = fmt::format("not a version {} auth record (mixed torchwan versions?)", kRecordVersion);
     return std::nullopt;
   }
   AuthRecord record;
-  record.has_secret = flags == kHasSecret;
+  record.has_secret = (flags & kHasSecret) != 0;
+  record.has_aes = (flags & kHasAes) != 0;
   for (size_t i = 0; i < kFingerprintChars; ++i, ++in) {
     if (!record.has_secret) continue;
     if (!std::isxdigit(*in)) {
@@ -136,6 +157,17 @@ std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, 
   }
   record.job_hash = get<uint64_t>(in);
   record.epoch = get<uint64_t>(in);
+  const auto encryption = get<uint32_t>(in);
+  if (encryption > kLastEncryptionSetting) {
+    why = fmt::format("auth record with unknown encryption setting {}", encryption);
+    return std::nullopt;
+  }
+  record.encryption = static_cast<EncryptionSetting>(encryption);
+  if (record.encryption != EncryptionSetting::kNone && !record.has_secret) {
+    // Transport::create refuses this combination, so no torchwan rank publishes it.
+    why = "auth record asking for encryption without a job secret";
+    return std::nullopt;
+  }
   std::copy(in, in + security::kNonceBytes, record.nonce.begin());
   return record;
 }
@@ -147,8 +179,16 @@ DataAuth::DataAuth(const TransportOptions& options, int rank, int size, std::str
       job_id_(options.job_id),
       job_hash_(job_id_hash(options.job_id)),
       epoch_(options.epoch),
+      encryption_(parse_encryption_setting(options.encryption)),
       peer_nonces_(static_cast<size_t>(size)) {
   if (options.secret_file.empty()) {
+    if (encryption_ != EncryptionSetting::kNone) {
+      throw TransportError(ErrorKind::kInvalidArgument,
+                           fmt::format("{}: encryption={} needs the job secret (set "
+                                       "TORCHWAN_SECRET_FILE or secret_file); the session key is "
+                                       "derived from it",
+                                       who_, options.encryption));
+    }
     // Once per process: every group would say the same.
     static std::once_flag said;
     std::call_once(said, [&] {
@@ -179,6 +219,8 @@ void DataAuth::publish(Store& store) const {
   record.job_hash = job_hash_;
   record.epoch = epoch_;
   if (secret_) record.fingerprint = secret_->fingerprint();
+  record.encryption = encryption_;
+  record.has_aes = aes_gcm_available();
   record.nonce = nonce_;
   store.set(auth_record_key(rank_), encode_auth_record(record));
 }
@@ -189,6 +231,9 @@ void DataAuth::collect(Store& store, Clock::time_point deadline) {
   holders[mine].insert(rank_);
   std::map<uint64_t, std::set<int>> jobs{{job_hash_, {rank_}}};
   std::map<uint64_t, std::set<int>> epochs{{epoch_, {rank_}}};
+  std::map<EncryptionSetting, std::set<int>> encryptions{{encryption_, {rank_}}};
+  std::set<int> without_aes;
+  if (!aes_gcm_available()) without_aes.insert(rank_);
   std::set<int> missing;
   for (int peer = 0; peer < size_; ++peer) {
     if (peer == rank_) continue;
@@ -213,6 +258,8 @@ void DataAuth::collect(Store& store, Clock::time_point deadline) {
     jobs[record->job_hash].insert(peer);
     epochs[record->epoch].insert(peer);
     holders[record->fingerprint].insert(peer);
+    encryptions[record->encryption].insert(peer);
+    if (!record->has_aes) without_aes.insert(peer);
     peer_nonces_[static_cast<size_t>(peer)] = record->nonce;
   }
   if (!missing.empty()) {
@@ -228,6 +275,24 @@ void DataAuth::collect(Store& store, Clock::time_point deadline) {
   require_agreement(epochs, rank_, who_, "another membership epoch",
                     "a member of an earlier or later membership?",
                     [](uint64_t epoch) { return fmt::format("are at epoch {}", epoch); });
+  require_same_secret(holders);
+  // After the secret: a rank without one cannot encrypt, and "no job secret" is the root cause.
+  require_agreement(encryptions, rank_, who_, "another data encryption setting",
+                    "TORCHWAN_ENCRYPTION must match on every rank", [](EncryptionSetting setting) {
+                      return fmt::format("have encryption {}", encryption_setting_name(setting));
+                    });
+  if (encryption_ == EncryptionSetting::kAes256Gcm && !without_aes.empty()) {
+    throw TransportError(
+        ErrorKind::kBootstrap,
+        fmt::format("{}: rank(s) {} cannot run encryption aes-256-gcm: their CPU lacks the AES "
+                    "instructions libsodium requires (use encryption=on or chacha20-poly1305){}",
+                    who_, rank_list(without_aes),
+                    without_aes.count(rank_) ? "; this rank is one of them" : ""),
+        *without_aes.begin());
+  }
+}
+
+void DataAuth::require_same_secret(const std::map<std::string, std::set<int>>& holders) const {
   if (holders.size() == 1) return;
   const auto right = agreeing_majority(holders);
   auto describe = [](const std::string& fingerprint) {
@@ -253,6 +318,41 @@ void DataAuth::collect(Store& store, Clock::time_point deadline) {
                   rank_list(failed), reason, details, rank_list(right->second),
                   describe(right->first), this_rank_failed ? "; this rank is one of them" : "");
   throw TransportError(ErrorKind::kBootstrap, message, *failed.begin());
+}
+
+std::vector<AuthRecord> read_auth_records(Store& store, int size, std::chrono::milliseconds timeout,
+                                          const std::string& who) {
+  std::vector<AuthRecord> records;
+  records.reserve(static_cast<size_t>(size));
+  for (int rank = 0; rank < size; ++rank) {
+    std::string why;
+    auto record = decode_auth_record(store.get(auth_record_key(rank), timeout), why);
+    if (!record) {
+      throw TransportError(
+          ErrorKind::kBootstrap,
+          fmt::format("{}: rank {} published an invalid auth record under '{}': {}", who, rank,
+                      auth_record_key(rank), why),
+          rank);
+    }
+    records.push_back(std::move(*record));
+  }
+  return records;
+}
+
+security::DerivedKey derive_session_key(const security::JobSecret& secret,
+                                        const std::string& job_id, uint64_t epoch, Cipher cipher,
+                                        const std::vector<AuthRecord>& records) {
+  std::vector<uint8_t> context;
+  put<uint64_t>(context, job_id.size());
+  context.insert(context.end(), job_id.begin(), job_id.end());
+  put<uint64_t>(context, epoch);
+  put<uint32_t>(context, static_cast<uint32_t>(cipher));
+  put<uint32_t>(context, static_cast<uint32_t>(records.size()));
+  // Every rank's fresh nonce: a new group gets a new key even with the same job, epoch and ranks.
+  for (const AuthRecord& record : records) {
+    context.insert(context.end(), record.nonce.begin(), record.nonce.end());
+  }
+  return secret.derive_key(kSessionKeyLabel, context);
 }
 
 std::vector<uint8_t> DataAuth::proof_message(int sender, int receiver, int lane,

@@ -13,11 +13,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "security/job_secret.h"
+#include "transport/encryption.h"
 #include "transport/options.h"
 #include "transport/store.h"
 
@@ -32,11 +35,29 @@ struct AuthRecord {
   uint64_t job_hash = 0;
   uint64_t epoch = 0;
   std::string fingerprint;  // 8 hex digits, or empty without a secret
+  // TransportOptions::encryption, and whether this rank's CPU runs AES-256-GCM, so that every
+  // rank resolves "on" to the same cipher (version 2 of the record).
+  EncryptionSetting encryption = EncryptionSetting::kNone;
+  bool has_aes = false;
   security::Nonce nonce{};
 };
-inline constexpr size_t kAuthRecordBytes = 4 + 4 + 4 + 8 + 8 + 8 + security::kNonceBytes;
+// Version 2: magic, version, flags, fingerprint, job hash, epoch, encryption setting, nonce.
+inline constexpr size_t kAuthRecordBytes = 4 + 4 + 4 + 8 + 8 + 8 + 4 + security::kNonceBytes;
 std::vector<uint8_t> encode_auth_record(const AuthRecord& record);
 std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, std::string& why);
+
+// Every rank's published record, in rank order (waiting at most `timeout` for each). Throws
+// TransportError(kBootstrap) naming the rank whose record is missing or invalid. For use after
+// DataAuth::collect succeeded, when all of them are known to be there and to agree.
+std::vector<AuthRecord> read_auth_records(Store& store, int size, std::chrono::milliseconds timeout,
+                                          const std::string& who);
+
+// The key every rank of one transport group derives for encrypting data messages: keyed by the
+// job secret, over the job id, epoch, cipher and every rank's fresh record nonce, so that traffic
+// recorded in another group, epoch or job never decrypts under it.
+security::DerivedKey derive_session_key(const security::JobSecret& secret,
+                                        const std::string& job_id, uint64_t epoch, Cipher cipher,
+                                        const std::vector<AuthRecord>& records);
 
 class DataAuth {
  public:
@@ -53,8 +74,9 @@ class DataAuth {
   // the addresses finds the record too.
   void publish(Store& store) const;
   // Reads every peer's record (waiting at most until `deadline`) and checks that all ranks agree
-  // on the secret, job and epoch. Throws TransportError(kBootstrap) naming the ranks that differ,
-  // the same on every rank: "rank(s) [2] failed authentication: wrong job secret ...".
+  // on the secret, job, epoch and encryption setting. Throws TransportError(kBootstrap) naming the
+  // ranks that differ, the same on every rank: "rank(s) [2] failed authentication: wrong job
+  // secret ...".
   void collect(Store& store, std::chrono::steady_clock::time_point deadline);
 
   // The proof this rank's hello to `peer` on `lane` carries (all zero when not enabled).
@@ -63,6 +85,8 @@ class DataAuth {
   bool verify(int peer, int lane, const security::Proof& proof) const;
 
  private:
+  // Throws, identically on every rank, when ranks hold different secrets (or none).
+  void require_same_secret(const std::map<std::string, std::set<int>>& holders) const;
   std::vector<uint8_t> proof_message(int sender, int receiver, int lane,
                                      const security::Nonce& nonce) const;
 
@@ -73,6 +97,7 @@ class DataAuth {
   uint64_t job_hash_;
   uint64_t epoch_;
   std::optional<security::JobSecret> secret_;
+  EncryptionSetting encryption_;
   security::Nonce nonce_{};
   std::vector<security::Nonce> peer_nonces_;  // per rank, from collect()
 };

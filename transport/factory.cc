@@ -1,3 +1,6 @@
+#include <fmt/format.h>
+
+#include "transport/encrypted_transport.h"
 #include "transport/transport.h"
 #include "transport/ucx/ucx_transport.h"
 #include "transport/zmq/zmq_transport.h"
@@ -8,12 +11,26 @@ std::unique_ptr<Transport> Transport::create(const TransportOptions& options, St
                                              int rank, int size) {
   options.validate();
   if (rank < 0 || rank >= size || size > 65535) {
-    throw TransportError(ErrorKind::kInvalidArgument, "rank " + std::to_string(rank) +
-                                                          " / size " + std::to_string(size) +
+    throw TransportError(ErrorKind::kInvalidArgument, "rank " + std::to_string(rank) + " / size " +
+                                                          std::to_string(size) +
                                                           " is invalid (size at most 65535)");
   }
-  if (options.transport == "zmq") return std::make_unique<ZmqTransport>(options, store, rank, size);
-  return std::make_unique<UcxTransport>(options, store, rank, size);
+  const bool encrypted = parse_encryption_setting(options.encryption) != EncryptionSetting::kNone;
+  if (encrypted && options.secret_file.empty()) {
+    throw TransportError(ErrorKind::kInvalidArgument,
+                         fmt::format("rank {}: encryption={} needs the job secret (set "
+                                     "TORCHWAN_SECRET_FILE or secret_file): the session key is "
+                                     "derived from it",
+                                     rank, options.encryption));
+  }
+  std::unique_ptr<Transport> inner;
+  if (options.transport == "zmq") {
+    inner = std::make_unique<ZmqTransport>(options, store, rank, size);
+  } else {
+    inner = std::make_unique<UcxTransport>(options, store, rank, size);
+  }
+  if (!encrypted) return inner;
+  return std::make_unique<EncryptedTransport>(std::move(inner), store);
 }
 
 }  // namespace torchwan::transport

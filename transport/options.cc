@@ -11,6 +11,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "transport/encryption.h"
+
 namespace torchwan::transport {
 
 namespace {
@@ -50,6 +52,7 @@ const std::vector<std::string>& TransportOptions::field_names() {
                                                  "socket_buffer_bytes",
                                                  "congestion",
                                                  "secret_file",
+                                                 "encryption",
                                                  "job_id",
                                                  "epoch"};
   return names;
@@ -76,6 +79,8 @@ void TransportOptions::set(const std::string& name, const std::string& value) {
     congestion = value;
   } else if (name == "secret_file") {
     secret_file = value;
+  } else if (name == "encryption") {
+    encryption = value;
   } else if (name == "job_id") {
     job_id = value;
   } else if (name == "epoch") {
@@ -119,6 +124,9 @@ void TransportOptions::validate() const {
     throw std::invalid_argument("socket_buffer_bytes=" + std::to_string(socket_buffer_bytes) +
                                 " is above the maximum of 1 GiB");
   }
+  // Only the name is checked here: whether a secret_file accompanies it is for Transport::create
+  // to decide, since options are assembled from several sources (environment, then explicit).
+  parse_encryption_setting(encryption);
   // The kernel's names are short lower-case identifiers (TCP_CA_NAME_MAX is 16 with the NUL).
   const bool plain_name = std::all_of(congestion.begin(), congestion.end(), [](char c) {
     return std::islower(static_cast<unsigned char>(c)) ||

@@ -43,6 +43,11 @@ struct TransportOptions {
   // proves that its sender holds the secret, for this job and epoch, before anything it sends is
   // accepted; when empty the data plane is unauthenticated.     TORCHWAN_SECRET_FILE
   std::string secret_file;
+  // Authenticated encryption of every data message (transport/encrypted_transport.h): "none",
+  // "aes-256-gcm", "chacha20-poly1305", or "on" (AES-256-GCM when every rank's CPU has AES
+  // instructions, else ChaCha20-Poly1305). Needs secret_file; every rank must agree.
+  //                                                   TORCHWAN_ENCRYPTION
+  std::string encryption = "none";
   // Names the job; connections of another job are refused, and a rank of another job is named
   // at connection setup. Empty is a job id like any other.         TORCHWAN_JOB_ID
   std::string job_id;

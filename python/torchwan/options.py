@@ -44,6 +44,10 @@ class Options:
     #: Names the job: data connections of another job are refused, and the rank at fault named.
     #:                                                       TORCHWAN_JOB_ID
     job_id: Optional[str] = None
+    #: Authenticated encryption of data-plane messages: "none" (default), "aes-256-gcm",
+    #: "chacha20-poly1305", or "on" (AES-256-GCM where every rank's CPU has AES instructions,
+    #: else ChaCha20-Poly1305). Needs ``secret_file``; same on every rank.  TORCHWAN_ENCRYPTION
+    encryption: Optional[str] = None
 
     def transport_fields(self) -> dict[str, str]:
         """The fields that were set explicitly, as text for the native layer."""

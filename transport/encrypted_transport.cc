@@ -1,0 +1,270 @@
+#include "transport/encrypted_transport.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "security/job_secret.h"
+#include "transport/data_auth.h"
+#include "transport/log.h"
+#include "transport/message_cipher.h"
+#include "transport/replay_window.h"
+#include "transport/staging_pool.h"
+
+namespace torchwan::transport {
+
+namespace {
+
+// How far out of order one sender's messages may complete here: 2^20 messages (engine chunks are
+// at most a few MiB, so terabytes in flight) before the oldest outstanding one is given up. The
+// window only grows as far as completions are actually out of order (128 KiB per sender at most).
+constexpr uint64_t kReplaySpan = uint64_t{1} << 20;
+// Idle staging buffers kept: enough for a pipeline of engine chunks or a few large messages.
+constexpr size_t kPoolBytes = size_t{128} << 20;
+constexpr size_t kPoolBuffers = 32;
+
+std::string describe_tag(Tag tag) { return fmt::format("{:#x}", tag); }
+
+}  // namespace
+
+struct EncryptedTransport::Session {
+  Session(int rank, int size, std::string who, Cipher cipher, const security::DerivedKey& key)
+      : rank(rank),
+        who(std::move(who)),
+        cipher(cipher, key),
+        send_counters(static_cast<size_t>(size)),
+        windows(static_cast<size_t>(size)),
+        pool(kPoolBytes, kPoolBuffers) {}
+
+  // Accepts `counter` from `sender` once; an empty string when fresh, else why not.
+  std::string accept(int sender, uint64_t counter) {
+    std::lock_guard<std::mutex> lock(windows_mutex);
+    auto& window = windows[static_cast<size_t>(sender)];
+    // Created on first use: most ranks receive from only a few peers.
+    if (!window) window = std::make_unique<ReplayWindow>(kReplaySpan);
+    switch (window->accept(counter)) {
+      case ReplayWindow::Verdict::kFresh:
+        return {};
+      case ReplayWindow::Verdict::kReplayed:
+        return "replayed (its counter was accepted before)";
+      case ReplayWindow::Verdict::kTooOld:
+        return "too old (its counter is below the replay window)";
+    }
+    return "rejected";
+  }
+
+  // The inner request's error as the caller should see it: a size mismatch of sealed messages
+  // counts the overhead on both sides, which the caller did not ask for.
+  std::exception_ptr explain(std::exception_ptr error) const {
+    try {
+      std::rethrow_exception(error);
+    } catch (const TransportError& inner) {
+      if (inner.kind() != ErrorKind::kSizeMismatch) return error;
+      return std::make_exception_ptr(TransportError(
+          ErrorKind::kSizeMismatch,
+          fmt::format("{} (both lengths include the {} bytes encryption adds to each message)",
+                      inner.what(), kSealOverheadBytes),
+          inner.peer()));
+    } catch (...) {
+      return error;
+    }
+  }
+
+  void reject(Request& outer, int sender, Tag tag, const std::string& why) const {
+    const std::string message = fmt::format(
+        "{}: message from rank {} on tag {} failed authentication: {} ({} bytes; the caller's "
+        "buffer is untouched)",
+        who, sender, describe_tag(tag), why, outer.length());
+    layer_logger("transport")->error("{}", message);
+    outer.fail(std::make_exception_ptr(TransportError(ErrorKind::kProtocol, message, sender)));
+  }
+
+  const int rank;
+  const std::string who;
+  const MessageCipher cipher;
+  std::vector<std::atomic<uint64_t>> send_counters;  // next counter per receiver
+  std::mutex windows_mutex;
+  std::vector<std::unique_ptr<ReplayWindow>> windows;  // per sender
+  StagingPool pool;
+};
+
+EncryptedTransport::EncryptedTransport(std::unique_ptr<Transport> inner, Store& store)
+    : inner_(std::move(inner)) {
+  const TransportOptions& options = inner_->options();
+  const int rank = inner_->rank();
+  const int size = inner_->size();
+  const std::string who = fmt::format("encrypted {} rank {}", inner_->name(), rank);
+  std::optional<security::JobSecret> secret;
+  try {
+    secret.emplace(security::JobSecret::load_file(options.secret_file));
+  } catch (const std::exception& error) {
+    throw TransportError(ErrorKind::kInvalidArgument,
+                         fmt::format("{}: cannot load the job secret: {}", who, error.what()));
+  }
+  const auto records = read_auth_records(store, size, options.connect_timeout, who);
+  const auto& mine = records[static_cast<size_t>(rank)];
+  if (mine.fingerprint != secret->fingerprint()) {
+    throw TransportError(
+        ErrorKind::kBootstrap,
+        fmt::format("{}: the job secret file {} changed while connecting "
+                    "(fingerprint {}, published {})",
+                    who, options.secret_file, secret->fingerprint(), mine.fingerprint));
+  }
+  bool every_rank_has_aes = true;
+  for (size_t peer = 0; peer < records.size(); ++peer) {
+    // DataAuth::collect has refused disagreement already; this guards the key derivation.
+    if (records[peer].encryption != mine.encryption) {
+      throw TransportError(ErrorKind::kBootstrap,
+                           fmt::format("{}: rank {} published encryption {}, this rank {}", who,
+                                       peer, encryption_setting_name(records[peer].encryption),
+                                       encryption_setting_name(mine.encryption)),
+                           static_cast<int>(peer));
+    }
+    every_rank_has_aes = every_rank_has_aes && records[peer].has_aes;
+  }
+  const Cipher cipher = resolve_cipher(mine.encryption, every_rank_has_aes);
+  const security::DerivedKey key =
+      derive_session_key(*secret, options.job_id, options.epoch, cipher, records);
+  session_ = std::make_shared<Session>(rank, size, who, cipher, key);
+  layer_logger("transport")
+      ->debug("{}: data messages are sealed with {} (key from job secret fingerprint {})", who,
+              cipher_name(cipher), secret->fingerprint());
+}
+
+EncryptedTransport::~EncryptedTransport() {
+  // The inner transport goes first, so that requests it fails on the way out still find this
+  // transport whole in their callbacks.
+  inner_.reset();
+}
+
+std::string EncryptedTransport::name() const {
+  return inner_->name() + "+" + cipher_name(session_->cipher.cipher());
+}
+
+Cipher EncryptedTransport::cipher() const { return session_->cipher.cipher(); }
+
+void EncryptedTransport::check_arguments(const char* operation, int peer, Tag tag, const void* data,
+                                         size_t length) const {
+  std::string problem;
+  if (peer != kAnySource && (peer < 0 || peer >= size() || peer == rank())) {
+    problem = fmt::format("peer {} is not another rank of this {}-rank group", peer, size());
+  } else if (peer == kAnySource && size() == 1) {
+    problem = "a 1-rank group has no peer to receive from";
+  } else if (tag >= kMaxTag) {
+    problem = fmt::format("tag {} is not below 2^48", tag);
+  } else if (data == nullptr && length > 0) {
+    problem = fmt::format("null buffer for {} bytes", length);
+  } else if (length > session_->cipher.max_message_bytes()) {
+    problem =
+        fmt::format("{} bytes exceed the {} bytes {} can seal in one message", length,
+                    session_->cipher.max_message_bytes(), cipher_name(session_->cipher.cipher()));
+  }
+  if (!problem.empty()) {
+    throw TransportError(ErrorKind::kInvalidArgument,
+                         fmt::format("{}: {}: {}", session_->who, operation, problem),
+                         peer == kAnySource ? -1 : peer);
+  }
+}
+
+namespace {
+
+// One message in flight: its staging buffer stays alive until the inner request is done.
+struct Staged {
+  std::shared_ptr<Request> outer;
+  StagingPool::Buffer buffer;
+};
+
+// Lets the caller's cancel() reach the inner request, which then fails the outer one.
+void forward_cancel(Request& outer, const std::shared_ptr<Request>& inner) {
+  outer.set_cancel_hook([weak = std::weak_ptr<Request>(inner)] {
+    if (auto request = weak.lock()) request->cancel();
+  });
+}
+
+}  // namespace
+
+std::shared_ptr<Request> EncryptedTransport::isend(int peer, Tag tag, const void* data,
+                                                   size_t length, Request::Callback callback) {
+  check_arguments("isend", peer, tag, data, length);
+  Session& session = *session_;
+  auto staged = std::make_shared<Staged>();
+  staged->outer = std::make_shared<Request>(peer, tag, length, std::move(callback));
+  const size_t sealed_length = length + kSealOverheadBytes;
+  staged->buffer = session.pool.acquire(sealed_length);
+  const uint64_t counter = session.send_counters[static_cast<size_t>(peer)].fetch_add(1);
+  session.cipher.seal({session.rank, peer, tag}, counter, data, length, staged->buffer.data());
+  const auto outer = staged->outer;
+  auto inner = inner_->isend(peer, tag, staged->buffer.data(), sealed_length,
+                             [session = session_, staged](Request& request) {
+                               const auto error = request.error();
+                               session->pool.release(std::move(staged->buffer));
+                               if (error) {
+                                 staged->outer->fail(session->explain(error));
+                               } else {
+                                 staged->outer->complete_part();
+                               }
+                             });
+  forward_cancel(*outer, inner);
+  return outer;
+}
+
+std::shared_ptr<Request> EncryptedTransport::irecv(int peer, Tag tag, void* data, size_t length,
+                                                   Request::Callback callback) {
+  check_arguments("irecv", peer, tag, data, length);
+  return receive(peer, tag, data, length, std::move(callback));
+}
+
+std::shared_ptr<Request> EncryptedTransport::irecv_any(Tag tag, void* data, size_t length,
+                                                       Request::Callback callback) {
+  check_arguments("irecv_any", kAnySource, tag, data, length);
+  return receive(kAnySource, tag, data, length, std::move(callback));
+}
+
+std::shared_ptr<Request> EncryptedTransport::receive(int peer, Tag tag, void* data, size_t length,
+                                                     Request::Callback callback) {
+  auto staged = std::make_shared<Staged>();
+  staged->outer = std::make_shared<Request>(peer, tag, length, std::move(callback));
+  const size_t sealed_length = length + kSealOverheadBytes;
+  staged->buffer = session_->pool.acquire(sealed_length);
+  auto on_done = [session = session_, staged, data, tag, sealed_length](Request& request) {
+    Request& outer = *staged->outer;
+    if (const auto error = request.error()) {
+      session->pool.release(std::move(staged->buffer));
+      outer.fail(session->explain(error));
+      return;
+    }
+    const int sender = request.source();
+    if (outer.peer() == kAnySource) outer.set_source(sender);
+    uint8_t* sealed = staged->buffer.data();
+    const auto counter =
+        session->cipher.open_in_place({sender, session->rank, tag}, sealed, sealed_length);
+    std::string why;
+    if (!counter) {
+      why = "tampered or not from this job";
+    } else {
+      why = session->accept(sender, *counter);
+    }
+    if (why.empty() && outer.length() > 0) {
+      std::memcpy(data, sealed + kSealedHeaderBytes, outer.length());
+    }
+    session->pool.release(std::move(staged->buffer));
+    if (!why.empty()) {
+      session->reject(outer, sender, tag, why);
+      return;
+    }
+    outer.complete_part();
+  };
+  const auto outer = staged->outer;
+  std::shared_ptr<Request> inner =
+      peer == kAnySource
+          ? inner_->irecv_any(tag, staged->buffer.data(), sealed_length, std::move(on_done))
+          : inner_->irecv(peer, tag, staged->buffer.data(), sealed_length, std::move(on_done));
+  forward_cancel(*outer, inner);
+  return outer;
+}
+
+}  // namespace torchwan::transport

@@ -1,0 +1,65 @@
+// A Transport that encrypts and authenticates every message it carries, around any other
+// Transport (Transport::create wraps UCX or ZeroMQ in it when TransportOptions::encryption is not
+// "none"). Each message travels sealed (transport/message_cipher.h): 24 bytes longer, under a
+// session key that all ranks of this group derive from the job secret and the fresh nonces of
+// their auth records (transport/data_auth.h).
+//
+// Sends seal into a pooled staging buffer and hand that to the inner transport; receives post the
+// inner receive into a staging buffer and, when it completes, authenticate it, check its counter
+// was not accepted before, and only then copy the plaintext into the caller's buffer. A message
+// that fails either check fails its receive with kProtocol naming the sender, and the caller's
+// buffer is left as it was. Requests keep the inner transport's semantics: matching order,
+// callbacks, cancel, abort, source() of any-source receives, peer failures.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "transport/encryption.h"
+#include "transport/transport.h"
+
+namespace torchwan::transport {
+
+class EncryptedTransport final : public Transport {
+ public:
+  // `inner` has just connected through `store` with encryption set in its options, so every
+  // rank's auth record there is present and agrees (DataAuth::collect). Throws TransportError
+  // (kInvalidArgument) when the secret cannot be loaded, kBootstrap when the records say otherwise.
+  EncryptedTransport(std::unique_ptr<Transport> inner, Store& store);
+  ~EncryptedTransport() override;
+
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string name() const override;
+  const TransportOptions& options() const override { return inner_->options(); }
+
+  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
+                                 Request::Callback callback = {}) override;
+  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
+                                 Request::Callback callback = {}) override;
+  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
+                                     Request::Callback callback = {}) override;
+  void abort(const std::string& reason) override { inner_->abort(reason); }
+  void set_peer_failure_handler(PeerFailureHandler handler) override {
+    inner_->set_peer_failure_handler(std::move(handler));
+  }
+
+  Cipher cipher() const;
+  // The transport that carries the sealed bytes.
+  Transport& inner() { return *inner_; }
+
+ private:
+  // What completion callbacks need; shared with them so that a callback that runs while this
+  // transport is being destroyed still finds it.
+  struct Session;
+
+  void check_arguments(const char* operation, int peer, Tag tag, const void* data,
+                       size_t length) const;
+  std::shared_ptr<Request> receive(int peer, Tag tag, void* data, size_t length,
+                                   Request::Callback callback);
+
+  std::shared_ptr<Session> session_;
+  std::unique_ptr<Transport> inner_;
+};
+
+}  // namespace torchwan::transport
