@@ -2,6 +2,8 @@
 // Prints one JSON object per line so bench/transport.py can tabulate it beside iperf3.
 //
 //   transport_bench --transport ucx|zmq --lanes N --bytes B --iterations K
+//                   [--encryption none|aes-256-gcm|chacha20-poly1305|on]
+// With encryption, both processes use a job secret written for this run only.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "security/job_secret.h"
 #include "transport/transport.h"
 
 namespace {
@@ -45,6 +48,8 @@ Settings parse(int argc, char** argv) {
       settings.bytes = std::stoull(value);
     } else if (flag == "--iterations") {
       settings.iterations = std::stoi(value);
+    } else if (flag == "--encryption") {
+      settings.options.encryption = value;
     } else {
       throw std::invalid_argument("unknown flag " + flag);
     }
@@ -100,10 +105,12 @@ int run_rank(int rank, const Settings& settings, const std::string& store_direct
     const double gbytes_per_s =
         static_cast<double>(settings.bytes) * settings.iterations / seconds / 1e9;
     std::printf(
-        "{\"transport\": \"%s\", \"lanes\": %d, \"bytes\": %zu, \"iterations\": %d, "
-        "\"seconds\": %.6f, \"gbytes_per_s\": %.4f, \"latency_us\": %.2f}\n",
-        settings.options.transport.c_str(), settings.options.lanes, settings.bytes,
-        settings.iterations, seconds, gbytes_per_s, latency_us);
+        "{\"transport\": \"%s\", \"encryption\": \"%s\", \"name\": \"%s\", \"lanes\": %d, "
+        "\"bytes\": %zu, \"iterations\": %d, \"seconds\": %.6f, \"gbytes_per_s\": %.4f, "
+        "\"latency_us\": %.2f}\n",
+        settings.options.transport.c_str(), settings.options.encryption.c_str(),
+        transport->name().c_str(), settings.options.lanes, settings.bytes, settings.iterations,
+        seconds, gbytes_per_s, latency_us);
   }
   return 0;
 }
@@ -112,9 +119,14 @@ int run_rank(int rank, const Settings& settings, const std::string& store_direct
 
 int main(int argc, char** argv) {
   try {
-    const Settings settings = parse(argc, argv);
+    Settings settings = parse(argc, argv);
     char pattern[] = "/tmp/torchwan-bench-XXXXXX";
     const std::string directory = mkdtemp(pattern);
+    if (settings.options.encryption != "none") {
+      // Outside the store directory's keys: the FileStore names files after keys.
+      settings.options.secret_file = directory + "/job.secret";
+      torchwan::security::JobSecret::create_file(settings.options.secret_file);
+    }
     const pid_t child = fork();
     if (child == 0) _exit(run_rank(1, settings, directory));
     const int status = run_rank(0, settings, directory);

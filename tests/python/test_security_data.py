@@ -2,7 +2,8 @@
 same job secret works; one rank with another secret, without a secret, or of another job makes
 every rank fail at group creation with an error naming that rank (never the secret itself), and
 the ranks' other groups stay usable afterwards. Port scans, garbage bytes and oversized length
-fields sent to every data port leave the group working."""
+fields sent to every data port leave the group working. With TORCHWAN_ENCRYPTION=on, collectives
+give Gloo's results, and a rank asking for another setting is named on every rank."""
 
 from __future__ import annotations
 
@@ -156,3 +157,61 @@ def test_scans_garbage_and_oversized_lengths_leave_the_group_working(transport: 
     for rank, result in enumerate(results):
         assert result["ports"], f"rank {rank} found no data port to attack"
         assert result["checks"] == [True, True, True], (rank, result)
+
+
+ENCRYPTED_WORLD = 4
+
+
+def encrypted_collectives(rank: int, world: int) -> dict:
+    """The default group runs encrypted (TORCHWAN_ENCRYPTION=on); each collective's result must
+    equal Gloo's on the same inputs. Then a group where one rank asks for no encryption fails on
+    every rank, naming it, through torchwan.Options(encryption=...)."""
+    gloo = dist.new_group(backend="gloo")
+    out = {}
+    # Integer-valued data: sums are exact whatever order each backend adds in.
+    for name, numel, dtype in [("small", 1000, torch.float32), ("chunked", 3 << 20, torch.float64)]:
+        base = (torch.arange(numel, dtype=torch.int64) % 1009 + rank * 7).to(dtype)
+        wan_sum, gloo_sum = base.clone(), base.clone()
+        dist.all_reduce(wan_sum)
+        dist.all_reduce(gloo_sum, group=gloo)
+        out[f"allreduce {name}"] = bool(torch.equal(wan_sum, gloo_sum))
+        wan_parts = [torch.empty_like(base) for _ in range(world)]
+        gloo_parts = [torch.empty_like(base) for _ in range(world)]
+        dist.all_gather(wan_parts, base)
+        dist.all_gather(gloo_parts, base, group=gloo)
+        out[f"allgather {name}"] = all(torch.equal(a, b) for a, b in zip(wan_parts, gloo_parts))
+        wan_cast, gloo_cast = base.clone(), base.clone()
+        dist.broadcast(wan_cast, src=world - 1)
+        dist.broadcast(gloo_cast, src=world - 1, group=gloo)
+        out[f"broadcast {name}"] = bool(torch.equal(wan_cast, gloo_cast))
+        # And against an independent reference, so that a fault shared by both would show.
+        expected = sum(
+            (torch.arange(numel, dtype=torch.int64) % 1009 + r * 7) for r in range(world)
+        ).to(dtype)
+        out[f"reference {name}"] = bool(torch.equal(wan_sum, expected))
+    out["mismatch"] = try_group(
+        rank, torchwan.Options(encryption="none" if rank == 1 else "on", job_id="enc")
+    )
+    out["unknown cipher"] = try_group(rank, torchwan.Options(encryption="rot13"))
+    return out
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_encrypted_group_matches_gloo(transport: str, tmp_path: Path) -> None:
+    secret = str(tmp_path / "job.secret")
+    torchwan.create_secret(secret)
+    env = {
+        "TORCHWAN_TRANSPORT": transport,
+        "TORCHWAN_SECRET_FILE": secret,
+        "TORCHWAN_ENCRYPTION": "on",
+    }
+    results = run_ranks(encrypted_collectives, ENCRYPTED_WORLD, env=env, timeout=240)
+    for rank, result in enumerate(results):
+        mismatch = result.pop("mismatch")
+        unknown = result.pop("unknown cipher")
+        assert unknown[0] == "error" and "ValueError" in unknown[1][0], (rank, unknown)
+        assert "rot13" in unknown[1][0], (rank, unknown)
+        assert all(result.values()), (rank, result)
+        status, detail = mismatch
+        assert status == "error", (rank, mismatch)
+        assert "rank(s) [1]" in detail[0] and "encryption none" in detail[0], (rank, detail)
