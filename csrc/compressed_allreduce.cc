@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <numeric>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -18,11 +17,6 @@ namespace {
 
 using compression::Codec;
 using compression::CodecConfig;
-
-// The two phases use separate step ranges, so a fast rank's allgather message can never be
-// matched by a peer still waiting in the all-to-all.
-constexpr uint32_t kScatterPhase = 0;
-constexpr uint32_t kGatherPhase = 1;
 
 // Shard `i` of `count` elements on `size` ranks: whole codec blocks, as even as that allows. The
 // blocks then sit where encoding the whole buffer would put them, so the error bound per block of
@@ -121,8 +115,63 @@ bool AllreduceCompression::applies(DataType dtype, ReduceOp op, size_t bytes) co
   }
 }
 
+namespace {
+
+// A shard is moved in pieces so that encoding, the network, the fp32 sum and decoding overlap:
+// rank r can sum, re-encode and send back piece p of its shard while piece p+1 is still on its
+// way. Pieces are whole codec blocks from the shard's start, so the blocks (and so the results)
+// are the same for every piece size.
+struct Pieces {
+  size_t elements = 0;  // per piece (the last one of a shard may be short)
+  size_t most = 0;      // pieces of the longest shard
+
+  Pieces(const Shards& shards, const CodecConfig& config, size_t wanted) {
+    const size_t block =
+        config.block_size != 0 ? config.block_size : compression::kDefaultBlockSize;
+    // Few enough pieces that the steps of both phases (2 per piece) stay below the tag range.
+    const size_t fewest = (shards.per_shard + kMaxPieces - 1) / kMaxPieces;
+    elements = std::max({wanted, fewest, size_t{1}});
+    elements = (elements + block - 1) / block * block;
+    most = (shards.per_shard + elements - 1) / elements;
+  }
+  static constexpr size_t kMaxPieces = 0x7000;
+
+  size_t count(size_t shard_length) const { return (shard_length + elements - 1) / elements; }
+  size_t length(size_t shard_length, size_t piece) const {
+    return std::min(elements, shard_length - piece * elements);
+  }
+};
+
+// Where the encoded pieces of every shard sit in one buffer, shard after shard.
+struct PayloadLayout {
+  std::vector<std::vector<size_t>> offset;  // [shard][piece]
+  std::vector<std::vector<size_t>> bytes;   // [shard][piece]
+  size_t total = 0;
+
+  PayloadLayout(size_t count, size_t ranks, const Shards& shards, const Pieces& pieces,
+                const CodecConfig& config)
+      : offset(ranks), bytes(ranks) {
+    for (size_t shard = 0; shard < ranks; ++shard) {
+      const size_t length = shards.length(count, shard);
+      for (size_t piece = 0; piece < pieces.count(length); ++piece) {
+        const size_t size = compression::encoded_size(config, pieces.length(length, piece));
+        offset[shard].push_back(total);
+        bytes[shard].push_back(size);
+        total += size;
+      }
+    }
+  }
+};
+
+// The all-to-all and the allgather of one piece use different steps, so a fast rank's result can
+// never be matched by a peer still waiting for a contribution.
+uint32_t scatter_step(size_t piece) { return static_cast<uint32_t>(2 * piece); }
+uint32_t gather_step(size_t piece) { return static_cast<uint32_t>(2 * piece + 1); }
+
+}  // namespace
+
 void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
-                          const CodecConfig& config) {
+                          const CodecConfig& config, size_t piece_elements) {
   constexpr const char* kName = "allreduce";
   if (!stateless(config.codec)) {
     throw std::invalid_argument(
@@ -136,77 +185,141 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
   const auto ranks = static_cast<size_t>(size);
   const auto me = static_cast<size_t>(rank);
   const Shards shards(count, size, config);
-  // Payload sizes are a function of the shard lengths, which every rank computes alike.
-  std::vector<size_t> payload_bytes(ranks);
-  std::vector<size_t> payload_offset(ranks);
-  size_t total = 0;
-  for (size_t shard = 0; shard < ranks; ++shard) {
-    payload_bytes[shard] = compression::encoded_size(config, shards.length(count, shard));
-    payload_offset[shard] = total;
-    total += payload_bytes[shard];
-  }
-  const size_t own_bytes = payload_bytes[me];
-  const size_t own_count = shards.length(count, me);
+  const Pieces pieces(shards, config,
+                      piece_elements != 0 ? piece_elements : kCompressedPieceElements);
+  // Payload sizes follow from the shard lengths, which every rank computes alike.
+  const PayloadLayout layout(count, ranks, shards, pieces, config);
+  const size_t own_length = shards.length(count, me);
+  const size_t own_pieces = pieces.count(own_length);
+  const float* own = data + shards.offset(count, me);
 
   Exchange ex(ctx, kName);
-  std::vector<int> everyone(ranks);
-  std::iota(everyone.begin(), everyone.end(), 0);
-  // outgoing: this rank's encoding of every shard; incoming: every rank's encoding of shard `me`.
-  uint8_t* outgoing = ex.scratch(total);
-  uint8_t* incoming = ex.scratch(own_bytes * ranks);
-  auto* sum = reinterpret_cast<float*>(ex.scratch(own_count * sizeof(float)));
-  {
-    Exchange::Subgroup scope(ex, everyone, kScatterPhase);
-    std::vector<Exchange::Handle> received(ranks);
-    for (int peer = 0; peer < size; ++peer) {
-      if (peer == rank) continue;
-      const auto index = static_cast<size_t>(peer);
-      received[index] = ex.recv(peer, 0, incoming + index * own_bytes, own_bytes);
+  // outgoing: this rank's encoding of every shard (its own shard's slots hold the encoded sum);
+  // incoming[from]: rank `from`'s encoding of shard `me`; gathered: every rank's encoded sum.
+  uint8_t* outgoing = ex.scratch(layout.total);
+  uint8_t* gathered = ex.scratch(layout.total);
+  const size_t own_total = own_pieces == 0 ? 0
+                                           : layout.offset[me].back() + layout.bytes[me].back() -
+                                                 layout.offset[me].front();
+  uint8_t* incoming = ex.scratch(own_total * ranks);
+  auto* sum = reinterpret_cast<float*>(ex.scratch(std::max<size_t>(own_length, 1) * sizeof(float)));
+  auto incoming_piece = [&](size_t from, size_t piece) {
+    return incoming + from * own_total + (layout.offset[me][piece] - layout.offset[me][0]);
+  };
+
+  // Every receive is posted up front; the sends follow as their payloads are ready.
+  std::vector<std::vector<Exchange::Handle>> scattered(ranks);  // [from][piece], shard `me`
+  std::vector<std::vector<Exchange::Handle>> results(ranks);    // [shard][piece]
+  for (size_t peer = 0; peer < ranks; ++peer) {
+    if (peer == me) continue;
+    const int from = static_cast<int>(peer);
+    for (size_t piece = 0; piece < own_pieces; ++piece) {
+      scattered[peer].push_back(
+          ex.recv(from, scatter_step(piece), incoming_piece(peer, piece), layout.bytes[me][piece]));
     }
-    for (int peer = 0; peer < size; ++peer) {
-      if (peer == rank) continue;
-      const auto index = static_cast<size_t>(peer);
-      const std::span<const float> shard(data + shards.offset(count, index),
-                                         shards.length(count, index));
-      compression::encode(config, shard, {outgoing + payload_offset[index], payload_bytes[index]});
-      ex.send(peer, 0, outgoing + payload_offset[index], payload_bytes[index]);
+    for (size_t piece = 0; piece < layout.offset[peer].size(); ++piece) {
+      results[peer].push_back(ex.recv(from, gather_step(piece),
+                                      gathered + layout.offset[peer][piece],
+                                      layout.bytes[peer][piece]));
     }
-    // A fixed order (rank 0 first) makes the sum independent of arrival order.
-    const std::span<float> accumulator(sum, own_count);
+  }
+
+  // Sends of shard piece `piece` to every peer, starting with the next rank so that not every
+  // rank feeds rank 0 first.
+  auto scatter_piece = [&](size_t piece) {
+    for (size_t hop = 1; hop < ranks; ++hop) {
+      const size_t peer = (me + hop) % ranks;
+      if (piece >= layout.offset[peer].size()) continue;
+      const size_t length = shards.length(count, peer);
+      const std::span<const float> input(
+          data + shards.offset(count, peer) + piece * pieces.elements,
+          pieces.length(length, piece));
+      uint8_t* payload = outgoing + layout.offset[peer][piece];
+      compression::encode(config, input, {payload, layout.bytes[peer][piece]});
+      ex.send(static_cast<int>(peer), scatter_step(piece), payload, layout.bytes[peer][piece]);
+    }
+  };
+  // Piece `piece` of this rank's shard once every rank's contribution is in: the fp32 sum in rank
+  // order (its own contribution unquantised), so it does not depend on arrival order; then its
+  // encoding goes to every peer.
+  auto reduce_piece = [&](size_t piece) {
+    const size_t first = piece * pieces.elements;
+    const std::span<float> accumulator(sum + first, pieces.length(own_length, piece));
     std::fill(accumulator.begin(), accumulator.end(), 0.0f);
-    const float* own = data + shards.offset(count, me);
     for (size_t from = 0; from < ranks; ++from) {
       if (from == me) {
-        for (size_t i = 0; i < own_count; ++i) accumulator[i] += own[i];
+        for (size_t i = 0; i < accumulator.size(); ++i) accumulator[i] += own[first + i];
       } else {
-        ex.wait(received[from]);
-        compression::decode_accumulate({incoming + from * own_bytes, own_bytes}, accumulator);
+        compression::decode_accumulate({incoming_piece(from, piece), layout.bytes[me][piece]},
+                                       accumulator);
       }
     }
+    uint8_t* payload = gathered + layout.offset[me][piece];
+    compression::encode(config, accumulator, {payload, layout.bytes[me][piece]});
+    for (size_t hop = 1; hop < ranks; ++hop) {
+      const size_t peer = (me + hop) % ranks;
+      ex.send(static_cast<int>(peer), gather_step(piece), payload, layout.bytes[me][piece]);
+    }
+  };
+  auto all_arrived = [&](size_t piece) {
+    for (size_t from = 0; from < ranks; ++from) {
+      if (from != me && !ex.finished(scattered[from][piece])) return false;
+    }
+    return true;
+  };
+
+  // Results arrive for piece p of shard s only after this rank sent its contribution to it, and
+  // this rank's own piece is decoded only after it was summed, so decoding into `data` never
+  // overwrites input still to be read. Decoding starts only once every peer's signature agrees,
+  // so a mismatched call leaves `data` untouched. Everyone, this rank included, decodes the same
+  // payloads: bit-identical results.
+  std::vector<std::pair<size_t, size_t>> undecoded;  // (shard, piece), in the order they come
+  for (size_t piece = 0; piece < pieces.most; ++piece) {
+    for (size_t hop = 1; hop <= ranks; ++hop) {
+      const size_t shard = (me + hop) % ranks;
+      if (piece < layout.offset[shard].size()) undecoded.emplace_back(shard, piece);
+    }
   }
-  // Everyone, this rank included, decodes the same payloads below: bit-identical results.
-  uint8_t* gathered = outgoing;  // its sends are complete (the sum waited for every receive)
+  size_t next_scatter = 0;
+  size_t next_reduce = 0;
+  auto decode_ready = [&]() {
+    bool decoded = false;
+    for (auto it = undecoded.begin(); it != undecoded.end();) {
+      const auto [shard, piece] = *it;
+      const bool ready = shard == me ? piece < next_reduce : ex.finished(results[shard][piece]);
+      if (!ready) {
+        ++it;
+        continue;
+      }
+      const size_t length = shards.length(count, shard);
+      compression::decode({gathered + layout.offset[shard][piece], layout.bytes[shard][piece]},
+                          {data + shards.offset(count, shard) + piece * pieces.elements,
+                           pieces.length(length, piece)});
+      it = undecoded.erase(it);
+      decoded = true;
+    }
+    return decoded;
+  };
+
+  // One thread drives it all, in order of urgency: summing (peers wait on it), the next piece to
+  // send, then decoding what has arrived.
+  while (next_scatter < pieces.most || next_reduce < own_pieces || !undecoded.empty()) {
+    const uint64_t seen = ex.completions();
+    bool progressed = false;
+    while (next_reduce < own_pieces && next_reduce < next_scatter && all_arrived(next_reduce)) {
+      reduce_piece(next_reduce++);
+      progressed = true;
+    }
+    if (next_scatter < pieces.most) {
+      scatter_piece(next_scatter++);
+      progressed = true;
+    } else if (ex.signatures_agree()) {
+      progressed = decode_ready() || progressed;
+    }
+    if (!progressed) ex.wait_for_completion(seen);
+  }
   ex.wait_all();
-  compression::encode(config, {sum, own_count}, {gathered + payload_offset[me], own_bytes});
-  {
-    Exchange::Subgroup scope(ex, everyone, kGatherPhase);
-    for (int peer = 0; peer < size; ++peer) {
-      if (peer == rank) continue;
-      const auto index = static_cast<size_t>(peer);
-      ex.recv(peer, 0, gathered + payload_offset[index], payload_bytes[index]);
-    }
-    for (int peer = 0; peer < size; ++peer) {
-      if (peer == rank) continue;
-      ex.send(peer, 0, gathered + payload_offset[me], own_bytes);
-    }
-    ex.wait_all();
-  }
-  // Checked before the output is written, so a mismatched call leaves the data untouched.
   ex.finish();
-  for (size_t shard = 0; shard < ranks; ++shard) {
-    compression::decode({gathered + payload_offset[shard], payload_bytes[shard]},
-                        {data + shards.offset(count, shard), shards.length(count, shard)});
-  }
 }
 
 size_t compressed_allreduce_bytes_sent(size_t count, int size, int rank,

@@ -6,7 +6,8 @@
 // the whole buffer were encoded at once). Each rank encodes the shards of the other ranks and
 // sends them directly (all-to-all: one latency); rank r sums shard r over all ranks in fp32, in
 // rank order (its own contribution unquantised), re-encodes the sum and sends it to every rank
-// (allgather, again direct). Every rank, the owner included, then decodes all W payloads: each
+// (allgather, again direct). Both phases run piece by piece and overlap (see
+// kCompressedPieceElements). Every rank, the owner included, then decodes all W payloads: each
 // element is quantised at most twice whatever the world size, and every rank ends with
 // bit-identical results.
 #pragma once
@@ -45,12 +46,19 @@ struct AllreduceCompression {
   bool applies(DataType dtype, ReduceOp op, size_t bytes) const;
 };
 
+// Shards move in pieces of this many elements (4 MiB of fp32, 1 MiB as int8), so that encoding,
+// sending, summing and decoding overlap; enough pieces per shard to keep a long link busy while
+// the first ones are summed.
+constexpr size_t kCompressedPieceElements = size_t{1} << 20;
+
 // In place: every rank ends with the same approximation of the sum over all ranks of its `count`
 // floats. `config` must name a codec without error feedback needs (see parse) and be the same on
 // every rank. Like the other collectives: synchronous, checks ctx.signature, throws TransportError
 // on failure. ctx.topology is not used (the shards go directly between all ranks).
+// `piece_elements` (0: kCompressedPieceElements) only changes how the work overlaps, never the
+// result; every rank must pass the same.
 void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
-                          const compression::CodecConfig& config);
+                          const compression::CodecConfig& config, size_t piece_elements = 0);
 
 // Bytes this rank sends for one compressed_allreduce of `count` elements on `size` ranks (the two
 // phases together), for reporting the saving against an uncompressed ring allreduce.

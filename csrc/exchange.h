@@ -107,6 +107,11 @@ class Exchange {
   // returning normally. Throws TransportError(kMismatch) when the ranks disagree.
   void finish();
 
+  // True once every peer's signature has arrived and agrees (always true without a check);
+  // throws, like wait(), as soon as one disagrees. An algorithm that writes results into the
+  // caller's buffer before finish() waits for this, so a mismatched call leaves it untouched.
+  bool signatures_agree();
+
   // Event counting for algorithms that keep many requests in flight: read completions(), check
   // the requests, and if none could make progress call wait_for_completion() with the value read;
   // it returns once any request has completed since (no wake-up is lost between the two).

@@ -131,6 +131,11 @@ std::pair<std::exception_ptr, int> Exchange::explain_failure(std::exception_ptr 
   return {std::move(cause), peer};
 }
 
+bool Exchange::signatures_agree() {
+  if (signatures_unchecked_ > 0) check_signatures();
+  return signatures_unchecked_ == 0;
+}
+
 void Exchange::finish() {
   for (size_t index = 0; index < signature_recvs_.size(); ++index) {
     if (signature_sends_[index]) wait(signature_sends_[index]);
