@@ -164,7 +164,7 @@ void data_auth_seeds(const fs::path& root) {
   // Version 1 had no encryption field: 4 bytes shorter.
   Bytes version1 = encode_auth_record(secured);
   version1[4] = 1;
-  version1.erase(version1.begin() + 40, version1.begin() + 44);
+  version1.erase(version1.begin() + 36, version1.begin() + 40);
   write(root, "data_auth_record", "version1", version1);
 }
 

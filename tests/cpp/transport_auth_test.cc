@@ -517,7 +517,7 @@ TEST(DataAuthRecord, DecoderRejectsEveryMalformedRecord) {
   bad[12] = 'z';  // not a hex digit in the fingerprint
   EXPECT_FALSE(transport::decode_auth_record(bad, why));
   bad = bytes;
-  bad[8] = 3;  // unknown flag
+  bad[8] = 4;  // unknown flag (1: has a secret, 2: has AES)
   EXPECT_FALSE(transport::decode_auth_record(bad, why));
 }
 

@@ -473,5 +473,31 @@ TEST(SessionKey, DependsOnEveryNonceTheCipherAndTheEpoch) {
   EXPECT_NE(base, key_of(0, Cipher::kAes256Gcm, changed));
 }
 
+TEST(AuthRecord, CarriesTheEncryptionSettingAndRefusesVersionOne) {
+  transport::AuthRecord record{.has_secret = true, .fingerprint = "0123abcd"};
+  record.encryption = transport::EncryptionSetting::kChacha20Poly1305;
+  record.has_aes = true;
+  std::string why;
+  const auto bytes = transport::encode_auth_record(record);
+  const auto decoded = transport::decode_auth_record(bytes, why);
+  ASSERT_TRUE(decoded) << why;
+  EXPECT_EQ(decoded->encryption, transport::EncryptionSetting::kChacha20Poly1305);
+  EXPECT_TRUE(decoded->has_aes);
+
+  auto version1 = bytes;
+  version1[4] = 1;
+  version1.erase(version1.begin() + 36, version1.begin() + 40);
+  EXPECT_FALSE(transport::decode_auth_record(version1, why));
+  EXPECT_TRUE(contains(why, "mixed torchwan versions")) << why;
+
+  auto unknown = bytes;
+  unknown[36] = 9;  // the encryption setting: no such value
+  EXPECT_FALSE(transport::decode_auth_record(unknown, why));
+  auto without_secret = transport::encode_auth_record(
+      {.has_secret = false, .encryption = transport::EncryptionSetting::kOn});
+  EXPECT_FALSE(transport::decode_auth_record(without_secret, why));
+  EXPECT_TRUE(contains(why, "without a job secret")) << why;
+}
+
 }  // namespace
 }  // namespace torchwan
