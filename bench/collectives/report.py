@@ -59,11 +59,12 @@ def human_bytes(size: int) -> str:
 
 
 def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
-          topologies: list[dict[str, Any]] | None = None) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"collectives_{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+          topologies: list[dict[str, Any]] | None = None,
+          results: pathlib.Path = RESULTS) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"collectives_{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     if topologies:
-        (RESULTS / f"collectives_{name}_topology.json").write_text(
+        (results / f"collectives_{name}_topology.json").write_text(
             json.dumps(topologies, indent=2) + "\n")
     has_link = any("fraction_of_link" in r for r in rows)
     has_flat = any("speedup_vs_flat" in r for r in rows)
@@ -94,13 +95,14 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
         if has_link:
             line += f" {r['fraction_of_link']:.0%} | {r['busbw_fraction_of_rate']:.0%} |"
         lines.append(line)
-    (RESULTS / f"collectives_{name}.md").write_text("\n".join(lines) + "\n")
-    plot(rows, name, scenario)
+    (results / f"collectives_{name}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, name, scenario, results)
     print("\n".join(lines))
-    print(f"wrote {RESULTS / f'collectives_{name}.md'}")
+    print(f"wrote {results / f'collectives_{name}.md'}")
 
 
-def plot(rows: list[dict[str, Any]], name: str, scenario: str) -> None:
+def plot(rows: list[dict[str, Any]], name: str, scenario: str,
+         results: pathlib.Path = RESULTS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,5 +124,5 @@ def plot(rows: list[dict[str, Any]], name: str, scenario: str) -> None:
         axis.legend()
     figure.suptitle(f"scenario {scenario}")
     figure.tight_layout()
-    figure.savefig(RESULTS / f"collectives_{name}.png", dpi=90)
+    figure.savefig(results / f"collectives_{name}.png", dpi=90)
     plt.close(figure)

@@ -30,7 +30,8 @@ def run_scenario(args: argparse.Namespace, placement: Placement, link: dict[str,
     result = run_world(
         str(WORKER),
         ["--collectives", args.collectives, "--sizes", ",".join(map(str, sizes)),
-         "--budget", str(args.budget), "--backends", backends],
+         "--budget", str(args.budget), "--backends", backends]
+        + (["--check"] if args.check else []),
         args.world_size,
         placement,
         env=env,
@@ -48,7 +49,12 @@ def main() -> None:
     parser.add_argument("--collectives", default="allreduce,allgather,reduce_scatter,broadcast")
     parser.add_argument("--sizes", default=",".join(map(str, FULL_SIZES)))
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
-    parser.add_argument("--smoke", action="store_true", help="two small sizes, for CI")
+    parser.add_argument("--smoke", action="store_true",
+                        help="two small sizes, each result checked against Gloo's, for CI")
+    parser.add_argument("--check", action="store_true",
+                        help="compare every result with Gloo's before timing it")
+    parser.add_argument("--out-dir", type=pathlib.Path, default=report.RESULTS,
+                        help="where the results go (default bench/results)")
     parser.add_argument("--transport", default=None, help="TORCHWAN_TRANSPORT for the wan side")
     parser.add_argument("--backends", default=None,
                         help="comma-separated subset to run (default: wan,gloo); leaving Gloo out "
@@ -58,6 +64,7 @@ def main() -> None:
                         help="run wan twice, hierarchical (the lab's regions) and flat, beside "
                              "Gloo; needs a scenario with regions")
     args = parser.parse_args()
+    args.check = args.check or args.smoke
 
     env = {"TORCHWAN_TRANSPORT": args.transport} if args.transport else {}
     if args.scenario == "loopback":
@@ -71,7 +78,7 @@ def main() -> None:
             rows, topologies = run_scenario(args, placement, link, {**lab_env, **env})
 
     name = args.name or args.scenario + ("-smoke" if args.smoke else "")
-    report.write(rows, name, args.world_size, args.scenario, topologies)
+    report.write(rows, name, args.world_size, args.scenario, topologies, args.out_dir)
 
 
 if __name__ == "__main__":

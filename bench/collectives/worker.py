@@ -44,6 +44,39 @@ def make_call(collective: str, total_bytes: int, world: int, group) -> Callable[
     raise ValueError(f"unknown collective {collective}")
 
 
+def check_call(collective: str, total_bytes: int, world: int, group, reference_group) -> None:
+    """Runs `collective` once on `group` and once on Gloo (`reference_group`) with the same
+    rank-dependent input, and fails unless the outputs agree: exactly, or within the codec's
+    error when the wan side compresses."""
+    numel = max(total_bytes // ELEMENT_BYTES, world)
+    numel -= numel % world
+    rank = dist.get_rank()
+    # Small integers: sums of them are exact in float32, whatever the order of reduction.
+    data = (torch.arange(numel) % 97 + rank).float()
+    outputs = []
+    for g in (group, reference_group):
+        if collective == "allreduce":
+            out = data.clone()
+            dist.all_reduce(out, group=g)
+        elif collective == "broadcast":
+            out = data.clone()
+            dist.broadcast(out, src=0, group=g)
+        elif collective == "allgather":
+            out = torch.empty(numel)
+            dist.all_gather_into_tensor(out, data[: numel // world].clone(), group=g)
+        else:
+            out = torch.empty(numel // world)
+            dist.reduce_scatter_tensor(out, data.clone(), group=g)
+        outputs.append(out)
+    lossy = os.environ.get("TORCHWAN_COMPRESSION", "none") not in ("", "none")
+    if lossy:
+        ok = torch.allclose(outputs[0], outputs[1], rtol=0.02, atol=0.02 * world * 97)
+    else:
+        ok = torch.equal(outputs[0], outputs[1])
+    if not ok:
+        raise AssertionError(f"rank {rank}: {collective} of {total_bytes} bytes differs from Gloo")
+
+
 def time_call(call: Callable[[], None], budget_s: float, sync_group) -> float:
     call()  # warm-up: first-touch of buffers, connection set-up, algorithm caches
     dist.barrier(group=sync_group)
@@ -71,6 +104,8 @@ def main() -> None:
                         help="wan (default group), wan-hier (regions from TORCHWAN_LAB_REGION), "
                              "wan-flat (topology=flat), gloo")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--check", action="store_true",
+                        help="first compare each collective's result with Gloo's")
     args = parser.parse_args()
 
     import torchwan  # registers "wan"
@@ -102,11 +137,14 @@ def main() -> None:
     for collective in args.collectives.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             for backend in backends:
+                if args.check and backend != "gloo":
+                    check_call(collective, size, world, groups[backend], gloo)
                 call = make_call(collective, size, world, groups[backend])
                 seconds = time_call(call, args.budget, gloo)
                 if rank == 0:
                     record = {"collective": collective, "bytes": size, "backend": backend,
-                              "world_size": world, "seconds": seconds}
+                              "world_size": world, "seconds": seconds,
+                              "checked": args.check}
                     print(json.dumps(record), flush=True)
     dist.barrier(group=gloo)
     dist.destroy_process_group()
