@@ -56,15 +56,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--backends", default="wan,gloo")
+    parser.add_argument("--backends", default="wan,wan-int8,gloo",
+                        help="wan, wan-int8 (the backend's int8 compression option), gloo")
     args = parser.parse_args()
 
-    import torchwan  # noqa: F401  registers "wan"
+    import torchwan  # registers "wan"
 
     torch.set_num_threads(1)  # ranks share the machine's cores; compute is not what is measured
     dist.init_process_group("wan", timeout=timedelta(minutes=20))
     gloo = dist.new_group(backend="gloo", timeout=timedelta(minutes=20))
     groups = {"wan": dist.group.WORLD, "gloo": gloo}
+    if "wan-int8" in args.backends.split(","):
+        groups["wan-int8"] = dist.new_group(backend="wan", timeout=timedelta(minutes=20),
+                                            pg_options=torchwan.Options(compression="int8"))
     for backend in args.backends.split(","):
         result = train(groups[backend], args.steps, args.layers, args.batch, gloo)
         if dist.get_rank() == 0:
