@@ -11,6 +11,18 @@ namespace torchwan::engine {
 // that matters for such messages; above it the ring's bandwidth optimality wins.
 inline constexpr size_t kSmallAllreduceMaxBytes = size_t{64} << 10;
 
+// Where round trips were measured (Topology::max_rtt_ms), recursive doubling keeps winning far
+// above kSmallAllreduceMaxBytes: on P ranks it costs log2 P latencies a plus log2 P message times
+// S/B, the ring 2(P-1) latencies plus 2(P-1)/P message times, so it is faster up to about
+// S = 8 a B (P = 4 to 8): 25 MB at 50 ms RTT and 1 Gbit/s. Counting on only 1 Gbit/s and taking
+// half of that keeps it from hurting slower links much; the ceiling bounds the loss on a link
+// slower still (15% at 4 MiB, 8 ranks, 100 Mbit/s, 50 ms) while gaining 2.3x at 1 Gbit/s.
+inline constexpr size_t kSmallAllreduceBytesPerRttMs = size_t{256} << 10;
+inline constexpr size_t kSmallAllreduceCeilingBytes = size_t{4} << 20;
+// Allreduce (and broadcast, counting the root's P-1 copies) of fewer bytes than this is
+// latency-bound on links of `max_rtt_ms` (0: not measured, kSmallAllreduceMaxBytes).
+size_t latency_bound_max_bytes(double max_rtt_ms);
+
 // With a topology of several regions, allreduce goes through the regions from this many bytes.
 // Below kSmallAllreduceMaxBytes it reduces to one leader per region, runs recursive doubling among
 // the leaders and broadcasts back: ceil(log2 R) WAN latencies for R regions instead of the flat
@@ -24,6 +36,8 @@ inline constexpr size_t kHierarchicalAllreduceMinBytes = 1;
 // message latencies win.
 inline constexpr size_t kStripedAllreduceMinBytes = kSmallAllreduceMaxBytes;
 
+// Broadcast whose root copies (P-1 times the message) stay under latency_bound_max_bytes goes
+// directly from the root to every rank: one latency, where the binomial tree takes log2 P.
 // Broadcast of fewer bytes than this uses a binomial tree (log2 P hops, the root sends log2 P
 // copies); larger ones a pipelined chain (P-1 hops of one chunk, every link carries the data
 // once). With a WAN hop latency a and link time b per byte, the chain wins above about

@@ -17,6 +17,9 @@ namespace torchwan::engine {
 void recursive_doubling_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype,
                                   ReduceOp op);
 
+// The root sends the message to every rank itself: one latency, P-1 copies on the root's link.
+void direct_broadcast(Exchange& ex, uint8_t* data, size_t bytes, int root);
+
 // Broadcast down a binomial tree rooted at `root`: ceil(log2 P) hops of the whole message.
 void binomial_tree_broadcast(Exchange& ex, uint8_t* data, size_t bytes, int root);
 

@@ -12,6 +12,17 @@ int rank_at(int position, int root, int size) { return (position + root) % size;
 
 }  // namespace
 
+void direct_broadcast(Exchange& ex, uint8_t* data, size_t bytes, int root) {
+  if (ex.rank() != root) {
+    ex.wait(ex.recv(root, 0, data, bytes));
+    return;
+  }
+  for (int peer = 0; peer < ex.size(); ++peer) {
+    if (peer != root) ex.send(peer, 0, data, bytes);
+  }
+  ex.wait_all();
+}
+
 void binomial_tree_broadcast(Exchange& ex, uint8_t* data, size_t bytes, int root) {
   const int size = ex.size();
   const int position = (ex.rank() - root + size) % size;

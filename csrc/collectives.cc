@@ -36,6 +36,12 @@ bool use_hierarchy(const CollectiveContext& ctx, size_t bytes) {
          bytes >= kHierarchicalAllreduceMinBytes;
 }
 
+// The slowest measured round trip of the group (0 when none was measured); the same on every
+// rank, like the rest of the topology.
+double max_rtt_ms(const CollectiveContext& ctx) {
+  return ctx.topology != nullptr ? ctx.topology->max_rtt_ms : 0.0;
+}
+
 }  // namespace
 
 void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType dtype,
@@ -52,7 +58,7 @@ void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType 
     // Nothing to reduce; only the signature check runs.
   } else if (hierarchical) {
     hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
-  } else if (bytes < kSmallAllreduceMaxBytes) {
+  } else if (bytes < latency_bound_max_bytes(max_rtt_ms(ctx))) {
     recursive_doubling_allreduce(ex, bytes_ptr, count, dtype, op);
   } else {
     ring_allreduce(ex, bytes_ptr, balanced_ring_layout(count, element_size(dtype), size), dtype,
@@ -68,6 +74,9 @@ void broadcast(const CollectiveContext& ctx, void* data, size_t bytes, int root)
   Exchange ex(ctx, "broadcast");
   if (bytes == 0) {
     // Only the signature check.
+  } else if (bytes * static_cast<size_t>(ctx.transport.size() - 1) <
+             latency_bound_max_bytes(max_rtt_ms(ctx))) {
+    direct_broadcast(ex, static_cast<uint8_t*>(data), bytes, root);
   } else if (bytes < kTreeBroadcastMaxBytes) {
     binomial_tree_broadcast(ex, static_cast<uint8_t*>(data), bytes, root);
   } else {

@@ -20,12 +20,13 @@ namespace torchwan::engine {
 // disagreement (different collective, dtype, element count, op or root) fails the call on every
 // rank with an error naming both sides, instead of hanging or returning a wrong answer.
 struct CallSignature {
-  uint8_t kind = 0;      // caller-defined collective code (e.g. c10d::OpType)
-  uint8_t dtype = 0;     // caller-defined dtype code
-  uint8_t op = 0;        // reduce op code, 0 when none
-  int32_t root = -1;     // root rank, -1 when none
-  uint64_t count = 0;    // elements (or bytes) this rank contributes
-  std::string describe;  // human-readable form for error messages, e.g. "allreduce(float32 x 1000, SUM)"
+  uint8_t kind = 0;    // caller-defined collective code (e.g. c10d::OpType)
+  uint8_t dtype = 0;   // caller-defined dtype code
+  uint8_t op = 0;      // reduce op code, 0 when none
+  int32_t root = -1;   // root rank, -1 when none
+  uint64_t count = 0;  // elements (or bytes) this rank contributes
+  // Human-readable form for error messages, e.g. "allreduce(float32 x 1000, SUM)".
+  std::string describe;
 };
 
 struct Topology;  // csrc/topology.h
@@ -61,8 +62,7 @@ transport::Tag collective_tag(uint32_t seq, uint32_t step);
 transport::Tag p2p_tag(uint32_t user_tag);
 
 // In place: every rank ends with the reduction over all ranks of its `count` elements.
-void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType dtype,
-               ReduceOp op);
+void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType dtype, ReduceOp op);
 // In place: every rank ends with root's `bytes`.
 void broadcast(const CollectiveContext& ctx, void* data, size_t bytes, int root);
 // `output` (size * bytes_per_rank) receives every rank's `input` in rank order. `input` may alias
@@ -93,8 +93,9 @@ void scatter(const CollectiveContext& ctx, const void* input, void* output, size
 // reported as a size mismatch naming both ranks. Empty blocks are sent as empty messages (so that
 // disagreement is detected too); buffers may be null when all their blocks are empty. A rank whose
 // send_bytes[rank] differs from recv_bytes[rank] gets std::invalid_argument (on that rank only).
-void alltoallv(const CollectiveContext& ctx, const void* input, std::span<const size_t> send_offsets,
-               std::span<const size_t> send_bytes, void* output,
-               std::span<const size_t> recv_offsets, std::span<const size_t> recv_bytes);
+void alltoallv(const CollectiveContext& ctx, const void* input,
+               std::span<const size_t> send_offsets, std::span<const size_t> send_bytes,
+               void* output, std::span<const size_t> recv_offsets,
+               std::span<const size_t> recv_bytes);
 
 }  // namespace torchwan::engine

@@ -125,7 +125,14 @@ Topology topology_from_rtt(std::span<const double> rtt_ms, int size, RttClusteri
   }
   std::vector<int> group_of;
   for (int rank = 0; rank < size; ++rank) group_of.push_back(components.find(rank));
-  return topology_from_groups(group_of);
+  Topology topology = topology_from_groups(group_of);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = i + 1; j < n; ++j) {
+      const double rtt = pair_rtt(i, j);
+      if (std::isfinite(rtt)) topology.max_rtt_ms = std::max(topology.max_rtt_ms, rtt);
+    }
+  }
+  return topology;
 }
 
 Topology choose_topology(std::span<const std::string> labels, std::span<const double> rtt_ms,

@@ -15,6 +15,9 @@ struct Topology {
   std::vector<std::vector<int>> regions;
   // Region index of every rank.
   std::vector<int> region_of;
+  // The slowest round trip between two ranks in ms, when an RTT matrix was measured (0 when not):
+  // the latency-bound algorithms use it to decide how large a message still counts as small.
+  double max_rtt_ms = 0;
 
   int size() const { return static_cast<int>(region_of.size()); }
   int region_count() const { return static_cast<int>(regions.size()); }

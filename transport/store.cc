@@ -61,11 +61,12 @@ std::string FileStore::path_for(const std::string& key) const {
 
 void FileStore::set(const std::string& key, const std::vector<uint8_t>& value) {
   const std::string path = path_for(key);
-  const std::string temp = path + ".tmp" + std::to_string(std::hash<std::thread::id>{}(
-                                               std::this_thread::get_id()));
+  const std::string temp =
+      path + ".tmp" + std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(value.data()), static_cast<std::streamsize>(value.size()));
+    out.write(reinterpret_cast<const char*>(value.data()),
+              static_cast<std::streamsize>(value.size()));
     if (!out) {
       throw TransportError(ErrorKind::kBootstrap, "file store: cannot write " + temp);
     }

@@ -19,8 +19,10 @@
 #include <tuple>
 #include <vector>
 
+#include "csrc/algorithm_tuning.h"
 #include "csrc/dtype.h"
 #include "csrc/float_conversions.h"
+#include "csrc/topology.h"
 #include "memory_transport.h"
 #include "reduction_cases.h"
 #include "test_support.h"
@@ -241,6 +243,58 @@ TEST_P(Collectives, BroadcastEveryCountFromEveryRoot) {
                                                 std::vector<uint8_t>(bytes, 0xAB));
       buffers[static_cast<size_t>(root)] = expected;
       on_every_rank([&](int rank, const CollectiveContext& ctx) {
+        broadcast(ctx, buffers[static_cast<size_t>(rank)].data(), bytes, root);
+      });
+      for (int rank = 0; rank < size(); ++rank) {
+        ASSERT_TRUE(buffers[static_cast<size_t>(rank)] == expected)
+            << bytes << " bytes from root " << root << " wrong on rank " << rank;
+      }
+    }
+  }
+}
+
+// A group whose round trips were measured long (50 ms): allreduce up to 4 MiB takes recursive
+// doubling and small broadcasts go directly from the root, instead of the ring and the tree.
+TEST_P(Collectives, LatencyBoundAlgorithmsOfAFarGroup) {
+  Topology far;
+  far.regions = {{}};
+  for (int rank = 0; rank < size(); ++rank) {
+    far.regions[0].push_back(rank);
+    far.region_of.push_back(0);
+  }
+  far.max_rtt_ms = 50;
+  ASSERT_EQ(latency_bound_max_bytes(far.max_rtt_ms), size_t{4} << 20);
+  auto& ranks = transports();
+  auto on_far_group = [&](const std::function<void(int, const CollectiveContext&)>& body) {
+    const uint32_t seq = next_seq_++;
+    const auto deadline = Clock::now() + 60s;
+    testing::run_on_threads(size(), [&](int rank) {
+      CollectiveContext ctx{*ranks[static_cast<size_t>(rank)], seq, deadline};
+      ctx.topology = &far;
+      body(rank, ctx);
+    });
+  };
+  for (size_t count : {size_t{70000}, size_t{300001}}) {
+    const ReductionCase c =
+        make_reduction_case(DataType::kFloat32, ReduceOp::kSum, count, size(), count + 1);
+    std::vector<std::vector<uint8_t>> outputs = c.inputs;
+    on_far_group([&](int rank, const CollectiveContext& ctx) {
+      allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+                ReduceOp::kSum);
+    });
+    for (const auto& output : outputs) {
+      ASSERT_TRUE(equal_values(DataType::kFloat32, output, c.expected)) << "count " << count;
+    }
+    expect_bit_identical(outputs);
+  }
+  for (size_t bytes : {size_t{100}, size_t{100000}}) {
+    for (int root = 0; root < size(); ++root) {
+      const std::vector<uint8_t> expected =
+          testing::pattern_bytes(bytes, static_cast<uint32_t>(root + 7 * bytes));
+      std::vector<std::vector<uint8_t>> buffers(static_cast<size_t>(size()),
+                                                std::vector<uint8_t>(bytes, 0xCD));
+      buffers[static_cast<size_t>(root)] = expected;
+      on_far_group([&](int rank, const CollectiveContext& ctx) {
         broadcast(ctx, buffers[static_cast<size_t>(rank)].data(), bytes, root);
       });
       for (int rank = 0; rank < size(); ++rank) {

@@ -1,8 +1,8 @@
+#include "transport/striping.h"
+
 #include <gtest/gtest.h>
 
 #include <numeric>
-
-#include "transport/striping.h"
 
 namespace torchwan::transport {
 namespace {

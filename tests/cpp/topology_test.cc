@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "csrc/algorithm_tuning.h"
 
 namespace torchwan::engine {
 namespace {
@@ -99,6 +102,26 @@ TEST(Topology, OneDirectionDelayedByAPeerBusyElsewhereStaysInItsRegion) {
                              80.4, 80.4, 0,    1.03,  //
                              80.1, 80.0, 80.5, 0};
   EXPECT_EQ(topology_from_rtt(rtt, 4).regions, (Regions{{0, 1}, {2, 3}}));
+}
+
+TEST(Topology, RttClusteringRecordsTheSlowestRoundTripOfItsPairs) {
+  std::vector<double> rtt = {0,    1.0,  80.5, 80.5,  //
+                             1.0,  0,    80.5, 80.5,  //
+                             80.4, 80.4, 0,    1.03,  //
+                             80.1, 80.0, 80.5, 0};
+  // Each pair counts with its faster direction: 0-2 and 1-2 at 80.4 ms are the slowest.
+  EXPECT_DOUBLE_EQ(topology_from_rtt(rtt, 4).max_rtt_ms, 80.4);
+  const std::vector<std::string> labels = {"a", "a", "b", "b"};
+  EXPECT_EQ(topology_from_labels(labels).max_rtt_ms, 0);  // nothing measured
+}
+
+TEST(AlgorithmTuning, LatencyBoundSizeFollowsTheMeasuredRoundTrip) {
+  EXPECT_EQ(latency_bound_max_bytes(0), kSmallAllreduceMaxBytes);  // not measured
+  EXPECT_EQ(latency_bound_max_bytes(std::nan("")), kSmallAllreduceMaxBytes);
+  EXPECT_EQ(latency_bound_max_bytes(0.05), kSmallAllreduceMaxBytes);  // a LAN
+  EXPECT_EQ(latency_bound_max_bytes(1), size_t{256} << 10);
+  EXPECT_EQ(latency_bound_max_bytes(8), size_t{2} << 20);
+  EXPECT_EQ(latency_bound_max_bytes(50), size_t{4} << 20);  // the ceiling
 }
 
 TEST(Topology, RttClusteringHandlesUnmeasuredAndInvalidEntries) {
