@@ -3,10 +3,13 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 #include <memory>
+#include <string>
+#include <string_view>
 
 namespace torchwan::transport::ucx {
 
@@ -16,19 +19,27 @@ struct DirectoryCloser {
   void operator()(DIR* directory) const { closedir(directory); }
 };
 
-// Calls visit(fd, inode) for every socket descriptor of this process.
+// Calls visit(fd, inode) for every socket descriptor of this process. The descriptors are told
+// apart by their /proc link ("socket:[inode]"), not by touching them: other threads (other
+// transports of the process) may be opening and closing theirs meanwhile.
 template <typename Visit>
 void for_each_socket(Visit&& visit) {
   std::unique_ptr<DIR, DirectoryCloser> directory(opendir("/proc/self/fd"));
   if (!directory) return;
   const int own_fd = dirfd(directory.get());
+  constexpr std::string_view kSocketPrefix = "socket:[";
   while (const dirent* entry = readdir(directory.get())) {
     char* end = nullptr;
     const long fd = std::strtol(entry->d_name, &end, 10);
     if (end == entry->d_name || *end != '\0' || fd == own_fd) continue;
-    struct stat status {};
-    if (fstat(static_cast<int>(fd), &status) != 0 || !S_ISSOCK(status.st_mode)) continue;
-    visit(static_cast<int>(fd), static_cast<uint64_t>(status.st_ino));
+    const std::string path = std::string("/proc/self/fd/") + entry->d_name;
+    std::array<char, 64> target{};
+    const ssize_t length = readlink(path.c_str(), target.data(), target.size() - 1);
+    if (length <= 0) continue;
+    const std::string_view link(target.data(), static_cast<size_t>(length));
+    if (!link.starts_with(kSocketPrefix)) continue;
+    const uint64_t inode = std::strtoull(link.data() + kSocketPrefix.size(), nullptr, 10);
+    visit(static_cast<int>(fd), inode);
   }
 }
 
