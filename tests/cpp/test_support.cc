@@ -1,8 +1,14 @@
 #include "test_support.h"
 
+#include <stdlib.h>
+
 #include <exception>
 #include <mutex>
+#include <stdexcept>
+#include <system_error>
 #include <thread>
+
+#include "security/job_secret.h"
 
 namespace torchwan::testing {
 
@@ -57,6 +63,49 @@ std::vector<uint8_t> pattern_bytes(size_t length, uint32_t seed) {
     bytes[i] = static_cast<uint8_t>(state);
   }
   return bytes;
+}
+
+std::vector<ConnectOutcome> connect_each(
+    int size, const std::function<transport::TransportOptions(int rank)>& options_of,
+    transport::Store& store) {
+  std::vector<ConnectOutcome> outcomes(static_cast<size_t>(size));
+  run_on_threads(size, [&](int rank) {
+    try {
+      outcomes[static_cast<size_t>(rank)].transport =
+          transport::Transport::create(options_of(rank), store, rank, size);
+    } catch (const transport::TransportError& error) {
+      outcomes[static_cast<size_t>(rank)].error = error;
+    }
+  });
+  return outcomes;
+}
+
+std::vector<std::unique_ptr<transport::Transport>> take_transports(
+    std::vector<ConnectOutcome>& outcomes) {
+  std::vector<std::unique_ptr<transport::Transport>> ranks;
+  for (auto& outcome : outcomes) {
+    if (outcome.error) throw *outcome.error;
+    ranks.push_back(std::move(outcome.transport));
+  }
+  return ranks;
+}
+
+SecretDir::SecretDir() {
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "torchwan-secret-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+SecretDir::~SecretDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string SecretDir::create(const std::string& name) const {
+  const std::filesystem::path file = path_ / name;
+  security::JobSecret::create_file(file);
+  return file.string();
 }
 
 }  // namespace torchwan::testing

@@ -37,9 +37,12 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::connect_each;
 using testing::loopback_options;
 using testing::pattern_bytes;
 using testing::run_on_threads;
+using testing::SecretDir;
+using testing::take_transports;
 using transport::ErrorKind;
 using transport::Transport;
 using transport::TransportError;
@@ -49,49 +52,6 @@ namespace fs = std::filesystem;
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
-}
-
-// A private directory with secret files, removed at the end of the test.
-class SecretDir {
- public:
-  SecretDir() {
-    std::string pattern = (fs::temp_directory_path() / "torchwan-auth-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~SecretDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string create(const std::string& name) {
-    const fs::path file = path_ / name;
-    security::JobSecret::create_file(file);
-    return file.string();
-  }
-  fs::path path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// Creates a group whose rank r uses options_of(r); returns each rank's transport or its error.
-struct Outcome {
-  std::unique_ptr<Transport> transport;
-  std::optional<TransportError> error;
-};
-std::vector<Outcome> connect_each(int size,
-                                  const std::function<TransportOptions(int rank)>& options_of,
-                                  transport::Store& store) {
-  std::vector<Outcome> outcomes(static_cast<size_t>(size));
-  run_on_threads(size, [&](int rank) {
-    try {
-      outcomes[static_cast<size_t>(rank)].transport =
-          Transport::create(options_of(rank), store, rank, size);
-    } catch (const TransportError& error) {
-      outcomes[static_cast<size_t>(rank)].error = error;
-    }
-  });
-  return outcomes;
 }
 
 // Every rank sends a distinct message to every other rank; all must arrive intact.
@@ -122,15 +82,6 @@ void expect_all_to_all_works(std::vector<std::unique_ptr<Transport>>& ranks, siz
   });
 }
 
-std::vector<std::unique_ptr<Transport>> take(std::vector<Outcome>& outcomes) {
-  std::vector<std::unique_ptr<Transport>> ranks;
-  for (auto& outcome : outcomes) {
-    if (outcome.error) throw *outcome.error;
-    ranks.push_back(std::move(outcome.transport));
-  }
-  return ranks;
-}
-
 class TransportAuth : public ::testing::TestWithParam<std::string> {
  protected:
   TransportOptions options(int lanes = 2) const {
@@ -148,13 +99,13 @@ TEST_P(TransportAuth, RightSecretConnectsAndMovesData) {
   transport::MemoryStore store;
   auto outcomes = connect_each(
       3, [&](int) { return shared; }, store);
-  auto ranks = take(outcomes);
+  auto ranks = take_transports(outcomes);
   expect_all_to_all_works(ranks, 3 << 20);  // striped over the lanes
   expect_all_to_all_works(ranks, 100);
 }
 
 // Checks that every rank failed with kBootstrap, fast, naming `culprit` and `reason`.
-void expect_all_fail(const std::vector<Outcome>& outcomes, Clock::time_point start,
+void expect_all_fail(const std::vector<testing::ConnectOutcome>& outcomes, Clock::time_point start,
                      const std::string& culprit, const std::string& reason) {
   const auto elapsed = Clock::now() - start;
   EXPECT_LT(elapsed, 5s) << "not within the connect timeout";
@@ -262,7 +213,7 @@ TEST_P(TransportAuth, AuthenticationCostsNoThroughput) {
     transport::MemoryStore store;
     auto outcomes = connect_each(
         2, [&](int) { return shared; }, store);
-    auto ranks = take(outcomes);
+    auto ranks = take_transports(outcomes);
     constexpr size_t kBytes = size_t{16} << 20;
     std::vector<uint8_t> out = pattern_bytes(kBytes, 1), in(kBytes);
     double best = 1e9;
@@ -339,7 +290,7 @@ TEST_P(TransportAuth, GarbageScansAndOversizedLengthsOnDataPortsLeaveTheGroupWor
   std::vector<std::string> failures;
   auto outcomes = connect_each(
       3, [&](int) { return shared; }, store);
-  auto ranks = take(outcomes);
+  auto ranks = take_transports(outcomes);
   for (auto& rank : ranks) {
     rank->set_peer_failure_handler([&](int peer, const std::string& why) {
       std::lock_guard<std::mutex> lock(mutex);

@@ -28,9 +28,12 @@ namespace torchwan {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::connect_each;
 using testing::loopback_options;
 using testing::pattern_bytes;
 using testing::run_on_threads;
+using testing::SecretDir;
+using testing::take_transports;
 using transport::Cipher;
 using transport::EncryptedTransport;
 using transport::ErrorKind;
@@ -51,57 +54,11 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// A private directory with one job secret, removed at the end of the test.
-class SecretDir {
- public:
-  SecretDir() {
-    std::string pattern = (fs::temp_directory_path() / "torchwan-enc-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-    secret_ = (path_ / "job.secret").string();
-    security::JobSecret::create_file(secret_);
-  }
-  ~SecretDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const std::string& secret() const { return secret_; }
-
- private:
-  fs::path path_;
-  std::string secret_;
-};
-
-struct Outcome {
-  std::unique_ptr<Transport> transport;
-  std::optional<TransportError> error;
-};
-
-std::vector<Outcome> connect_each(int size,
-                                  const std::function<TransportOptions(int rank)>& options_of,
-                                  transport::Store& store) {
-  std::vector<Outcome> outcomes(static_cast<size_t>(size));
-  run_on_threads(size, [&](int rank) {
-    try {
-      outcomes[static_cast<size_t>(rank)].transport =
-          Transport::create(options_of(rank), store, rank, size);
-    } catch (const TransportError& error) {
-      outcomes[static_cast<size_t>(rank)].error = error;
-    }
-  });
-  return outcomes;
-}
-
 std::vector<std::unique_ptr<Transport>> connect(const TransportOptions& options, int size) {
   transport::MemoryStore store;
   auto outcomes = connect_each(
       size, [&](int) { return options; }, store);
-  std::vector<std::unique_ptr<Transport>> ranks;
-  for (auto& outcome : outcomes) {
-    if (outcome.error) throw *outcome.error;
-    ranks.push_back(std::move(outcome.transport));
-  }
-  return ranks;
+  return take_transports(outcomes);
 }
 
 EncryptedTransport& encrypted(const std::unique_ptr<Transport>& transport) {
@@ -133,7 +90,7 @@ class TransportEncryption : public ::testing::TestWithParam<std::tuple<std::stri
     TransportOptions result = loopback_options(std::get<0>(GetParam()), lanes);
     result.connect_timeout = 10s;
     result.job_id = "encryption-test";
-    result.secret_file = dir_.secret();
+    result.secret_file = secret_;
     result.encryption = std::get<1>(GetParam());
     return result;
   }
@@ -143,6 +100,7 @@ class TransportEncryption : public ::testing::TestWithParam<std::tuple<std::stri
   }
 
   SecretDir dir_;
+  const std::string secret_ = dir_.create("job.secret");
 };
 
 TEST_P(TransportEncryption, RoundTripOfEveryShape) {
@@ -356,11 +314,12 @@ class EncryptionSetup : public ::testing::TestWithParam<std::string> {
   TransportOptions options(const std::string& encryption) const {
     TransportOptions result = loopback_options(GetParam(), 1);
     result.connect_timeout = 5s;
-    result.secret_file = dir_.secret();
+    result.secret_file = secret_;
     result.encryption = encryption;
     return result;
   }
   SecretDir dir_;
+  const std::string secret_ = dir_.create("job.secret");
 };
 
 TEST_P(EncryptionSetup, AnotherSettingOnOneRankIsNamedOnEveryRank) {
