@@ -66,9 +66,43 @@ class Collectives : public ::testing::TestWithParam<std::tuple<std::string, int>
     const uint32_t seq = next_seq_++;
     const auto deadline = Clock::now() + timeout;
     testing::run_on_threads(size(), [&](int rank) {
-      const CollectiveContext ctx{*ranks[static_cast<size_t>(rank)], seq, deadline};
+      CollectiveContext ctx{*ranks[static_cast<size_t>(rank)], seq, deadline};
+      ctx.topology = topology_;
       body(rank, ctx);
     });
+  }
+
+  // A float32 SUM allreduce of `count` elements: the exact sum, the same bits on every rank.
+  void expect_float32_sum_allreduce(size_t count) {
+    const ReductionCase c =
+        make_reduction_case(DataType::kFloat32, ReduceOp::kSum, count, size(), count);
+    std::vector<std::vector<uint8_t>> outputs = c.inputs;
+    on_every_rank([&](int rank, const CollectiveContext& ctx) {
+      allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+                ReduceOp::kSum);
+    });
+    for (const auto& output : outputs) {
+      ASSERT_TRUE(equal_values(DataType::kFloat32, output, c.expected)) << "count " << count;
+    }
+    expect_bit_identical(outputs);
+  }
+
+  // A broadcast of `bytes` from every root in turn reaches every rank intact.
+  void expect_broadcast_from_every_root(size_t bytes) {
+    for (int root = 0; root < size(); ++root) {
+      const std::vector<uint8_t> expected =
+          testing::pattern_bytes(bytes, static_cast<uint32_t>(root * 131 + bytes));
+      std::vector<std::vector<uint8_t>> buffers(static_cast<size_t>(size()),
+                                                std::vector<uint8_t>(bytes, 0xAB));
+      buffers[static_cast<size_t>(root)] = expected;
+      on_every_rank([&](int rank, const CollectiveContext& ctx) {
+        broadcast(ctx, buffers[static_cast<size_t>(rank)].data(), bytes, root);
+      });
+      for (int rank = 0; rank < size(); ++rank) {
+        ASSERT_TRUE(buffers[static_cast<size_t>(rank)] == expected)
+            << bytes << " bytes from root " << root << " wrong on rank " << rank;
+      }
+    }
   }
 
   // Every rank's output bytes must equal rank 0's.
@@ -89,24 +123,14 @@ class Collectives : public ::testing::TestWithParam<std::tuple<std::string, int>
 
   std::vector<std::unique_ptr<transport::Transport>> ranks_;
   uint32_t next_seq_ = 1;
+  // The topology every call of the test runs with (none unless the test sets one).
+  const Topology* topology_ = nullptr;
 };
 
 // ------------------------------------------------------------------ allreduce
 
 TEST_P(Collectives, AllreduceFloat32SumEveryCount) {
-  for (size_t count : kCounts) {
-    const ReductionCase c =
-        make_reduction_case(DataType::kFloat32, ReduceOp::kSum, count, size(), count);
-    std::vector<std::vector<uint8_t>> outputs = c.inputs;
-    on_every_rank([&](int rank, const CollectiveContext& ctx) {
-      allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
-                ReduceOp::kSum);
-    });
-    for (const auto& output : outputs) {
-      ASSERT_TRUE(equal_values(DataType::kFloat32, output, c.expected)) << "count " << count;
-    }
-    expect_bit_identical(outputs);
-  }
+  for (size_t count : kCounts) expect_float32_sum_allreduce(count);
 }
 
 TEST_P(Collectives, AllreduceEveryDtypeAndOp) {
@@ -235,22 +259,7 @@ TEST_P(Collectives, Allreduce64MiBFloat32) {
 TEST_P(Collectives, BroadcastEveryCountFromEveryRoot) {
   std::vector<size_t> byte_counts(std::begin(kCounts), std::end(kCounts));
   byte_counts.push_back((size_t{5} << 20) + 3);  // above the tree threshold: the pipelined chain
-  for (size_t bytes : byte_counts) {
-    for (int root = 0; root < size(); ++root) {
-      const std::vector<uint8_t> expected =
-          testing::pattern_bytes(bytes, static_cast<uint32_t>(root * 131 + bytes));
-      std::vector<std::vector<uint8_t>> buffers(static_cast<size_t>(size()),
-                                                std::vector<uint8_t>(bytes, 0xAB));
-      buffers[static_cast<size_t>(root)] = expected;
-      on_every_rank([&](int rank, const CollectiveContext& ctx) {
-        broadcast(ctx, buffers[static_cast<size_t>(rank)].data(), bytes, root);
-      });
-      for (int rank = 0; rank < size(); ++rank) {
-        ASSERT_TRUE(buffers[static_cast<size_t>(rank)] == expected)
-            << bytes << " bytes from root " << root << " wrong on rank " << rank;
-      }
-    }
-  }
+  for (size_t bytes : byte_counts) expect_broadcast_from_every_root(bytes);
 }
 
 // A group whose round trips were measured long (50 ms): allreduce up to 4 MiB takes recursive
@@ -264,45 +273,9 @@ TEST_P(Collectives, LatencyBoundAlgorithmsOfAFarGroup) {
   }
   far.max_rtt_ms = 50;
   ASSERT_EQ(latency_bound_max_bytes(far.max_rtt_ms), size_t{4} << 20);
-  auto& ranks = transports();
-  auto on_far_group = [&](const std::function<void(int, const CollectiveContext&)>& body) {
-    const uint32_t seq = next_seq_++;
-    const auto deadline = Clock::now() + 60s;
-    testing::run_on_threads(size(), [&](int rank) {
-      CollectiveContext ctx{*ranks[static_cast<size_t>(rank)], seq, deadline};
-      ctx.topology = &far;
-      body(rank, ctx);
-    });
-  };
-  for (size_t count : {size_t{70000}, size_t{300001}}) {
-    const ReductionCase c =
-        make_reduction_case(DataType::kFloat32, ReduceOp::kSum, count, size(), count + 1);
-    std::vector<std::vector<uint8_t>> outputs = c.inputs;
-    on_far_group([&](int rank, const CollectiveContext& ctx) {
-      allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
-                ReduceOp::kSum);
-    });
-    for (const auto& output : outputs) {
-      ASSERT_TRUE(equal_values(DataType::kFloat32, output, c.expected)) << "count " << count;
-    }
-    expect_bit_identical(outputs);
-  }
-  for (size_t bytes : {size_t{100}, size_t{100000}}) {
-    for (int root = 0; root < size(); ++root) {
-      const std::vector<uint8_t> expected =
-          testing::pattern_bytes(bytes, static_cast<uint32_t>(root + 7 * bytes));
-      std::vector<std::vector<uint8_t>> buffers(static_cast<size_t>(size()),
-                                                std::vector<uint8_t>(bytes, 0xCD));
-      buffers[static_cast<size_t>(root)] = expected;
-      on_far_group([&](int rank, const CollectiveContext& ctx) {
-        broadcast(ctx, buffers[static_cast<size_t>(rank)].data(), bytes, root);
-      });
-      for (int rank = 0; rank < size(); ++rank) {
-        ASSERT_TRUE(buffers[static_cast<size_t>(rank)] == expected)
-            << bytes << " bytes from root " << root << " wrong on rank " << rank;
-      }
-    }
-  }
+  topology_ = &far;
+  for (size_t count : {size_t{70000}, size_t{300001}}) expect_float32_sum_allreduce(count);
+  for (size_t bytes : {size_t{100}, size_t{100000}}) expect_broadcast_from_every_root(bytes);
 }
 
 TEST_P(Collectives, BroadcastRejectsBadRoot) {
