@@ -199,10 +199,9 @@ TEST(SocketTuningUcx, BufferSizesBecomeUcxTcpSettings) {
   };
   settings = ucx::choose_ucx_settings(options, user_set, SocketTuning{67108864, 0, ""});
   EXPECT_EQ(find(settings, "SNDBUF"), "");
-  // Eager sends of every size and large segments, for long links; again the user's choice wins.
+  // Eager sends of every size, for long links; again the user's choice wins.
   settings = ucx::choose_ucx_settings(options, no_env, SocketTuning{});
   EXPECT_EQ(find(settings, "RNDV_THRESH"), "inf");
-  EXPECT_EQ(find(settings, "TX_SEG_SIZE"), "256k");
   auto user_rndv = [](const char* name) -> const char* {
     return std::string(name) == "UCX_RNDV_THRESH" ? "8k" : nullptr;
   };

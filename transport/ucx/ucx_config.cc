@@ -95,10 +95,6 @@ std::vector<UcxSetting> choose_ucx_settings(const TransportOptions& options, con
   // message. Messages are at most chunk_bytes, so sending them all eagerly streams every chunk at
   // once; the engine posts its receives ahead, so they rarely wait unexpected in UCX's buffers.
   choose("RNDV_THRESH", "inf");
-  // Larger segments than the 8 KiB / 64 KiB defaults: fewer system calls and headers per chunk.
-  // Measured on the wan-lossy scenario: 62% of the link with the defaults, 75% with both.
-  choose("TX_SEG_SIZE", "256k", "TCP_TX_SEG_SIZE");
-  choose("RX_SEG_SIZE", "256k", "TCP_RX_SEG_SIZE");
   // In bytes; UCX hands them to setsockopt on each of its TCP connections.
   if (tuning.send_buffer > 0) choose("SNDBUF", std::to_string(tuning.send_buffer), "TCP_SNDBUF");
   if (tuning.receive_buffer > 0) {

@@ -28,7 +28,7 @@ using EnvLookup = std::function<const char*(const char*)>;
 //  - NET_DEVICES=the interface holding options.host, because UCX otherwise adds a lane over every
 //    other interface too (eth0 even for 127.0.0.1);
 //  - keepalive timings so that a peer whose host vanished is detected within options.peer_timeout;
-//  - eager sends of every size and 256 KiB TCP segments, for long links (see the .cc);
+//  - eager sends of every size, for long links (see the .cc);
 //  - TCP_SNDBUF/RCVBUF from `tuning` where it sets a size. UCX has no setting for the
 //    congestion control; the engine sets it on the connections once they exist
 //    (ucx_socket_census.h).
