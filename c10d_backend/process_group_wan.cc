@@ -60,6 +60,7 @@ ProcessGroupWan::ProcessGroupWan(const c10::intrusive_ptr<c10d::Store>& store, i
       timeout_(options_.timeout),
       transport_(connect_transport(store, rank, size, options_)),
       topology_(discover_topology(store, *transport_, options_)),
+      scratch_(std::make_unique<engine::ScratchPool>(options_.scratch_cache_bytes)),
       streams_(std::make_unique<c10d_backend::DeviceStreams>()),
       pinned_(std::make_unique<c10d_backend::PinnedSlots>()),
       collectives_(std::make_unique<c10d_backend::OpRunner>()),
@@ -161,9 +162,13 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
                              signature = std::move(signature), body = std::move(body)] {
         try {
           staging->stage_in(pinned_.get());
-          const engine::CollectiveContext context{*transport_, static_cast<uint32_t>(seq),
-                                                  std::chrono::steady_clock::now() + timeout,
-                                                  &signature, &topology_.topology};
+          const engine::CollectiveContext context{
+              .transport = *transport_,
+              .seq = static_cast<uint32_t>(seq),
+              .deadline = std::chrono::steady_clock::now() + timeout,
+              .signature = &signature,
+              .topology = &topology_.topology,
+              .scratch_pool = scratch_.get()};
           body(context, *staging);
           staging->stage_out();
           deliver([work, staging] { work->complete(staging->stream()); });

@@ -19,6 +19,7 @@
 
 #include "c10d_backend/group_topology.h"
 #include "csrc/compressed_allreduce.h"
+#include "csrc/scratch_pool.h"
 #include "transport/options.h"
 
 namespace torchwan::transport {
@@ -50,6 +51,8 @@ struct WanOptions {
   c10d_backend::TopologyOptions topology = c10d_backend::TopologyOptions::from_env();
   // Codec for large floating-point SUM/AVG allreduces (TORCHWAN_COMPRESSION, default none).
   engine::AllreduceCompression compression = engine::AllreduceCompression::from_env();
+  // Bytes of collective temporaries kept between calls (TORCHWAN_SCRATCH_CACHE_BYTES; 0: none).
+  size_t scratch_cache_bytes = engine::ScratchPool::max_cached_bytes_from_env();
 };
 
 class ProcessGroupWan final : public c10d::Backend {
@@ -159,6 +162,7 @@ class ProcessGroupWan final : public c10d::Backend {
   std::atomic<std::chrono::milliseconds> timeout_;
   std::unique_ptr<transport::Transport> transport_;
   c10d_backend::GroupTopology topology_;  // read by every collective; set once at construction
+  std::unique_ptr<engine::ScratchPool> scratch_;  // the collectives' temporaries, between calls
   std::unique_ptr<c10d_backend::DeviceStreams> streams_;
   std::unique_ptr<c10d_backend::PinnedSlots> pinned_;  // collective thread only
   // Collectives run here in issue order, one at a time.

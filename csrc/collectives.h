@@ -29,7 +29,8 @@ struct CallSignature {
   std::string describe;
 };
 
-struct Topology;  // csrc/topology.h
+struct Topology;    // csrc/topology.h
+class ScratchPool;  // csrc/scratch_pool.h
 
 // Identifies one collective call: every rank of the group passes the same `seq` for the same call.
 struct CollectiveContext {
@@ -42,6 +43,8 @@ struct CollectiveContext {
   // kHierarchicalAllreduceMinBytes goes through the regions (hierarchical.h). Must outlive the
   // call; a topology of another size fails the call with std::invalid_argument on every rank.
   const Topology* topology = nullptr;
+  // Where the call's large temporaries come from (kept between calls); null: fresh memory.
+  ScratchPool* scratch_pool = nullptr;
 };
 // With a signature (and more than one rank):
 // - the error is a TransportError of kind kMismatch, e.g. "allreduce (seq 7, rank 0 of 3) failed

@@ -126,13 +126,16 @@ struct Pieces {
   size_t most = 0;      // pieces of the longest shard
 
   Pieces(const Shards& shards, const CodecConfig& config, size_t wanted) {
-    const size_t block =
-        config.block_size != 0 ? config.block_size : compression::kDefaultBlockSize;
     // Few enough pieces that the steps of both phases (2 per piece) stay below the tag range.
     const size_t fewest = (shards.per_shard + kMaxPieces - 1) / kMaxPieces;
-    elements = std::max({wanted, fewest, size_t{1}});
-    elements = (elements + block - 1) / block * block;
+    elements = round_to_blocks(std::max({wanted, fewest, size_t{1}}), config);
     most = (shards.per_shard + elements - 1) / elements;
+  }
+  // `elements` rounded up to whole codec blocks.
+  static size_t round_to_blocks(size_t elements, const CodecConfig& config) {
+    const size_t block =
+        config.block_size != 0 ? config.block_size : compression::kDefaultBlockSize;
+    return (elements + block - 1) / block * block;
   }
   static constexpr size_t kMaxPieces = 0x7000;
 
@@ -194,17 +197,19 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
   const float* own = data + shards.offset(count, me);
 
   Exchange ex(ctx, kName);
-  // outgoing: this rank's encoding of every shard (its own shard's slots hold the encoded sum);
-  // incoming[from]: rank `from`'s encoding of shard `me`; gathered: every rank's encoded sum.
+  // outgoing: this rank's encoding of every shard (its own shard's slots stay unused);
+  // incoming: every peer's encoding of shard `me` (one slot per peer, in rank order without this
+  // rank); gathered: every rank's encoded sum.
   uint8_t* outgoing = ex.scratch(layout.total);
   uint8_t* gathered = ex.scratch(layout.total);
   const size_t own_total = own_pieces == 0 ? 0
                                            : layout.offset[me].back() + layout.bytes[me].back() -
                                                  layout.offset[me].front();
-  uint8_t* incoming = ex.scratch(own_total * ranks);
+  uint8_t* incoming = ex.scratch(own_total * (ranks - 1));
   auto* sum = reinterpret_cast<float*>(ex.scratch(std::max<size_t>(own_length, 1) * sizeof(float)));
   auto incoming_piece = [&](size_t from, size_t piece) {
-    return incoming + from * own_total + (layout.offset[me][piece] - layout.offset[me][0]);
+    const size_t slot = from < me ? from : from - 1;
+    return incoming + slot * own_total + (layout.offset[me][piece] - layout.offset[me][0]);
   };
 
   // Every receive is posted up front; the sends follow as their payloads are ready.
@@ -242,20 +247,29 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
   // Piece `piece` of this rank's shard once every rank's contribution is in: the fp32 sum in rank
   // order (its own contribution unquantised), so it does not depend on arrival order; then its
   // encoding goes to every peer.
+  // The sum goes tile by tile, every contribution to one tile before the next, so the tile stays
+  // in cache instead of streaming the whole piece through memory once per rank.
+  const size_t tile_elements = Pieces::round_to_blocks(kReduceTileElements, config);
   auto reduce_piece = [&](size_t piece) {
     const size_t first = piece * pieces.elements;
-    const std::span<float> accumulator(sum + first, pieces.length(own_length, piece));
-    std::fill(accumulator.begin(), accumulator.end(), 0.0f);
-    for (size_t from = 0; from < ranks; ++from) {
-      if (from == me) {
-        for (size_t i = 0; i < accumulator.size(); ++i) accumulator[i] += own[first + i];
-      } else {
-        compression::decode_accumulate({incoming_piece(from, piece), layout.bytes[me][piece]},
-                                       accumulator);
+    const size_t length = pieces.length(own_length, piece);
+    for (size_t tile = 0; tile < length; tile += tile_elements) {
+      const std::span<float> accumulator(sum + first + tile,
+                                         std::min(tile_elements, length - tile));
+      std::fill(accumulator.begin(), accumulator.end(), 0.0f);
+      for (size_t from = 0; from < ranks; ++from) {
+        if (from == me) {
+          const float* mine = own + first + tile;
+          for (size_t i = 0; i < accumulator.size(); ++i) accumulator[i] += mine[i];
+        } else {
+          compression::decode_accumulate_range(
+              {incoming_piece(from, piece), layout.bytes[me][piece]}, tile, accumulator);
+        }
       }
     }
     uint8_t* payload = gathered + layout.offset[me][piece];
-    compression::encode(config, accumulator, {payload, layout.bytes[me][piece]});
+    compression::encode(config, std::span<const float>(sum + first, length),
+                        {payload, layout.bytes[me][piece]});
     for (size_t hop = 1; hop < ranks; ++hop) {
       const size_t peer = (me + hop) % ranks;
       ex.send(static_cast<int>(peer), gather_step(piece), payload, layout.bytes[me][piece]);

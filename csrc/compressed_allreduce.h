@@ -50,6 +50,8 @@ struct AllreduceCompression {
 // sending, summing and decoding overlap; enough pieces per shard to keep a long link busy while
 // the first ones are summed.
 constexpr size_t kCompressedPieceElements = size_t{1} << 20;
+// A piece is summed in tiles of this many elements (64 KiB of fp32, within a core's L2 cache).
+constexpr size_t kReduceTileElements = size_t{16} << 10;
 
 // In place: every rank ends with the same approximation of the sum over all ranks of its `count`
 // floats. `config` must name a codec without error feedback needs (see parse) and be the same on

@@ -39,6 +39,7 @@ Exchange::Exchange(const CollectiveContext& ctx, const char* collective, PairByt
       seq_(ctx.seq),
       deadline_(ctx.deadline),
       collective_(collective),
+      scratch_pool_(ctx.scratch_pool),
       rank_(ctx.transport.rank()),
       size_(ctx.transport.size()),
       group_rank_(rank_),
@@ -136,8 +137,9 @@ void Exchange::wait_all() {
 
 uint8_t* Exchange::scratch(size_t bytes) {
   auto& buffers = shared_->scratch;
-  buffers.push_back(std::make_unique_for_overwrite<uint8_t[]>(bytes == 0 ? 1 : bytes));
-  return buffers.back().get();
+  buffers.push_back(scratch_pool_ != nullptr ? scratch_pool_->take(bytes)
+                                             : ScratchPool::unpooled(bytes));
+  return buffers.back().data();
 }
 
 uint64_t Exchange::completions() const {

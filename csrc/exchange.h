@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "csrc/collectives.h"
+#include "csrc/scratch_pool.h"
 #include "csrc/signature.h"
 #include "transport/request.h"
 
@@ -120,7 +121,8 @@ class Exchange {
 
   // An uninitialised temporary buffer for the algorithm. It is freed only once this Exchange is
   // gone and every request it posted has completed or been destroyed by the transport, so even
-  // a transport that never releases a canceled request cannot write into freed memory.
+  // a transport that never releases a canceled request cannot write into freed memory. Taken
+  // from the context's scratch pool when it has one.
   uint8_t* scratch(size_t bytes);
 
  private:
@@ -130,8 +132,8 @@ class Exchange {
   struct SharedState {
     std::mutex mutex;
     std::condition_variable changed;
-    uint64_t completions = 0;                         // bumped by every completion callback
-    std::vector<std::unique_ptr<uint8_t[]>> scratch;  // touched only by the Exchange's thread
+    uint64_t completions = 0;                  // bumped by every completion callback
+    std::vector<ScratchPool::Buffer> scratch;  // touched only by the Exchange's thread
   };
 
   Handle post(bool is_send, int peer, uint32_t step, void* data, size_t bytes);
@@ -162,6 +164,7 @@ class Exchange {
   const uint32_t seq_;
   const std::chrono::steady_clock::time_point deadline_;
   const char* const collective_;
+  ScratchPool* const scratch_pool_;  // may be null
   const int rank_;  // in the whole group: signatures and error messages always use these
   const int size_;
   // The current subgroup: positions map through members_ when it is non-empty.

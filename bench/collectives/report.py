@@ -9,6 +9,8 @@ import pathlib
 from typing import Any
 
 RESULTS = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results"
+# "wan" with the backend's compression on (worker.CODEC_BACKENDS): also compared with plain "wan".
+COMPRESSED_BACKENDS = ("wan-fp16", "wan-bf16", "wan-int8", "wan-fp8")
 
 
 def bus_factor(collective: str, world: int) -> float:
@@ -33,6 +35,7 @@ def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[d
     gloo = {(r["collective"], r["bytes"]): r["seconds"] for r in records if r["backend"] == "gloo"}
     flat = {(r["collective"], r["bytes"]): r["seconds"] for r in records
             if r["backend"] == "wan-flat"}
+    plain = {(r["collective"], r["bytes"]): r["seconds"] for r in records if r["backend"] == "wan"}
     rows = []
     for record in records:
         world, size, seconds = record["world_size"], record["bytes"], record["seconds"]
@@ -43,6 +46,8 @@ def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[d
         row["speedup_vs_gloo"] = reference / seconds if reference else None
         if record["backend"] == "wan-hier" and (record["collective"], size) in flat:
             row["speedup_vs_flat"] = flat[(record["collective"], size)] / seconds
+        if record["backend"] in COMPRESSED_BACKENDS and (record["collective"], size) in plain:
+            row["speedup_vs_wan"] = plain[(record["collective"], size)] / seconds
         if link:
             row["link_bound_s"] = link_bound_seconds(record["collective"], size, world, link)
             row["fraction_of_link"] = row["link_bound_s"] / seconds
@@ -68,10 +73,14 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
             json.dumps(topologies, indent=2) + "\n")
     has_link = any("fraction_of_link" in r for r in rows)
     has_flat = any("speedup_vs_flat" in r for r in rows)
+    has_plain = any("speedup_vs_wan" in r for r in rows)
     header = "| collective | size | backend | time (ms) | algbw (GB/s) | busbw (GB/s) | vs Gloo |"
     rule = "|---|---|---|---|---|---|---|"
     if has_flat:
         header += " vs flat wan |"
+        rule += "---|"
+    if has_plain:
+        header += " vs uncompressed wan |"
         rule += "---|"
     if has_link:
         header += " of link bound | busbw / link rate |"
@@ -92,6 +101,8 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
                 f"{speedup} |")
         if has_flat:
             line += f" {r['speedup_vs_flat']:.2f}x |" if "speedup_vs_flat" in r else " |"
+        if has_plain:
+            line += f" {r['speedup_vs_wan']:.2f}x |" if "speedup_vs_wan" in r else " |"
         if has_link:
             line += f" {r['fraction_of_link']:.0%} | {r['busbw_fraction_of_rate']:.0%} |"
         lines.append(line)

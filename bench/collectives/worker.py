@@ -20,6 +20,9 @@ import torch
 import torch.distributed as dist
 
 ELEMENT_BYTES = 4  # float32 throughout, as nccl-tests' default
+# Backends that are "wan" with the backend's allreduce compression turned on, beside plain "wan"
+# in the same run (the default group follows TORCHWAN_COMPRESSION, unset: uncompressed).
+CODEC_BACKENDS = {"wan-fp16": "fp16", "wan-bf16": "bf16", "wan-int8": "int8", "wan-fp8": "fp8"}
 
 
 def make_call(collective: str, total_bytes: int, world: int, group) -> Callable[[], None]:
@@ -44,7 +47,8 @@ def make_call(collective: str, total_bytes: int, world: int, group) -> Callable[
     raise ValueError(f"unknown collective {collective}")
 
 
-def check_call(collective: str, total_bytes: int, world: int, group, reference_group) -> None:
+def check_call(collective: str, total_bytes: int, world: int, group, reference_group,
+               lossy: bool) -> None:
     """Runs `collective` once on `group` and once on Gloo (`reference_group`) with the same
     rank-dependent input, and fails unless the outputs agree: exactly, or within the codec's
     error when the wan side compresses."""
@@ -68,7 +72,6 @@ def check_call(collective: str, total_bytes: int, world: int, group, reference_g
             out = torch.empty(numel // world)
             dist.reduce_scatter_tensor(out, data.clone(), group=g)
         outputs.append(out)
-    lossy = os.environ.get("TORCHWAN_COMPRESSION", "none") not in ("", "none")
     if lossy:
         ok = torch.allclose(outputs[0], outputs[1], rtol=0.02, atol=0.02 * world * 97)
     else:
@@ -102,7 +105,8 @@ def main() -> None:
     parser.add_argument("--sizes", required=True, help="comma-separated byte counts")
     parser.add_argument("--backends", default="wan,gloo",
                         help="wan (default group), wan-hier (regions from TORCHWAN_LAB_REGION), "
-                             "wan-flat (topology=flat), gloo")
+                             "wan-flat (topology=flat), wan-fp16/-bf16/-int8/-fp8 (that "
+                             "compression), gloo")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
     parser.add_argument("--check", action="store_true",
                         help="first compare each collective's result with Gloo's")
@@ -124,6 +128,11 @@ def main() -> None:
     if "wan-flat" in backends:
         groups["wan-flat"] = dist.new_group(backend="wan", timeout=timedelta(minutes=10),
                                             pg_options=torchwan.Options(topology="flat"))
+    for name in backends:
+        if name in CODEC_BACKENDS:
+            groups[name] = dist.new_group(
+                backend="wan", timeout=timedelta(minutes=10),
+                pg_options=torchwan.Options(compression=CODEC_BACKENDS[name]))
     if rank == 0:
         # What each wan group runs on; the default group's is what "auto" decided for this world.
         for name in ("wan", "wan-hier", "wan-flat"):
@@ -138,7 +147,9 @@ def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             for backend in backends:
                 if args.check and backend != "gloo":
-                    check_call(collective, size, world, groups[backend], gloo)
+                    lossy = backend in CODEC_BACKENDS or os.environ.get(
+                        "TORCHWAN_COMPRESSION", "none") not in ("", "none")
+                    check_call(collective, size, world, groups[backend], gloo, lossy)
                 call = make_call(collective, size, world, groups[backend])
                 seconds = time_call(call, args.budget, gloo)
                 if rank == 0:

@@ -99,6 +99,42 @@ void decode(std::span<const uint8_t> payload, std::span<float> output) {
   decode_impl(payload, output, false);
 }
 
+void decode_accumulate_range(std::span<const uint8_t> payload, size_t first,
+                             std::span<float> accumulator) {
+  const Header header = parse_header(payload.data(), payload.size());
+  const size_t count = accumulator.size();
+  if (first > header.element_count || count > header.element_count - first) {
+    fail("range of " + std::to_string(count) + " elements from " + std::to_string(first) +
+         " is outside a payload of " + std::to_string(header.element_count));
+  }
+  // The kernels address codes and scales through the layout: shifting its offsets to the range's
+  // first element makes them decode just the range.
+  Layout layout = compute_layout(header.codec, header.block_size, header.element_count, header.aux);
+  switch (header.codec) {
+    case Codec::kFloat16:
+    case Codec::kBFloat16:
+      layout.data_offset += first * sizeof(uint16_t);
+      cpu::kernels().decode_cast(header.codec, payload.data(), layout, count, accumulator.data(),
+                                 true);
+      return;
+    case Codec::kInt8Block:
+    case Codec::kFloat8Block:
+      if (first % header.block_size != 0) {
+        fail("range start " + std::to_string(first) + " is not a multiple of the block size " +
+             std::to_string(header.block_size));
+      }
+      layout.scales_offset += first / header.block_size * sizeof(float);
+      layout.data_offset += first;
+      cpu::kernels().decode_block(header.codec, header.block_size, payload.data(), layout, count,
+                                  accumulator.data(), true);
+      return;
+    case Codec::kSignBlock:
+    case Codec::kTopK:
+      break;
+  }
+  fail(std::string("decoding a range is not supported for ") + codec_name(header.codec));
+}
+
 void decode_accumulate(std::span<const uint8_t> payload, std::span<float> accumulator) {
   decode_impl(payload, accumulator, true);
 }

@@ -43,4 +43,11 @@ void decode(std::span<const uint8_t> payload, std::span<float> output);
 // accumulator += decode(payload), element by element (one float addition each).
 void decode_accumulate(std::span<const uint8_t> payload, std::span<float> accumulator);
 
+// accumulator += elements [first, first + accumulator.size()) of decode(payload): the same
+// additions decode_accumulate makes for those elements, so a caller can sum several payloads
+// tile by tile while its tile stays in cache. For the cast and block codecs (fp16, bf16, int8,
+// fp8); block codecs need `first` to be a multiple of the block size.
+void decode_accumulate_range(std::span<const uint8_t> payload, size_t first,
+                             std::span<float> accumulator);
+
 }  // namespace torchwan::compression

@@ -37,6 +37,10 @@ class Options:
     #: "bf16", "int8" or "fp8". Lossy (each element quantised at most twice), bit-identical on
     #: every rank; integers and other ops stay exact. Same on every rank. TORCHWAN_COMPRESSION
     compression: Optional[str] = None
+    #: Bytes of collective temporaries (staging, compressed payloads) kept between calls instead
+    #: of being allocated, page-faulted and freed on every call; 0 keeps none. Default 256 MiB.
+    #:                                                       TORCHWAN_SCRATCH_CACHE_BYTES
+    scratch_cache_bytes: Optional[int] = None
 
     #: File holding the job secret (``torchwan-coordinator --make-secret FILE``); members need it to
     #: join a coordinator started with ``--secret-file``.    TORCHWAN_SECRET_FILE

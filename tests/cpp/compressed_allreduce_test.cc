@@ -9,11 +9,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <vector>
 
 #include "csrc/compression/codec.h"
+#include "csrc/scratch_pool.h"
 #include "memory_transport.h"
 #include "test_support.h"
 
@@ -129,6 +131,39 @@ TEST(CompressedAllreduce, PiecesOverlapWithoutChangingTheResult) {
   }
   EXPECT_EQ(0, std::memcmp(results[1].data(), results[0].data(), count * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(results[2].data(), results[0].data(), count * sizeof(float)));
+}
+
+// The second call of a group takes its scratch from what the first left in the pool; memory that
+// still holds the last call's payloads must not change the result.
+TEST(CompressedAllreduce, RepeatedCallsReuseTheirScratchWithTheSameResult) {
+  const CodecConfig config{.codec = Codec::kInt8Block};
+  const int size = 4;
+  const size_t count = size_t{6} << 20;  // every scratch buffer is big enough to be pooled
+  const auto inputs = random_inputs(size, count, 9);
+  auto ranks = testing::connect_memory_ranks(size);
+  std::vector<std::unique_ptr<ScratchPool>> pools;
+  for (int rank = 0; rank < size; ++rank) {
+    pools.push_back(std::make_unique<ScratchPool>(ScratchPool::kDefaultMaxCachedBytes));
+  }
+  std::vector<std::vector<std::vector<float>>> results;
+  for (uint32_t seq : {1u, 2u}) {
+    auto outputs = inputs;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    testing::run_on_threads(size, [&](int rank) {
+      const auto index = static_cast<size_t>(rank);
+      const CollectiveContext ctx{*ranks[index], seq,     deadline,
+                                  nullptr,       nullptr, pools[index].get()};
+      compressed_allreduce(ctx, outputs[index].data(), count, config);
+    });
+    results.push_back(std::move(outputs));
+  }
+  for (size_t rank = 0; rank < pools.size(); ++rank) {
+    // Outgoing and gathered payloads, the incoming contributions and the fp32 sum.
+    EXPECT_EQ(pools[rank]->reuses(), 4u) << "rank " << rank;
+    EXPECT_EQ(0,
+              std::memcmp(results[1][rank].data(), results[0][rank].data(), count * sizeof(float)))
+        << "rank " << rank;
+  }
 }
 
 TEST(CompressedAllreduce, RefusesCodecsThatNeedErrorFeedback) {
