@@ -1,8 +1,28 @@
 #include "c10d_backend/op_runner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <string>
 
 namespace torchwan::c10d_backend {
+namespace {
+
+// Whether kernel thread `thread` of this process is asleep (state S: waiting on a futex, a
+// condition variable, a socket...), as opposed to running, runnable, or in a short uninterruptible
+// wait. Unknown (no /proc) counts as asleep, which is the time-only rule.
+bool thread_is_asleep(pid_t thread) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(thread) + "/stat");
+  const std::string line((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // "tid (name) S ...": the name may hold spaces and parentheses, the state follows the last ')'.
+  const size_t name_end = line.rfind(')');
+  if (name_end == std::string::npos || name_end + 2 >= line.size()) return true;
+  return line[name_end + 2] == 'S';
+}
+
+}  // namespace
 
 OpRunner::OpRunner(size_t threads, std::chrono::microseconds handoff) : handoff_(handoff) {
   threads_.reserve(std::max<size_t>(threads, 1));
@@ -35,7 +55,15 @@ void OpRunner::stop() {
 
 bool OpRunner::may_start(uint64_t ticket, std::chrono::steady_clock::time_point now) const {
   if (started_ != ticket) return false;
-  return previous_finished_ || now - previous_started_at_ >= handoff_;
+  if (previous_finished_) return true;
+  return now - previous_started_at_ >= handoff_ && thread_is_asleep(previous_thread_);
+}
+
+std::chrono::steady_clock::time_point OpRunner::next_look(
+    std::chrono::steady_clock::time_point now) const {
+  // Until the hand-off time has passed; after it, every hand-off period while the previous
+  // operation's thread keeps running.
+  return std::max(previous_started_at_ + handoff_, now + handoff_);
 }
 
 void OpRunner::run() {
@@ -50,10 +78,11 @@ void OpRunner::run() {
       queue_.pop_front();
       ticket = next_ticket_++;
       // Wait for this operation's turn: the one before it has started and either finished or
-      // overrun the hand-off time (then it is presumed blocked on something queued later).
-      while (!may_start(ticket, std::chrono::steady_clock::now())) {
+      // overrun the hand-off time asleep (then it is presumed blocked on something queued later).
+      for (auto now = std::chrono::steady_clock::now(); !may_start(ticket, now);
+           now = std::chrono::steady_clock::now()) {
         if (started_ == ticket) {
-          turn_.wait_until(lock, previous_started_at_ + handoff_);
+          turn_.wait_until(lock, next_look(now));
         } else {
           turn_.wait(lock);
         }
@@ -61,6 +90,7 @@ void OpRunner::run() {
       started_ = ticket + 1;
       previous_finished_ = false;
       previous_started_at_ = std::chrono::steady_clock::now();
+      previous_thread_ = gettid();
     }
     turn_.notify_all();
     op();

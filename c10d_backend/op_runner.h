@@ -3,6 +3,8 @@
 // NCCL.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -18,9 +20,11 @@ class OpRunner {
  public:
   // With one thread, operations run strictly one after another in queue order. With more, an
   // operation still starts only after the one queued before it has finished, unless that one has
-  // been running for longer than `handoff`: a Future callback that blocks waiting for a later
-  // operation of the same group (as DDP's PowerSGD hook does) must not hold back the operations
-  // queued after it, or it would wait forever.
+  // been running for longer than `handoff` and its thread is asleep: a Future callback that
+  // blocks waiting for a later operation of the same group (as DDP's PowerSGD hook does) must not
+  // hold back the operations queued after it, or it would wait forever. A thread that is merely
+  // busy, or runnable but preempted on a loaded machine, is waited for, so completions keep their
+  // order however starved the CPU is.
   explicit OpRunner(size_t threads = 1,
                     std::chrono::microseconds handoff = std::chrono::milliseconds(5));
   ~OpRunner();
@@ -36,6 +40,8 @@ class OpRunner {
   void run();
   // Whether the operation with `ticket` may start now; else when to look again.
   bool may_start(uint64_t ticket, std::chrono::steady_clock::time_point now) const;
+  // When an operation whose turn has come, but which may not start at `now`, should look again.
+  std::chrono::steady_clock::time_point next_look(std::chrono::steady_clock::time_point now) const;
 
   const std::chrono::microseconds handoff_;
   std::mutex mutex_;
@@ -47,6 +53,7 @@ class OpRunner {
   uint64_t started_ = 0;           // operations started so far (tickets below this have started)
   bool previous_finished_ = true;  // whether ticket started_ - 1 has finished
   std::chrono::steady_clock::time_point previous_started_at_{};
+  pid_t previous_thread_ = 0;  // kernel thread id running ticket started_ - 1
   std::vector<std::thread> threads_;
 };
 
