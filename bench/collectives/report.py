@@ -65,7 +65,7 @@ def human_bytes(size: int) -> str:
 
 def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
           topologies: list[dict[str, Any]] | None = None,
-          results: pathlib.Path = RESULTS) -> None:
+          results: pathlib.Path = RESULTS, settings: dict[str, str] | None = None) -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / f"collectives_{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     if topologies:
@@ -88,6 +88,8 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
     lines = [f"# Collectives, {world} ranks, scenario `{scenario}`", "",
              "Slowest rank's mean time per call; busbw per nccl-tests; 'vs Gloo' = Gloo time / "
              "this time (same processes, same run).", ""]
+    if settings:
+        lines += ["Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()), ""]
     for topology in topologies or []:
         lines.append(f"- `{topology['topology']}` ran on regions {topology['regions']} "
                      f"(from {topology['source']})")

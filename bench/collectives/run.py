@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 from typing import Any
 
@@ -78,7 +79,9 @@ def main() -> None:
             rows, topologies = run_scenario(args, placement, link, {**lab_env, **env})
 
     name = args.name or args.scenario + ("-smoke" if args.smoke else "")
-    report.write(rows, name, args.world_size, args.scenario, topologies, args.out_dir)
+    # Library settings from the environment change the results: the report names them.
+    settings = {k: v for k, v in sorted({**os.environ, **env}.items()) if k.startswith("TORCHWAN_")}
+    report.write(rows, name, args.world_size, args.scenario, topologies, args.out_dir, settings)
 
 
 if __name__ == "__main__":
