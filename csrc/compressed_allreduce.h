@@ -46,10 +46,15 @@ struct AllreduceCompression {
   bool applies(DataType dtype, ReduceOp op, size_t bytes) const;
 };
 
-// Shards move in pieces of this many elements (4 MiB of fp32, 1 MiB as int8), so that encoding,
-// sending, summing and decoding overlap; enough pieces per shard to keep a long link busy while
-// the first ones are summed.
+// Shards move in pieces of at most this many elements (4 MiB of fp32, 1 MiB as int8), so that
+// encoding, sending, summing and decoding overlap; enough pieces per shard to keep a long link
+// busy while the first ones are summed. Pieces are made just small enough that their payloads
+// travel unstriped, on one lane per peer (see compressed_allreduce.cc).
 constexpr size_t kCompressedPieceElements = size_t{1} << 20;
+// Elements per piece for `config` on a transport that stripes messages of `stripe_min_bytes` or
+// more over its lanes: the most whole codec blocks, up to kCompressedPieceElements, whose payload
+// stays below that (at least one block).
+size_t compressed_piece_elements(const compression::CodecConfig& config, size_t stripe_min_bytes);
 // A piece is summed in tiles of this many elements (64 KiB of fp32, within a core's L2 cache).
 constexpr size_t kReduceTileElements = size_t{16} << 10;
 

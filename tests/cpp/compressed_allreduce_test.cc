@@ -166,6 +166,23 @@ TEST(CompressedAllreduce, RepeatedCallsReuseTheirScratchWithTheSameResult) {
   }
 }
 
+// Pieces are as large as they can be while their payloads stay below the striping threshold, so
+// each travels whole on one lane.
+TEST(CompressedAllreduce, PiecesStayBelowTheStripingThreshold) {
+  for (Codec codec : {Codec::kInt8Block, Codec::kFloat8Block, Codec::kBFloat16, Codec::kFloat16}) {
+    const CodecConfig config{.codec = codec};
+    for (size_t threshold : {size_t{1} << 20, size_t{300000}, size_t{64} << 10}) {
+      const size_t elements = compressed_piece_elements(config, threshold);
+      EXPECT_EQ(elements % kBlock, 0u);
+      EXPECT_LT(compression::encoded_size(config, elements), threshold);
+      EXPECT_GE(compression::encoded_size(config, elements + kBlock), threshold);
+    }
+    // A high threshold leaves the largest piece; a tiny one still gives one block.
+    EXPECT_EQ(compressed_piece_elements(config, size_t{1} << 30), kCompressedPieceElements);
+    EXPECT_EQ(compressed_piece_elements(config, 16), kBlock);
+  }
+}
+
 TEST(CompressedAllreduce, RefusesCodecsThatNeedErrorFeedback) {
   auto ranks = testing::connect_memory_ranks(1);
   const CollectiveContext ctx{*ranks[0], 1, std::chrono::steady_clock::now() + 10s};
