@@ -277,12 +277,12 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
       ex.send(static_cast<int>(peer), steps.scatter, payload, layout.bytes[peer][piece]);
     }
   };
-  // Piece `piece` of this rank's shard once every rank's contribution is in: the fp32 sum in rank
-  // order (its own contribution unquantised), so it does not depend on arrival order; then its
-  // encoding goes to every peer.
   // The sum goes tile by tile, every contribution to one tile before the next, so the tile stays
   // in cache instead of streaming the whole piece through memory once per rank.
   const size_t tile_elements = Pieces::round_to_blocks(kReduceTileElements, config);
+  // Piece `piece` of this rank's shard once every rank's contribution is in: the fp32 sum in rank
+  // order (its own contribution unquantised), so it does not depend on arrival order; then its
+  // encoding goes to every peer.
   auto reduce_piece = [&](size_t piece) {
     const size_t first = piece * pieces.elements;
     const size_t length = pieces.length(own_length, piece);
