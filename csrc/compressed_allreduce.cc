@@ -27,8 +27,7 @@ struct Shards {
 
   Shards(size_t count, int size, const CodecConfig& config) {
     const size_t ranks = static_cast<size_t>(size);
-    const size_t block =
-        config.block_size != 0 ? config.block_size : compression::kDefaultBlockSize;
+    const size_t block = compression::requested_block_size(config);
     const size_t even = (count + ranks - 1) / ranks;
     per_shard = (even + block - 1) / block * block;
   }
@@ -134,8 +133,7 @@ struct Pieces {
   }
   // `elements` rounded up to whole codec blocks.
   static size_t round_to_blocks(size_t elements, const CodecConfig& config) {
-    const size_t block =
-        config.block_size != 0 ? config.block_size : compression::kDefaultBlockSize;
+    const size_t block = compression::requested_block_size(config);
     return (elements + block - 1) / block * block;
   }
   static constexpr size_t kMaxPieces = 0x7000;
@@ -188,7 +186,7 @@ struct LaneSteps {
 }  // namespace
 
 size_t compressed_piece_elements(const CodecConfig& config, size_t stripe_min_bytes) {
-  const size_t block = config.block_size != 0 ? config.block_size : compression::kDefaultBlockSize;
+  const size_t block = compression::requested_block_size(config);
   size_t low = 1;  // blocks; kept even when it is too large
   size_t high = std::max<size_t>(kCompressedPieceElements / block, 1);
   if (compression::encoded_size(config, high * block) < stripe_min_bytes) return high * block;

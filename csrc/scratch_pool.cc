@@ -1,12 +1,11 @@
 #include "csrc/scratch_pool.h"
 
-#include <fmt/format.h>
-
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <stdexcept>
 #include <utility>
+
+#include "transport/options.h"
 
 namespace torchwan::engine {
 
@@ -72,18 +71,7 @@ void ScratchPool::Buffer::release() noexcept {
 }
 
 size_t ScratchPool::parse_max_cached_bytes(const std::string& text) {
-  size_t used = 0;
-  unsigned long long value = 0;
-  try {
-    value = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || text.front() == '-') {
-    throw std::invalid_argument(
-        fmt::format("option scratch_cache_bytes='{}' is not a byte count", text));
-  }
-  return static_cast<size_t>(value);
+  return transport::parse_size("scratch_cache_bytes", text);
 }
 
 size_t ScratchPool::max_cached_bytes_from_env() {

@@ -53,7 +53,8 @@ class ScratchPool {
   // TORCHWAN_SCRATCH_CACHE_BYTES when set (throws std::invalid_argument naming it when it is not
   // a byte count), else kDefaultMaxCachedBytes.
   static size_t max_cached_bytes_from_env();
-  // A byte count in decimal; throws std::invalid_argument naming the option otherwise.
+  // A byte count in decimal (transport::parse_size); throws std::invalid_argument naming the
+  // option scratch_cache_bytes otherwise.
   static size_t parse_max_cached_bytes(const std::string& text);
   // A cached buffer serves a request only when it is at most this many times the size asked for,
   // so a small request does not pin a large buffer.

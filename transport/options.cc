@@ -27,12 +27,6 @@ long long parse_integer(const std::string& name, const std::string& text) {
   throw std::invalid_argument("option " + name + "='" + text + "' is not an integer");
 }
 
-size_t parse_size(const std::string& name, const std::string& text) {
-  long long value = parse_integer(name, text);
-  if (value < 0) throw std::invalid_argument("option " + name + " must not be negative");
-  return static_cast<size_t>(value);
-}
-
 std::string env_name(const std::string& field) {
   std::string name = "TORCHWAN_";
   for (char c : field) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -40,6 +34,12 @@ std::string env_name(const std::string& field) {
 }
 
 }  // namespace
+
+size_t parse_size(const std::string& name, const std::string& text) {
+  long long value = parse_integer(name, text);
+  if (value < 0) throw std::invalid_argument("option " + name + " must not be negative");
+  return static_cast<size_t>(value);
+}
 
 const std::vector<std::string>& TransportOptions::field_names() {
   static const std::vector<std::string> names = {"transport",

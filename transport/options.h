@@ -67,6 +67,10 @@ struct TransportOptions {
   void validate() const;
 };
 
+// A byte count or other non-negative integer option in decimal; throws std::invalid_argument
+// naming the option `name` when `text` is not one. Shared by every TORCHWAN_* size setting.
+size_t parse_size(const std::string& name, const std::string& text);
+
 // The address this host publishes when TransportOptions::host is empty: the first non-loopback
 // IPv4 address of an interface that is up, else 127.0.0.1.
 std::string default_host_address();

@@ -50,34 +50,49 @@ size_t encode_impl(const CodecConfig& config, std::span<const float> input, floa
   return layout.total_size;
 }
 
+// output = (or, accumulating, +=) elements [first, first + output.size()) of the payload behind
+// `header`, a range the caller has checked. The kernels address codes and scales through the
+// layout, so shifting its offsets to element `first` makes them decode from there. Only the cast
+// and block codecs (the latter from a block boundary) take a range; sign and top-k payloads are
+// decoded whole (decode_accumulate_range refuses them).
+void decode_elements(const Header& header, const uint8_t* payload, size_t first,
+                     std::span<float> output, bool accumulate) {
+  Layout layout = compute_layout(header.codec, header.block_size, header.element_count, header.aux);
+  const size_t count = output.size();
+  switch (header.codec) {
+    case Codec::kFloat16:
+    case Codec::kBFloat16:
+      layout.data_offset += first * sizeof(uint16_t);
+      cpu::kernels().decode_cast(header.codec, payload, layout, count, output.data(), accumulate);
+      return;
+    case Codec::kInt8Block:
+    case Codec::kFloat8Block:
+      if (first % header.block_size != 0) {
+        fail("range start " + std::to_string(first) + " is not a multiple of the block size " +
+             std::to_string(header.block_size));
+      }
+      layout.scales_offset += first / header.block_size * sizeof(float);
+      layout.data_offset += first;
+      cpu::kernels().decode_block(header.codec, header.block_size, payload, layout, count,
+                                  output.data(), accumulate);
+      return;
+    case Codec::kSignBlock:
+      cpu::kernels().decode_sign(header.block_size, payload, layout, count, output.data(),
+                                 accumulate);
+      return;
+    case Codec::kTopK:
+      cpu::decode_topk(header.aux, payload, layout, count, output.data(), accumulate);
+      return;
+  }
+}
+
 void decode_impl(std::span<const uint8_t> payload, std::span<float> output, bool accumulate) {
   const Header header = parse_header(payload.data(), payload.size());
   if (header.element_count != output.size()) {
     fail("payload holds " + std::to_string(header.element_count) + " elements, output has " +
          std::to_string(output.size()));
   }
-  const Layout layout =
-      compute_layout(header.codec, header.block_size, header.element_count, header.aux);
-  const size_t count = output.size();
-  switch (header.codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-      cpu::kernels().decode_cast(header.codec, payload.data(), layout, count, output.data(),
-                                 accumulate);
-      break;
-    case Codec::kInt8Block:
-    case Codec::kFloat8Block:
-      cpu::kernels().decode_block(header.codec, header.block_size, payload.data(), layout, count,
-                                  output.data(), accumulate);
-      break;
-    case Codec::kSignBlock:
-      cpu::kernels().decode_sign(header.block_size, payload.data(), layout, count, output.data(),
-                                 accumulate);
-      break;
-    case Codec::kTopK:
-      cpu::decode_topk(header.aux, payload.data(), layout, count, output.data(), accumulate);
-      break;
-  }
+  decode_elements(header, payload.data(), 0, output, accumulate);
 }
 
 }  // namespace
@@ -107,32 +122,10 @@ void decode_accumulate_range(std::span<const uint8_t> payload, size_t first,
     fail("range of " + std::to_string(count) + " elements from " + std::to_string(first) +
          " is outside a payload of " + std::to_string(header.element_count));
   }
-  // The kernels address codes and scales through the layout: shifting its offsets to the range's
-  // first element makes them decode just the range.
-  Layout layout = compute_layout(header.codec, header.block_size, header.element_count, header.aux);
-  switch (header.codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-      layout.data_offset += first * sizeof(uint16_t);
-      cpu::kernels().decode_cast(header.codec, payload.data(), layout, count, accumulator.data(),
-                                 true);
-      return;
-    case Codec::kInt8Block:
-    case Codec::kFloat8Block:
-      if (first % header.block_size != 0) {
-        fail("range start " + std::to_string(first) + " is not a multiple of the block size " +
-             std::to_string(header.block_size));
-      }
-      layout.scales_offset += first / header.block_size * sizeof(float);
-      layout.data_offset += first;
-      cpu::kernels().decode_block(header.codec, header.block_size, payload.data(), layout, count,
-                                  accumulator.data(), true);
-      return;
-    case Codec::kSignBlock:
-    case Codec::kTopK:
-      break;
+  if (header.codec == Codec::kSignBlock || header.codec == Codec::kTopK) {
+    fail(std::string("decoding a range is not supported for ") + codec_name(header.codec));
   }
-  fail(std::string("decoding a range is not supported for ") + codec_name(header.codec));
+  decode_elements(header, payload.data(), first, accumulator, true);
 }
 
 void decode_accumulate(std::span<const uint8_t> payload, std::span<float> accumulator) {

@@ -32,4 +32,9 @@ struct CodecConfig {
 
 constexpr uint32_t kDefaultBlockSize = 256;
 
+// The block size `config` asks for: its own, or kDefaultBlockSize when it leaves it at 0.
+constexpr uint32_t requested_block_size(const CodecConfig& config) {
+  return config.block_size == 0 ? kDefaultBlockSize : config.block_size;
+}
+
 }  // namespace torchwan::compression

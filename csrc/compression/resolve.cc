@@ -11,7 +11,7 @@ ResolvedParams resolve(const CodecConfig& config, size_t element_count) {
     case Codec::kInt8Block:
     case Codec::kFloat8Block:
     case Codec::kSignBlock:
-      params.block_size = config.block_size == 0 ? kDefaultBlockSize : config.block_size;
+      params.block_size = requested_block_size(config);
       break;
     case Codec::kTopK: {
       const double fraction = config.topk_fraction;

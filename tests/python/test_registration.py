@@ -28,7 +28,7 @@ def test_options_reject_unknown_values() -> None:
         torchwan._C.ProcessGroupWan(
             store, 0, 1, __import__("datetime").timedelta(seconds=5), {"lanes": "many"}
         )
-    with pytest.raises(ValueError, match="scratch_cache_bytes='-1' is not a byte count"):
+    with pytest.raises(ValueError, match="option scratch_cache_bytes must not be negative"):
         torchwan._C.ProcessGroupWan(
             store, 0, 1, __import__("datetime").timedelta(seconds=5), {"scratch_cache_bytes": "-1"}
         )
