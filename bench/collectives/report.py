@@ -9,8 +9,6 @@ import pathlib
 from typing import Any
 
 RESULTS = pathlib.Path(__file__).resolve().parents[2] / "bench" / "results"
-# "wan" with the backend's compression on (worker.CODEC_BACKENDS): also compared with plain "wan".
-COMPRESSED_BACKENDS = ("wan-fp16", "wan-bf16", "wan-int8", "wan-fp8")
 
 
 def bus_factor(collective: str, world: int) -> float:
@@ -46,7 +44,8 @@ def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[d
         row["speedup_vs_gloo"] = reference / seconds if reference else None
         if record["backend"] == "wan-hier" and (record["collective"], size) in flat:
             row["speedup_vs_flat"] = flat[(record["collective"], size)] / seconds
-        if record["backend"] in COMPRESSED_BACKENDS and (record["collective"], size) in plain:
+        # A compressed variant of "wan" (worker.CODEC_BACKENDS) is also compared with plain "wan".
+        if record.get("compression") and (record["collective"], size) in plain:
             row["speedup_vs_wan"] = plain[(record["collective"], size)] / seconds
         if link:
             row["link_bound_s"] = link_bound_seconds(record["collective"], size, world, link)

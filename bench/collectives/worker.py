@@ -155,7 +155,8 @@ def main() -> None:
                 if rank == 0:
                     record = {"collective": collective, "bytes": size, "backend": backend,
                               "world_size": world, "seconds": seconds,
-                              "checked": args.check}
+                              "checked": args.check,
+                              "compression": CODEC_BACKENDS.get(backend)}
                     print(json.dumps(record), flush=True)
     dist.barrier(group=gloo)
     dist.destroy_process_group()
