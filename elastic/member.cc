@@ -186,6 +186,8 @@ void Member::run() {
   int closed_handshakes = 0;
   auto watch_handshake = [&] {
     while (const auto event = monitor.next()) {
+      log_->debug("member '{}': control socket event {:#x} (value {})", options_.name, event->event,
+                  event->value);
       switch (event->event) {
         case ZMQ_EVENT_CONNECTED:
           handshaking = true;
@@ -205,11 +207,17 @@ void Member::run() {
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
           handshaking = false;
-          // Without a secret, a connection closed mid-handshake is an ordinary network event;
-          // a mechanism mismatch means the coordinator wants a secret we do not have.
-          if (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && ++closed_handshakes < 2) {
+          if (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            // A CURVE coordinator facing a client without the secret (or with another one)
+            // closes the connection; which side notices the mismatch first is a race, so the
+            // client often sees only the close. Two in a row is a refusal, not bad luck.
+            if (++closed_handshakes < 2) break;
+            authentication_failed(fmt::format("the coordinator closed {} handshakes in a row: {}",
+                                              closed_handshakes,
+                                              describe_handshake_failure(*event)));
             break;
           }
+          // Without a secret, only a mechanism mismatch proves that the coordinator wants one.
           if (options_.secret || (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
                                   event->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)) {
             authentication_failed(describe_handshake_failure(*event));

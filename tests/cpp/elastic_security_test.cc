@@ -25,6 +25,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kWait = 5000ms;
 constexpr auto kCoordinatorTimeout = 1000ms;
+// A refused member gives up on its own within about one coordinator timeout; the slack is for a
+// loaded CI host, and the bound is still far below kWait, where a caller would give up instead.
+constexpr auto kRefusedWithin = kCoordinatorTimeout + 1500ms;
 
 security::JobSecret secret_of(uint8_t fill) {
   std::array<uint8_t, security::kSecretBytes> bytes{};
@@ -98,7 +101,7 @@ TEST(ElasticSecurity, WrongSecretFailsClearlyAndCoordinatorKeepsServing) {
   Member intruder(member_options(coordinator.endpoint(), "intruder", secret_of(2)));
   const auto [error, took] = expect_refused(intruder);
   EXPECT_EQ(error.kind(), ElasticErrorKind::kAuthentication) << error.what();
-  EXPECT_LE(took, kCoordinatorTimeout + 500ms);
+  EXPECT_LE(took, kRefusedWithin);
   const std::string message = error.what();
   EXPECT_NE(message.find(coordinator.endpoint()), std::string::npos) << message;
   EXPECT_NE(message.find("authentication failed or wrong secret"), std::string::npos) << message;
@@ -127,7 +130,7 @@ TEST(ElasticSecurity, MemberWithoutSecretIsRefused) {
   Member open(member_options(coordinator.endpoint(), "open", std::nullopt));
   const auto [error, took] = expect_refused(open);
   EXPECT_EQ(error.kind(), ElasticErrorKind::kAuthentication) << error.what();
-  EXPECT_LE(took, kCoordinatorTimeout + 500ms);
+  EXPECT_LE(took, kRefusedWithin);
   EXPECT_NE(std::string(error.what()).find("requires the job secret"), std::string::npos)
       << error.what();
   EXPECT_TRUE(coordinator.snapshot().members.empty());
@@ -139,7 +142,7 @@ TEST(ElasticSecurity, MemberWithSecretRefusesOpenCoordinator) {
   Member member(member_options(coordinator.endpoint(), "careful", secret_of(1)));
   const auto [error, took] = expect_refused(member);
   EXPECT_EQ(error.kind(), ElasticErrorKind::kAuthentication) << error.what();
-  EXPECT_LE(took, kCoordinatorTimeout + 500ms);
+  EXPECT_LE(took, kRefusedWithin);
   EXPECT_NE(std::string(error.what()).find("coordinator without --secret-file"), std::string::npos)
       << error.what();
   EXPECT_TRUE(coordinator.snapshot().members.empty());
