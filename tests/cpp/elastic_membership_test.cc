@@ -184,7 +184,8 @@ TEST(ElasticMembership, TwoReportersRemoveAPeerAtOnce) {
   members[1]->report_peer_lost("d", "connection reset");
   const EpochView view = expect_epoch(*members[2], 1);
   EXPECT_EQ(names_of(view.members), (std::vector<std::string>{"a", "b", "c"}));
-  EXPECT_LT(Clock::now() - start, 250ms);
+  // No wait is involved: the bound is slack for a loaded host, still under the heartbeat timeout.
+  EXPECT_LT(Clock::now() - start, 900ms);
 }
 
 TEST(ElasticMembership, QuorumLossTellsSurvivorsToStop) {
