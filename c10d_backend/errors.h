@@ -7,12 +7,20 @@
 
 #include <exception>
 #include <string>
+#include <utility>
 
 namespace torchwan {
 
 class WanError : public c10::DistBackendError {
  public:
-  using c10::DistBackendError::DistBackendError;
+  // `peer`: the group rank the failure is tied to (the rank lost, or the one a timed-out
+  // operation was still waiting for), or -1 when no single rank is to blame.
+  WanError(c10::SourceLocation location, std::string message, int peer = -1)
+      : c10::DistBackendError(location, std::move(message)), peer_(peer) {}
+  int peer() const { return peer_; }
+
+ private:
+  int peer_;
 };
 // The operation's deadline passed (a rank never joined the call, or the network stalled).
 class WanTimeoutError : public WanError {
@@ -43,8 +51,9 @@ std::exception_ptr wan_error(const std::string& context, const std::exception& c
 
 // Builds an exception of type E with the given message, ready to store in a Work or Future.
 template <typename E>
-std::exception_ptr make_error(const std::string& message) {
-  return std::make_exception_ptr(E(c10::SourceLocation{__func__, __FILE__, __LINE__}, message));
+std::exception_ptr make_error(const std::string& message, int peer = -1) {
+  return std::make_exception_ptr(
+      E(c10::SourceLocation{__func__, __FILE__, __LINE__}, message, peer));
 }
 
 }  // namespace c10d_backend

@@ -70,10 +70,12 @@ WanOptions make_options(const std::map<std::string, std::string>& transport_fiel
 }
 
 // Raises the torchwan.errors class named `name` (all subclass DistBackendError) with the message
-// of `error`, without the C++ backtrace.
-void raise_python(const char* name, const c10::Error& error) {
+// of `error`, without the C++ backtrace, and the rank it blames as `peer` (None for no rank).
+void raise_python(const char* name, const WanError& error) {
   const py::object type = py::module::import("torchwan.errors").attr(name);
-  PyErr_SetString(type.ptr(), error.what_without_backtrace());
+  const py::object instance = type(error.what_without_backtrace());
+  instance.attr("peer") = error.peer() >= 0 ? py::object(py::int_(error.peer())) : py::none();
+  PyErr_SetObject(type.ptr(), instance.ptr());
 }
 
 // Most specific class first: every one of them is also a WanError.

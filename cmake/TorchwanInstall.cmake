@@ -16,11 +16,11 @@ set(TORCHWAN_INSTALL_LIBDIR ${TORCHWAN_PACKAGE_DIR}/lib)
 set(TORCHWAN_INSTALL_INCLUDEDIR ${TORCHWAN_PACKAGE_DIR}/include)
 set(TORCHWAN_INSTALL_CMAKEDIR ${TORCHWAN_PACKAGE_DIR}/share/cmake/torchwan)
 
-# Appends to `out_var` every project header that `header` includes with quotes, transitively, as
-# paths relative to the project root. Computing the closure (instead of listing files) keeps the
-# installed set complete when a public header gains an include.
-function(_torchwan_header_closure header out_var)
-  set(pending "${header}")
+# Sets `out_var` to the project headers in the list `headers` and every one they include with
+# quotes, transitively, as paths relative to the project root. Computing the closure (instead of
+# listing files) keeps the installed set complete when a public header gains an include.
+function(_torchwan_header_closure headers out_var)
+  set(pending "${headers}")
   set(seen "")
   while(pending)
     list(POP_FRONT pending current)
@@ -68,8 +68,9 @@ extern "C" const char torchwan_build_info[] =
   set_target_properties(torchwan PROPERTIES INSTALL_RPATH "$ORIGIN/../../torch/lib")
   install(TARGETS torchwan EXPORT torchwanTargets LIBRARY DESTINATION ${TORCHWAN_INSTALL_LIBDIR})
 
-  # Public headers, keeping their source paths so their own quoted includes still resolve.
-  _torchwan_header_closure(c10d_backend/process_group_wan.h public_headers)
+  # Public headers, keeping their source paths so their own quoted includes still resolve: the
+  # backend, and the exceptions its Work rethrows (so callers can catch them by type).
+  _torchwan_header_closure("c10d_backend/process_group_wan.h;c10d_backend/errors.h" public_headers)
   foreach(header IN LISTS public_headers)
     get_filename_component(subdir "${header}" DIRECTORY)
     install(FILES "${PROJECT_SOURCE_DIR}/${header}"

@@ -153,7 +153,14 @@ def main() -> int:
         try:
             train_step(group.process_group, group.step)
         except dist.DistBackendError as error:
-            emit("failure", step=group.step, epoch=group.epoch, error=str(error)[:200])
+            emit(
+                "failure",
+                step=group.step,
+                epoch=group.epoch,
+                kind=type(error).__name__,
+                peer=getattr(error, "peer", None),  # the rank a torchwan error blames
+                error=str(error)[:200],
+            )
             group.recover(error)
             emit(
                 "recovered",

@@ -13,6 +13,7 @@
 #include "transport/log.h"
 #include "transport/message_cipher.h"
 #include "transport/replay_window.h"
+#include "transport/request_arguments.h"
 #include "transport/staging_pool.h"
 
 namespace torchwan::transport {
@@ -147,26 +148,17 @@ std::string EncryptedTransport::name() const {
 
 Cipher EncryptedTransport::cipher() const { return session_->cipher.cipher(); }
 
-void EncryptedTransport::check_arguments(const char* operation, int peer, Tag tag, const void* data,
-                                         size_t length) const {
-  std::string problem;
-  if (peer != kAnySource && (peer < 0 || peer >= size() || peer == rank())) {
-    problem = fmt::format("peer {} is not another rank of this {}-rank group", peer, size());
-  } else if (peer == kAnySource && size() == 1) {
-    problem = "a 1-rank group has no peer to receive from";
-  } else if (tag >= kMaxTag) {
-    problem = fmt::format("tag {} is not below 2^48", tag);
-  } else if (data == nullptr && length > 0) {
-    problem = fmt::format("null buffer for {} bytes", length);
-  } else if (length > session_->cipher.max_message_bytes()) {
-    problem =
-        fmt::format("{} bytes exceed the {} bytes {} can seal in one message", length,
-                    session_->cipher.max_message_bytes(), cipher_name(session_->cipher.cipher()));
-  }
-  if (!problem.empty()) {
-    throw TransportError(ErrorKind::kInvalidArgument,
-                         fmt::format("{}: {}: {}", session_->who, operation, problem),
-                         peer == kAnySource ? -1 : peer);
+void EncryptedTransport::check_arguments(const char* operation, std::optional<int> peer, Tag tag,
+                                         const void* data, size_t length) const {
+  check_request_arguments(session_->who, operation, rank(), size(), peer, tag, data, length);
+  // Sealing adds a limit of its own: one message must fit the cipher's counter space.
+  if (length > session_->cipher.max_message_bytes()) {
+    throw TransportError(
+        ErrorKind::kInvalidArgument,
+        fmt::format("{}: {}: {} bytes exceed the {} bytes {} can seal in one message",
+                    session_->who, operation, length, session_->cipher.max_message_bytes(),
+                    cipher_name(session_->cipher.cipher())),
+        peer.value_or(-1));
   }
 }
 
@@ -220,7 +212,7 @@ std::shared_ptr<Request> EncryptedTransport::irecv(int peer, Tag tag, void* data
 
 std::shared_ptr<Request> EncryptedTransport::irecv_any(Tag tag, void* data, size_t length,
                                                        Request::Callback callback) {
-  check_arguments("irecv_any", kAnySource, tag, data, length);
+  check_arguments("irecv_any", std::nullopt, tag, data, length);
   return receive(kAnySource, tag, data, length, std::move(callback));
 }
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "transport/encryption.h"
@@ -53,7 +54,8 @@ class EncryptedTransport final : public Transport {
   // transport is being destroyed still finds it.
   struct Session;
 
-  void check_arguments(const char* operation, int peer, Tag tag, const void* data,
+  // The checks every transport makes (nullopt peer: irecv_any), plus the cipher's size limit.
+  void check_arguments(const char* operation, std::optional<int> peer, Tag tag, const void* data,
                        size_t length) const;
   std::shared_ptr<Request> receive(int peer, Tag tag, void* data, size_t length,
                                    Request::Callback callback);

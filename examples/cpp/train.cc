@@ -217,6 +217,11 @@ int run(const Config& config) {
 int main(int argc, char** argv) {
   try {
     return run(parse_args(argc, argv));
+  } catch (const torchwan::WanError& error) {
+    // A failed collective: say which rank it blames, the machine to look at first.
+    std::fprintf(stderr, "wan_train: %s\n", error.what_without_backtrace());
+    if (error.peer() >= 0) std::fprintf(stderr, "wan_train: blamed rank %d\n", error.peer());
+    return 1;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "wan_train: %s\n", error.what());
     return 1;

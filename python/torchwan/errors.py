@@ -6,15 +6,27 @@ lost peer or from ranks that called different collectives::
 
     try:
         work.wait()
+    except torchwan.errors.WanPeerLostError as error:
+        print("lost rank", error.peer)
     except torchwan.errors.WanTimeoutError:
         ...
 """
+
+from typing import Optional
 
 from torch.distributed import DistBackendError
 
 
 class WanError(DistBackendError):
-    """An operation of the wan backend failed; the message names the op, the rank and the cause."""
+    """An operation of the wan backend failed; the message names the op, the rank and the cause.
+
+    ``peer`` is the rank of the group the failure is tied to: the rank lost
+    (:class:`WanPeerLostError`), the rank a timed-out operation was still waiting for
+    (:class:`WanTimeoutError`), the rank that disagreed (:class:`WanMismatchError`); ``None``
+    when no single rank is to blame.
+    """
+
+    peer: Optional[int] = None
 
 
 class WanTimeoutError(WanError):

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "transport/errors.h"
+#include "transport/request_arguments.h"
 #include "transport/transport.h"
 
 namespace torchwan::testing {
@@ -222,17 +223,19 @@ class MemoryTransport final : public transport::Transport {
   std::shared_ptr<transport::Request> isend(int peer, transport::Tag tag, const void* data,
                                             size_t length,
                                             transport::Request::Callback callback) override {
-    check_peer(peer);
+    transport::check_request_arguments(who(), "isend", rank_, size_, peer, tag, data, length);
     return fabric_->post(true, rank_, peer, tag, const_cast<void*>(data), length,
                          std::move(callback));
   }
   std::shared_ptr<transport::Request> irecv(int peer, transport::Tag tag, void* data, size_t length,
                                             transport::Request::Callback callback) override {
-    check_peer(peer);
+    transport::check_request_arguments(who(), "irecv", rank_, size_, peer, tag, data, length);
     return fabric_->post(false, rank_, peer, tag, data, length, std::move(callback));
   }
   std::shared_ptr<transport::Request> irecv_any(transport::Tag tag, void* data, size_t length,
                                                 transport::Request::Callback callback) override {
+    transport::check_request_arguments(who(), "irecv_any", rank_, size_, std::nullopt, tag, data,
+                                       length);
     return fabric_->post(false, rank_, transport::kAnySource, tag, data, length,
                          std::move(callback));
   }
@@ -240,12 +243,7 @@ class MemoryTransport final : public transport::Transport {
   void set_peer_failure_handler(PeerFailureHandler) override {}
 
  private:
-  void check_peer(int peer) const {
-    if (peer < 0 || peer >= size_ || peer == rank_) {
-      throw transport::TransportError(transport::ErrorKind::kInvalidArgument,
-                                      "bad peer " + std::to_string(peer), peer);
-    }
-  }
+  std::string who() const { return "memory rank " + std::to_string(rank_); }
 
   std::shared_ptr<MemoryFabric> fabric_;
   int rank_;

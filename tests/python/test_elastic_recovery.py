@@ -38,10 +38,15 @@ def test_sigkill_one_of_four_mid_allreduce() -> None:
         for name in names:
             job.add(name)
         job.wait_for_step(30, names, timeout=90)
+        killed_rank = job.workers["w3"].first("started")["rank"]
         killed_at = job.workers["w3"].signal(signal.SIGKILL)
         survivors = names[:3]
         done = job.finish(survivors, timeout=90)
         check_done(done, steps)
+        # The ranks that talked to the killed one learn which rank they lost from the error.
+        failures = [job.workers[name].first("failure", after=killed_at) for name in survivors]
+        blamed = {(failure["kind"], failure["peer"]) for failure in failures if failure}
+        assert ("WanPeerLostError", killed_rank) in blamed, failures
         for name in survivors:
             worker = job.workers[name]
             failure = worker.first("failure", after=killed_at)

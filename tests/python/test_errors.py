@@ -162,6 +162,8 @@ def check_timeout(rank: int, world: int) -> list[str]:
                 failures.append(f"timeout after {elapsed:.1f} s, asked for 2 s")
             if "all_reduce" not in str(error):
                 failures.append(f"timeout message does not name the op: {error}")
+            if error.peer != 1:
+                failures.append(f"timeout blames peer {error.peer!r}, not rank 1: {error}")
         except Exception as error:  # noqa: BLE001
             failures.append(f"raised {type(error).__name__}: {error}")
     # The other ranks never call; everyone meets on Gloo once rank 0 has seen its timeout.

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "transport/log.h"
+#include "transport/request_arguments.h"
 #include "transport/ucx/ucx_engine.h"
 
 namespace torchwan::transport {
@@ -81,51 +82,22 @@ void UcxTransport::run(Store& store, std::promise<void>& connected) {
   engine->shutdown();
 }
 
-void UcxTransport::check_arguments(const char* call, int peer, Tag tag, const void* data,
-                                   size_t length) const {
-  std::string problem;
-  if (peer < 0 || peer >= size_) {
-    problem = "peer " + std::to_string(peer) + " is not a rank of this " + std::to_string(size_) +
-              "-rank group";
-  } else if (peer == rank_) {
-    problem = "peer " + std::to_string(peer) + " is this rank (self-sends are not supported)";
-  } else if (tag >= kMaxTag) {
-    problem = "tag " + std::to_string(tag) + " is not below 2^48";
-  } else if (data == nullptr && length > 0) {
-    problem = "null buffer for " + std::to_string(length) + " bytes";
-  }
-  if (!problem.empty()) {
-    throw TransportError(ErrorKind::kInvalidArgument, std::string("ucx ") + call + ": " + problem,
-                         peer);
-  }
-}
-
 std::shared_ptr<Request> UcxTransport::isend(int peer, Tag tag, const void* data, size_t length,
                                              Request::Callback callback) {
-  check_arguments("isend", peer, tag, data, length);
+  check_request_arguments(who(), "isend", rank_, size_, peer, tag, data, length);
   // UCX only reads a send buffer; the engine's pieces share one pointer type for both directions.
   return submit(true, peer, tag, const_cast<void*>(data), length, std::move(callback));
 }
 
 std::shared_ptr<Request> UcxTransport::irecv(int peer, Tag tag, void* data, size_t length,
                                              Request::Callback callback) {
-  check_arguments("irecv", peer, tag, data, length);
+  check_request_arguments(who(), "irecv", rank_, size_, peer, tag, data, length);
   return submit(false, peer, tag, data, length, std::move(callback));
 }
 
 std::shared_ptr<Request> UcxTransport::irecv_any(Tag tag, void* data, size_t length,
                                                  Request::Callback callback) {
-  std::string problem;
-  if (size_ == 1) {
-    problem = "a 1-rank group has no peer to receive from";
-  } else if (tag >= kMaxTag) {
-    problem = "tag " + std::to_string(tag) + " is not below 2^48";
-  } else if (data == nullptr && length > 0) {
-    problem = "null buffer for " + std::to_string(length) + " bytes";
-  }
-  if (!problem.empty()) {
-    throw TransportError(ErrorKind::kInvalidArgument, "ucx irecv_any: " + problem);
-  }
+  check_request_arguments(who(), "irecv_any", rank_, size_, std::nullopt, tag, data, length);
   return submit(false, kAnySource, tag, data, length, std::move(callback));
 }
 

@@ -51,7 +51,8 @@ class UcxTransport final : public Transport {
  private:
   std::shared_ptr<Request> submit(bool is_send, int peer, Tag tag, void* data, size_t length,
                                   Request::Callback callback);
-  void check_arguments(const char* call, int peer, Tag tag, const void* data, size_t length) const;
+  // How this transport names itself in an error: "ucx rank 3".
+  std::string who() const { return "ucx rank " + std::to_string(rank_); }
   // The progress thread: connects, then runs commands and progress until stop_.
   void run(Store& store, std::promise<void>& connected);
   bool on_progress_thread() const { return std::this_thread::get_id() == progress_thread_id_; }

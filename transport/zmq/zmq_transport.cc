@@ -1,5 +1,6 @@
 #include "transport/zmq/zmq_transport.h"
 
+#include "transport/request_arguments.h"
 #include "transport/zmq/zmq_engine.h"
 
 namespace torchwan::transport {
@@ -22,52 +23,21 @@ ZmqTransport::ZmqTransport(const TransportOptions& options, Store& store, int ra
 
 ZmqTransport::~ZmqTransport() = default;
 
-void ZmqTransport::check_arguments(const char* operation, int peer, Tag tag, const void* data,
-                                   size_t length) const {
-  std::string problem;
-  if (peer < 0 || peer >= size_) {
-    problem = "peer " + std::to_string(peer) + " is not a rank of this " + std::to_string(size_) +
-              "-rank group";
-  } else if (peer == rank_) {
-    problem = "peer " + std::to_string(peer) + " is this rank (self-sends are not supported)";
-  } else if (tag >= kMaxTag) {
-    problem = "tag " + std::to_string(tag) + " is not below 2^48";
-  } else if (data == nullptr && length > 0) {
-    problem = "null buffer for " + std::to_string(length) + " bytes";
-  }
-  if (!problem.empty()) {
-    throw TransportError(
-        ErrorKind::kInvalidArgument,
-        "zmq transport rank " + std::to_string(rank_) + ": " + operation + ": " + problem);
-  }
-}
-
 std::shared_ptr<Request> ZmqTransport::isend(int peer, Tag tag, const void* data, size_t length,
                                              Request::Callback callback) {
-  check_arguments("isend", peer, tag, data, length);
+  check_request_arguments(who(), "isend", rank_, size_, peer, tag, data, length);
   return engine_->send(peer, tag, data, length, std::move(callback));
 }
 
 std::shared_ptr<Request> ZmqTransport::irecv(int peer, Tag tag, void* data, size_t length,
                                              Request::Callback callback) {
-  check_arguments("irecv", peer, tag, data, length);
+  check_request_arguments(who(), "irecv", rank_, size_, peer, tag, data, length);
   return engine_->recv(peer, tag, data, length, std::move(callback));
 }
 
 std::shared_ptr<Request> ZmqTransport::irecv_any(Tag tag, void* data, size_t length,
                                                  Request::Callback callback) {
-  std::string problem;
-  if (size_ == 1) {
-    problem = "a 1-rank group has no peer to receive from";
-  } else if (tag >= kMaxTag) {
-    problem = "tag " + std::to_string(tag) + " is not below 2^48";
-  } else if (data == nullptr && length > 0) {
-    problem = "null buffer for " + std::to_string(length) + " bytes";
-  }
-  if (!problem.empty()) {
-    throw TransportError(ErrorKind::kInvalidArgument,
-                         "zmq transport rank " + std::to_string(rank_) + ": irecv_any: " + problem);
-  }
+  check_request_arguments(who(), "irecv_any", rank_, size_, std::nullopt, tag, data, length);
   return engine_->recv(kAnySource, tag, data, length, std::move(callback));
 }
 

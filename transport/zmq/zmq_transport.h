@@ -55,9 +55,8 @@ class ZmqTransport final : public Transport {
   void set_peer_failure_handler(PeerFailureHandler handler) override;
 
  private:
-  // Throws TransportError(kInvalidArgument) unless (peer, tag, data, length) may be used.
-  void check_arguments(const char* operation, int peer, Tag tag, const void* data,
-                       size_t length) const;
+  // How this transport names itself in an error: "zmq rank 3".
+  std::string who() const { return "zmq rank " + std::to_string(rank_); }
 
   TransportOptions options_;
   int rank_;

@@ -34,6 +34,7 @@ from typing import Callable, Optional
 import torch.distributed as dist
 
 from .. import _elastic
+from ..errors import WanPeerLostError
 from ..options import Options
 from ..secret import resolve_secret_file
 from ._address import local_address_towards, split_endpoint
@@ -46,11 +47,30 @@ log = logging.getLogger("torchwan.elastic")
 # The ways the transports name a peer they lost: "lost rank 3" (both), "refused: rank 3 is lost"
 # (UCX, for operations posted after the loss) and "failed with peer 3: peer lost" (the engine).
 _LOST_RANK = re.compile(r"lost rank (\d+)|rank (\d+) is lost|with peer (\d+): peer lost")
+
 # How often the watcher looks for an epoch that excludes this member (epochs that include it wake
 # the watcher at once).
 _WATCH_PERIOD = timedelta(milliseconds=100)
 # How long a failed member waits for a newer epoch before blaming the peers its transport lost.
 _REPORT_GRACE = timedelta(milliseconds=200)
+
+
+def _lost_ranks(error: BaseException) -> list[int]:
+    """The ranks an error says were lost: the ``peer`` of each WanPeerLostError in its chain of
+    causes, or, for an error that carries only its text (one re-raised by other code as a plain
+    RuntimeError), the ranks its message names."""
+    lost = set()
+    seen: Optional[BaseException] = error
+    for _ in range(16):  # a chain is short; the bound guards against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, WanPeerLostError) and seen.peer is not None:
+            lost.add(seen.peer)
+        seen = seen.__cause__ or seen.__context__
+    if not lost:
+        matches = _LOST_RANK.finditer(str(error))
+        lost = {int(next(group for group in match.groups() if group)) for match in matches}
+    return sorted(lost)
 
 
 # Groups still open at interpreter exit are closed first: their native member must not be torn
@@ -234,9 +254,7 @@ class ElasticGroup:
         if self._latest_epoch() > self.epoch:
             return
         names = self.member_names
-        matches = _LOST_RANK.finditer(str(error))
-        lost = {int(next(group for group in match.groups() if group)) for match in matches}
-        for rank in sorted(lost):
+        for rank in _lost_ranks(error):
             if 0 <= rank < len(names) and names[rank] != self.name:
                 self._member.report_peer_lost(names[rank], "data transport lost the connection")
 
