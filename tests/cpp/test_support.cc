@@ -1,7 +1,12 @@
 #include "test_support.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <exception>
 #include <mutex>
 #include <stdexcept>
@@ -90,22 +95,62 @@ std::vector<std::unique_ptr<transport::Transport>> take_transports(
   return ranks;
 }
 
-SecretDir::SecretDir() {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "torchwan-secret-XXXXXX").string();
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "torchwan-test-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = pattern;
 }
 
-SecretDir::~SecretDir() {
+TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
 }
 
 std::string SecretDir::create(const std::string& name) const {
-  const std::filesystem::path file = path_ / name;
+  const std::filesystem::path file = path() / name;
   security::JobSecret::create_file(file);
   return file.string();
+}
+
+ChildProcess::ChildProcess(const std::function<int()>& body) {
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid_ == 0) {
+    int status = 100;
+    try {
+      status = body();
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "child: %s\n", error.what());
+    }
+    // No destructors, no atexit handlers: they belong to the parent's objects.
+    _exit(status);
+  }
+}
+
+ChildProcess::~ChildProcess() { kill_now(); }
+
+int ChildProcess::signal(int number) const { return ::kill(pid_, number); }
+
+int ChildProcess::wait_for_exit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill_now();
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void ChildProcess::kill_now() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
 }
 
 }  // namespace torchwan::testing

@@ -1,6 +1,9 @@
 // Helpers shared by the C++ tests: run N ranks as threads over a MemoryStore, deterministic data.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -39,19 +42,25 @@ std::vector<ConnectOutcome> connect_each(
 std::vector<std::unique_ptr<transport::Transport>> take_transports(
     std::vector<ConnectOutcome>& outcomes);
 
-// A private temporary directory for job secret files, removed with everything in it at the end.
-class SecretDir {
+// A private temporary directory, removed with everything in it at the end (FileStores shared with
+// child processes, job secret files).
+class TempDir {
  public:
-  SecretDir();
-  ~SecretDir();
-  SecretDir(const SecretDir&) = delete;
-  SecretDir& operator=(const SecretDir&) = delete;
-  // Creates a new secret file called `name` in the directory; returns its path.
-  std::string create(const std::string& name) const;
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
   const std::filesystem::path& path() const { return path_; }
 
  private:
   std::filesystem::path path_;
+};
+
+// A TempDir for job secret files.
+class SecretDir : public TempDir {
+ public:
+  // Creates a new secret file called `name` in the directory; returns its path.
+  std::string create(const std::string& name) const;
 };
 
 // Runs body(rank) on `size` threads and rethrows the first exception any of them raised.
@@ -59,5 +68,29 @@ void run_on_threads(int size, const std::function<void(int rank)>& body);
 
 // Deterministic bytes that depend on (seed, index), so misplaced bytes are detected.
 std::vector<uint8_t> pattern_bytes(size_t length, uint32_t seed);
+
+// A forked child process, killed and reaped if the test ends early: a peer that can really be
+// killed, frozen (SIGSTOP) and thawed. Construct it before this process creates any thread,
+// transport or ZeroMQ context, which a fork would copy half-made.
+class ChildProcess {
+ public:
+  // Runs `body` in the child, whose exit status is body's return value (100 when it throws; the
+  // exception's message goes to stderr).
+  explicit ChildProcess(const std::function<int()>& body);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // kill(2) on the child; 0 on success.
+  int signal(int number) const;
+  // The exit status once the child exited, or -1 if it died of a signal or did not exit within
+  // `timeout` (it is then killed).
+  int wait_for_exit(std::chrono::milliseconds timeout);
+  // SIGKILL and reap, now; does nothing once the child was reaped.
+  void kill_now();
+
+ private:
+  pid_t pid_ = -1;
+};
 
 }  // namespace torchwan::testing

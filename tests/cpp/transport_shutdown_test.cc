@@ -3,11 +3,13 @@
 // receive for a message that was never sent still fails promptly. Runs on every transport, with
 // ranks as threads over real loopback sockets.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "test_support.h"
+#include "transport/store.h"
 #include "transport/transport.h"
 
 namespace torchwan::transport {
@@ -83,6 +86,52 @@ TEST_P(TransportShutdown, UnwaitedSendsReachAPeerThatReceivesLate) {
     ASSERT_TRUE(send->done());
     EXPECT_TRUE(send->ok());
   }
+}
+
+// Rank 1, in another process, is frozen while rank 0 sends, heartbeats and leaves; when it thaws,
+// it reads the heartbeats, the goodbye behind them and the closed connection all at once. The
+// goodbye must still count before the close: rank 1 then receives everything rank 0 sent instead
+// of declaring it lost.
+TEST_P(TransportShutdown, FrozenReceiverStillGetsWhatADepartedPeerSent) {
+  // Rank 1 stays frozen through rank 0's wait below and its leaving (up to 2 s waiting for
+  // goodbye acknowledgements that a frozen peer cannot send): all of it within the peer timeout,
+  // or rank 1 would rightly give up on rank 0 when it thaws.
+  TransportOptions shared = options();
+  shared.peer_timeout = 6000ms;
+  testing::TempDir directory;
+  const std::string store_path = (directory.path() / "store").string();
+  const std::filesystem::path flag = directory.path() / "rank0-left";
+  std::filesystem::create_directory(store_path);
+  std::vector<std::vector<uint8_t>> messages;
+  for (int i = 0; i < 4; ++i) messages.push_back(pattern_bytes(1000 + 4099 * i, 300 + i));
+  // Forked before this process creates any thread or transport.
+  testing::ChildProcess child([&] {
+    FileStore store(store_path);
+    auto rank1 = Transport::create(shared, store, 1, 2);
+    while (!std::filesystem::exists(flag)) std::this_thread::sleep_for(10ms);
+    for (size_t i = 0; i < messages.size(); ++i) {
+      std::vector<uint8_t> received(messages[i].size());
+      rank1->irecv(0, 20 + i, received.data(), received.size())->wait(10s);
+      if (!same(messages[i], received)) throw std::runtime_error("message " + std::to_string(i));
+    }
+    return 0;
+  });
+  FileStore store(store_path);
+  auto rank0 = Transport::create(shared, store, 0, 2);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(child.signal(SIGSTOP), 0);
+  std::vector<std::shared_ptr<Request>> sends;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    sends.push_back(rank0->isend(1, 20 + i, messages[i].data(), messages[i].size()));
+  }
+  // Long enough for a heartbeat (every quarter of the peer timeout) to queue behind the data.
+  std::this_thread::sleep_for(shared.peer_timeout / 3);
+  rank0.reset();
+  for (const auto& send : sends) EXPECT_TRUE(send->ok());
+  std::ofstream(flag.string()) << "left";
+  ASSERT_EQ(child.signal(SIGCONT), 0);
+  EXPECT_EQ(child.wait_for_exit(30s), 0)
+      << "rank 1 did not receive every message (100: a receive failed or the bytes differ)";
 }
 
 TEST_P(TransportShutdown, CompletedSendsSurviveTheSendersExit) {

@@ -535,43 +535,24 @@ TEST(UcxConfig, TcpSocketsCarryKeepaliveDerivedFromPeerTimeout) {
 // fresh directory) and rank 0 here; kills the child with SIGKILL when this object goes away.
 class ChildPeer {
  public:
-  // `child_body` runs in the child with its connected transport and must not return normally.
-  ChildPeer(const TransportOptions& options, const std::function<void(Transport&)>& child_body) {
-    char directory_template[] = "/tmp/torchwan-ucx-test-XXXXXX";
-    if (mkdtemp(directory_template) == nullptr) throw std::runtime_error("mkdtemp failed");
-    directory_ = directory_template;
-    // Forked before this process creates any thread or UCX object of this test.
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      int status = 0;
-      try {
-        FileStore store(directory_);
-        auto transport = Transport::create(options, store, 1, 2);
-        child_body(*transport);
-      } catch (...) {
-        status = 3;
-      }
-      _exit(status);
-    }
-    store_ = std::make_unique<FileStore>(directory_);
-  }
-  ~ChildPeer() {
-    kill_now();
-    std::filesystem::remove_all(directory_);
-  }
+  // `child_body` runs in the child with its connected transport; the child exits with 0 when it
+  // returns and 100 when it throws.
+  ChildPeer(const TransportOptions& options, const std::function<void(Transport&)>& child_body)
+      : child_([&] {
+          FileStore store(directory_.path().string());
+          auto transport = Transport::create(options, store, 1, 2);
+          child_body(*transport);
+          return 0;
+        }),
+        store_(std::make_unique<FileStore>(directory_.path().string())) {}
+  ~ChildPeer() { child_.kill_now(); }  // before the directory goes
   Store& store() { return *store_; }
-  int signal(int number) { return kill(pid_, number); }
-  void kill_now() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
+  int signal(int number) { return child_.signal(number); }
+  void kill_now() { child_.kill_now(); }
 
  private:
-  std::string directory_;
-  pid_t pid_ = -1;
+  testing::TempDir directory_;
+  testing::ChildProcess child_;
   std::unique_ptr<FileStore> store_;
 };
 

@@ -37,9 +37,11 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::ChildProcess;
 using testing::loopback_options;
 using testing::pattern_bytes;
 using testing::run_on_threads;
+using testing::TempDir;
 using transport::ErrorKind;
 using transport::Request;
 using transport::Tag;
@@ -142,62 +144,6 @@ class InFlight {
 
  private:
   std::vector<std::shared_ptr<Request>> requests_;
-};
-
-// A temporary directory for a FileStore shared with a child process.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "torchwan-zmq-test-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// A forked child process, killed and reaped if the test ends early.
-class ChildProcess {
- public:
-  // Forks and runs `body` in the child, whose exit status is body's return value. Must be called
-  // before this process creates threads or ZMQ objects.
-  template <typename Body>
-  explicit ChildProcess(Body body) {
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      int status = 100;
-      try {
-        status = body();
-      } catch (const std::exception& error) {
-        std::fprintf(stderr, "child: %s\n", error.what());
-      }
-      _exit(status);
-    }
-  }
-  ~ChildProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      reap();
-    }
-  }
-  void signal(int number) { ::kill(pid_, number); }
-  int reap() {
-    int status = 0;
-    if (pid_ > 0) waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1060,7 +1006,7 @@ TEST(ZmqTransportPeerProcess, KilledPeerIsDetectedMidTransfer) {
   constexpr size_t kWarmup = kMiB;
   constexpr size_t kHuge = size_t{1} << 30;
   ChildProcess child([&] {
-    transport::FileStore store(directory.path());
+    transport::FileStore store(directory.path().string());
     auto rank1 = Transport::create(options, store, 1, 2);
     const auto warmup = pattern_bytes(kWarmup, 1);
     // Untouched memory reads as the shared zero page: a 1 GiB send without 1 GiB of RAM.
@@ -1071,7 +1017,7 @@ TEST(ZmqTransportPeerProcess, KilledPeerIsDetectedMidTransfer) {
     return 3;
   });
 
-  transport::FileStore store(directory.path());
+  transport::FileStore store(directory.path().string());
   auto rank0 = Transport::create(options, store, 0, 2);
   FailureLog failures;
   rank0->set_peer_failure_handler(failures.handler());
@@ -1088,7 +1034,7 @@ TEST(ZmqTransportPeerProcess, KilledPeerIsDetectedMidTransfer) {
   const auto killed = Clock::now();
   const auto error = error_of(*recv, 30s);
   const double detected_after = seconds_since(killed);
-  child.reap();
+  child.kill_now();  // reaps it
   ASSERT_TRUE(error);
   EXPECT_EQ(error->kind(), ErrorKind::kPeerLost) << error->what();
   EXPECT_EQ(error->peer(), 1);
@@ -1102,7 +1048,7 @@ TEST(ZmqTransportPeerProcess, StoppedPeerIsDetectedWithinThePeerTimeout) {
   TransportOptions options = loopback_options("zmq", 2);
   options.peer_timeout = 2s;
   ChildProcess child([&] {
-    transport::FileStore store(directory.path());
+    transport::FileStore store(directory.path().string());
     auto rank1 = Transport::create(options, store, 1, 2);
     uint8_t byte = 42;
     rank1->isend(0, 1, &byte, 1)->wait(10s);
@@ -1110,7 +1056,7 @@ TEST(ZmqTransportPeerProcess, StoppedPeerIsDetectedWithinThePeerTimeout) {
     return 3;
   });
 
-  transport::FileStore store(directory.path());
+  transport::FileStore store(directory.path().string());
   auto rank0 = Transport::create(options, store, 0, 2);
   uint8_t byte = 0;
   std::vector<uint8_t> buffer(100);

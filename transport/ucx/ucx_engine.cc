@@ -393,15 +393,19 @@ void Engine::on_close_done(void* request, ucs_status_t, void* user_data) {
 }
 
 void Engine::settle() {
-  // Completions first: a goodbye that arrived before its lane closed must be seen before the
-  // error the close raises.
   while (!completions_.empty() || !control_arrivals_.empty() || !endpoint_errors_.empty()) {
-    std::vector<Completion> completions;
-    completions.swap(completions_);
-    for (const Completion& completion : completions) finish_piece(completion);
-    std::vector<ControlArrival> arrivals;
-    arrivals.swap(control_arrivals_);
-    for (const ControlArrival& arrival : arrivals) handle_control(arrival);
+    // Every completion and control message first, until none is left: a goodbye that arrived
+    // before its lane closed must be seen before the error the close raises. Handling a control
+    // message re-posts its receive, which completes at once when the next one (the goodbye behind
+    // a heartbeat) already waits in UCX's unexpected queue; so one pass is not enough.
+    while (!completions_.empty() || !control_arrivals_.empty()) {
+      std::vector<Completion> completions;
+      completions.swap(completions_);
+      for (const Completion& completion : completions) finish_piece(completion);
+      std::vector<ControlArrival> arrivals;
+      arrivals.swap(control_arrivals_);
+      for (const ControlArrival& arrival : arrivals) handle_control(arrival);
+    }
     std::vector<EndpointError> errors;
     errors.swap(endpoint_errors_);
     for (const EndpointError& error : errors) {

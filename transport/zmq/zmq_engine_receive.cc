@@ -243,6 +243,10 @@ void Engine::drain_router_monitor(int lane) {
     if (found == receive.peer_by_fd.end()) continue;  // a stranger, or a peer already lost
     const int peer = found->second;
     receive.peer_by_fd.erase(found);
+    // The peer said goodbye on this lane, then closed it: everything it sent here arrived. Its
+    // other lanes' goodbyes may still be unread (each lane is its own connection), and they
+    // decide whether it left or was lost.
+    if (bye_seen_[static_cast<size_t>(peer * options_.lanes + lane)]) continue;
     lose_peer(peer, ErrorKind::kPeerLost,
               "its lane " + std::to_string(lane) +
                   " connection to this rank closed (process exited, connection reset, or no "
