@@ -4,7 +4,6 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -13,6 +12,7 @@
 
 #include "elastic/coordinator.h"
 #include "elastic/member.h"
+#include "test_support.h"
 
 namespace torchwan::elastic {
 namespace {
@@ -50,31 +50,15 @@ MemberOptions member_options(int port, const std::string& name,
   return options;
 }
 
-// A member running in its own process until killed; the destructor kills and reaps it.
-class ChildMember {
+// A member running in its own process until killed; the ChildProcess kills and reaps it.
+class ChildMember : public testing::ChildProcess {
  public:
-  ChildMember(const MemberOptions& options) : pid_(::fork()) {
-    if (pid_ == 0) {
-      try {
-        Member member(options);
-        while (true) ::pause();
-      } catch (...) {
-      }
-      ::_exit(1);
-    }
-  }
-  ~ChildMember() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  ChildMember(const ChildMember&) = delete;
-  ChildMember& operator=(const ChildMember&) = delete;
-  pid_t pid() const { return pid_; }
-  void signal(int number) { ASSERT_EQ(::kill(pid_, number), 0); }
-
- private:
-  pid_t pid_;
+  explicit ChildMember(const MemberOptions& options)
+      : testing::ChildProcess([&] {
+          Member member(options);
+          while (true) ::pause();
+          return 0;
+        }) {}
 };
 
 long long to_ms(Clock::duration duration) {
@@ -99,8 +83,6 @@ TEST(ElasticFailure, FrozenMemberIsRemovedAfterTheHeartbeatTimeout) {
   ASSERT_GT(port, 0);
   ChildMember b(member_options(port, "b", 100ms));
   ChildMember c(member_options(port, "c", 100ms));
-  ASSERT_GT(b.pid(), 0);
-  ASSERT_GT(c.pid(), 0);
 
   CoordinatorOptions options;
   options.host = "127.0.0.1";
@@ -113,7 +95,8 @@ TEST(ElasticFailure, FrozenMemberIsRemovedAfterTheHeartbeatTimeout) {
   Member a(member_options(port, "a", 100ms));
   ASSERT_TRUE(a.wait_for_epoch(0, 10000ms).has_value());
 
-  c.signal(SIGSTOP);  // alive to the kernel (TCP stays open), silent to the coordinator
+  ASSERT_EQ(c.signal(SIGSTOP),
+            0);  // alive to the kernel (TCP stays open), silent to the coordinator
   const auto start = Clock::now();
   std::vector<std::string> names;
   const auto detection = time_to_new_epoch(a, 1, start, &names);
@@ -126,7 +109,7 @@ TEST(ElasticFailure, FrozenMemberIsRemovedAfterTheHeartbeatTimeout) {
   EXPECT_LT(detection, 1600ms);
 
   // Thawed, it learns it was removed and queues as a joiner instead of rejoining silently.
-  c.signal(SIGCONT);
+  ASSERT_EQ(c.signal(SIGCONT), 0);
   bool waiting = false;
   for (int i = 0; i < 200 && !waiting; ++i) {
     const auto snapshot = coordinator.snapshot();
@@ -157,7 +140,7 @@ TEST(ElasticFailure, KilledMemberReportedByAPeerIsRemovedUnderTwoSeconds) {
   Member a(member_options(port, "a", defaults.heartbeat_interval));
   ASSERT_TRUE(a.wait_for_epoch(0, 10000ms).has_value());
 
-  c.signal(SIGKILL);
+  ASSERT_EQ(c.signal(SIGKILL), 0);
   const auto start = Clock::now();
   // What the data transport of "a" would do on the connection reset.
   a.report_peer_lost("c", "connection reset by peer");
@@ -188,7 +171,7 @@ TEST(ElasticFailure, KilledMemberReportedByTwoPeersIsRemovedAtOnce) {
   }
   for (auto& member : survivors) ASSERT_TRUE(member->wait_for_epoch(0, 10000ms).has_value());
 
-  d.signal(SIGKILL);
+  ASSERT_EQ(d.signal(SIGKILL), 0);
   const auto start = Clock::now();
   survivors[0]->report_peer_lost("d", "connection reset by peer");
   survivors[1]->report_peer_lost("d", "connection reset by peer");

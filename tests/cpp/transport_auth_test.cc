@@ -31,6 +31,7 @@
 #include "transport/data_auth.h"
 #include "transport/transport.h"
 #include "transport/zmq/zmq_wire.h"
+#include "zmq_hand_rolled_peer.h"
 
 namespace torchwan {
 namespace {
@@ -38,6 +39,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::connect_each;
+using testing::HandRolledPeer;
 using testing::loopback_options;
 using testing::pattern_bytes;
 using testing::run_on_threads;
@@ -346,53 +348,6 @@ INSTANTIATE_TEST_SUITE_P(Transports, TransportAuth, ::testing::ValuesIn(testing:
 // ---------------------------------------------------------------------------------------------
 // ZeroMQ: a connection that claims to be a rank but cannot prove the secret is refused alone.
 
-// Plays rank 1 of a two-rank, one-lane group by hand, holding `secret_file` (or another one).
-class HandRolledPeer {
- public:
-  HandRolledPeer(transport::Store& store, const TransportOptions& options)
-      : auth_(options, 1, 2, "hand-rolled rank 1"), router_(context_, ::zmq::socket_type::router) {
-    router_.set(::zmq::sockopt::linger, 0);
-    router_.bind("tcp://127.0.0.1:*");
-    auth_.publish(store);
-    store.set(wire::address_key(1),
-              wire::encode_address_record({router_.get(::zmq::sockopt::last_endpoint)}));
-    auth_.collect(store, Clock::now() + 5s);
-    std::string why;
-    endpoint_ = wire::decode_address_record(store.get(wire::address_key(0), 5s), why)->at(0);
-  }
-  // A new connection under rank 1's lane-0 routing id that sends `frames`.
-  void connect_and_send(const std::vector<std::vector<uint8_t>>& frames) {
-    dealer_.emplace(context_, ::zmq::socket_type::dealer);
-    dealer_->set(::zmq::sockopt::linger, 0);
-    dealer_->set(::zmq::sockopt::routing_id, ::zmq::buffer(wire::routing_id(1, 0)));
-    dealer_->connect(endpoint_);
-    for (size_t i = 0; i < frames.size(); ++i) {
-      dealer_->send(::zmq::buffer(frames[i]),
-                    i + 1 < frames.size() ? ::zmq::send_flags::sndmore : ::zmq::send_flags::none);
-    }
-  }
-  void disconnect() { dealer_.reset(); }
-  std::vector<std::vector<uint8_t>> hello(bool valid) const {
-    wire::Hello hello{1, 0, 2, 1, TransportOptions{}.chunk_bytes, {}};
-    if (valid) hello.proof = auth_.prove(0, 0);
-    const auto body = wire::encode_hello(hello);
-    wire::Header header;
-    header.type = wire::MessageType::kHello;
-    header.total_length = body.size();
-    header.length = body.size();
-    header.job = auth_.job_hash();
-    const auto bytes = wire::encode_header(header);
-    return {std::vector<uint8_t>(bytes.begin(), bytes.end()), body};
-  }
-
- private:
-  transport::DataAuth auth_;
-  ::zmq::context_t context_;
-  ::zmq::socket_t router_;
-  std::optional<::zmq::socket_t> dealer_;
-  std::string endpoint_;
-};
-
 TEST(ZmqTransportAuth, ImpostorsAreRefusedAndTheRealRankStillGetsIn) {
   SecretDir dir;
   TransportOptions options = loopback_options("zmq", 1);
@@ -406,18 +361,20 @@ TEST(ZmqTransportAuth, ImpostorsAreRefusedAndTheRealRankStillGetsIn) {
 
   // Three impostors under rank 1's routing id: no proof, garbage before the hello, a hello of
   // another epoch. Each is refused alone: rank 0 keeps waiting for the real rank 1.
-  auto stale = peer.hello(true);
+  auto stale = peer.hello_frames(HandRolledPeer::valid_hello());
   stale[0][56] = 3;  // the header's epoch field
   const std::vector<std::vector<std::vector<uint8_t>>> impostors = {
-      peer.hello(false), {{1, 2, 3}}, stale};
+      peer.hello_frames(HandRolledPeer::valid_hello(), /*proven=*/false), {{1, 2, 3}}, stale};
   for (const auto& frames : impostors) {
-    peer.connect_and_send(frames);
+    peer.reconnect();
+    peer.send_frames(frames);
     std::this_thread::sleep_for(300ms);
     peer.disconnect();
     std::this_thread::sleep_for(100ms);
     ASSERT_EQ(rank0.wait_for(0s), std::future_status::timeout) << "rank 0 gave up on rank 1";
   }
-  peer.connect_and_send(peer.hello(true));
+  peer.reconnect();
+  peer.send_frames(peer.hello_frames(HandRolledPeer::valid_hello()));
   auto transport = rank0.get();  // throws if the real hello was not accepted
   EXPECT_EQ(transport->size(), 2);
   peer.disconnect();
@@ -434,7 +391,7 @@ TEST(ZmqTransportAuth, ARankWithoutTheSecretTimesOutNamingTheRefusal) {
   auto rank0 =
       std::async(std::launch::async, [&] { return Transport::create(options, store, 0, 2); });
   HandRolledPeer peer(store, options);
-  peer.connect_and_send(peer.hello(false));
+  peer.send_frames(peer.hello_frames(HandRolledPeer::valid_hello(), /*proven=*/false));
   try {
     rank0.get();
     FAIL() << "accepted a hello without a proof";

@@ -31,6 +31,7 @@
 #include "transport/transport.h"
 #include "transport/zmq/zmq_inbound.h"
 #include "transport/zmq/zmq_wire.h"
+#include "zmq_hand_rolled_peer.h"
 
 namespace torchwan {
 namespace {
@@ -38,6 +39,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::ChildProcess;
+using testing::HandRolledPeer;
 using testing::loopback_options;
 using testing::pattern_bytes;
 using testing::run_on_threads;
@@ -710,42 +712,6 @@ TEST(ZmqTransportBootstrap, PeerThatNeverSaysHelloIsNamed) {
   EXPECT_LT(seconds_since(start), 2.0);
 }
 
-// Plays rank 1 of a two-rank, one-lane group by hand, to send what a real rank never would.
-class HandRolledPeer {
- public:
-  explicit HandRolledPeer(transport::Store& store)
-      : router_(context_, ::zmq::socket_type::router),
-        dealer_(context_, ::zmq::socket_type::dealer) {
-    router_.set(::zmq::sockopt::linger, 0);
-    dealer_.set(::zmq::sockopt::linger, 0);
-    router_.bind("tcp://127.0.0.1:*");
-    publish_unauthenticated_record(store, 1, 2);
-    store.set(wire::address_key(1),
-              wire::encode_address_record({router_.get(::zmq::sockopt::last_endpoint)}));
-    dealer_.set(::zmq::sockopt::routing_id, ::zmq::buffer(wire::routing_id(1, 0)));
-    dealer_.connect(lane_endpoint(store, 0, 0));
-  }
-  void send(const wire::Header& header, const std::vector<uint8_t>& payload) {
-    const auto bytes = wire::encode_header(header);
-    dealer_.send(::zmq::buffer(bytes), ::zmq::send_flags::sndmore);
-    dealer_.send(::zmq::buffer(payload));
-  }
-  void say_hello(const wire::Hello& hello, uint16_t version = wire::kWireVersion) {
-    const auto body = wire::encode_hello(hello);
-    wire::Header header;
-    header.version = version;
-    header.type = wire::MessageType::kHello;
-    header.total_length = body.size();
-    header.length = body.size();
-    send(header, body);
-  }
-
- private:
-  ::zmq::context_t context_;
-  ::zmq::socket_t router_;
-  ::zmq::socket_t dealer_;
-};
-
 TEST(ZmqTransportBootstrap, HelloFromAMismatchedPeerIsRejectedClearly) {
   struct Case {
     wire::Hello hello;
@@ -764,8 +730,8 @@ TEST(ZmqTransportBootstrap, HelloFromAMismatchedPeerIsRejectedClearly) {
     transport::MemoryStore store;
     auto rank0 =
         std::async(std::launch::async, [&] { return Transport::create(options, store, 0, 2); });
-    HandRolledPeer peer(store);
-    peer.say_hello(test_case.hello, test_case.version);
+    HandRolledPeer peer(store, options);
+    peer.send_frames(peer.hello_frames(test_case.hello, /*proven=*/true, test_case.version));
     try {
       rank0.get();
       ADD_FAILURE() << "accepted a bad hello";
@@ -785,8 +751,8 @@ TEST(ZmqTransport, MalformedDataFromAPeerLosesThatPeerWithAProtocolError) {
   transport::MemoryStore store;
   auto rank0_future =
       std::async(std::launch::async, [&] { return Transport::create(options, store, 0, 2); });
-  HandRolledPeer peer(store);
-  peer.say_hello({1, 0, 2, 1, options.chunk_bytes});
+  HandRolledPeer peer(store, options);
+  peer.send_frames(peer.hello_frames({1, 0, 2, 1, options.chunk_bytes}));
   auto rank0 = rank0_future.get();
   FailureLog failures;
   rank0->set_peer_failure_handler(failures.handler());

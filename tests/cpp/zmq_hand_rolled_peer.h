@@ -1,0 +1,96 @@
+// A stand-in for rank 1 of a two-rank, one-lane ZeroMQ group, played by hand to send what a real
+// rank never would: hellos of another version, group size or epoch, hellos without the secret's
+// proof, malformed pieces. Rank 0 is a real ZmqTransport bootstrapping through the same store.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "transport/data_auth.h"
+#include "transport/options.h"
+#include "transport/store.h"
+#include "transport/zmq/zmq_wire.h"
+
+namespace torchwan::testing {
+
+class HandRolledPeer {
+ public:
+  // Publishes rank 1's auth record (holding `options`' secret, if it names one) and address, then
+  // waits for rank 0's; connects at once.
+  HandRolledPeer(transport::Store& store, const transport::TransportOptions& options)
+      : auth_(options, 1, 2, "hand-rolled rank 1"), router_(context_, ::zmq::socket_type::router) {
+    namespace wire = transport::zmq_detail;
+    router_.set(::zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    auth_.publish(store);
+    store.set(wire::address_key(1),
+              wire::encode_address_record({router_.get(::zmq::sockopt::last_endpoint)}));
+    auth_.collect(store, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    std::string why;
+    const auto endpoints =
+        wire::decode_address_record(store.get(wire::address_key(0), std::chrono::seconds(5)), why);
+    if (!endpoints) throw std::runtime_error("rank 0's address record: " + why);
+    endpoint_ = endpoints->at(0);
+    reconnect();
+  }
+
+  // A new connection under rank 1's lane-0 routing id; the previous one closes.
+  void reconnect() {
+    dealer_.emplace(context_, ::zmq::socket_type::dealer);
+    dealer_->set(::zmq::sockopt::linger, 0);
+    dealer_->set(::zmq::sockopt::routing_id,
+                 ::zmq::buffer(transport::zmq_detail::routing_id(1, 0)));
+    dealer_->connect(endpoint_);
+  }
+  void disconnect() { dealer_.reset(); }
+
+  // One ZeroMQ message of `frames` on the current connection.
+  void send_frames(const std::vector<std::vector<uint8_t>>& frames) {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      dealer_->send(::zmq::buffer(frames[i]),
+                    i + 1 < frames.size() ? ::zmq::send_flags::sndmore : ::zmq::send_flags::none);
+    }
+  }
+  // A header (stamped with this job's hash) and its payload.
+  void send(transport::zmq_detail::Header header, const std::vector<uint8_t>& payload) {
+    header.job = auth_.job_hash();
+    const auto bytes = transport::zmq_detail::encode_header(header);
+    send_frames({std::vector<uint8_t>(bytes.begin(), bytes.end()), payload});
+  }
+
+  // The frames of `hello`, with the secret's proof when `proven` (it needs a secret to prove).
+  std::vector<std::vector<uint8_t>> hello_frames(
+      transport::zmq_detail::Hello hello, bool proven = true,
+      uint16_t version = transport::zmq_detail::kWireVersion) const {
+    namespace wire = transport::zmq_detail;
+    if (proven && auth_.enabled()) hello.proof = auth_.prove(0, 0);
+    const auto body = wire::encode_hello(hello);
+    wire::Header header;
+    header.version = version;
+    header.type = wire::MessageType::kHello;
+    header.total_length = body.size();
+    header.length = body.size();
+    header.job = auth_.job_hash();
+    const auto bytes = wire::encode_header(header);
+    return {std::vector<uint8_t>(bytes.begin(), bytes.end()), body};
+  }
+  // What a real rank 1 says first: its rank and lane, the group's size and lane count, its chunk
+  // size.
+  static transport::zmq_detail::Hello valid_hello() {
+    return {1, 0, 2, 1, transport::TransportOptions{}.chunk_bytes, {}};
+  }
+
+ private:
+  transport::DataAuth auth_;
+  ::zmq::context_t context_;
+  ::zmq::socket_t router_;
+  std::optional<::zmq::socket_t> dealer_;
+  std::string endpoint_;
+};
+
+}  // namespace torchwan::testing
