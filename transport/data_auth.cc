@@ -10,6 +10,7 @@
 
 #include "transport/errors.h"
 #include "transport/log.h"
+#include "transport/peer_records.h"
 
 namespace torchwan::transport {
 
@@ -41,12 +42,6 @@ Int get(const uint8_t*& in) {
 }
 
 std::string auth_record_key(int rank) { return fmt::format("tw/auth/{}", rank); }
-
-std::string rank_list(const std::set<int>& ranks) {
-  std::string text;
-  for (int rank : ranks) text += fmt::format("{}{}", text.empty() ? "" : ", ", rank);
-  return "[" + text + "]";
-}
 
 // Ranks grouped by a value they published. Every rank sees the same records, so every rank picks
 // the same "right" group, the largest (ties go to the group holding the lowest rank), and names
@@ -234,18 +229,7 @@ void DataAuth::collect(Store& store, Clock::time_point deadline) {
   std::map<EncryptionSetting, std::set<int>> encryptions{{encryption_, {rank_}}};
   std::set<int> without_aes;
   if (!aes_gcm_available()) without_aes.insert(rank_);
-  std::set<int> missing;
-  for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_) continue;
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    std::vector<uint8_t> bytes;
-    try {
-      bytes = store.get(auth_record_key(peer), std::max(left, std::chrono::milliseconds(1)));
-    } catch (const TransportError&) {
-      missing.insert(peer);
-      continue;
-    }
+  auto on_record = [&](int peer, const std::vector<uint8_t>& bytes) {
     std::string why;
     const auto record = decode_auth_record(bytes, why);
     if (!record) {
@@ -261,14 +245,16 @@ void DataAuth::collect(Store& store, Clock::time_point deadline) {
     encryptions[record->encryption].insert(peer);
     if (!record->has_aes) without_aes.insert(peer);
     peer_nonces_[static_cast<size_t>(peer)] = record->nonce;
-  }
+  };
+  const std::vector<int> missing =
+      read_peer_records(store, rank_, size_, auth_record_key, deadline, on_record);
   if (!missing.empty()) {
     throw TransportError(
         ErrorKind::kBootstrap,
         fmt::format("{}: ranks {} did not publish their auth records (store key {}) in time; are "
                     "they running, with the same world size and store?",
-                    who_, rank_list(missing), auth_record_key(*missing.begin())),
-        *missing.begin());
+                    who_, rank_list(missing), auth_record_key(missing.front())),
+        missing.front());
   }
   require_agreement(jobs, rank_, who_, "another job", "TORCHWAN_JOB_ID must match on every rank",
                     [](uint64_t hash) { return fmt::format("have job id hash {:#x}", hash); });

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "transport/errors.h"
+#include "transport/peer_records.h"
 #include "transport/socket_tuning.h"
 #include "transport/ucx/ucx_engine.h"
 #include "transport/ucx/ucx_wire.h"
@@ -18,12 +19,6 @@ std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadli
       deadline - std::chrono::steady_clock::now());
   // Every wait gets at least a moment, so a rank that is merely late still gets looked at.
   return std::max(left, std::chrono::milliseconds(1));
-}
-
-std::string rank_list(const std::set<int>& ranks) {
-  std::string text;
-  for (int rank : ranks) text += (text.empty() ? "" : ", ") + std::to_string(rank);
-  return text;
 }
 
 }  // namespace
@@ -82,17 +77,7 @@ std::vector<uint8_t> Engine::local_address(int lane) {
 std::vector<std::vector<std::vector<uint8_t>>> Engine::fetch_peer_addresses(
     Store& store, std::chrono::steady_clock::time_point deadline) {
   std::vector<std::vector<std::vector<uint8_t>>> addresses(static_cast<size_t>(size_));
-  std::set<int> missing;
-  for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_) continue;
-    std::vector<uint8_t> bytes;
-    try {
-      bytes = store.get(address_key(peer), time_left(deadline));
-    } catch (const std::exception& error) {
-      logger_->debug("ucx rank {}: no address from rank {}: {}", rank_, peer, error.what());
-      missing.insert(peer);
-      continue;
-    }
+  auto on_record = [&](int peer, std::vector<uint8_t> bytes) {
     std::string why;
     std::optional<AddressRecord> record = decode_address_record(bytes, why);
     if (record && record->rank != peer) {
@@ -128,14 +113,16 @@ std::vector<std::vector<std::vector<uint8_t>>> Engine::fetch_peer_addresses(
           peer);
     }
     addresses[static_cast<size_t>(peer)] = std::move(record->lane_addresses);
-  }
+  };
+  const std::vector<int> missing =
+      read_peer_records(store, rank_, size_, address_key, deadline, on_record);
   if (!missing.empty()) {
     throw TransportError(ErrorKind::kBootstrap,
                          "ucx rank " + std::to_string(rank_) + ": rank(s) " + rank_list(missing) +
                              " did not publish their address (store key 'tw/ucx/<rank>') within " +
                              std::to_string(options_.connect_timeout.count()) +
                              " ms; are they running and using the same store?",
-                         *missing.begin());
+                         missing.front());
   }
   return addresses;
 }

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "transport/peer_records.h"
 #include "transport/zmq/zmq_engine.h"
 #include "transport/zmq/zmq_sockets.h"
 #include "transport/zmq/zmq_wire.h"
@@ -17,12 +18,6 @@ constexpr int kDealerEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECTED |
                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 constexpr int kRouterEvents = ZMQ_EVENT_DISCONNECTED;
-
-std::string list_ranks(const std::vector<int>& ranks) {
-  std::string text;
-  for (int rank : ranks) text += (text.empty() ? "" : ", ") + std::to_string(rank);
-  return "[" + text + "]";
-}
 
 }  // namespace
 
@@ -49,21 +44,7 @@ std::vector<std::string> Engine::bind_lanes() {
 std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
                                                                   Clock::time_point deadline) {
   std::vector<std::vector<std::string>> endpoints(static_cast<size_t>(size_));
-  std::vector<int> missing;
-  for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_) continue;
-    // Once the deadline passed, each remaining key still gets a brief look so that the error
-    // names every missing rank, not just the first.
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    std::vector<uint8_t> record;
-    try {
-      record = store.get(address_key(peer), std::max(left, std::chrono::milliseconds(1)));
-    } catch (const TransportError& error) {
-      if (error.kind() != ErrorKind::kBootstrap && error.kind() != ErrorKind::kTimeout) throw;
-      missing.push_back(peer);
-      continue;
-    }
+  auto on_record = [&](int peer, std::vector<uint8_t> record) {
     std::string why;
     auto decoded = decode_address_record(record, why);
     if (!decoded) {
@@ -82,10 +63,12 @@ std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
                            peer);
     }
     endpoints[static_cast<size_t>(peer)] = std::move(*decoded);
-  }
+  };
+  const std::vector<int> missing =
+      read_peer_records(store, rank_, size_, address_key, deadline, on_record);
   if (!missing.empty()) {
     throw TransportError(ErrorKind::kBootstrap,
-                         who() + ": ranks " + list_ranks(missing) +
+                         who() + ": ranks " + rank_list(missing) +
                              " did not publish their addresses (store key " +
                              address_key(missing.front()) + ") within " +
                              std::to_string(options_.connect_timeout.count()) +
@@ -170,7 +153,7 @@ std::string Engine::describe_missing_hellos() const {
       break;
     }
   }
-  return "ranks " + list_ranks(missing) + details;
+  return "ranks " + rank_list(missing) + details;
 }
 
 }  // namespace torchwan::transport::zmq_detail
