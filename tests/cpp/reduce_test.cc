@@ -18,6 +18,7 @@
 
 #include "csrc/dtype.h"
 #include "csrc/float_conversions.h"
+#include "reduction_cases.h"
 
 namespace torchwan::engine {
 namespace {
@@ -83,29 +84,6 @@ TEST(ReduceDtype, SupportTableAndUnsupportedCombinationsThrow) {
 // ---------------------------------------------------------------- integers
 
 template <typename T>
-T reference_integer(ReduceOp op, T a, T b) {
-  const __int128 x = a;
-  const __int128 y = b;
-  switch (op) {
-    case ReduceOp::kSum:
-      return static_cast<T>(x + y);  // C++20: conversion to T is modular
-    case ReduceOp::kProduct:
-      return static_cast<T>(x * y);
-    case ReduceOp::kMin:
-      return static_cast<T>(x < y ? x : y);
-    case ReduceOp::kMax:
-      return static_cast<T>(x > y ? x : y);
-    case ReduceOp::kBand:
-      return static_cast<T>(x & y);
-    case ReduceOp::kBor:
-      return static_cast<T>(x | y);
-    case ReduceOp::kBxor:
-      return static_cast<T>(x ^ y);
-  }
-  return 0;
-}
-
-template <typename T>
 void check_integer_type(DataType dtype) {
   using Limits = std::numeric_limits<T>;
   const std::vector<T> values = {0,
@@ -132,7 +110,7 @@ void check_integer_type(DataType dtype) {
     std::vector<T> result = acc;
     reduce_into(dtype, op, result.data(), in.data(), result.size());
     for (size_t i = 0; i < result.size(); ++i) {
-      ASSERT_EQ(result[i], reference_integer(op, acc[i], in[i]))
+      ASSERT_EQ(result[i], test_data::fold_integer(op, acc[i], in[i]))
           << dtype_name(dtype) << " " << reduce_op_name(op) << " of " << +acc[i] << " and "
           << +in[i];
     }
