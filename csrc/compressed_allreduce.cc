@@ -229,15 +229,19 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
   const float* own = data + shards.offset(count, me);
 
   Exchange ex(ctx, kName);
-  // outgoing: this rank's encoding of every shard (its own shard's slots stay unused);
+  // outgoing: this rank's encoding of every other shard (the layout without shard `me`);
   // incoming: every peer's encoding of shard `me` (one slot per peer, in rank order without this
   // rank); gathered: every rank's encoded sum.
-  uint8_t* outgoing = ex.scratch(layout.total);
-  uint8_t* gathered = ex.scratch(layout.total);
   const size_t own_total = own_pieces == 0 ? 0
                                            : layout.offset[me].back() + layout.bytes[me].back() -
                                                  layout.offset[me].front();
+  uint8_t* outgoing = ex.scratch(layout.total - own_total);
+  uint8_t* gathered = ex.scratch(layout.total);
   uint8_t* incoming = ex.scratch(own_total * (ranks - 1));
+  auto outgoing_piece = [&](size_t shard, size_t piece) {
+    const size_t offset = layout.offset[shard][piece];
+    return outgoing + (shard > me ? offset - own_total : offset);
+  };
   auto* sum = reinterpret_cast<float*>(ex.scratch(std::max<size_t>(own_length, 1) * sizeof(float)));
   auto incoming_piece = [&](size_t from, size_t piece) {
     const size_t slot = from < me ? from : from - 1;
@@ -270,7 +274,7 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
       const std::span<const float> input(
           data + shards.offset(count, peer) + piece * pieces.elements,
           pieces.length(length, piece));
-      uint8_t* payload = outgoing + layout.offset[peer][piece];
+      uint8_t* payload = outgoing_piece(peer, piece);
       compression::encode(config, input, {payload, layout.bytes[peer][piece]});
       ex.send(static_cast<int>(peer), steps.scatter, payload, layout.bytes[peer][piece]);
     }
