@@ -95,8 +95,8 @@ TEST(ElasticFailure, FrozenMemberIsRemovedAfterTheHeartbeatTimeout) {
   Member a(member_options(port, "a", 100ms));
   ASSERT_TRUE(a.wait_for_epoch(0, 10000ms).has_value());
 
-  ASSERT_EQ(c.signal(SIGSTOP),
-            0);  // alive to the kernel (TCP stays open), silent to the coordinator
+  // Alive to the kernel (TCP stays open), silent to the coordinator.
+  ASSERT_EQ(c.signal(SIGSTOP), 0);
   const auto start = Clock::now();
   std::vector<std::string> names;
   const auto detection = time_to_new_epoch(a, 1, start, &names);

@@ -545,13 +545,12 @@ class ChildPeer {
           return 0;
         }),
         store_(std::make_unique<FileStore>(directory_.path().string())) {}
-  ~ChildPeer() { child_.kill_now(); }  // before the directory goes
   Store& store() { return *store_; }
   int signal(int number) { return child_.signal(number); }
   void kill_now() { child_.kill_now(); }
 
  private:
-  testing::TempDir directory_;
+  testing::TempDir directory_;  // outlives the child, which is killed first
   testing::ChildProcess child_;
   std::unique_ptr<FileStore> store_;
 };

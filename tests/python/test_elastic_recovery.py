@@ -43,10 +43,7 @@ def test_sigkill_one_of_four_mid_allreduce() -> None:
         survivors = names[:3]
         done = job.finish(survivors, timeout=90)
         check_done(done, steps)
-        # The ranks that talked to the killed one learn which rank they lost from the error.
-        failures = [job.workers[name].first("failure", after=killed_at) for name in survivors]
-        blamed = {(failure["kind"], failure["peer"]) for failure in failures if failure}
-        assert ("WanPeerLostError", killed_rank) in blamed, failures
+        failures = []
         for name in survivors:
             worker = job.workers[name]
             failure = worker.first("failure", after=killed_at)
@@ -55,6 +52,10 @@ def test_sigkill_one_of_four_mid_allreduce() -> None:
             assert failure["t"] - killed_at < RECOVERY_BOUND_S
             assert recovered["t"] - killed_at < RECOVERY_BOUND_S, recovered
             assert recovered["world_size"] == 3
+            failures.append(failure)
+        # The ranks that talked to the killed one learn which rank they lost from the error.
+        blamed = {(failure["kind"], failure["peer"]) for failure in failures}
+        assert ("WanPeerLostError", killed_rank) in blamed, failures
 
 
 def test_sigstop_detected_within_heartbeat_timeout_then_rejoins_with_ddp() -> None:

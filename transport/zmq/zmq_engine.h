@@ -75,6 +75,8 @@ class Engine {
                                 Request::Callback callback);
   void abort(const std::string& reason);
   void set_peer_failure_handler(Transport::PeerFailureHandler handler);
+  // "zmq transport rank R", the prefix of every message this rank's transport writes.
+  std::string who() const;
 
  private:
   struct SendCommand {
@@ -190,7 +192,6 @@ class Engine {
     return send_lanes_[static_cast<size_t>(peer * options_.lanes + lane)];
   }
   std::function<void()> cancel_hook(uint64_t id);
-  std::string who() const;  // "zmq transport rank R", the prefix of every message
 
   const TransportOptions options_;
   const int rank_;

@@ -55,9 +55,6 @@ class ZmqTransport final : public Transport {
   void set_peer_failure_handler(PeerFailureHandler handler) override;
 
  private:
-  // How this transport names itself in an error: "zmq rank 3".
-  std::string who() const { return "zmq rank " + std::to_string(rank_); }
-
   TransportOptions options_;
   int rank_;
   int size_;
