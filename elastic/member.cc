@@ -18,6 +18,13 @@ using Clock = std::chrono::steady_clock;
 // How long the member thread sleeps in poll: bounds the latency of queued requests.
 constexpr auto kPollInterval = std::chrono::milliseconds(10);
 
+// How long one TCP connect to the coordinator may take before a fresh one starts. Left to the
+// kernel, a connect whose SYNs were dropped (a partition, the coordinator's host down) retries at
+// doubling intervals (1, 3, 7, 15, 31 s), so a member cut off for a while would reach the
+// healed network only at the next retry, up to a minute later. This leaves room for a lost SYN
+// and its retransmission after 1 s plus a slow answer.
+constexpr auto kConnectAttemptTimeout = std::chrono::milliseconds(2000);
+
 void validate(const MemberOptions& options) {
   auto fail = [](const std::string& what) {
     throw ElasticError(ElasticErrorKind::kInvalidArgument, "member options: " + what);
@@ -161,6 +168,7 @@ void Member::run() {
   dealer.set(::zmq::sockopt::immediate, 1);
   dealer.set(::zmq::sockopt::reconnect_ivl, std::min(100, interval_ms));
   dealer.set(::zmq::sockopt::reconnect_ivl_max, interval_ms);
+  dealer.set(::zmq::sockopt::connect_timeout, static_cast<int>(kConnectAttemptTimeout.count()));
   dealer.set(::zmq::sockopt::maxmsgsize, static_cast<int64_t>(kHeaderBytes + kMaxPayloadBytes));
   // ZMTP heartbeats drop a connection whose other end vanished without a reset (host down,
   // NAT state lost), so that reconnection starts instead of writing into a dead socket.

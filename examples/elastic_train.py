@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -120,6 +121,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    # torchwan's Python layers log through `logging`; follow the native layers' level.
+    verbose = os.environ.get("TORCHWAN_LOG_LEVEL", "") in ("trace", "debug", "info")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="[%(asctime)s] [%(name)s] [%(levelname)s] %(message)s",
+    )
     model = AllReduceModel(args.size) if args.model == "allreduce" else DdpModel()
     group = ElasticGroup(
         args.coordinator,

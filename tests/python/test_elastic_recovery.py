@@ -133,7 +133,7 @@ def test_join_three_to_four_then_two_leave_at_once() -> None:
                 for n in founders + ["w3"]
             ),
             60,
-            f"a step with 4 members ({job.diagnostics()})",
+            lambda: f"a step with 4 members:\n{job.diagnostics()}",
         )
         started = joiner.first("started")
         assert started is not None and started["step"] > 20, started  # it received state
@@ -153,5 +153,5 @@ def wait_until_recovered(job: ElasticJob, name: str, after: float, timeout: floa
     wait_until(
         lambda: job.workers[name].first("recovered", after=after) is not None,
         timeout,
-        f"{name} to recover ({job.diagnostics()})",
+        lambda: f"{name} to recover:\n{job.diagnostics()}",
     )

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 from torchwan.elastic._coordinator_cli import coordinator_path
 
@@ -28,11 +28,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: Union[str, Callable[[], str]]
+) -> None:
+    """`what` names the awaited condition; a callable is only called on timeout, so it can
+    describe the processes' state at the failure rather than at the start of the wait."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {described}")
         time.sleep(0.02)
 
 
@@ -63,6 +68,10 @@ class Coordinator:
         self.process.kill()
         self.process.wait()
 
+    def log_tail(self, chars: int = 4000) -> str:
+        path = self.log_dir / f"coordinator{self.starts}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -82,7 +91,9 @@ class Worker:
         self.name = name
         self.events: list[dict[str, Any]] = []
         self.stderr_path = log_dir / f"{name}.err"
-        env = {**os.environ, "TORCHWAN_HOST": host, "PYTHONUNBUFFERED": "1"}
+        # Info level: membership changes and abandoned epochs land in the log a failure shows.
+        env = {"TORCHWAN_LOG_LEVEL": "info", **os.environ, "TORCHWAN_HOST": host}
+        env["PYTHONUNBUFFERED"] = "1"
         command = [*prefix, sys.executable, str(TRAIN_SCRIPT), "--coordinator"]
         command += [f"{coordinator_host}:{coordinator_port}", "--name", name, *args]
         with open(self.stderr_path, "wb") as stderr:
@@ -123,8 +134,16 @@ class Worker:
         self._reader.join(timeout=5)
         return code
 
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")[-3000:]
+    def stderr(self, chars: int = 3000) -> str:
+        return self.stderr_path.read_text(errors="replace")[-chars:]
+
+    def report(self) -> str:
+        """What a failed test needs to know about this worker: where it is, whether it still
+        runs, its last events and the end of its log."""
+        code = self.process.poll()
+        state = "running" if code is None else f"exited with {code}"
+        events = "\n".join(f"    {json.dumps(e)[:300]}" for e in self.events[-4:])
+        return f"--- {self.name}: step {self.step()}, {state}\n{events}\n{self.stderr(2000)}"
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -153,7 +172,7 @@ class ElasticJob:
         wait_until(
             lambda: all(self.workers[n].step() >= step for n in names),
             timeout,
-            f"{names} to reach step {step} ({self.diagnostics()})",
+            lambda: f"{names} to reach step {step}:\n{self.diagnostics()}",
         )
 
     def finish(self, names: list[str], timeout: float) -> list[dict[str, Any]]:
@@ -172,7 +191,7 @@ class ElasticJob:
         return done
 
     def diagnostics(self) -> str:
-        return ", ".join(f"{n}: step {w.step()}" for n, w in self.workers.items())
+        return job_report(self.coordinator, self.workers)
 
     def __enter__(self) -> "ElasticJob":
         return self
@@ -182,6 +201,14 @@ class ElasticJob:
             worker.kill()
         self.coordinator.stop()
         self._dir.cleanup()
+
+
+def job_report(coordinator: Coordinator, workers: dict[str, Worker]) -> str:
+    """Every process's state and log tail, for an assertion message: an elastic failure is
+    rarely explained by one process's view."""
+    parts = [worker.report() for worker in workers.values()]
+    parts.append(f"--- coordinator\n{coordinator.log_tail()}")
+    return "\n".join(parts)
 
 
 def expected_checksum(steps: int, size: int) -> float:
