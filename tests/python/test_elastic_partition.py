@@ -2,7 +2,8 @@
 the WAN lab's partition) while four members train in-process: the three others detect it within
 the heartbeat timeout and go on as a group of three; once the partition heals, the cut-off member
 registers again and is readmitted with a healthy member's state. Every member ends with the same
-exact model, every step applied exactly once.
+exact model, every step applied exactly once. A second test cuts a member off for longer than
+the kernel's first connect retries and checks that it is back soon after the heal.
 
 Needs root and the lab's tools; skips with the reason otherwise."""
 
