@@ -8,6 +8,7 @@
 #include "c10d_backend/signature.h"
 #include "c10d_backend/staging.h"
 #include "csrc/collectives.h"
+#include "transport/deadline.h"
 #include "transport/transport.h"
 
 namespace torchwan {
@@ -15,12 +16,6 @@ namespace torchwan {
 using c10d_backend::Staging;
 
 namespace {
-
-std::chrono::milliseconds remaining(std::chrono::steady_clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-  return std::max(left, std::chrono::milliseconds(1));
-}
 
 // Rank 0's side: hears from every rank, then releases them all. Throws a timeout naming the
 // ranks that did not check in (only the first unless `wait_all_ranks`).
@@ -36,7 +31,7 @@ void monitor_ranks(const engine::CollectiveContext& context, bool wait_all_ranks
   for (int peer = 1; peer < size; ++peer) {
     auto& arrival = arrivals[static_cast<size_t>(peer - 1)];
     try {
-      arrival->wait(remaining(context.deadline));
+      arrival->wait(transport::time_left(context.deadline));
     } catch (const transport::TransportError&) {
       arrival->cancel();
       missing.push_back(peer);
@@ -55,7 +50,7 @@ void monitor_ranks(const engine::CollectiveContext& context, bool wait_all_ranks
   for (int peer = 1; peer < size; ++peer) {
     releases.push_back(transport.isend(peer, engine::collective_tag(context.seq, 1), &token, 0));
   }
-  for (auto& release : releases) release->wait(remaining(context.deadline));
+  for (auto& release : releases) release->wait(transport::time_left(context.deadline));
 }
 
 void check_in(const engine::CollectiveContext& context) {
@@ -64,8 +59,8 @@ void check_in(const engine::CollectiveContext& context) {
   auto arrive = transport.isend(0, engine::collective_tag(context.seq, 0), &token, 0);
   auto release = transport.irecv(0, engine::collective_tag(context.seq, 1), &token, 0);
   try {
-    arrive->wait(remaining(context.deadline));
-    release->wait(remaining(context.deadline));
+    arrive->wait(transport::time_left(context.deadline));
+    release->wait(transport::time_left(context.deadline));
   } catch (const transport::TransportError&) {
     arrive->cancel();
     release->cancel();

@@ -1,7 +1,6 @@
 #include "transport/peer_records.h"
 
-#include <algorithm>
-
+#include "transport/deadline.h"
 #include "transport/errors.h"
 
 namespace torchwan::transport {
@@ -13,11 +12,9 @@ std::vector<int> read_peer_records(
   std::vector<int> missing;
   for (int peer = 0; peer < size; ++peer) {
     if (peer == rank) continue;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
     std::vector<uint8_t> bytes;
     try {
-      bytes = store.get(key_of(peer), std::max(left, std::chrono::milliseconds(1)));
+      bytes = store.get(key_of(peer), time_left(deadline));
     } catch (const TransportError& error) {
       if (error.kind() != ErrorKind::kBootstrap && error.kind() != ErrorKind::kTimeout) throw;
       missing.push_back(peer);

@@ -57,10 +57,8 @@ class HandRolledPeer {
     }
   }
   // A header (stamped with this job's hash) and its payload.
-  void send(transport::zmq_detail::Header header, const std::vector<uint8_t>& payload) {
-    header.job = auth_.job_hash();
-    const auto bytes = transport::zmq_detail::encode_header(header);
-    send_frames({std::vector<uint8_t>(bytes.begin(), bytes.end()), payload});
+  void send(const transport::zmq_detail::Header& header, const std::vector<uint8_t>& payload) {
+    send_frames(frames(header, payload));
   }
 
   // The frames of `hello`, with the secret's proof when `proven` (it needs a secret to prove).
@@ -75,9 +73,7 @@ class HandRolledPeer {
     header.type = wire::MessageType::kHello;
     header.total_length = body.size();
     header.length = body.size();
-    header.job = auth_.job_hash();
-    const auto bytes = wire::encode_header(header);
-    return {std::vector<uint8_t>(bytes.begin(), bytes.end()), body};
+    return frames(header, body);
   }
   // What a real rank 1 says first: its rank and lane, the group's size and lane count, its chunk
   // size.
@@ -86,6 +82,14 @@ class HandRolledPeer {
   }
 
  private:
+  // The two frames of one message: `header`, stamped with this job's hash, and `payload`.
+  std::vector<std::vector<uint8_t>> frames(transport::zmq_detail::Header header,
+                                           const std::vector<uint8_t>& payload) const {
+    header.job = auth_.job_hash();
+    const auto bytes = transport::zmq_detail::encode_header(header);
+    return {std::vector<uint8_t>(bytes.begin(), bytes.end()), payload};
+  }
+
   transport::DataAuth auth_;
   ::zmq::context_t context_;
   ::zmq::socket_t router_;

@@ -49,7 +49,11 @@ def test_partitioned_host_is_dropped_then_readmitted(lab, tmp_path: Path) -> Non
         def report() -> str:
             return job_report(coordinator, workers)
 
-        wait_until(lambda: all(w.step() >= 30 for w in workers.values()), 90, report)
+        wait_until(
+            lambda: all(w.step() >= 30 for w in workers.values()),
+            90,
+            lambda: f"every member at step 30:\n{report()}",
+        )
         cut_at = time.time()
         with lab.partitioned_between(3, None):
             for name in ("w0", "w1", "w2"):
@@ -66,7 +70,11 @@ def test_partitioned_host_is_dropped_then_readmitted(lab, tmp_path: Path) -> Non
                 assert worker.first("recovered", after=cut_at)["world_size"] == 3
             step_during_cut = workers["w0"].step()
             # The three go on without it for a few steps.
-            wait_until(lambda: workers["w0"].step() >= step_during_cut + 10, 60, report)
+            wait_until(
+                lambda: workers["w0"].step() >= step_during_cut + 10,
+                60,
+                lambda: f"w0 at step {step_during_cut + 10}:\n{report()}",
+            )
         healed_at = time.time()
         wait_until(
             lambda: workers["w3"].first("recovered", after=healed_at) is not None,

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "transport/deadline.h"
 #include "transport/errors.h"
 #include "transport/peer_records.h"
 #include "transport/socket_tuning.h"
@@ -11,17 +12,6 @@
 #include "transport/ucx/ucx_wire.h"
 
 namespace torchwan::transport::ucx {
-
-namespace {
-
-std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-  // Every wait gets at least a moment, so a rank that is merely late still gets looked at.
-  return std::max(left, std::chrono::milliseconds(1));
-}
-
-}  // namespace
 
 void Engine::connect(Store& store, std::chrono::steady_clock::time_point deadline) {
   AddressRecord mine;
