@@ -1,7 +1,9 @@
 """Collectives benchmark: allreduce, allgather, reduce-scatter and broadcast from 4 KiB to 256 MiB,
 "wan" and Gloo side by side in the same processes, on loopback or in a WAN-lab scenario.
 Reports time, algbw and busbw (nccl-tests formulas), the ratio to Gloo and, on an emulated link,
-the ratio to what the link allows. Writes bench/results/collectives_<name>.{json,md,png}.
+the ratio to Gloo on hosts tuned like wan's sockets ("gloo-bbr") and the share of the least time
+the link allows. In the lab every wan result is first compared with Gloo's (--no-check skips it).
+Writes bench/results/collectives_<name>.{json,md,png}.
 
     python3 -m bench.collectives.run [--world-size 4] [--scenario wan-a] [--smoke]
 """
@@ -24,10 +26,15 @@ SMOKE_SIZES = [4 << 10, 1 << 20]
 
 
 def run_scenario(args: argparse.Namespace, placement: Placement, link: dict[str, Any] | None,
-                 env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Returns the derived rows and, per wan group, the regions it ran on."""
+                 env: dict[str, str]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Returns the derived rows, per wan group the regions it ran on, and what the lab hosts'
+    TCP sysctls held while gloo-bbr was created and timed."""
     sizes = SMOKE_SIZES if args.smoke else [int(s) for s in args.sizes.split(",")]
-    backends = args.backends or ("wan-hier,wan-flat,gloo" if args.compare_topology else "wan,gloo")
+    # In the lab Gloo also runs with the TCP tuning wan gives its own sockets, so a ratio to Gloo
+    # is not a ratio to the hosts' sysctls.
+    backends = args.backends or (("wan-hier,wan-flat" if args.compare_topology else "wan")
+                                 + (",gloo" if link is None else ",gloo,gloo-bbr"))
     result = run_world(
         str(WORKER),
         ["--collectives", args.collectives, "--sizes", ",".join(map(str, sizes)),
@@ -39,7 +46,8 @@ def run_scenario(args: argparse.Namespace, placement: Placement, link: dict[str,
     )
     records = [json.loads(line) for line in result.rank0_stdout.splitlines() if line.startswith("{")]
     topologies = [r for r in records if "topology" in r]
-    return report.derive([r for r in records if "backend" in r], link), topologies
+    host_tcp = [r["host_tcp"] for r in records if "host_tcp" in r]
+    return report.derive([r for r in records if "backend" in r], link), topologies, host_tcp
 
 
 def main() -> None:
@@ -52,36 +60,39 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--smoke", action="store_true",
                         help="two small sizes, each result checked against Gloo's, for CI")
-    parser.add_argument("--check", action="store_true",
-                        help="compare every result with Gloo's before timing it")
+    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=None,
+                        help="compare every result with Gloo's before timing it (default: on in "
+                             "the WAN lab and with --smoke, off on loopback)")
     parser.add_argument("--out-dir", type=pathlib.Path, default=report.RESULTS,
                         help="where the results go (default bench/results)")
     parser.add_argument("--transport", default=None, help="TORCHWAN_TRANSPORT for the wan side")
     parser.add_argument("--backends", default=None,
-                        help="comma-separated subset to run (default: wan,gloo); leaving Gloo out "
-                             "gives no ratio to it")
+                        help="comma-separated subset to run (default: wan,gloo, and gloo-bbr in "
+                             "the lab); leaving Gloo out gives no ratio to it")
     parser.add_argument("--name", default=None, help="results file suffix (default: scenario)")
     parser.add_argument("--compare-topology", action="store_true",
                         help="run wan twice, hierarchical (the lab's regions) and flat, beside "
                              "Gloo; needs a scenario with regions")
     args = parser.parse_args()
-    args.check = args.check or args.smoke
+    if args.check is None:
+        args.check = args.smoke or args.scenario != "loopback"
 
     env = {"TORCHWAN_TRANSPORT": args.transport} if args.transport else {}
     if args.scenario == "loopback":
         if args.compare_topology:
             parser.error("--compare-topology needs a WAN-lab scenario with regions")
-        rows, topologies = run_scenario(args, Loopback(), None, env)
+        rows, topologies, host_tcp = run_scenario(args, Loopback(), None, env)
     else:
         from bench.common.lab import running_lab
 
-        with running_lab(args.scenario) as (placement, link, lab_env):
-            rows, topologies = run_scenario(args, placement, link, {**lab_env, **env})
+        with running_lab(args.scenario, args.world_size) as (placement, link, lab_env):
+            rows, topologies, host_tcp = run_scenario(args, placement, link, {**lab_env, **env})
 
     name = args.name or args.scenario + ("-smoke" if args.smoke else "")
     # Library settings from the environment change the results: the report names them.
     settings = {k: v for k, v in sorted({**os.environ, **env}.items()) if k.startswith("TORCHWAN_")}
-    report.write(rows, name, args.world_size, args.scenario, topologies, args.out_dir, settings)
+    report.write(rows, name, args.world_size, args.scenario, topologies, args.out_dir, settings,
+                 host_tcp)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """One rank of the collectives benchmark. Started by bench/collectives/run.py with the usual
 torch.distributed environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); times every
 (collective, size) on "wan" and on Gloo in the same process, alternating, and rank 0 prints one
-JSON line per measurement.
+JSON line per measurement. In the WAN lab, "gloo-bbr" is a second Gloo group whose connections
+were made while the hosts defaulted to BBR and which is timed while the hosts allow 64 MiB TCP
+buffers (bench/common/host_tcp.py), restored right after.
 
-Each measurement is the slowest rank's mean time per call over a run sized to a time budget, so
-a rank that finishes early cannot flatter the figure.
+Each measurement is the time from the first rank's start to the last rank's end of a run of
+back-to-back calls sized to a time budget, divided by the calls, so a rank that finishes early
+or starts late cannot flatter the figure.
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.common import host_tcp  # noqa: E402
 
 ELEMENT_BYTES = 4  # float32 throughout, as nccl-tests' default
 # Backends that are "wan" with the backend's allreduce compression turned on, beside plain "wan"
@@ -80,7 +89,36 @@ def check_call(collective: str, total_bytes: int, world: int, group, reference_g
         raise AssertionError(f"rank {rank}: {collective} of {total_bytes} bytes differs from Gloo")
 
 
-def time_call(call: Callable[[], None], budget_s: float, sync_group) -> float:
+def count(connections: dict[tuple[str, str], str],
+          earlier: dict[tuple[str, str], str]) -> dict[str, int]:
+    """How many connections absent from `earlier` run each congestion control."""
+    totals: dict[str, int] = {}
+    for key, algorithm in connections.items():
+        if key not in earlier:
+            totals[algorithm] = totals.get(algorithm, 0) + 1
+    return totals
+
+
+@contextmanager
+def host_tcp_set_to(values: dict[str, str], sync_group) -> Iterator[dict[str, str]]:
+    """Every lab host's TCP sysctls hold `values` inside the block, and what they held before
+    after it; yields what this rank's host really holds (empty on ranks that do not own a host)."""
+    owner = host_tcp.owns_host()
+    before = host_tcp.read(list(values)) if owner else {}
+    try:
+        applied = host_tcp.apply(values) if owner else {}
+        dist.barrier(group=sync_group)
+        yield applied
+        dist.barrier(group=sync_group)
+    finally:
+        if owner:
+            host_tcp.apply(before)
+
+
+def time_call(call: Callable[[], None], budget_s: float, sync_group) -> tuple[float, int]:
+    """Returns (seconds per call, calls timed). Every rank runs on this one machine, so all read
+    the same monotonic clock: the time is from the first rank's start to the last rank's end of
+    the timed calls, which no rank's skew at the starting barrier can shorten."""
     call()  # warm-up: first-touch of buffers, connection set-up, algorithm caches
     dist.barrier(group=sync_group)
     start = time.perf_counter()
@@ -90,13 +128,15 @@ def time_call(call: Callable[[], None], budget_s: float, sync_group) -> float:
     dist.all_reduce(estimate, op=dist.ReduceOp.MAX, group=sync_group)
     iterations = int(min(50, max(1, budget_s / max(float(estimate.item()), 1e-6))))
     dist.barrier(group=sync_group)
-    start = time.perf_counter()
+    start = time.clock_gettime(time.CLOCK_MONOTONIC)
     for _ in range(iterations):
         call()
-    mean = (time.perf_counter() - start) / iterations
-    slowest = torch.tensor([mean], dtype=torch.float64)
-    dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=sync_group)
-    return float(slowest.item())
+    end = time.clock_gettime(time.CLOCK_MONOTONIC)
+    first_start = torch.tensor([-start], dtype=torch.float64)
+    last_end = torch.tensor([end], dtype=torch.float64)
+    dist.all_reduce(first_start, op=dist.ReduceOp.MAX, group=sync_group)
+    dist.all_reduce(last_end, op=dist.ReduceOp.MAX, group=sync_group)
+    return (float(last_end.item()) + float(first_start.item())) / iterations, iterations
 
 
 def main() -> None:
@@ -106,7 +146,8 @@ def main() -> None:
     parser.add_argument("--backends", default="wan,gloo",
                         help="wan (default group), wan-hier (regions from TORCHWAN_LAB_REGION), "
                              "wan-flat (topology=flat), wan-fp16/-bf16/-int8/-fp8 (that "
-                             "compression), gloo")
+                             "compression), gloo, gloo-bbr (Gloo with the lab hosts' TCP tuned "
+                             "as wan tunes its sockets; WAN lab only)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
     parser.add_argument("--check", action="store_true",
                         help="first compare each collective's result with Gloo's")
@@ -116,7 +157,12 @@ def main() -> None:
 
     dist.init_process_group("wan", timeout=timedelta(minutes=10))
     rank, world = dist.get_rank(), dist.get_world_size()
+    # In the lab rank 0 records which congestion control each Gloo group's connections run.
+    watch = rank == 0 and host_tcp.in_lab()
+    before = host_tcp.connections_of(os.getpid()) if watch else {}
     gloo = dist.new_group(backend="gloo", timeout=timedelta(minutes=10))
+    dist.barrier(group=gloo)
+    gloo_connections = host_tcp.connections_of(os.getpid()) if watch else {}
     groups = {"wan": None, "gloo": gloo}
     backends = args.backends.split(",")
     if "wan-hier" in backends:
@@ -133,6 +179,20 @@ def main() -> None:
             groups[name] = dist.new_group(
                 backend="wan", timeout=timedelta(minutes=10),
                 pg_options=torchwan.Options(compression=CODEC_BACKENDS[name]))
+    if "gloo-bbr" in backends:
+        if not host_tcp.in_lab():
+            raise SystemExit("gloo-bbr tunes the TCP of WAN-lab hosts; on loopback it would "
+                             "change this machine's: run it with --scenario")
+        # Created while BBR is the hosts' default, so every connection of the group keeps BBR.
+        with host_tcp_set_to(host_tcp.congestion("bbr"), gloo) as applied:
+            groups["gloo-bbr"] = dist.new_group(backend="gloo", timeout=timedelta(minutes=10))
+            dist.barrier(group=groups["gloo-bbr"])
+        if watch:
+            after = host_tcp.connections_of(os.getpid())
+            print(json.dumps({"host_tcp": {
+                "while_creating_gloo_bbr": applied,
+                "rank_0_connections_of_gloo": count(gloo_connections, before),
+                "rank_0_connections_of_gloo_bbr": count(after, gloo_connections)}}), flush=True)
     if rank == 0:
         # What each wan group runs on; the default group's is what "auto" decided for this world.
         for name in ("wan", "wan-hier", "wan-flat"):
@@ -143,19 +203,33 @@ def main() -> None:
             record = {"topology": name, "regions": backend.regions,
                       "source": backend.topology_source, "rtt_ms": backend.rtt_ms}
             print(json.dumps(record), flush=True)
+    printed_tuning = False
     for collective in args.collectives.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             for backend in backends:
-                if args.check and backend != "gloo":
+                # Gloo is the reference the others are checked against.
+                checked = args.check and not backend.startswith("gloo")
+                if checked:
                     lossy = backend in CODEC_BACKENDS or os.environ.get(
                         "TORCHWAN_COMPRESSION", "none") not in ("", "none")
                     check_call(collective, size, world, groups[backend], gloo, lossy)
                 call = make_call(collective, size, world, groups[backend])
-                seconds = time_call(call, args.budget, gloo)
+                if backend == "gloo-bbr":
+                    # Large buffers only while this group runs: autotuning would hand them to
+                    # every other group's connections too.
+                    tuning = {**host_tcp.congestion("bbr"), **host_tcp.big_buffers()}
+                    with host_tcp_set_to(tuning, gloo) as applied:
+                        seconds, calls = time_call(call, args.budget, gloo)
+                    if rank == 0 and not printed_tuning:
+                        print(json.dumps({"host_tcp": {"while_timing_gloo_bbr": applied}}),
+                              flush=True)
+                        printed_tuning = True
+                else:
+                    seconds, calls = time_call(call, args.budget, gloo)
                 if rank == 0:
                     record = {"collective": collective, "bytes": size, "backend": backend,
-                              "world_size": world, "seconds": seconds,
-                              "checked": args.check,
+                              "world_size": world, "seconds": seconds, "calls": calls,
+                              "checked": checked,
                               "compression": CODEC_BACKENDS.get(backend)}
                     print(json.dumps(record), flush=True)
     dist.barrier(group=gloo)

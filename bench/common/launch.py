@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from bench.common.host_tcp import OWNER_ENV
+
 
 class Placement(Protocol):
     """Where rank r runs: the address it binds to and the command prefix that enters its host."""
@@ -50,10 +52,12 @@ class Namespaces:
         return ["ip", "netns", "exec", self.namespaces[rank % len(self.namespaces)]]
 
     def rank_env(self, rank: int) -> dict[str, str]:
+        # The first rank on each host is the one that may tune the host's TCP (host_tcp.py).
+        env = {OWNER_ENV: "1" if rank < len(self.namespaces) else "0"}
         # The lab's region labels, for runs that compare hierarchical with flat collectives.
-        if not self.regions or not self.regions[rank % len(self.regions)]:
-            return {}
-        return {"TORCHWAN_LAB_REGION": self.regions[rank % len(self.regions)]}
+        if self.regions and self.regions[rank % len(self.regions)]:
+            env["TORCHWAN_LAB_REGION"] = self.regions[rank % len(self.regions)]
+        return env
 
 
 def free_port() -> int:

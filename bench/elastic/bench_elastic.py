@@ -10,7 +10,10 @@
 new group). All variants use the wan backend for the training collectives, on loopback.
 Writes bench/results/elastic.{json,md}.
 
-    python bench/elastic/bench_elastic.py [--repeat 1]
+Each way is measured --repeat times (default 5), interleaved; the results give the median and
+the spread (fastest and slowest run) of each.
+
+    python bench/elastic/bench_elastic.py [--repeat 5]
 """
 
 from __future__ import annotations
@@ -146,27 +149,37 @@ def torchrun_restart(variant: str, log_dir: Path) -> dict[str, float]:
 
 
 def write_results(runs: list[dict[str, Any]]) -> None:
+    def values(key: str, field: str = "resumed_s") -> list[float]:
+        return sorted(run[key][field] for run in runs)
+
     def median(key: str, field: str = "resumed_s") -> float:
-        values = sorted(run[key][field] for run in runs)
-        return values[len(values) // 2]
+        ordered = values(key, field)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    def spread(key: str, field: str = "resumed_s") -> dict[str, float]:
+        ordered = values(key, field)
+        return {"median": median(key, field), "min": ordered[0], "max": ordered[-1]}
 
     inproc, wan, c10d = median("in_process"), median("torchrun_wan"), median("torchrun_c10d")
     summary = {
-        "in_process_resumed_s": inproc,
-        "in_process_detected_s": median("in_process", "detected_s"),
-        "torchrun_wan_resumed_s": wan,
-        "torchrun_c10d_resumed_s": c10d,
+        "runs": len(runs),
+        "in_process_resumed_s": spread("in_process"),
+        "in_process_detected_s": spread("in_process", "detected_s"),
+        "torchrun_wan_resumed_s": spread("torchrun_wan"),
+        "torchrun_c10d_resumed_s": spread("torchrun_c10d"),
         "speedup_vs_torchrun_c10d": c10d / inproc,
         "speedup_vs_torchrun_wan": wan / inproc,
         "targets": {"in_process_under_5s": inproc < 5.0, "at_least_5x_vs_c10d": c10d / inproc >= 5},
     }
+    load = os.getloadavg()
     document = {
         "benchmark": "elastic recovery: SIGKILL of one of 4 training processes to training resumed",
         "setup": {
             "network": "loopback",
             "host": platform.node(),
             "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
+            "load_average": load,
             "allreduce_elements": SIZE,
             "step_delay_s": STEP_DELAY,
             "in_process": "4 members, coordinator defaults (1 s heartbeats, 10 s timeout)",
@@ -177,20 +190,28 @@ def write_results(runs: list[dict[str, Any]]) -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "elastic.json").write_text(json.dumps(document, indent=2) + "\n")
+    def row(label: str, key: str) -> str:
+        cell = summary[key]
+        return (f"| {label} | {cell['median']:.2f} | {cell['min']:.2f}–{cell['max']:.2f} | "
+                f"{cell['median'] / inproc:.1f}x |")
+
+    detected = summary["in_process_detected_s"]
     table = [
         "# Elastic recovery: SIGKILL of one of 4 training processes → training resumed",
         "",
-        f"Loopback, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
-        f"median of {len(runs)} run(s); all variants train with the wan backend.",
+        f"Written by `python3 bench/elastic/bench_elastic.py --repeat {len(runs)}`. Loopback, "
+        f"{os.cpu_count()} CPUs (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over "
+        f"1 / 5 / 15 min when the last run ended); {len(runs)} runs of each way, interleaved; all "
+        "variants train with the wan backend.",
         "",
-        "| way on | kill → resumed (s) | vs in-process |",
-        "|---|---:|---:|",
-        f"| in-process recovery (ElasticGroup) | {inproc:.2f} | 1.0x |",
-        f"| torchrun restart, `wan` rendezvous | {wan:.2f} | {wan / inproc:.1f}x |",
-        f"| torchrun restart, `c10d` rendezvous | {c10d:.2f} | {c10d / inproc:.1f}x |",
+        "| way on | kill → resumed, median (s) | fastest–slowest (s) | median vs in-process |",
+        "|---|---:|---:|---:|",
+        row("in-process recovery (ElasticGroup)", "in_process_resumed_s"),
+        row("torchrun restart, `wan` rendezvous", "torchrun_wan_resumed_s"),
+        row("torchrun restart, `c10d` rendezvous", "torchrun_c10d_resumed_s"),
         "",
-        f"In-process failure detection (kill → every survivor's collective failed): "
-        f"{summary['in_process_detected_s']:.2f} s.",
+        f"In-process failure detection (kill → every survivor's collective failed): median "
+        f"{detected['median']:.2f} s, {detected['min']:.2f}–{detected['max']:.2f} s.",
         "",
     ]
     (RESULTS / "elastic.md").write_text("\n".join(table))
@@ -199,7 +220,7 @@ def write_results(runs: list[dict[str, Any]]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="elastic recovery benchmark")
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     import tempfile
 

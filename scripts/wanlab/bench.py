@@ -1,4 +1,6 @@
 """Measures how faithfully this machine emulates a WAN; writes bench/results/wanlab_selfcheck.*
+(JSON and the Markdown page, both from this run; a run of only some parts writes
+wanlab_selfcheck_<parts>.*)
 
     python3 -m scripts.wanlab.bench [--quick] [--out bench/results]
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from . import scenario, selfcheck
+from . import bench_report, scenario, selfcheck
 from .lab import Lab
 
 BIG_BUF = 64 * 1024 * 1024
@@ -103,7 +107,8 @@ def main() -> None:
     a = ap.parse_args()
     parts = a.parts.split(",")
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
-                              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                              "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              "load_start": os.getloadavg(), "seconds": a.seconds}
     if "check" in parts:
         result["checks"] = {}
         for name in ("smoke", "wan-a", "wan-lossy", "regions"):
@@ -120,11 +125,15 @@ def main() -> None:
                  else [1, 2, 4] if a.quick else [1, 2, 4, 6, 8])
         mtus = [int(m) for m in a.mtus.split(",")]
         result["sweep"] = rate_sweep(rates, mtus, a.seconds, 1 if a.quick else a.repeats)
+    result["load_end"] = os.getloadavg()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"wanlab_selfcheck_{'_'.join(parts)}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    every_part = parts == ["check", "tcp", "sweep"]
+    path = out / ("wanlab_selfcheck" if every_part else f"wanlab_selfcheck_{'_'.join(parts)}")
+    path.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    command = shlex.join(["python3", "-m", "scripts.wanlab.bench", *sys.argv[1:]])
+    path.with_suffix(".md").write_text(bench_report.markdown(result, command) + "\n")
+    print(f"wrote {path.with_suffix('.json')} and {path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

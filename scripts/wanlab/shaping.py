@@ -37,8 +37,10 @@ class HostPlan:
     queues: list[DelayQueue]
 
 
-def _burst(bps: int) -> int:
-    return max(MIN_BURST_BYTES, bps // 8 // 250)  # 4 ms of traffic at the shaped rate
+def burst_bytes(bps: int) -> int:
+    """What a shaped sender may send at line rate after an idle moment: 4 ms of traffic at the
+    shaped rate, at least MIN_BURST_BYTES."""
+    return max(MIN_BURST_BYTES, bps // 8 // 250)
 
 
 def _limit(bps: int, queue_ms: float) -> int:
@@ -60,17 +62,17 @@ def egress_tc(sc: Scenario, src: int) -> list[list[str]]:
             return []
         r = host.rate_bps
         return [["qdisc", "replace", *dev, "root", "tbf", "rate", f"{r}bit",
-                 "burst", str(_burst(r)), "limit", str(_limit(r, sc.queue_ms))]]
+                 "burst", str(burst_bytes(r)), "limit", str(_limit(r, sc.queue_ms))]]
     up = host.rate_bps or UNSHAPED_PARENT_BPS
     cmds = [["qdisc", "replace", *dev, "root", "handle", "1:", "htb", "default", "2"],
             ["class", "add", *dev, "parent", "1:", "classid", "1:1", "htb",
-             "rate", f"{up}bit", "ceil", f"{up}bit", "burst", str(_burst(up)),
-             "cburst", str(_burst(up))]]
+             "rate", f"{up}bit", "ceil", f"{up}bit", "burst", str(burst_bytes(up)),
+             "cburst", str(burst_bytes(up))]]
 
     def leaf(minor: int, bps: int) -> list[list[str]]:
         return [["class", "add", *dev, "parent", "1:1", "classid", f"1:{minor:x}", "htb",
-                 "rate", f"{bps}bit", "ceil", f"{bps}bit", "burst", str(_burst(bps)),
-                 "cburst", str(_burst(bps))],
+                 "rate", f"{bps}bit", "ceil", f"{bps}bit", "burst", str(burst_bytes(bps)),
+                 "cburst", str(burst_bytes(bps))],
                 ["qdisc", "add", *dev, "parent", f"1:{minor:x}", "bfifo",
                  "limit", str(_limit(bps, sc.queue_ms))]]
 
