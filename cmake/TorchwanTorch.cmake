@@ -2,21 +2,29 @@
 
 # torch is deliberately not a build requirement in pyproject.toml: the extension only works with the
 # torch it was compiled against, so it must be built against the installed one. pip's default build
-# isolation hides that torch; say so in one line with the command that works, before compiling.
-macro(torchwan_find_torch)
+# isolation hides that torch. The top-level CMakeLists.txt calls this first, so such a build stops
+# within seconds, in one line that gives the command that works, before anything compiles.
+macro(torchwan_require_torch)
+  find_package(Python REQUIRED COMPONENTS Interpreter Development.Module)
   execute_process(
     COMMAND "${Python_EXECUTABLE}" -c "import torch; print(torch.utils.cmake_prefix_path)"
     RESULT_VARIABLE _torchwan_torch_result
     OUTPUT_VARIABLE TORCHWAN_TORCH_PREFIX OUTPUT_STRIP_TRAILING_WHITESPACE
     ERROR_VARIABLE _torchwan_torch_error)
   if(_torchwan_torch_result AND _torchwan_torch_error MATCHES "No module named 'torch'")
+    # The leading space keeps CMake from wrapping the line, so the command reads as one.
     message(FATAL_ERROR
-      "torchwan: torch is not importable by ${Python_EXECUTABLE} (pip's build isolation hides the "
-      "installed torch); install with: pip install --no-build-isolation .")
+      " torchwan needs the installed torch, which pip's build isolation hides; "
+      "install with: pip install --no-build-isolation .")
   elseif(_torchwan_torch_result)
     message(FATAL_ERROR "torchwan: `import torch` failed in ${Python_EXECUTABLE}:\n"
                         "${_torchwan_torch_error}")
   endif()
+endmacro()
+
+# Finds torch's CMake package (TORCH_LIBRARIES, TORCH_INCLUDE_DIRS, ...) in the caller's scope.
+macro(torchwan_find_torch)
+  torchwan_require_torch()
   list(APPEND CMAKE_PREFIX_PATH "${TORCHWAN_TORCH_PREFIX}")
   # torch's CMake config otherwise probes for a GPU (try_run), which fails on build machines without
   # one; the extension itself has no kernels of torch's to compile.
