@@ -10,5 +10,9 @@
 from .._elastic import AuthenticationError
 from .group import ElasticGroup, JobStoppedError
 from .process_group import build_process_group
+from .state_transfer import StateTransferError
 
-__all__ = ["AuthenticationError", "ElasticGroup", "JobStoppedError", "build_process_group"]
+__all__ = [
+    "AuthenticationError", "ElasticGroup", "JobStoppedError", "build_process_group",
+    "StateTransferError",
+]

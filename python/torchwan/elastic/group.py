@@ -41,6 +41,7 @@ from ._address import local_address_towards, split_endpoint
 from .epoch_store import EpochNotReachable, connect_epoch_store
 from .process_group import abort_quietly, build_process_group
 from .state_sync import StateDict, synchronize
+from .state_transfer import StateTransferError
 
 log = logging.getLogger("torchwan.elastic")
 
@@ -289,6 +290,8 @@ class ElasticGroup:
             first = self.step < 0
             try:
                 self._enter(view)
+            except StateTransferError:
+                raise  # state from a peer was refused: the caller must hear it, not a retry
             except (EpochNotReachable, dist.DistBackendError, RuntimeError) as error:
                 log.info("ElasticGroup '%s': epoch %d abandoned: %s", self.name, view.epoch, error)
                 with self._lock:

@@ -9,13 +9,13 @@ always receive state, and the founders of a new job all take rank 0's.
 
 from __future__ import annotations
 
-import io
 from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 
-StateDict = dict[str, Any]
+from . import state_transfer
+from .state_transfer import StateDict
 
 
 def gather_steps(group: dist.ProcessGroup, step: int) -> list[int]:
@@ -26,31 +26,15 @@ def gather_steps(group: dist.ProcessGroup, step: int) -> list[int]:
     return [int(t.item()) for t in outputs]
 
 
-def _serialize(state: StateDict) -> torch.Tensor:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
-
-
 def broadcast_state(
     group: dist.ProcessGroup,
     source: int,
     get_state: Callable[[], StateDict],
     set_state: Callable[[StateDict], None],
 ) -> None:
-    """Copies the state of rank `source` to every other member (length, then bytes)."""
-    options = dist.BroadcastOptions()
-    options.rootRank = source
-    is_source = group.rank() == source
-    payload = _serialize(get_state()) if is_source else torch.empty(0, dtype=torch.uint8)
-    length = torch.tensor([payload.numel()], dtype=torch.int64)
-    group.broadcast([length], options).wait()
-    if not is_source:
-        payload = torch.empty(int(length.item()), dtype=torch.uint8)
-    group.broadcast([payload], options).wait()
-    if not is_source:
-        state = torch.load(io.BytesIO(payload.numpy().tobytes()), weights_only=False)
-        set_state(state)
+    """Copies the state of rank `source` to every other member, tensor by tensor without
+    pickle (state_transfer.py); raises StateTransferError naming the source on failure."""
+    state_transfer.send_or_receive(group, source, get_state, set_state)
 
 
 def synchronize(
