@@ -9,7 +9,7 @@ always receive state, and the founders of a new job all take rank 0's.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.distributed as dist
