@@ -5,9 +5,15 @@
 
 #include <c10/util/Exception.h>
 
+#include <chrono>
 #include <exception>
+#include <optional>
 #include <string>
 #include <utility>
+
+namespace torchwan::transport {
+enum class ErrorKind;  // transport/errors.h
+}
 
 namespace torchwan {
 
@@ -46,8 +52,15 @@ class WanAbortedError : public WanError {
 namespace c10d_backend {
 
 // Wraps `cause` (a transport or engine exception) in the WanError subclass that fits it; the
-// message is `context` followed by the cause's message.
-std::exception_ptr wan_error(const std::string& context, const std::exception& cause);
+// message is `context` followed by the cause's message. A timeout's message says "Timed out
+// waiting <timeout>ms for rank <peer>" before the cause, in the words Gloo uses, because tools and
+// torch's own tests match on them.
+std::exception_ptr wan_error(const std::string& context, const std::exception& cause,
+                             std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+
+// The WanError subclass for a failure of `kind` (a timeout, a lost peer, ...), with `message` as
+// it is.
+std::exception_ptr error_of_kind(transport::ErrorKind kind, const std::string& message, int peer);
 
 // Builds an exception of type E with the given message, ready to store in a Work or Future.
 template <typename E>

@@ -43,6 +43,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::allreduce(std::vector<at::Tensor
                                                           const c10d::AllreduceOptions& opts) {
   constexpr const char* kName = "all_reduce";
   const at::Tensor& tensor = c10d_backend::single_tensor(tensors, kName);
+  if (tensor.is_sparse()) return sparse_allreduce(tensor, opts);
   const engine::DataType dtype = c10d_backend::engine_dtype(tensor.scalar_type(), kName);
   const engine::ReduceOp op =
       c10d_backend::engine_reduce_op(opts.reduceOp, tensor.scalar_type(), kName);

@@ -146,7 +146,8 @@ void ProcessGroupWan::deliver(std::function<void()> completion) {
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
     const c10d_backend::SignatureFields& fields, std::chrono::milliseconds op_timeout,
-    std::vector<at::Tensor> outputs, std::shared_ptr<c10d_backend::Staging> staging, Body body) {
+    std::vector<at::Tensor> outputs, std::shared_ptr<c10d_backend::Staging> staging, Body body,
+    uint32_t sequence_numbers) {
   check_usable(fields.name);
   staging->issue(*streams_);
   const auto timeout = effective_timeout(op_timeout);
@@ -154,7 +155,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
   engine::CallSignature signature = c10d_backend::make_signature(fields);
   // Sequence numbers double as wire tags, so assigning one and queueing the op is one step.
   std::lock_guard<std::mutex> lock(issue_mutex_);
-  const uint64_t seq = ++collective_seq_;
+  const uint64_t seq = collective_seq_ + 1;
+  collective_seq_ += sequence_numbers;
   auto work = c10::make_intrusive<WanWork>(rank_, fields.type, seq, name, std::move(outputs),
                                            staging->devices());
   const bool queued =
@@ -173,12 +175,12 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
           staging->stage_out();
           deliver([work, staging] { work->complete(staging->stream()); });
         } catch (const std::exception& error) {
-          auto failure = c10d_backend::wan_error(error_context(name, seq), error);
+          auto failure = c10d_backend::wan_error(error_context(name, seq), error, timeout);
           deliver([work, failure] { work->complete_with_error(failure); });
         }
       });
   if (!queued) {
-    --collective_seq_;
+    collective_seq_ -= sequence_numbers;
     check_usable(name);  // shut down between the first check and now
   }
   return work;

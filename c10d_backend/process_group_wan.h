@@ -69,6 +69,9 @@ class ProcessGroupWan final : public c10d::Backend {
                                            const c10d::AllreduceOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> allreduce_coalesced(
       std::vector<at::Tensor>& tensors, const c10d::AllreduceCoalescedOptions& opts) override;
+  // Sparse COO tensors, reduced as Gloo reduces them (process_group_sparse_allreduce.cc).
+  c10::intrusive_ptr<c10d::Work> allreduce_sparse(std::vector<at::Tensor>& tensors,
+                                                  const c10d::AllreduceOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> reduce(std::vector<at::Tensor>& tensors,
                                         const c10d::ReduceOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> reduce_scatter(std::vector<at::Tensor>& outputs,
@@ -88,6 +91,10 @@ class ProcessGroupWan final : public c10d::Backend {
                                            const c10d::AllgatherOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
                                                  const c10d::AllgatherOptions& opts) override;
+  // Per-rank lists of several inputs (process_group_allgather_coalesced.cc).
+  c10::intrusive_ptr<c10d::Work> allgather_coalesced(
+      std::vector<std::vector<at::Tensor>>& output_lists, std::vector<at::Tensor>& inputs,
+      const c10d::AllgatherOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> allgather_into_tensor_coalesced(
       std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs,
       const c10d::AllgatherOptions& opts) override;
@@ -142,11 +149,16 @@ class ProcessGroupWan final : public c10d::Backend {
   enum class PeerOp : uint8_t { kSend, kRecv, kRecvAny };
 
   // Queues one collective: assigns its sequence number, orders it after the caller's device work
-  // and returns its Work. `body` runs on the collective thread over host tensors.
+  // and returns its Work. `body` runs on the collective thread over host tensors. A body that
+  // makes several engine calls reserves one sequence number (wire tag space) for each: the
+  // context carries the first, the others follow it.
   c10::intrusive_ptr<c10d::Work> submit(const c10d_backend::SignatureFields& fields,
                                         std::chrono::milliseconds op_timeout,
                                         std::vector<at::Tensor> outputs,
-                                        std::shared_ptr<c10d_backend::Staging> staging, Body body);
+                                        std::shared_ptr<c10d_backend::Staging> staging, Body body,
+                                        uint32_t sequence_numbers = 1);
+  c10::intrusive_ptr<c10d::Work> sparse_allreduce(const at::Tensor& tensor,
+                                                  const c10d::AllreduceOptions& opts);
   c10::intrusive_ptr<c10d::Work> point_to_point(PeerOp op, const char* name,
                                                 std::vector<at::Tensor>& tensors, int peer,
                                                 int tag);

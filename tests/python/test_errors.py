@@ -90,7 +90,8 @@ def check_bad_arguments(rank: int, world: int) -> list[str]:
     expect("AVG on integers", ValueError, lambda: pg.allreduce([torch.ones(2, dtype=torch.int32)], opts))
     opts.reduceOp = dist.ReduceOp.BAND
     expect("BAND on floats", ValueError, lambda: pg.allreduce([torch.ones(2)], opts))
-    expect("sparse tensor", (ValueError, RuntimeError), lambda: dist.all_reduce(torch.ones(2).to_sparse()))
+    sparse = torch.ones(2).to_sparse()
+    expect("sparse MAX", ValueError, lambda: dist.all_reduce(sparse, op=dist.ReduceOp.MAX), "SUM")
     # None of the rejected calls consumed a sequence number: the group still works.
     check = torch.ones(3)
     dist.all_reduce(check)
