@@ -178,21 +178,30 @@ def _topk_allreduce(
     return total.div_(world)
 
 
-def _run(state: State, bucket: dist.GradBucket, codec: str) -> torch.futures.Future[torch.Tensor]:
-    grad = bucket.buffer()
+def compressed_mean(state: State, codec: str, key: int, flat: torch.Tensor) -> torch.Tensor:
+    """The mean over ``state.process_group`` of the float32 CPU vector ``flat`` (same length on
+    every rank), sent through ``codec`` with the error-feedback residuals stored under ``key``;
+    bit-identical on every rank. Counts ``state.bytes_sent``. Shared by the DDP hooks (key: the
+    bucket index) and torchwan.DiLoCo (key: the fragment)."""
     group = state.process_group
     world = dist.get_world_size(group)
     rank = dist.get_rank(group)
-    index = bucket.index()
+    if codec == "topk":
+        mean = _topk_allreduce(state, group, key, flat, rank, world)
+    else:
+        mean = _sharded_allreduce(state, codec, group, key, flat, rank, world)
+    if not bool(torch.isfinite(mean).all()):
+        state.reset_bucket(key)
+    return mean
+
+
+def _run(state: State, bucket: dist.GradBucket, codec: str) -> torch.futures.Future[torch.Tensor]:
+    grad = bucket.buffer()
+    world = dist.get_world_size(state.process_group)
     if world > 1 and grad.numel() > 0:
         # A copy is needed anyway for non-fp32 or device buckets; fp32 CPU ones are used in place.
         flat = grad.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
-        if codec == "topk":
-            mean = _topk_allreduce(state, group, index, flat, rank, world)
-        else:
-            mean = _sharded_allreduce(state, codec, group, index, flat, rank, world)
-        if not bool(torch.isfinite(mean).all()):
-            state.reset_bucket(index)
+        mean = compressed_mean(state, codec, bucket.index(), flat)
         grad.copy_(mean.view_as(grad))
         state.bytes_dense += 2 * (world - 1) * grad.numel() * 4 // world
     if bucket.is_last():
@@ -239,4 +248,4 @@ def topk(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Te
     return _run(state, bucket, "topk")
 
 
-__all__ = ["State", "bf16", "compressed", "fp16", "fp8", "int8", "sign", "topk"]
+__all__ = ["State", "bf16", "compressed", "compressed_mean", "fp16", "fp8", "int8", "sign", "topk"]

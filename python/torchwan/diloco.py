@@ -1,0 +1,361 @@
+"""DiLoCo and Streaming DiLoCo: data parallelism that communicates every H steps instead of every
+step (API, semantics and advice: docs/diloco.md).
+
+::
+
+    inner = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    outer = torch.optim.SGD(model.parameters(), lr=0.7, momentum=0.9, nesterov=True)
+    diloco = torchwan.DiLoCo(model, inner, outer, sync_every=100, codec="int8")
+    for batch in data:
+        loss_fn(model(batch)).backward()
+        diloco.step()
+
+Every rank trains alone with the inner optimizer. At a sync each rank's pseudo-gradient, the
+parameters of the last sync minus its current ones, is averaged over the group; the outer optimizer
+steps the last-sync parameters with that mean as their gradient, and the result becomes the model's
+parameters, bit-identical on every rank. With ``fragments=F`` the parameters are cut into F
+fragments synced at staggered steps; each sync is started at its step and applied ``delay`` inner
+steps later, so the allreduce runs while the model keeps training.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import hooks
+
+#: ``none`` sends float32 pseudo-gradients through one allreduce; the others go through
+#: torchwan.hooks' compressed allreduce with error feedback (docs/compression.md).
+CODECS: tuple[str, ...] = ("none", "fp16", "bf16", "int8", "fp8", "sign", "topk")
+
+
+@dataclasses.dataclass
+class _PendingSync:
+    """A fragment's pseudo-gradient on its way: ``work`` is the running allreduce of ``buffer``
+    (the sum over ranks); with no work, ``buffer`` already holds the mean."""
+
+    fragment: int
+    apply_at: int
+    buffer: torch.Tensor
+    work: Optional[Any] = None
+    world: int = 1
+
+    def mean(self) -> torch.Tensor:
+        if self.work is not None:
+            self.work.wait()
+            self.work = None
+            self.buffer.div_(self.world)
+        return self.buffer
+
+
+def _split(sizes: list[int], count: int) -> list[range]:
+    """Cuts parameters (in model order) into ``count`` contiguous, non-empty runs of about equal
+    element counts."""
+    total = sum(sizes)
+    bounds = [0]
+    running = 0
+    for index, size in enumerate(sizes):
+        running += size
+        fragment = len(bounds)
+        # Cut after this parameter once the running count reaches the fragment's share, leaving
+        # at least one parameter for every later fragment.
+        if fragment < count and (running * count >= fragment * total
+                                 or len(sizes) - (index + 1) == count - fragment):
+            bounds.append(index + 1)
+    bounds.append(len(sizes))
+    return [range(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+class DiLoCo:
+    """Wraps a model and its inner and outer optimizers; call :meth:`step` after each backward.
+
+    Args:
+        model: the model every rank trains; rank 0's parameters are broadcast at construction.
+        inner: the per-step optimizer (its state is never touched).
+        outer: the optimizer applied to the last-sync parameters with the mean pseudo-gradient as
+            gradient; built on the model's parameters and covering every trainable one.
+        sync_every: H, inner steps between two syncs of a fragment.
+        fragments: F; each fragment is synced every H steps, fragment f at the steps where
+            ``(step - f*H/F) % H == 0``. H must be a multiple of F.
+        codec: how pseudo-gradients travel, one of :data:`CODECS`.
+        group: the process group (default: the default group), or an object with a
+            ``process_group`` property (torchwan.elastic.ElasticGroup) read at every sync.
+        delay: inner steps between starting a fragment's sync and applying it, below H.
+        alpha: when a sync is applied, the fragment becomes ``(1-alpha)*global + alpha*local``,
+            where local is the parameters trained meanwhile; 0 (default) makes every rank's
+            fragment bit-identical after the sync.
+        backup_device: where the last-sync parameters live (default: the CPU).
+        block_size, topk_fraction, error_feedback, seed: codec settings (torchwan.hooks.State).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner: torch.optim.Optimizer,
+        outer: torch.optim.Optimizer,
+        sync_every: int,
+        fragments: int = 1,
+        codec: str = "none",
+        group: Any = None,
+        *,
+        delay: int = 0,
+        alpha: float = 0.0,
+        backup_device: Optional[torch.device | str] = None,
+        block_size: int = 256,
+        topk_fraction: float = 0.01,
+        error_feedback: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(sync_every, int) or sync_every < 1:
+            raise ValueError(f"torchwan.DiLoCo: sync_every must be an integer >= 1, "
+                             f"got {sync_every!r}")
+        if not isinstance(fragments, int) or fragments < 1:
+            raise ValueError(f"torchwan.DiLoCo: fragments must be an integer >= 1, "
+                             f"got {fragments!r}")
+        if sync_every % fragments != 0:
+            raise ValueError(f"torchwan.DiLoCo: sync_every ({sync_every}) must be a multiple of "
+                             f"fragments ({fragments}), so fragments are synced at even intervals")
+        if not isinstance(delay, int) or not 0 <= delay < sync_every:
+            raise ValueError(f"torchwan.DiLoCo: delay must be an integer in [0, sync_every="
+                             f"{sync_every}), got {delay!r}: a fragment's sync must be applied "
+                             "before its next one starts")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"torchwan.DiLoCo: alpha must be in [0, 1], got {alpha!r}")
+        if codec not in CODECS:
+            raise ValueError(f"torchwan.DiLoCo: unknown codec {codec!r}, expected one of "
+                             f"{', '.join(CODECS)}")
+        self.model = model
+        self.inner = inner
+        self.outer = outer
+        self.sync_every = sync_every
+        self.codec = codec
+        self.group = group
+        self.delay = delay
+        self.alpha = alpha
+
+        self._params = self._synced_parameters(model, outer)
+        if fragments > len(self._params):
+            raise ValueError(f"torchwan.DiLoCo: {fragments} fragments but only "
+                             f"{len(self._params)} trainable parameters to share among them")
+        self._fragments = _split([p.numel() for p in self._params], fragments)
+        float64 = any(p.dtype == torch.float64 for p in self._params)
+        self._wire_dtype = torch.float64 if float64 and codec == "none" else torch.float32
+        # Error-feedback residuals per fragment, the codec's seeds and its byte count live in a
+        # hook state, so the compressed allreduce is the very one the DDP hooks use.
+        self._codec_state = hooks.State(
+            codec=codec if codec != "none" else "int8",
+            block_size=block_size,
+            error_feedback=error_feedback,
+            topk_fraction=topk_fraction,
+            seed=seed,
+        )
+        #: Inner steps taken so far.
+        self.inner_steps = 0
+        #: Payload bytes this rank sent for syncs (for ``none``: what a ring allreduce sends).
+        self.bytes_sent = 0
+        #: Syncs applied so far, per fragment.
+        self.syncs = [0] * fragments
+        self._pending: list[_PendingSync] = []
+
+        self._broadcast_from_rank0()
+        device = torch.device(backup_device) if backup_device is not None else torch.device("cpu")
+        self._last_sync = [self._backup(p, device) for p in self._params]
+
+    # ------------------------------------------------------------------------------ public API
+    @property
+    def fragments(self) -> int:
+        return len(self._fragments)
+
+    def fragment_parameters(self, fragment: int) -> list[nn.Parameter]:
+        """The parameters of one fragment, in model order."""
+        return [self._params[i] for i in self._fragments[fragment]]
+
+    def sync_starts_at(self, fragment: int, step: int) -> bool:
+        """Whether ``fragment``'s sync starts after inner step ``step`` (counted from 1)."""
+        offset = fragment * self.sync_every // self.fragments
+        return step >= 1 and (step - offset) % self.sync_every == 0
+
+    def step(self) -> None:
+        """``inner.step()`` and ``inner.zero_grad()``, then starts the syncs due at this step and
+        applies those started ``delay`` steps ago."""
+        self.inner.step()
+        self.inner.zero_grad()
+        self.inner_steps += 1
+        for fragment in range(self.fragments):
+            if self.sync_starts_at(fragment, self.inner_steps):
+                self._start(fragment)
+        due = [p for p in self._pending if p.apply_at <= self.inner_steps]
+        self._pending = [p for p in self._pending if p.apply_at > self.inner_steps]
+        for pending in due:
+            self._apply(pending)
+
+    def flush(self) -> None:
+        """Applies every sync still in flight now (at the end of training, before evaluating)."""
+        pending, self._pending = self._pending, []
+        for sync in pending:
+            self._apply(sync)
+
+    def reset(self) -> None:
+        """Drops the syncs in flight and puts the model back to the last-sync parameters: after a
+        failed sync (a peer lost), before continuing on the next membership epoch's group."""
+        self._pending = []
+        with torch.no_grad():
+            for param, last in zip(self._params, self._last_sync):
+                param.copy_(last)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything besides the model and the inner optimizer (save those yourself) needed to
+        resume exactly: step counter, last-sync parameters, outer optimizer state, codec
+        residuals and the means of syncs in flight (waited for here)."""
+        codec = self._codec_state
+        return {
+            "config": self._config(),
+            "inner_steps": self.inner_steps,
+            "bytes_sent": self.bytes_sent,
+            "syncs": list(self.syncs),
+            "last_sync": [t.detach().to("cpu", copy=True) for t in self._last_sync],
+            "outer": copy.deepcopy(self.outer.state_dict()),
+            "codec_step": codec.step,
+            "residuals": {k: v.clone() for k, v in codec.residuals.items()},
+            "shard_residuals": {k: v.clone() for k, v in codec.shard_residuals.items()},
+            "pending": [{"fragment": p.fragment, "apply_at": p.apply_at,
+                         "mean": p.mean().to("cpu", copy=True)} for p in self._pending],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = self._config()
+        if state.get("config") != mine:
+            raise ValueError(f"torchwan.DiLoCo.load_state_dict: saved with {state.get('config')}, "
+                             f"this instance has {mine}")
+        saved = state["last_sync"]
+        if len(saved) != len(self._last_sync) or any(
+                s.shape != t.shape for s, t in zip(saved, self._last_sync)):
+            raise ValueError("torchwan.DiLoCo.load_state_dict: the saved last-sync parameters "
+                             "do not match this model's parameter shapes")
+        with torch.no_grad():
+            for target, value in zip(self._last_sync, saved):
+                target.copy_(value)
+        self.outer.load_state_dict(copy.deepcopy(state["outer"]))
+        self.inner_steps = int(state["inner_steps"])
+        self.bytes_sent = int(state["bytes_sent"])
+        self.syncs = list(state["syncs"])
+        codec = self._codec_state
+        codec.step = int(state["codec_step"])
+        codec.residuals = {int(k): v.clone() for k, v in state["residuals"].items()}
+        codec.shard_residuals = {int(k): v.clone() for k, v in state["shard_residuals"].items()}
+        self._pending = [
+            _PendingSync(int(p["fragment"]), int(p["apply_at"]),
+                         p["mean"].to(self._fragment_device(int(p["fragment"])), copy=True))
+            for p in state["pending"]
+        ]
+
+    # ------------------------------------------------------------------------------ internals
+    def _config(self) -> dict[str, Any]:
+        """What a saved state must agree with to be loaded here."""
+        return {"sync_every": self.sync_every, "fragments": self.fragments, "codec": self.codec,
+                "delay": self.delay}
+
+    @staticmethod
+    def _synced_parameters(model: nn.Module, outer: torch.optim.Optimizer) -> list[nn.Parameter]:
+        """The model's trainable parameters, which the outer optimizer must cover exactly: a
+        parameter it missed would be reset to its last-sync value at every sync."""
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        in_model = {id(p) for p in trainable}
+        in_outer = {id(p) for g in outer.param_groups for p in g["params"]}
+        if in_outer - in_model:
+            raise ValueError("torchwan.DiLoCo: the outer optimizer holds parameters that are not "
+                             "trainable parameters of the model; build it on model.parameters()")
+        if in_model - in_outer:
+            raise ValueError(f"torchwan.DiLoCo: the outer optimizer misses "
+                             f"{len(in_model - in_outer)} trainable parameters of the model; "
+                             "build it on model.parameters()")
+        return trainable
+
+    def _process_group(self) -> Optional[dist.ProcessGroup]:
+        if self.group is None or isinstance(self.group, dist.ProcessGroup):
+            return self.group
+        return self.group.process_group
+
+    @staticmethod
+    def _backup(param: torch.Tensor, device: torch.device) -> torch.Tensor:
+        copy_ = torch.empty(param.shape, dtype=param.dtype, device=device)
+        if device.type == "cpu" and param.device.type == "cuda":
+            copy_ = copy_.pin_memory()
+        return copy_.copy_(param.detach())
+
+    def _broadcast_from_rank0(self) -> None:
+        group = self._process_group()
+        source = dist.get_global_rank(group, 0) if group is not None else 0
+        with torch.no_grad():
+            works = [dist.broadcast(p.data, source, group=group, async_op=True)
+                     for p in self._params]
+            for work in works:
+                work.wait()
+
+    def _fragment_device(self, fragment: int) -> torch.device:
+        return self._params[self._fragments[fragment][0]].device
+
+    def _start(self, fragment: int) -> None:
+        """Computes this rank's pseudo-gradient of the fragment and starts averaging it."""
+        indices = self._fragments[fragment]
+        device = self._fragment_device(fragment)
+        with torch.no_grad():
+            flat = torch.cat([
+                (self._last_sync[i].to(device, self._wire_dtype)
+                 - self._params[i].detach().to(device, self._wire_dtype)).reshape(-1)
+                for i in indices
+            ])
+        group = self._process_group()
+        world = dist.get_world_size(group)
+        apply_at = self.inner_steps + self.delay
+        if self.codec == "none":
+            work = dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group, async_op=True)
+            self.bytes_sent += 2 * (world - 1) * flat.numel() * flat.element_size() // world
+            self._pending.append(_PendingSync(fragment, apply_at, flat, work, world))
+            return
+        state = self._codec_state
+        state.process_group = group
+        before = state.bytes_sent
+        mean = hooks.compressed_mean(state, self.codec, fragment, flat.cpu()) if world > 1 \
+            else flat.cpu()
+        state.step += 1
+        self.bytes_sent += state.bytes_sent - before
+        self._pending.append(_PendingSync(fragment, apply_at, mean.to(device)))
+
+    def _apply(self, pending: _PendingSync) -> None:
+        """The outer step on the fragment's last-sync parameters with the mean as gradient."""
+        mean = pending.mean()
+        params = [self._params[i] for i in self._fragments[pending.fragment]]
+        last = [self._last_sync[i] for i in self._fragments[pending.fragment]]
+        # Only this fragment's parameters may have a gradient during the outer step: the others
+        # (and any gradient the caller holds) are set aside and put back afterwards.
+        every = [p for g in self.outer.param_groups for p in g["params"]]
+        set_aside = [p.grad for p in every]
+        for p in every:
+            p.grad = None
+        with torch.no_grad():
+            local = [p.detach().clone() for p in params] if self.alpha > 0 else None
+            offset = 0
+            for param, saved in zip(params, last):
+                param.copy_(saved)
+                piece = mean[offset:offset + param.numel()]
+                param.grad = piece.view(param.shape).to(param.device, param.dtype)
+                offset += param.numel()
+        self.outer.step()
+        with torch.no_grad():
+            for index, (param, saved) in enumerate(zip(params, last)):
+                saved.copy_(param.detach())
+                if local is not None:
+                    param.lerp_(local[index], self.alpha)
+        for p, grad in zip(every, set_aside):
+            p.grad = grad
+        self.syncs[pending.fragment] += 1
+
+
+__all__ = ["CODECS", "DiLoCo"]
