@@ -6,6 +6,7 @@ rank returns plain lists and the checks run in the test process."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -77,6 +78,8 @@ def resume(rank: int, codec: str) -> dict:
     steps, cut = 10, 6
     x, y = make_data(rank, steps)
 
+    from torchwan.elastic import state_schema
+
     def run(model, inner, diloco, begin, end):
         for step in range(begin, end):
             nn.functional.mse_loss(model(x[step]), y[step]).backward()
@@ -104,7 +107,9 @@ def resume(rank: int, codec: str) -> dict:
     diloco = torchwan.DiLoCo(model, inner, outer, **options)
     model.load_state_dict(saved["model"])
     inner.load_state_dict(saved["inner"])
-    diloco.load_state_dict(saved["diloco"])
+    # Through the elastic layer's pickle-free state format, as a joiner would receive it.
+    schema, table, _ = state_schema.encode(saved["diloco"])
+    diloco.load_state_dict(state_schema.decode(json.loads(json.dumps(schema)), table))
     run(model, inner, diloco, cut, steps)
     diloco.flush()
     return {"uninterrupted": uninterrupted, "resumed": params_of(model), "pending": pending}
