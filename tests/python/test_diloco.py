@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import types
 
 import pytest
 import torch
@@ -115,8 +116,28 @@ def resume(rank: int, codec: str) -> dict:
     return {"uninterrupted": uninterrupted, "resumed": params_of(model), "pending": pending}
 
 
+def reset_and_group_object(rank: int) -> dict:
+    """reset() goes back to the last sync; a group given as an object with a process_group (as
+    torchwan.elastic.ElasticGroup is) is read from it."""
+    import torch.distributed as dist
+
+    model = make_model()
+    inner, outer = make_optimizers(model)
+    holder = types.SimpleNamespace(process_group=dist.group.WORLD)
+    diloco = torchwan.DiLoCo(model, inner, outer, sync_every=2, group=holder)
+    x, y = make_data(rank, 3)
+    after = []
+    for step in range(3):
+        nn.functional.mse_loss(model(x[step]), y[step]).backward()
+        diloco.step()
+        after.append(params_of(model))
+    diloco.reset()
+    return {"after": after, "reset": params_of(model), "syncs": diloco.syncs}
+
+
 def everything(rank: int, world_size: int) -> dict:
     return {
+        "reset": reset_and_group_object(rank),
         "plain": train(rank, 9, sync_every=3),
         "streaming": train(rank, 12, sync_every=4, fragments=2, delay=1),
         "codecs": {codec: train(rank, 16, sync_every=4, codec=codec, topk_fraction=0.2)
@@ -257,6 +278,14 @@ def test_resume_from_state_dict_continues_the_same_trajectory(ranks: list[dict],
         run = rank["resume"][codec]
         assert run["pending"] == 1  # the state was taken with a sync in flight
         assert run["resumed"] == run["uninterrupted"]
+
+
+def test_reset_returns_to_the_last_sync(ranks: list[dict]) -> None:
+    runs = [r["reset"] for r in ranks]
+    assert all(run["syncs"] == [1] for run in runs)
+    for run in runs:
+        assert run["after"][2] != run["after"][1]  # trained on after the sync at step 2
+        assert run["reset"] == run["after"][1] == runs[0]["after"][1]
 
 
 def test_bad_arguments_are_named() -> None:
