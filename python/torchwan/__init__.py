@@ -5,6 +5,9 @@
     import torch.distributed as dist
     import torchwan
     dist.init_process_group("wan")
+
+``import torch`` does the same through torch's ``torch.backends`` entry points (the small
+``torchwan_autoload`` package beside this one), so scripts that never name torchwan work too.
 """
 
 from ._version_check import check_torch_version as _check_torch_version

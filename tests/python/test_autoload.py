@@ -1,7 +1,8 @@
-"""``import torch`` alone makes "wan" available (torch's ``torch.backends`` entry points): unmodified
-scripts that never import torchwan run a real all_reduce under torchrun and multiprocessing spawn;
-autoloading opens no socket and starts no thread; a broken torchwan leaves ``import torch`` working
-with one warning that names the reason; the version check tells CPU-only from CUDA torch."""
+"""``import torch`` alone makes "wan" available (torch's ``torch.backends`` entry points):
+unmodified scripts that never import torchwan run a real all_reduce under torchrun and
+multiprocessing spawn; autoloading opens no socket and starts no thread; a broken torchwan leaves
+``import torch`` working with one warning that names the reason; the version check tells CPU-only
+from CUDA torch."""
 
 from __future__ import annotations
 
@@ -54,16 +55,15 @@ SPAWN_SCRIPT = textwrap.dedent(
     """
 )
 
-# What `import torch` leaves behind: Python and native threads, open sockets, whether torchwan loaded.
+# What `import torch` leaves: threads (native ones too), open sockets, whether torchwan loaded.
 FOOTPRINT_SCRIPT = textwrap.dedent(
     """
     import os, sys
     import torch
 
-    sockets = sum(
-        os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in os.listdir("/proc/self/fd")
-        if os.path.exists(f"/proc/self/fd/{fd}")
-    )
+    links = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+             if os.path.exists(f"/proc/self/fd/{fd}")]
+    sockets = sum(link.startswith("socket:") for link in links)
     print(len(os.listdir("/proc/self/task")), sockets, "torchwan" in sys.modules)
     """
 )
@@ -127,7 +127,8 @@ def test_opting_out_leaves_wan_unknown() -> None:
 def test_autoload_starts_no_thread_and_opens_no_socket() -> None:
     footprints = {}
     for autoload in ("0", "1"):
-        result = run_python(["-c", FOOTPRINT_SCRIPT], child_env(TORCH_DEVICE_BACKEND_AUTOLOAD=autoload))
+        env = child_env(TORCH_DEVICE_BACKEND_AUTOLOAD=autoload)
+        result = run_python(["-c", FOOTPRINT_SCRIPT], env)
         assert result.returncode == 0, result.stderr
         threads, sockets, loaded = result.stdout.split()
         footprints[autoload] = (int(threads), int(sockets), loaded == "True")
