@@ -157,12 +157,14 @@ def main() -> None:
 
     dist.init_process_group("wan", timeout=timedelta(minutes=10))
     rank, world = dist.get_rank(), dist.get_world_size()
-    # In the lab rank 0 records which congestion control each Gloo group's connections run.
+    # In the lab rank 0 records which congestion control each Gloo group's connections run: the
+    # connections that appear while the group is created.
     watch = rank == 0 and host_tcp.in_lab()
     before = host_tcp.connections_of(os.getpid()) if watch else {}
     gloo = dist.new_group(backend="gloo", timeout=timedelta(minutes=10))
     dist.barrier(group=gloo)
-    gloo_connections = host_tcp.connections_of(os.getpid()) if watch else {}
+    if watch:
+        gloo_connections = count(host_tcp.connections_of(os.getpid()), before)
     groups = {"wan": None, "gloo": gloo}
     backends = args.backends.split(",")
     if "wan-hier" in backends:
@@ -184,15 +186,16 @@ def main() -> None:
             raise SystemExit("gloo-bbr tunes the TCP of WAN-lab hosts; on loopback it would "
                              "change this machine's: run it with --scenario")
         # Created while BBR is the hosts' default, so every connection of the group keeps BBR.
+        before = host_tcp.connections_of(os.getpid()) if watch else {}
         with host_tcp_set_to(host_tcp.congestion("bbr"), gloo) as applied:
             groups["gloo-bbr"] = dist.new_group(backend="gloo", timeout=timedelta(minutes=10))
             dist.barrier(group=groups["gloo-bbr"])
         if watch:
-            after = host_tcp.connections_of(os.getpid())
             print(json.dumps({"host_tcp": {
                 "while_creating_gloo_bbr": applied,
-                "rank_0_connections_of_gloo": count(gloo_connections, before),
-                "rank_0_connections_of_gloo_bbr": count(after, gloo_connections)}}), flush=True)
+                "rank_0_connections_of_gloo": gloo_connections,
+                "rank_0_connections_of_gloo_bbr": count(host_tcp.connections_of(os.getpid()),
+                                                        before)}}), flush=True)
     if rank == 0:
         # What each wan group runs on; the default group's is what "auto" decided for this world.
         for name in ("wan", "wan-hier", "wan-flat"):
