@@ -149,7 +149,7 @@ class DiLoCo:
         # Error-feedback residuals per fragment, the codec's seeds and its byte count live in a
         # hook state, so the compressed allreduce is the very one the DDP hooks use.
         self._codec_state = hooks.State(
-            codec=codec if codec != "none" else "int8",
+            codec=codec if codec != "none" else "int8",  # unused with none, but must be valid
             block_size=block_size,
             error_feedback=error_feedback,
             topk_fraction=topk_fraction,
@@ -322,9 +322,10 @@ class DiLoCo:
         state = self._codec_state
         state.process_group = group
         before = state.bytes_sent
-        mean = hooks.compressed_mean(state, self.codec, fragment, flat.cpu()) if world > 1 \
-            else flat.cpu()
-        state.step += 1
+        mean = flat.cpu()
+        if world > 1:
+            mean = hooks.compressed_mean(state, self.codec, fragment, mean)
+        state.step += 1  # fresh codec seeds for every sync
         self.bytes_sent += state.bytes_sent - before
         self._pending.append(_PendingSync(fragment, apply_at, mean.to(device)))
 
