@@ -9,6 +9,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "base/option_registry.h"
 #include "csrc/collectives.h"
 #include "csrc/exchange.h"
 #include "transport/log.h"
@@ -140,24 +141,15 @@ void TopologyOptions::set(const std::string& name, const std::string& value) {
 }
 
 const std::vector<std::string>& TopologyOptions::field_names() {
-  static const std::vector<std::string> names = {"region", "topology"};
+  static const std::vector<std::string> names = base::option_names("topology");
   return names;
 }
 
 TopologyOptions TopologyOptions::from_env() {
   TopologyOptions options;
-  for (const std::string& field : field_names()) {
-    std::string variable = "TORCHWAN_" + field;
-    std::transform(variable.begin(), variable.end(), variable.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-    const char* value = std::getenv(variable.c_str());
-    if (value == nullptr || *value == '\0') continue;
-    try {
-      options.set(field, value);
-    } catch (const std::invalid_argument& error) {
-      throw std::invalid_argument(fmt::format("{}: {}", variable, error.what()));
-    }
-  }
+  base::apply_env_options(
+      "topology",
+      [&options](const std::string& name, const std::string& value) { options.set(name, value); });
   return options;
 }
 

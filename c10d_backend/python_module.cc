@@ -5,10 +5,10 @@
 #include <torch/csrc/utils/pybind.h>
 #include <torch/version.h>
 
-#include <algorithm>
 #include <map>
 #include <string>
 
+#include "base/option_registry.h"
 #include "c10d_backend/device_resources.h"
 #include "c10d_backend/errors.h"
 #include "c10d_backend/process_group_wan.h"
@@ -44,13 +44,16 @@ class NoGilDestructorPtr {
   c10::intrusive_ptr<T> ptr_;
 };
 
-WanOptions make_options(const std::map<std::string, std::string>& transport_fields,
+WanOptions make_options(const std::map<std::string, std::string>& fields,
                         std::chrono::milliseconds timeout, const std::string& group_name) {
   WanOptions options;
   try {
-    const auto& topology_names = c10d_backend::TopologyOptions::field_names();
-    for (const auto& [name, value] : transport_fields) {
-      if (std::find(topology_names.begin(), topology_names.end(), name) != topology_names.end()) {
+    // Each option goes to the layer the registry names as its parser.
+    for (const auto& [name, value] : fields) {
+      const base::OptionSpec* spec = base::find_option(name);
+      if (spec == nullptr) {
+        throw std::invalid_argument("unknown option '" + name + "'");
+      } else if (spec->layer == "topology") {
         options.topology.set(name, value);
       } else if (name == "compression") {
         options.compression = engine::AllreduceCompression::parse(value);
@@ -66,6 +69,23 @@ WanOptions make_options(const std::map<std::string, std::string>& transport_fiel
   }
   options.timeout = timeout;
   options.group_name = group_name;
+  return options;
+}
+
+// The option registry for Python: torchwan.Options and the README's table are built from it.
+py::list option_registry() {
+  py::list options;
+  for (const base::OptionSpec& spec : base::option_registry()) {
+    py::dict entry;
+    entry["name"] = std::string(spec.name);
+    entry["layer"] = std::string(spec.layer);
+    entry["type"] = std::string(spec.type);
+    entry["default"] = std::string(spec.default_value);
+    entry["default_shown"] = std::string(spec.default_shown);
+    entry["doc"] = std::string(spec.doc);
+    entry["env"] = base::option_env_variable(spec.name);
+    options.append(entry);
+  }
   return options;
 }
 
@@ -117,6 +137,7 @@ PYBIND11_MODULE(_C, module) {
   // Tried before torch's own translator, which would turn these into plain DistBackendError.
   py::register_exception_translator(&torchwan::translate_wan_errors);
   module.attr("transport_option_names") = torchwan::transport::TransportOptions::field_names();
+  module.def("option_registry", &torchwan::option_registry);
   torchwan::register_compression_bindings(module);
 
   py::class_<ProcessGroupWan, NoGilDestructorPtr<ProcessGroupWan>>(module, "ProcessGroupWan",

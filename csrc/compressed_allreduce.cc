@@ -3,11 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <vector>
 
+#include "base/option_registry.h"
 #include "csrc/argument_checks.h"
 #include "csrc/compression/codec.h"
 #include "csrc/exchange.h"
@@ -77,10 +78,10 @@ AllreduceCompression AllreduceCompression::parse(std::string_view name) {
 }
 
 AllreduceCompression AllreduceCompression::from_env() {
-  const char* value = std::getenv("TORCHWAN_COMPRESSION");
-  if (value == nullptr) return {};
+  const std::optional<std::string> value = base::option_env_value("compression");
+  if (!value) return {};
   try {
-    return parse(value);
+    return parse(*value);
   } catch (const std::invalid_argument& error) {
     throw std::invalid_argument(fmt::format("TORCHWAN_COMPRESSION: {}", error.what()));
   }

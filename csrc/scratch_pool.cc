@@ -1,10 +1,11 @@
 #include "csrc/scratch_pool.h"
 
-#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <utility>
 
+#include "base/option_registry.h"
 #include "transport/options.h"
 
 namespace torchwan::engine {
@@ -75,8 +76,8 @@ size_t ScratchPool::parse_max_cached_bytes(const std::string& text) {
 }
 
 size_t ScratchPool::max_cached_bytes_from_env() {
-  const char* value = std::getenv("TORCHWAN_SCRATCH_CACHE_BYTES");
-  return value == nullptr ? kDefaultMaxCachedBytes : parse_max_cached_bytes(value);
+  const std::optional<std::string> value = base::option_env_value("scratch_cache_bytes");
+  return value ? parse_max_cached_bytes(*value) : kDefaultMaxCachedBytes;
 }
 
 ScratchPool::ScratchPool(size_t max_cached_bytes)

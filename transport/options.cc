@@ -11,6 +11,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "base/option_registry.h"
 #include "transport/encryption.h"
 
 namespace torchwan::transport {
@@ -27,12 +28,6 @@ long long parse_integer(const std::string& name, const std::string& text) {
   throw std::invalid_argument("option " + name + "='" + text + "' is not an integer");
 }
 
-std::string env_name(const std::string& field) {
-  std::string name = "TORCHWAN_";
-  for (char c : field) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return name;
-}
-
 }  // namespace
 
 size_t parse_size(const std::string& name, const std::string& text) {
@@ -42,19 +37,7 @@ size_t parse_size(const std::string& name, const std::string& text) {
 }
 
 const std::vector<std::string>& TransportOptions::field_names() {
-  static const std::vector<std::string> names = {"transport",
-                                                 "lanes",
-                                                 "stripe_min_bytes",
-                                                 "chunk_bytes",
-                                                 "host",
-                                                 "connect_timeout_ms",
-                                                 "peer_timeout_ms",
-                                                 "socket_buffer_bytes",
-                                                 "congestion",
-                                                 "secret_file",
-                                                 "encryption",
-                                                 "job_id",
-                                                 "epoch"};
+  static const std::vector<std::string> names = base::option_names("transport");
   return names;
 }
 
@@ -91,16 +74,9 @@ void TransportOptions::set(const std::string& name, const std::string& value) {
 }
 
 TransportOptions TransportOptions::from_env(TransportOptions options) {
-  for (const std::string& field : field_names()) {
-    const std::string variable = env_name(field);
-    const char* value = std::getenv(variable.c_str());
-    if (value == nullptr || *value == '\0') continue;
-    try {
-      options.set(field, value);
-    } catch (const std::invalid_argument& error) {
-      throw std::invalid_argument(variable + ": " + error.what());
-    }
-  }
+  base::apply_env_options(
+      "transport",
+      [&options](const std::string& name, const std::string& value) { options.set(name, value); });
   options.validate();
   return options;
 }

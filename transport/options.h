@@ -1,5 +1,6 @@
-// Settings of a transport. Every field can be set from a TORCHWAN_* environment variable of the
-// same name so an unmodified training script can be tuned from the shell.
+// Settings of a transport. Every field is declared in base/option_registry.cc (name, default,
+// documentation) and can be set from a TORCHWAN_* environment variable of the same name so an
+// unmodified training script can be tuned from the shell.
 #pragma once
 
 #include <chrono>
@@ -58,13 +59,16 @@ struct TransportOptions {
   // Sets the field called `name` (e.g. "lanes") from text. Throws std::invalid_argument naming
   // the field when the name is unknown or the value does not parse.
   void set(const std::string& name, const std::string& value);
-  // The names `set` accepts; each also reads from TORCHWAN_<NAME in upper case>.
+  // The names `set` accepts: the registry's "transport" options; each also reads from
+  // TORCHWAN_<NAME in upper case>.
   static const std::vector<std::string>& field_names();
   // Returns `defaults` with every TORCHWAN_* variable that is set applied on top.
   static TransportOptions from_env(TransportOptions defaults);
   static TransportOptions from_env() { return from_env(TransportOptions{}); }
   // Throws std::invalid_argument naming the field when a value is out of range.
   void validate() const;
+
+  bool operator==(const TransportOptions&) const = default;
 };
 
 // A byte count or other non-negative integer option in decimal; throws std::invalid_argument

@@ -2,61 +2,74 @@
 
 Every field left as ``None`` falls back to the ``TORCHWAN_<FIELD>`` environment variable and then
 to the built-in default, so unmodified scripts can be tuned from the shell.
+
+The fields are not written here: they come from the native option registry
+(base/option_registry.cc), which also drives the C++ parsers, the environment variables and the
+README's options table (``python3 -m torchwan.options --markdown`` prints it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Optional
 
+from . import _C
 
-@dataclasses.dataclass
-class Options:
-    #: Data-plane transport: "ucx" (default) or "zmq".       TORCHWAN_TRANSPORT
-    transport: Optional[str] = None
-    #: Parallel TCP connections per peer; large messages are striped over them.  TORCHWAN_LANES
-    lanes: Optional[int] = None
-    #: Messages below this size travel whole on one lane.    TORCHWAN_STRIPE_MIN_BYTES
-    stripe_min_bytes: Optional[int] = None
-    #: Largest single wire message.                          TORCHWAN_CHUNK_BYTES
-    chunk_bytes: Optional[int] = None
-    #: Address peers reach this rank at (default: first non-loopback IPv4). TORCHWAN_HOST
-    host: Optional[str] = None
-    #: Limit on connecting the group, in ms.                 TORCHWAN_CONNECT_TIMEOUT_MS
-    connect_timeout_ms: Optional[int] = None
-    #: Silence after which a peer counts as lost, in ms.     TORCHWAN_PEER_TIMEOUT_MS
-    peer_timeout_ms: Optional[int] = None
-    #: This rank's region label (ranks with equal labels share a region; allreduce then reduces
-    #: inside regions and sends little over the links between them). Set on every rank or none.
-    #:                                                       TORCHWAN_REGION
-    region: Optional[str] = None
-    #: How regions are found: "auto" (labels if set, else clustered from round-trip times measured
-    #: at group creation), "regions" (labels required) or "flat" (no hierarchy).  TORCHWAN_TOPOLOGY
-    topology: Optional[str] = None
-    #: Codec for floating-point SUM/AVG allreduces of at least 64 KiB: "none" (default), "fp16",
-    #: "bf16", "int8" or "fp8". Lossy (each element quantised at most twice), bit-identical on
-    #: every rank; integers and other ops stay exact. Same on every rank. TORCHWAN_COMPRESSION
-    compression: Optional[str] = None
-    #: Bytes of collective temporaries (staging, compressed payloads) kept between calls instead
-    #: of being allocated, page-faulted and freed on every call; 0 keeps none. Default 256 MiB.
-    #:                                                       TORCHWAN_SCRATCH_CACHE_BYTES
-    scratch_cache_bytes: Optional[int] = None
+#: The registry: one dict per option with name, layer, type, default, default_shown, doc, env.
+REGISTRY: tuple[dict, ...] = tuple(_C.option_registry())
 
-    #: File holding the job secret (``torchwan-coordinator --make-secret FILE``); members need it to
-    #: join a coordinator started with ``--secret-file``.    TORCHWAN_SECRET_FILE
-    secret_file: Optional[str] = None
-    #: Names the job: data connections of another job are refused, and the rank at fault named.
-    #:                                                       TORCHWAN_JOB_ID
-    job_id: Optional[str] = None
-    #: Authenticated encryption of data-plane messages: "none" (default), "aes-256-gcm",
-    #: "chacha20-poly1305", or "on" (AES-256-GCM where every rank's CPU has AES instructions,
-    #: else ChaCha20-Poly1305). Needs ``secret_file``; same on every rank.  TORCHWAN_ENCRYPTION
-    encryption: Optional[str] = None
+_TYPES = {"str": str, "int": int}
 
-    def transport_fields(self) -> dict[str, str]:
-        """The fields that were set explicitly, as text for the native layer."""
-        return {
-            field.name: str(getattr(self, field.name))
-            for field in dataclasses.fields(self)
-            if getattr(self, field.name) is not None
-        }
+
+def _docstring() -> str:
+    lines = [
+        "Options of the 'wan' backend; each None falls back to its TORCHWAN_* variable, then to",
+        "the default.",
+        "",
+    ]
+    for option in REGISTRY:
+        lines.append(f"{option['name']} ({option['env']}, default {option['default_shown']}):")
+        lines.append(f"    {option['doc']}")
+    return "\n".join(lines)
+
+
+def _transport_fields(self) -> dict[str, str]:
+    """The fields that were set explicitly, as text for the native layer."""
+    return {
+        field.name: str(getattr(self, field.name))
+        for field in dataclasses.fields(self)
+        if getattr(self, field.name) is not None
+    }
+
+
+Options = dataclasses.make_dataclass(
+    "Options",
+    [
+        (option["name"], Optional[_TYPES[option["type"]]], dataclasses.field(default=None))
+        for option in REGISTRY
+    ],
+    namespace={"transport_fields": _transport_fields, "__doc__": _docstring()},
+)
+Options.__module__ = __name__  # for repr and pickling (make_dataclass's module= needs 3.12)
+
+
+def markdown_table() -> str:
+    """The README's options table, generated from the registry."""
+    rows = [
+        "| option | environment | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for option in REGISTRY:
+        rows.append(
+            f"| `{option['name']}` | `{option['env']}` | {option['default_shown']} | "
+            f"{option['doc']} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown_table())
+    else:
+        print(Options.__doc__)
