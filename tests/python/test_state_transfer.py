@@ -145,7 +145,7 @@ def hostile_source(rank: int, world_size: int, attack: str, marker: str) -> dict
         else:
             if attack == "pickle-as-schema":
                 schema, total, chunks = payload, 0, 1
-            else:  # corrupt-chunk: a valid schema, then a chunk whose digest does not match
+            else:  # corrupt-chunk: a valid schema, then a chunk whose checksum does not match
                 schema = (
                     b'{"schema":{"t":"dict","k":[{"t":"str","v":"w"}],"v":[{"t":"tensor","i":0}]},'
                     b'"tensors":[["float32",[4]]]}'
@@ -155,7 +155,7 @@ def hostile_source(rank: int, world_size: int, attack: str, marker: str) -> dict
             _broadcast_bytes(preamble, 64)
             _broadcast_bytes(schema)
             if total:
-                _broadcast_bytes(b"\x01" * 16 + b"\x00" * 16)  # data + a wrong digest
+                _broadcast_bytes(b"\x01" * 16 + b"\x00" * 4)  # data + a wrong checksum
             flags = torch.zeros(world_size, dtype=torch.int64)
             dist.all_reduce(flags)
             error = f"flags {flags.tolist()}"
@@ -192,5 +192,5 @@ def test_hostile_source_is_refused_and_runs_nothing(transport: str, attack: str,
         # Every receiver reported its failure to the group, the hostile source included.
         assert results[0]["error"] == f"flags {[0] + [1] * (WORLD - 1)}"
     words = {"pickle-as-preamble": "bad magic", "pickle-as-schema": "refused before any",
-             "corrupt-chunk": "do not match the digest"}[attack]
+             "corrupt-chunk": "do not match the checksum"}[attack]
     assert words in results[1]["error"]
