@@ -1,19 +1,23 @@
 // The bootstrap read every transport shares (transport/peer_records.h): records are handed over in
 // rank order as they are read, every rank that never published is named, a late rank is still
 // read after the deadline, and a store failure that is not a timeout is not taken for a missing
-// rank.
+// rank, and a long wait says every few seconds which ranks it still waits for.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <chrono>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "transport/errors.h"
+#include "transport/log.h"
 #include "transport/peer_records.h"
 #include "transport/store.h"
+#include "transport/wait_progress.h"
 
 namespace torchwan::transport {
 namespace {
@@ -53,6 +57,38 @@ TEST(PeerRecords, ARankThatPublishesBeforeTheDeadlineIsRead) {
   late.join();
   EXPECT_TRUE(missing.empty());
   EXPECT_EQ(read, 1);
+}
+
+TEST(PeerRecords, ALongWaitLogsWhichRanksAreStillMissing) {
+  auto logger = layer_logger("transport");
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  logger->sinks().push_back(sink);
+  const auto level = logger->level();
+  logger->set_level(spdlog::level::info);
+
+  MemoryStore store;
+  store.set(key_of(2), {2});  // rank 2 is on time, rank 1 and rank 3 are late
+  std::thread late([&] {
+    std::this_thread::sleep_for(WaitProgress::kInterval + 500ms);
+    store.set(key_of(1), {1});
+    store.set(key_of(3), {3});
+  });
+  std::vector<int> read;
+  const std::vector<int> missing =
+      read_peer_records(store, 0, 4, key_of, Clock::now() + 30s,
+                        [&](int peer, std::vector<uint8_t>) { read.push_back(peer); });
+  late.join();
+  logger->sinks().pop_back();
+  logger->set_level(level);
+
+  EXPECT_TRUE(missing.empty());
+  EXPECT_EQ(read, (std::vector<int>{1, 2, 3}));
+  const std::string text = captured.str();
+  EXPECT_NE(text.find("rank 0: connecting: 1/3 peers published their records, waiting for "
+                      "rank(s) [1, 3] (store key 'record/1')"),
+            std::string::npos)
+      << text;
 }
 
 // A store whose backend is broken (not merely missing a key).

@@ -10,6 +10,7 @@
 #include "transport/socket_tuning.h"
 #include "transport/ucx/ucx_engine.h"
 #include "transport/ucx/ucx_wire.h"
+#include "transport/wait_progress.h"
 
 namespace torchwan::transport::ucx {
 
@@ -180,7 +181,18 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
       return exchange.sent->done() && exchange.received->done();
     });
   };
+  WaitProgress waiting;
   while (!all_done() && std::chrono::steady_clock::now() < deadline) {
+    waiting.maybe_log([&] {
+      std::set<int> silent;
+      for (const Exchange& exchange : exchanges) {
+        if (!exchange.sent->done() || !exchange.received->done()) silent.insert(exchange.peer);
+      }
+      return "ucx rank " + std::to_string(rank_) +
+             ": connecting: " + std::to_string(size_ - 1 - static_cast<int>(silent.size())) + "/" +
+             std::to_string(size_ - 1) + " peers answered the hello, waiting for rank(s) " +
+             rank_list(silent);
+    });
     if (!progress()) {
       wait_for_event(std::min(time_left(deadline), std::chrono::milliseconds(50)));
     }

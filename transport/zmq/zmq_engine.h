@@ -140,6 +140,8 @@ class Engine {
       Store& store, std::chrono::steady_clock::time_point deadline);
   void connect_lanes(const std::vector<std::vector<std::string>>& endpoints);
   void await_hellos(std::chrono::steady_clock::time_point deadline);
+  // Peers with at least one lane whose hello has not arrived yet.
+  int missing_hello_peers() const;
   std::string describe_missing_hellos() const;
 
   // --- progress ---

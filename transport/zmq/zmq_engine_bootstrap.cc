@@ -3,6 +3,7 @@
 #include <cerrno>
 
 #include "transport/peer_records.h"
+#include "transport/wait_progress.h"
 #include "transport/zmq/zmq_engine.h"
 #include "transport/zmq/zmq_sockets.h"
 #include "transport/zmq/zmq_wire.h"
@@ -115,6 +116,8 @@ void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoint
 }
 
 void Engine::await_hellos(Clock::time_point deadline) {
+  WaitProgress progress;
+  const int peers = size_ - 1;
   while (true) {
     if (!bootstrap_failure_.empty()) {
       throw TransportError(ErrorKind::kBootstrap, bootstrap_failure_);
@@ -128,6 +131,10 @@ void Engine::await_hellos(Clock::time_point deadline) {
                                std::to_string(options_.connect_timeout.count()) + " ms from " +
                                describe_missing_hellos());
     }
+    progress.maybe_log([&] {
+      return who() + ": connecting: " + std::to_string(peers - missing_hello_peers()) + "/" +
+             std::to_string(peers) + " peers, waiting for " + describe_missing_hellos();
+    });
     try {
       poll_once(std::min(left, std::chrono::milliseconds(100)) + std::chrono::milliseconds(1));
     } catch (const ::zmq::error_t& error) {
@@ -136,6 +143,20 @@ void Engine::await_hellos(Clock::time_point deadline) {
                            who() + ": ZeroMQ failed during connection setup: " + error.what());
     }
   }
+}
+
+int Engine::missing_hello_peers() const {
+  int missing = 0;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    for (int lane = 0; lane < options_.lanes; ++lane) {
+      if (!hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)]) {
+        ++missing;
+        break;
+      }
+    }
+  }
+  return missing;
 }
 
 std::string Engine::describe_missing_hellos() const {
