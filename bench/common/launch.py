@@ -4,11 +4,14 @@ output. Shared by the benchmarks under bench/."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -73,6 +76,27 @@ class RankResult:
     stderr_tail: list[str] = field(default_factory=list)
 
 
+def progress_line(line: str) -> str | None:
+    """A short description of one of rank 0's JSON rows, or None for anything else."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(row, dict) or "seconds" not in row:
+        return None
+    what = " ".join(str(row[k]) for k in ("collective", "bytes", "backend") if k in row)
+    return f"{what or 'row'}: {row['seconds'] * 1e3:.1f} ms"
+
+
+def _read_rows(stream, lines: list[str], started: float) -> None:
+    for line in stream:
+        lines.append(line)
+        described = progress_line(line)
+        if described:
+            print(f"[{time.monotonic() - started:6.1f} s] {described}", file=sys.stderr,
+                  flush=True)
+
+
 def run_world(
     script: str,
     script_args: Sequence[str],
@@ -110,8 +134,17 @@ def run_world(
                 text=True,
             )
         )
+    # Rank 0's output is read as it comes, so each measured row shows up at once on stderr
+    # instead of minutes of silence until the whole run ends.
+    started = time.monotonic()
+    lines: list[str] = []
+    reader = threading.Thread(target=_read_rows, args=(processes[0].stdout, lines, started),
+                              daemon=True)
+    reader.start()
     try:
-        rank0_stdout, _ = processes[0].communicate(timeout=timeout)
+        processes[0].wait(timeout=timeout)
+        reader.join(timeout=10)
+        rank0_stdout = "".join(lines)
         for process in processes[1:]:
             process.wait(timeout=120)
     finally:
