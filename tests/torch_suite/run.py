@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,10 @@ PER_TEST_TIMEOUT_S = 120
 
 
 class _RecordingResult(unittest.TextTestResult):
-    """Keeps each test's outcome, its first lines of detail and how long it took."""
+    """Keeps each test's outcome, its last lines of detail and how long it took, and writes them
+    all to `path` after every test, so an interrupted run still leaves what it did."""
+
+    path: Path | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -66,6 +70,8 @@ class _RecordingResult(unittest.TextTestResult):
             "seconds": round(time.monotonic() - self._started, 2),
             "detail": detail[-1500:],
         }
+        if self.path is not None:
+            self.path.write_text(json.dumps(self.records, indent=1))
 
     def addSuccess(self, test):
         super().addSuccess(test)
@@ -97,6 +103,7 @@ def _worker(backend: str, names: list[str] | None, out: Path) -> None:
     os.environ["TORCH_SUITE_BACKEND"] = backend
     os.environ["TEMP_DIR"] = tempfile.mkdtemp(prefix="torch-suite-")
     os.environ.setdefault("DISTRIBUTED_TESTS_DEFAULT_TIMEOUT", str(PER_TEST_TIMEOUT_S))
+    os.environ.setdefault("PYTORCH_PRINT_REPRO_ON_FAILURE", "0")
     # Connections between ranks on one machine; also keeps torchwan off other interfaces.
     os.environ.setdefault("TORCHWAN_HOST", "127.0.0.1")
     sys.path.insert(0, str(HERE))
@@ -110,9 +117,9 @@ def _worker(backend: str, names: list[str] | None, out: Path) -> None:
             raise SystemExit(f"not tests of torch's suite: {', '.join(unknown)}")
         available = [name for name in available if name in names]
     suite = unittest.TestSuite(suite_case.TorchSuite(name) for name in available)
+    _RecordingResult.path = out
     runner = unittest.TextTestRunner(resultclass=_RecordingResult, verbosity=2, stream=sys.stdout)
-    result = runner.run(suite)
-    out.write_text(json.dumps(result.records, indent=1))
+    runner.run(suite)
 
 
 def run_backend(
@@ -121,7 +128,9 @@ def run_backend(
     """Runs the suite (or the tests `names`) for one backend; returns each test's record and the
     wall time in seconds. The suite's own output goes to `log` (or is discarded)."""
     with tempfile.TemporaryDirectory() as directory:
-        out = Path(directory) / "records.json"
+        # Beside the log when there is one: the records of a run cut short stay there.
+        out = log.with_suffix(".partial.json") if log else Path(directory) / "records.json"
+        out.unlink(missing_ok=True)
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", backend, "--out"]
         command.append(str(out))
         if names:
@@ -136,6 +145,23 @@ def run_backend(
         return json.loads(out.read_text()), elapsed
 
 
+def rerun_failures(
+    backend: str, records: dict[str, dict], seconds: float, log: Path
+) -> tuple[dict[str, dict], float]:
+    """Runs the failed tests once more: a failure that does not repeat is recorded as a pass
+    marked `rerun` (the report lists them), so a flaky test is visible but not counted twice."""
+    failed = sorted(name for name, record in records.items() if record["status"] == "failed")
+    if not failed:
+        return records, seconds
+    print(f"{backend}: running its {len(failed)} failed tests once more", flush=True)
+    again, extra = run_backend(backend, failed, log)
+    merged = dict(records)
+    for name in failed:
+        if again.get(name, {}).get("status") == "passed":
+            merged[name] = {**again[name], "rerun": records[name]["detail"]}
+    return merged, seconds + extra
+
+
 def _counts(records: dict[str, dict]) -> dict[str, int]:
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     for record in records.values():
@@ -144,11 +170,16 @@ def _counts(records: dict[str, dict]) -> dict[str, int]:
 
 
 def _first_line(detail: str) -> str:
-    lines = [line for line in detail.strip().splitlines() if line.strip()]
-    return lines[-1].strip().replace("|", "\\|")[:200] if lines else ""
+    """The line of a failure's detail that says what went wrong: its last exception line."""
+    lines = [line.strip() for line in detail.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Exit)\b", line)]
+    chosen = (errors or lines or [""])[-1]
+    return chosen.replace("|", "\\|")[:200]
 
 
-def write_report(runs: dict[str, tuple[dict[str, dict], float]], path: Path, command: str) -> None:
+def write_report(
+    runs: dict[str, tuple[dict[str, dict], float]], path: Path, command: str, partial: bool
+) -> None:
     import torch
 
     lines = [
@@ -159,6 +190,14 @@ def write_report(runs: dict[str, tuple[dict[str, dict], float]], path: Path, com
         f"{datetime.now(timezone.utc):%Y-%m-%d}.",
         "The tests are those torch runs for Gloo (`BACKEND=gloo`); see `suite_case.py` for how "
         "their process groups become `wan`.",
+    ]
+    if partial:
+        first, *others = runs
+        lines.append(
+            f"{', '.join(others)}: run only on the tests {first} failed "
+            "(`--only-where-first-fails`)."
+        )
+    lines += [
         "",
         "| backend | passed | failed | skipped | wall time |",
         "|---|---|---|---|---|",
@@ -171,6 +210,7 @@ def write_report(runs: dict[str, tuple[dict[str, dict], float]], path: Path, com
         )
     if "wan" in runs and "gloo" in runs:
         wan, gloo = runs["wan"][0], runs["gloo"][0]
+        # Only tests both backends ran are compared.
         regressions = sorted(
             name
             for name, record in wan.items()
@@ -186,6 +226,11 @@ def write_report(runs: dict[str, tuple[dict[str, dict], float]], path: Path, com
         lines += ["", f"## Tests both fail ({len(both)})", ""]
         lines += [f"- `{name}`: {_first_line(gloo[name]['detail'])}" for name in both]
     for backend, (records, _) in runs.items():
+        flaky = sorted(name for name, record in records.items() if "rerun" in record)
+        if flaky:
+            lines += ["", f"## Passed on {backend} only when run a second time ({len(flaky)})", ""]
+            lines += [f"- `{name}`: first {_first_line(records[name]['rerun'])}" for name in flaky]
+    for backend, (records, _) in runs.items():
         failed = sorted(name for name, record in records.items() if record["status"] == "failed")
         lines += ["", f"## Every failure of {backend} ({len(failed)})", ""]
         lines += [f"- `{name}`: {_first_line(records[name]['detail'])}" for name in failed]
@@ -197,6 +242,17 @@ def main() -> None:
     parser.add_argument("--backends", default="wan,gloo", help="comma-separated (default wan,gloo)")
     parser.add_argument("-k", "--tests", nargs="*", help="only these tests of the suite")
     parser.add_argument("--ci-subset", action="store_true", help="only the tests CI runs")
+    parser.add_argument(
+        "--only-where-first-fails",
+        action="store_true",
+        help="run the second and later backends only on the tests the first one failed (the "
+        "whole suite takes about an hour per backend on 2 cores)",
+    )
+    parser.add_argument(
+        "--rerun-failures",
+        action="store_true",
+        help="run each backend's failed tests once more; the report names those that then pass",
+    )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--log-dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument(
@@ -215,7 +271,12 @@ def main() -> None:
     names = CI_SUBSET if args.ci_subset else args.tests
     reused = dict(item.split("=", 1) for item in args.reuse)
     runs = {}
-    for backend in args.backends.split(","):
+    for position, backend in enumerate(args.backends.split(",")):
+        if position > 0 and args.only_where_first_fails:
+            first = next(iter(runs.values()))[0]
+            names = sorted(name for name, record in first.items() if record["status"] == "failed")
+            if not names:
+                break
         args.log_dir.mkdir(parents=True, exist_ok=True)
         log = args.log_dir / f"torch-suite-{backend}.log"
         if backend in reused:
@@ -224,12 +285,17 @@ def main() -> None:
         else:
             print(f"{backend}: running torch's suite, output in {log}", flush=True)
             runs[backend] = run_backend(backend, names, log)
+        if args.rerun_failures:
+            runs[backend] = rerun_failures(backend, *runs[backend], log.with_suffix(".rerun.log"))
+        if backend not in reused or args.rerun_failures:
             records, seconds = runs[backend]
             saved = {"records": records, "seconds": seconds}
             log.with_suffix(".json").write_text(json.dumps(saved, indent=1))
         counts = _counts(runs[backend][0])
         print(f"{backend}: {counts} in {runs[backend][1]:.0f} s", flush=True)
-    write_report(runs, args.results, "python3 tests/torch_suite/run.py " + " ".join(sys.argv[1:]))
+    partial = args.only_where_first_fails and len(runs) > 1
+    command = "python3 tests/torch_suite/run.py " + " ".join(sys.argv[1:])
+    write_report(runs, args.results, command, partial)
     print(f"wrote {args.results}")
 
 
