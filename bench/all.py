@@ -35,8 +35,8 @@ class Step:
 
 QUICK = [
     Step("loopback", [*COLLECTIVES, "--sizes", "4096,1048576,16777216", "--budget", "0.5",
-                      "--out-dir", QUICK_OUT, "--name", "loopback"],
-         "collectives on loopback, wan beside Gloo"),
+                      "--check", "--out-dir", QUICK_OUT, "--name", "loopback"],
+         "collectives on loopback, checked, wan beside Gloo"),
     Step("smoke", [*COLLECTIVES, "--scenario", "smoke", "--world-size", "2",
                    "--sizes", "4096,1048576", "--budget", "0.5", "--out-dir", QUICK_OUT,
                    "--name", "smoke"],
