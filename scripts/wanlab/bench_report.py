@@ -14,9 +14,9 @@ def _range(values: list[float], digits: int = 2) -> str:
 
 def _checks(checks: dict[str, Any]) -> list[str]:
     lines = ["## Self-check of the bundled scenarios", "",
-             "RTT of every pair by ping -U (median of 10) and TCP connect (median of 9); rate of one "
-             "flow per (rate, RTT) class by iperf3, BBR, 4 streams. 'ping max' is the worst single "
-             "sample.", "",
+             "RTT of every pair by ping -U (median of 10) and TCP connect (median of 9); rate of "
+             "one flow per (rate, RTT) class by iperf3, BBR, 4 streams. 'ping max' is the worst "
+             "single sample.", "",
              "| scenario | pairs | expected RTT (ms) | ping -U | ping max | TCP connect | result |",
              "|---|---|---|---|---|---|---|"]
     for name, report in checks.items():
