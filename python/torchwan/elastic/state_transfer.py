@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 import time
 import zlib
@@ -325,8 +326,13 @@ def _receive(
         for span, lo, hi, at in cursor.pieces(begin, end):
             _byte_view(targets[span.index])[lo:hi].copy_(buffer[at : at + hi - lo])
 
+    next_report = time.monotonic() + 2.0  # a long transfer says how far it got, every ~2 s
     for number, begin in enumerate(range(0, total, chunk_bytes)):
         end = min(begin + chunk_bytes, total)
+        if time.monotonic() >= next_report:
+            next_report = time.monotonic() + 2.0
+            logging.getLogger("torchwan.elastic").info(
+                "state transfer from rank %d: %d/%d MiB", source, begin >> 20, total >> 20)
         if len(in_flight) == window:
             settle()
         buffer = buffers[number % window][: end - begin + CHECKSUM_BYTES]
