@@ -1,6 +1,7 @@
 // Construction, the issue path shared by every collective, and the group's lifecycle.
 #include "c10d_backend/process_group_wan.h"
 
+#include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 
 #include "c10d_backend/debug_log.h"
@@ -159,9 +160,12 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
   collective_seq_ += sequence_numbers;
   auto work = c10::make_intrusive<WanWork>(rank_, fields.type, seq, name, std::move(outputs),
                                            staging->devices());
+  const uint64_t bytes =
+      fields.carries_data ? fields.count * c10::elementSize(fields.dtype) : uint64_t{0};
   const bool queued =
-      collectives_->enqueue([this, work, seq, timeout, name, staging,
+      collectives_->enqueue([this, work, seq, timeout, name, staging, bytes,
                              signature = std::move(signature), body = std::move(body)] {
+        const auto started = std::chrono::steady_clock::now();
         try {
           staging->stage_in(pinned_.get());
           const engine::CollectiveContext context{
@@ -173,8 +177,10 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
               .scratch_pool = scratch_.get()};
           body(context, *staging);
           staging->stage_out();
+          collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, false);
           deliver([work, staging] { work->complete(staging->stream()); });
         } catch (const std::exception& error) {
+          collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, true);
           auto failure = c10d_backend::wan_error(error_context(name, seq), error, timeout);
           deliver([work, failure] { work->complete_with_error(failure); });
         }
@@ -184,6 +190,10 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
     check_usable(name);  // shut down between the first check and now
   }
   return work;
+}
+
+std::vector<transport::PeerTraffic> ProcessGroupWan::traffic() const {
+  return transport_ ? transport_->traffic() : std::vector<transport::PeerTraffic>{};
 }
 
 }  // namespace torchwan

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,10 +18,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "c10d_backend/collective_stats.h"
 #include "c10d_backend/group_topology.h"
 #include "csrc/compressed_allreduce.h"
 #include "csrc/scratch_pool.h"
 #include "transport/options.h"
+#include "transport/traffic.h"
 
 namespace torchwan::transport {
 class Transport;
@@ -143,6 +146,12 @@ class ProcessGroupWan final : public c10d::Backend {
   const WanOptions& options() const { return options_; }
   // The regions decided at construction, identical on every rank.
   const c10d_backend::GroupTopology& group_topology() const { return topology_; }
+  // Per peer rank (index = rank) what this rank exchanged with it, and per collective its calls,
+  // failures, bytes and time (torchwan.stats()).
+  std::vector<transport::PeerTraffic> traffic() const;
+  std::map<std::string, c10d_backend::CollectiveCounts> collective_counts() const {
+    return collective_stats_.snapshot();
+  }
 
  private:
   using Body = std::function<void(const engine::CollectiveContext&, const c10d_backend::Staging&)>;
@@ -188,6 +197,7 @@ class ProcessGroupWan final : public c10d::Backend {
   static constexpr size_t kCompletionThreads = 4;
   std::mutex issue_mutex_;
   uint64_t collective_seq_ = 0;
+  c10d_backend::CollectiveStats collective_stats_;
   // Point-to-point requests in flight, canceled by shutdown().
   std::mutex requests_mutex_;
   std::condition_variable requests_done_;

@@ -171,6 +171,40 @@ PYBIND11_MODULE(_C, module) {
       .def_property_readonly(
           "topology_source",
           [](const ProcessGroupWan& self) { return self.group_topology().source; })
+      // Counters for torchwan.stats(): per peer rank and per collective.
+      .def("stats",
+           [](const ProcessGroupWan& self) {
+             py::dict peers;
+             const auto traffic = self.traffic();
+             for (size_t peer = 0; peer < traffic.size(); ++peer) {
+               if (static_cast<int>(peer) == self.getRank()) continue;
+               py::dict entry;
+               entry["bytes_sent"] = traffic[peer].bytes_sent;
+               entry["bytes_received"] = traffic[peer].bytes_received;
+               entry["messages_sent"] = traffic[peer].messages_sent;
+               entry["messages_received"] = traffic[peer].messages_received;
+               // Every lane is a direct connection today; relayed and reverse rungs will say so.
+               entry["link"] = "direct";
+               entry["lanes"] = self.options().transport.lanes;
+               peers[py::int_(peer)] = entry;
+             }
+             py::dict collectives;
+             for (const auto& [name, counts] : self.collective_counts()) {
+               py::dict entry;
+               entry["calls"] = counts.calls;
+               entry["failures"] = counts.failures;
+               entry["bytes"] = counts.bytes;
+               entry["seconds"] = counts.seconds;
+               collectives[py::str(name)] = entry;
+             }
+             py::dict result;
+             result["rank"] = self.getRank();
+             result["world_size"] = self.getSize();
+             result["transport"] = self.options().transport.transport;
+             result["peers"] = peers;
+             result["collectives"] = collectives;
+             return result;
+           })
       .def_property_readonly("rtt_ms", [](const ProcessGroupWan& self) {
         const auto& group = self.group_topology();
         const size_t size = group.topology.region_of.size();

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "transport/encryption.h"
 #include "transport/transport.h"
@@ -44,6 +45,7 @@ class EncryptedTransport final : public Transport {
   void set_peer_failure_handler(PeerFailureHandler handler) override {
     inner_->set_peer_failure_handler(std::move(handler));
   }
+  std::vector<PeerTraffic> traffic() const override { return inner_->traffic(); }
 
   Cipher cipher() const;
   // The transport that carries the sealed bytes.

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include "transport/counting_transport.h"
 #include "transport/encrypted_transport.h"
 #include "transport/transport.h"
 #include "transport/ucx/ucx_transport.h"
@@ -29,6 +30,8 @@ std::unique_ptr<Transport> Transport::create(const TransportOptions& options, St
   } else {
     inner = std::make_unique<UcxTransport>(options, store, rank, size);
   }
+  // Counted inside encryption: the bytes that crossed the network.
+  inner = std::make_unique<CountingTransport>(std::move(inner));
   if (!encrypted) return inner;
   return std::make_unique<EncryptedTransport>(std::move(inner), store);
 }

@@ -6,11 +6,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "transport/errors.h"
 #include "transport/options.h"
 #include "transport/request.h"
 #include "transport/store.h"
+#include "transport/traffic.h"
 
 namespace torchwan::transport {
 
@@ -48,6 +50,10 @@ class Transport {
   // Called (on the progress thread) when a peer is lost; every pending request to or from that
   // peer has already failed with kPeerLost.
   virtual void set_peer_failure_handler(PeerFailureHandler handler) = 0;
+
+  // Completed messages and bytes per peer rank (index = rank), where the transport counts them
+  // (Transport::create's transports do; see counting_transport.h); empty otherwise.
+  virtual std::vector<PeerTraffic> traffic() const { return {}; }
 };
 
 }  // namespace torchwan::transport

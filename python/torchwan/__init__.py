@@ -20,9 +20,10 @@ from ._paths import cmake_prefix_path  # noqa: E402,F401  (find_package(torchwan
 from ._registration import register_backend as _register_backend  # noqa: E402
 from .options import Options  # noqa: E402
 from .secret import create_secret  # noqa: E402
+from .stats import stats  # noqa: E402
 from .diloco import DiLoCo  # noqa: E402,F401  (low-communication training, docs/diloco.md)
 
 _register_backend()
 
-__all__ = ["Options", "create_secret", "errors"]
+__all__ = ["DiLoCo", "Options", "create_secret", "errors", "stats"]
 __version__ = "0.1.0"
