@@ -58,7 +58,7 @@ def write_report(name: str, rows: list[dict], link: dict | None, out_dir: pathli
         lines.append(f"| {row['backend']} | {_mib(row['bytes'])} | {row['tensors']} | "
                      f"{row['seconds']:.2f} s | {row['throughput_bps'] / 1e9:.2f} Gbit/s | "
                      f"{fraction} | {growth} | {row['exact']} |")
-    lines += ["", "`wan`: torchwan.elastic.state_transfer (schema + chunks with digests, written "
+    lines += ["", "`wan`: torchwan.elastic.state_transfer (schema + chunks with CRC-32 checksums, written "
               "in place on the receiver). `gloo`: one `dist.broadcast` per tensor over Gloo. "
               "RSS growth: each rank's peak resident memory during the transfer less its "
               "resident memory before it."]
