@@ -94,7 +94,7 @@ struct EncryptedTransport::Session {
 };
 
 EncryptedTransport::EncryptedTransport(std::unique_ptr<Transport> inner, Store& store)
-    : inner_(std::move(inner)) {
+    : ForwardingTransport(std::move(inner)) {
   const TransportOptions& options = inner_->options();
   const int rank = inner_->rank();
   const int size = inner_->size();

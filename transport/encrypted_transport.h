@@ -15,14 +15,13 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "transport/encryption.h"
-#include "transport/transport.h"
+#include "transport/forwarding_transport.h"
 
 namespace torchwan::transport {
 
-class EncryptedTransport final : public Transport {
+class EncryptedTransport final : public ForwardingTransport {
  public:
   // `inner` has just connected through `store` with encryption set in its options, so every
   // rank's auth record there is present and agrees (DataAuth::collect). Throws TransportError
@@ -30,10 +29,7 @@ class EncryptedTransport final : public Transport {
   EncryptedTransport(std::unique_ptr<Transport> inner, Store& store);
   ~EncryptedTransport() override;
 
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
   std::string name() const override;
-  const TransportOptions& options() const override { return inner_->options(); }
 
   std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
                                  Request::Callback callback = {}) override;
@@ -41,15 +37,8 @@ class EncryptedTransport final : public Transport {
                                  Request::Callback callback = {}) override;
   std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
                                      Request::Callback callback = {}) override;
-  void abort(const std::string& reason) override { inner_->abort(reason); }
-  void set_peer_failure_handler(PeerFailureHandler handler) override {
-    inner_->set_peer_failure_handler(std::move(handler));
-  }
-  std::vector<PeerTraffic> traffic() const override { return inner_->traffic(); }
 
   Cipher cipher() const;
-  // The transport that carries the sealed bytes.
-  Transport& inner() { return *inner_; }
 
  private:
   // What completion callbacks need; shared with them so that a callback that runs while this
@@ -63,7 +52,6 @@ class EncryptedTransport final : public Transport {
                                    Request::Callback callback);
 
   std::shared_ptr<Session> session_;
-  std::unique_ptr<Transport> inner_;
 };
 
 }  // namespace torchwan::transport

@@ -1,0 +1,48 @@
+// A Transport around another one that passes every call through: the base of decorators
+// (encryption, counting), which override only what they change.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "transport/transport.h"
+
+namespace torchwan::transport {
+
+class ForwardingTransport : public Transport {
+ public:
+  explicit ForwardingTransport(std::unique_ptr<Transport> inner) : inner_(std::move(inner)) {}
+
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string name() const override { return inner_->name(); }
+  const TransportOptions& options() const override { return inner_->options(); }
+
+  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
+                                 Request::Callback callback = {}) override {
+    return inner_->isend(peer, tag, data, length, std::move(callback));
+  }
+  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
+                                 Request::Callback callback = {}) override {
+    return inner_->irecv(peer, tag, data, length, std::move(callback));
+  }
+  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
+                                     Request::Callback callback = {}) override {
+    return inner_->irecv_any(tag, data, length, std::move(callback));
+  }
+  void abort(const std::string& reason) override { inner_->abort(reason); }
+  void set_peer_failure_handler(PeerFailureHandler handler) override {
+    inner_->set_peer_failure_handler(std::move(handler));
+  }
+  std::vector<PeerTraffic> traffic() const override { return inner_->traffic(); }
+
+  // The transport underneath.
+  Transport& inner() { return *inner_; }
+
+ protected:
+  std::unique_ptr<Transport> inner_;
+};
+
+}  // namespace torchwan::transport
