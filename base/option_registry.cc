@@ -51,6 +51,12 @@ const std::vector<OptionSpec>& option_registry() {
        "temporaries of 4 MiB or more (ring staging, compressed payloads) that a group keeps "
        "between calls instead of allocating, page-faulting and freeing them on every call; 0 "
        "keeps none"},
+      {"algorithm", "engine", "str", "", "automatic",
+       "forces collectives' algorithms, for tests and benchmarks: `collective:algorithm` pairs, "
+       "comma-separated, e.g. `allreduce:ring,broadcast:chain`. Allreduce: `hierarchical`, "
+       "`recursive_doubling`, `ring`; broadcast: `direct`, `binomial_tree`, `chain`; reduce: "
+       "`binomial_tree`, `chain` (csrc/algorithm_table.cc lists each with the rule that picks it "
+       "otherwise). Set the same on every rank"},
       {"secret_file", "transport", "str", "", "unset",
        "the job secret (`python -m torchwan.secret FILE` writes one, mode 0600). With it, every "
        "data connection proves it holds the secret for this job and epoch before anything it "

@@ -174,7 +174,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
               .deadline = std::chrono::steady_clock::now() + timeout,
               .signature = &signature,
               .topology = &topology_.topology,
-              .scratch_pool = scratch_.get()};
+              .scratch_pool = scratch_.get(),
+              .algorithms = &options_.algorithms};
           body(context, *staging);
           staging->stage_out();
           collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, false);

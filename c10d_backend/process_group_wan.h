@@ -20,6 +20,7 @@
 
 #include "c10d_backend/collective_stats.h"
 #include "c10d_backend/group_topology.h"
+#include "csrc/algorithm_table.h"
 #include "csrc/compressed_allreduce.h"
 #include "csrc/scratch_pool.h"
 #include "transport/options.h"
@@ -56,6 +57,7 @@ struct WanOptions {
   engine::AllreduceCompression compression = engine::AllreduceCompression::from_env();
   // Bytes of collective temporaries kept between calls (TORCHWAN_SCRATCH_CACHE_BYTES; 0: none).
   size_t scratch_cache_bytes = engine::ScratchPool::max_cached_bytes_from_env();
+  engine::AlgorithmOverrides algorithms = engine::AlgorithmOverrides::from_env();
 };
 
 class ProcessGroupWan final : public c10d::Backend {

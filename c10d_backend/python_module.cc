@@ -57,6 +57,8 @@ WanOptions make_options(const std::map<std::string, std::string>& fields,
         options.topology.set(name, value);
       } else if (name == "compression") {
         options.compression = engine::AllreduceCompression::parse(value);
+      } else if (name == "algorithm") {
+        options.algorithms = engine::AlgorithmOverrides::parse(value);
       } else if (name == "scratch_cache_bytes") {
         options.scratch_cache_bytes = engine::ScratchPool::parse_max_cached_bytes(value);
       } else {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "csrc/algorithm_table.h"
 #include "csrc/algorithm_tuning.h"
 #include "csrc/algorithms.h"
 #include "csrc/argument_checks.h"
@@ -21,25 +22,16 @@
 namespace torchwan::engine {
 namespace {
 
-// Whether an allreduce of `bytes` goes through the regions. A topology that cannot describe this
-// group is rejected here, before any traffic; every rank holds the same one, so all fail alike.
-bool use_hierarchy(const CollectiveContext& ctx, size_t bytes) {
+// A topology that cannot describe this group is rejected before any traffic; every rank holds
+// the same one, so all fail alike. (Whether the regions are used is algorithm_table.cc's rule.)
+void check_topology(const CollectiveContext& ctx) {
   const Topology* topology = ctx.topology;
-  if (topology == nullptr) return false;
+  if (topology == nullptr) return;
   if (topology->size() != ctx.transport.size() || !topology->consistent()) {
     throw std::invalid_argument(
         fmt::format("allreduce: the topology ({} ranks) does not describe this group of {} ranks",
                     topology->size(), ctx.transport.size()));
   }
-  // One region, or one rank per region, is the flat case: nothing to gain from the hierarchy.
-  return topology->region_count() > 1 && topology->region_count() < topology->size() &&
-         bytes >= kHierarchicalAllreduceMinBytes;
-}
-
-// The slowest measured round trip of the group (0 when none was measured); the same on every
-// rank, like the rest of the topology.
-double max_rtt_ms(const CollectiveContext& ctx) {
-  return ctx.topology != nullptr ? ctx.topology->max_rtt_ms : 0.0;
 }
 
 }  // namespace
@@ -49,16 +41,18 @@ void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType 
   require_reduction("allreduce", dtype, op);
   const size_t bytes = checked_bytes("allreduce", count, element_size(dtype));
   require_buffer("allreduce", data, bytes);
-  const bool hierarchical = use_hierarchy(ctx, bytes);
+  check_topology(ctx);
   if (!needs_exchange(ctx, bytes)) return;
   const int size = ctx.transport.size();
+  const Algorithm algorithm =
+      choose_algorithm(Collective::kAllreduce, {bytes, size, ctx.topology}, ctx.algorithms);
   Exchange ex(ctx, "allreduce");
   auto* bytes_ptr = static_cast<uint8_t*>(data);
   if (count == 0) {
     // Nothing to reduce; only the signature check runs.
-  } else if (hierarchical) {
+  } else if (algorithm == Algorithm::kHierarchical) {
     hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
-  } else if (bytes < latency_bound_max_bytes(max_rtt_ms(ctx))) {
+  } else if (algorithm == Algorithm::kRecursiveDoubling) {
     recursive_doubling_allreduce(ex, bytes_ptr, count, dtype, op);
   } else {
     ring_allreduce(ex, bytes_ptr, balanced_ring_layout(count, element_size(dtype), size), dtype,
@@ -71,13 +65,14 @@ void broadcast(const CollectiveContext& ctx, void* data, size_t bytes, int root)
   require_root("broadcast", root, ctx.transport.size());
   require_buffer("broadcast", data, bytes);
   if (!needs_exchange(ctx, bytes)) return;
+  const Algorithm algorithm = choose_algorithm(
+      Collective::kBroadcast, {bytes, ctx.transport.size(), ctx.topology}, ctx.algorithms);
   Exchange ex(ctx, "broadcast");
   if (bytes == 0) {
     // Only the signature check.
-  } else if (bytes * static_cast<size_t>(ctx.transport.size() - 1) <
-             latency_bound_max_bytes(max_rtt_ms(ctx))) {
+  } else if (algorithm == Algorithm::kDirect) {
     direct_broadcast(ex, static_cast<uint8_t*>(data), bytes, root);
-  } else if (bytes < kTreeBroadcastMaxBytes) {
+  } else if (algorithm == Algorithm::kBinomialTree) {
     binomial_tree_broadcast(ex, static_cast<uint8_t*>(data), bytes, root);
   } else {
     chain_broadcast(ex, static_cast<uint8_t*>(data), bytes, root);

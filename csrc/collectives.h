@@ -15,6 +15,8 @@
 
 namespace torchwan::engine {
 
+class AlgorithmOverrides;
+
 // What one rank believes the current call is. When a context carries one, the collective checks
 // it against every other rank's, overlapped with the data transfer (no extra round trip), and a
 // disagreement (different collective, dtype, element count, op or root) fails the call on every
@@ -45,6 +47,9 @@ struct CollectiveContext {
   const Topology* topology = nullptr;
   // Where the call's large temporaries come from (kept between calls); null: fresh memory.
   ScratchPool* scratch_pool = nullptr;
+  // Algorithms forced per collective (algorithm_table.h); null or empty: automatic choice. Must
+  // be the same on every rank.
+  const AlgorithmOverrides* algorithms = nullptr;
 };
 // With a signature (and more than one rank):
 // - the error is a TransportError of kind kMismatch, e.g. "allreduce (seq 7, rank 0 of 3) failed

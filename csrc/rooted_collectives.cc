@@ -4,7 +4,7 @@
 // must cross the root's link anyway, so a tree saves no root bandwidth, and direct messages take
 // one WAN latency where a tree takes log2 P. The root posts all P-1 transfers at once and the
 // transport stripes large ones over its lanes.
-#include "csrc/algorithm_tuning.h"
+#include "csrc/algorithm_table.h"
 #include "csrc/algorithms.h"
 #include "csrc/argument_checks.h"
 #include "csrc/collectives.h"
@@ -19,11 +19,13 @@ void reduce(const CollectiveContext& ctx, void* data, size_t count, DataType dty
   const size_t bytes = checked_bytes("reduce", count, element_size(dtype));
   require_buffer("reduce", data, bytes);
   if (!needs_exchange(ctx, bytes)) return;
+  const Algorithm algorithm = choose_algorithm(
+      Collective::kReduce, {bytes, ctx.transport.size(), ctx.topology}, ctx.algorithms);
   Exchange ex(ctx, "reduce");
   auto* bytes_ptr = static_cast<uint8_t*>(data);
   if (count == 0) {
     // Only the signature check.
-  } else if (bytes < kTreeReduceMaxBytes) {
+  } else if (algorithm == Algorithm::kBinomialTree) {
     binomial_tree_reduce(ex, bytes_ptr, count, dtype, op, root);
   } else {
     chain_reduce(ex, bytes_ptr, count, dtype, op, root);

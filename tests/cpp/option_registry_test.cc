@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "csrc/algorithm_table.h"
 #include "csrc/compressed_allreduce.h"
 #include "csrc/scratch_pool.h"
 #include "transport/options.h"
@@ -47,7 +48,7 @@ TEST(OptionRegistry, TransportDefaultsParseToTheStructDefaults) {
 
 TEST(OptionRegistry, EngineDefaultsParseToTheEngineDefaults) {
   EXPECT_EQ(base::option_names("engine"),
-            (std::vector<std::string>{"compression", "scratch_cache_bytes"}));
+            (std::vector<std::string>{"compression", "scratch_cache_bytes", "algorithm"}));
   EXPECT_EQ(engine::AllreduceCompression::parse(
                 std::string(base::find_option("compression")->default_value))
                 .name(),
@@ -55,6 +56,9 @@ TEST(OptionRegistry, EngineDefaultsParseToTheEngineDefaults) {
   EXPECT_EQ(engine::ScratchPool::parse_max_cached_bytes(
                 std::string(base::find_option("scratch_cache_bytes")->default_value)),
             engine::ScratchPool::kDefaultMaxCachedBytes);
+  EXPECT_TRUE(
+      engine::AlgorithmOverrides::parse(std::string(base::find_option("algorithm")->default_value))
+          .empty());
 }
 
 TEST(OptionRegistry, EnvironmentVariablesApplyAndNameThemselvesInErrors) {

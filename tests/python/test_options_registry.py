@@ -65,7 +65,12 @@ def test_every_declared_default_is_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "field, value, words",
-    [("lanes", 0, "lanes"), ("topology", "ring", "topology"), ("compression", "zip", "compression")],
+    [
+        ("lanes", 0, "lanes"),
+        ("topology", "ring", "topology"),
+        ("compression", "zip", "compression"),
+        ("algorithm", "allreduce:tree", "algorithm"),
+    ],
 )
 def test_bad_values_name_the_option(tmp_path: Path, field: str, value, words: str) -> None:
     store = dist.FileStore(str(tmp_path / "store"), 1)

@@ -1,0 +1,185 @@
+#include "csrc/algorithm_table.h"
+
+#include <fmt/format.h>
+
+#include <optional>
+#include <stdexcept>
+
+#include "base/option_registry.h"
+#include "csrc/algorithm_tuning.h"
+#include "csrc/topology.h"
+
+namespace torchwan::engine {
+
+const std::vector<AlgorithmInfo>& algorithm_table() {
+  static const std::vector<AlgorithmInfo> table = {
+      {Collective::kAllreduce, Algorithm::kHierarchical, "hierarchical",
+       "the group has several regions (and fewer regions than ranks): reduce inside regions, "
+       "cross between them with as little data as possible"},
+      {Collective::kAllreduce, Algorithm::kRecursiveDoubling, "recursive_doubling",
+       "below the latency-bound size (64 KiB, or more where round trips were measured)"},
+      {Collective::kAllreduce, Algorithm::kRing, "ring", "otherwise: pipelined ring"},
+      {Collective::kBroadcast, Algorithm::kDirect, "direct",
+       "the root's P-1 copies stay below the latency-bound size: one latency"},
+      {Collective::kBroadcast, Algorithm::kBinomialTree, "binomial_tree", "below 4 MiB"},
+      {Collective::kBroadcast, Algorithm::kChain, "chain",
+       "otherwise: pipelined chain, every link carries the data once"},
+      {Collective::kReduce, Algorithm::kBinomialTree, "binomial_tree", "below 4 MiB"},
+      {Collective::kReduce, Algorithm::kChain, "chain", "otherwise: pipelined chain"},
+      {Collective::kAllgather, Algorithm::kRing, "ring", "always"},
+      {Collective::kReduceScatter, Algorithm::kRing, "ring", "always"},
+      {Collective::kBarrier, Algorithm::kDissemination, "dissemination", "always"},
+  };
+  return table;
+}
+
+std::string_view collective_name(Collective collective) {
+  switch (collective) {
+    case Collective::kAllreduce:
+      return "allreduce";
+    case Collective::kBroadcast:
+      return "broadcast";
+    case Collective::kReduce:
+      return "reduce";
+    case Collective::kAllgather:
+      return "allgather";
+    case Collective::kReduceScatter:
+      return "reduce_scatter";
+    case Collective::kBarrier:
+      return "barrier";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string_view algorithm_name(Collective collective, Algorithm algorithm) {
+  for (const AlgorithmInfo& info : algorithm_table()) {
+    if (info.collective == collective && info.algorithm == algorithm) return info.name;
+  }
+  return "?";
+}
+
+std::string accepted() {
+  std::string text;
+  for (const AlgorithmInfo& info : algorithm_table()) {
+    if (!text.empty()) text += ", ";
+    text += fmt::format("{}:{}", collective_name(info.collective), info.name);
+  }
+  return text;
+}
+
+std::optional<Collective> find_collective(std::string_view name) {
+  for (const AlgorithmInfo& info : algorithm_table()) {
+    if (collective_name(info.collective) == name) return info.collective;
+  }
+  return std::nullopt;
+}
+
+bool has_regions(const SelectionInputs& inputs) {
+  return inputs.topology != nullptr && inputs.topology->region_count() > 1 &&
+         inputs.topology->region_count() < inputs.size;
+}
+
+double max_rtt_ms(const SelectionInputs& inputs) {
+  return inputs.topology != nullptr ? inputs.topology->max_rtt_ms : 0.0;
+}
+
+Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
+  switch (collective) {
+    case Collective::kAllreduce:
+      if (has_regions(inputs) && inputs.bytes >= kHierarchicalAllreduceMinBytes) {
+        return Algorithm::kHierarchical;
+      }
+      return inputs.bytes < latency_bound_max_bytes(max_rtt_ms(inputs))
+                 ? Algorithm::kRecursiveDoubling
+                 : Algorithm::kRing;
+    case Collective::kBroadcast:
+      if (inputs.bytes * static_cast<size_t>(inputs.size - 1) <
+          latency_bound_max_bytes(max_rtt_ms(inputs))) {
+        return Algorithm::kDirect;
+      }
+      return inputs.bytes < kTreeBroadcastMaxBytes ? Algorithm::kBinomialTree : Algorithm::kChain;
+    case Collective::kReduce:
+      return inputs.bytes < kTreeReduceMaxBytes ? Algorithm::kBinomialTree : Algorithm::kChain;
+    case Collective::kAllgather:
+    case Collective::kReduceScatter:
+      return Algorithm::kRing;
+    case Collective::kBarrier:
+      return Algorithm::kDissemination;
+  }
+  return Algorithm::kRing;
+}
+
+}  // namespace
+
+AlgorithmOverrides AlgorithmOverrides::parse(const std::string& text) {
+  AlgorithmOverrides overrides;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string part = text.substr(start, end - start);
+    start = end + 1;
+    if (part.empty()) continue;
+    const size_t colon = part.find(':');
+    const std::optional<Collective> collective =
+        colon == std::string::npos ? std::nullopt : find_collective(part.substr(0, colon));
+    const std::string name = colon == std::string::npos ? "" : part.substr(colon + 1);
+    bool found = false;
+    for (const AlgorithmInfo& info : algorithm_table()) {
+      if (collective && info.collective == *collective && info.name == name) {
+        if (overrides.forced_.count(*collective) != 0) {
+          throw std::invalid_argument(
+              fmt::format("algorithm: '{}' names {} twice", text, collective_name(*collective)));
+        }
+        overrides.forced_[*collective] = info.algorithm;
+        found = true;
+      }
+    }
+    if (!found) {
+      throw std::invalid_argument(fmt::format(
+          "algorithm: '{}' is not collective:algorithm; accepted: {}", part, accepted()));
+    }
+  }
+  return overrides;
+}
+
+AlgorithmOverrides AlgorithmOverrides::from_env() {
+  const std::optional<std::string> value = base::option_env_value("algorithm");
+  if (!value) return {};
+  try {
+    return parse(*value);
+  } catch (const std::invalid_argument& error) {
+    throw std::invalid_argument(fmt::format("TORCHWAN_ALGORITHM: {}", error.what()));
+  }
+}
+
+std::string AlgorithmOverrides::describe() const {
+  std::string text;
+  for (const auto& [collective, algorithm] : forced_) {
+    if (!text.empty()) text += ",";
+    text +=
+        fmt::format("{}:{}", collective_name(collective), algorithm_name(collective, algorithm));
+  }
+  return text;
+}
+
+const Algorithm* AlgorithmOverrides::forced(Collective collective) const {
+  const auto it = forced_.find(collective);
+  return it == forced_.end() ? nullptr : &it->second;
+}
+
+Algorithm choose_algorithm(Collective collective, const SelectionInputs& inputs,
+                           const AlgorithmOverrides* overrides) {
+  const Algorithm* forced = overrides != nullptr ? overrides->forced(collective) : nullptr;
+  if (forced == nullptr) return automatic(collective, inputs);
+  if (*forced == Algorithm::kHierarchical && !has_regions(inputs)) {
+    throw std::invalid_argument(
+        "algorithm allreduce:hierarchical needs a group of several regions (set region labels "
+        "or topology=regions); this group has one region or one rank per region");
+  }
+  return *forced;
+}
+
+}  // namespace torchwan::engine
