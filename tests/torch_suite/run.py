@@ -263,7 +263,7 @@ def main() -> None:
         "--only-where-first-fails",
         action="store_true",
         help="run the second and later backends only on the tests the first one failed (the "
-        "whole suite takes about an hour per backend on 2 cores)",
+        "whole suite takes about half an hour per backend on 2 cores)",
     )
     parser.add_argument(
         "--rerun-failures",
