@@ -54,7 +54,8 @@ const std::vector<OptionSpec>& option_registry() {
       {"algorithm", "engine", "str", "", "automatic",
        "forces collectives' algorithms, for tests and benchmarks: `collective:algorithm` pairs, "
        "comma-separated, e.g. `allreduce:ring,broadcast:chain`. Allreduce: `hierarchical`, "
-       "`recursive_doubling`, `ring`; broadcast: `direct`, `binomial_tree`, `chain`; reduce: "
+       "`direct`, `recursive_doubling`, `ring`; broadcast: `direct`, `binomial_tree`, `chain`; "
+       "reduce: "
        "`binomial_tree`, `chain` (csrc/algorithm_table.cc lists each with the rule that picks it "
        "otherwise). Set the same on every rank"},
       {"secret_file", "transport", "str", "", "unset",

@@ -16,8 +16,12 @@ const std::vector<AlgorithmInfo>& algorithm_table() {
       {Collective::kAllreduce, Algorithm::kHierarchical, "hierarchical",
        "the group has several regions (and fewer regions than ranks): reduce inside regions, "
        "cross between them with as little data as possible"},
+      {Collective::kAllreduce, Algorithm::kDirectAllreduce, "direct",
+       "the P-1 copies each rank sends stay below the latency-bound size (64 KiB, or more where "
+       "round trips were measured): every rank sends its buffer to every other and reduces them "
+       "all in rank order, one latency"},
       {Collective::kAllreduce, Algorithm::kRecursiveDoubling, "recursive_doubling",
-       "below the latency-bound size (64 KiB, or more where round trips were measured)"},
+       "below the latency-bound size: log2 P latencies"},
       {Collective::kAllreduce, Algorithm::kRing, "ring", "otherwise: pipelined ring"},
       {Collective::kBroadcast, Algorithm::kDirect, "direct",
        "the root's P-1 copies stay below the latency-bound size: one latency"},
@@ -90,6 +94,10 @@ Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
     case Collective::kAllreduce:
       if (has_regions(inputs) && inputs.bytes >= kHierarchicalAllreduceMinBytes) {
         return Algorithm::kHierarchical;
+      }
+      if (inputs.bytes * static_cast<size_t>(inputs.size - 1) <
+          latency_bound_max_bytes(max_rtt_ms(inputs))) {
+        return Algorithm::kDirectAllreduce;
       }
       return inputs.bytes < latency_bound_max_bytes(max_rtt_ms(inputs))
                  ? Algorithm::kRecursiveDoubling

@@ -20,6 +20,7 @@ enum class Collective { kAllreduce, kBroadcast, kReduce, kAllgather, kReduceScat
 enum class Algorithm {
   kRecursiveDoubling,
   kRing,
+  kDirectAllreduce,
   kHierarchical,
   kDirect,
   kBinomialTree,

@@ -10,6 +10,11 @@
 
 namespace torchwan::engine {
 
+// Every rank sends its whole buffer straight to every other rank and reduces all of them locally
+// in rank order 0..P-1: one message latency whatever P, at (P-1)x the bytes of one buffer per
+// rank, and bit-identical results everywhere (the same operations in the same order).
+void direct_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op);
+
 // Allreduce in ceil(log2 P) exchange rounds (+1 fold-in and +1 fold-out round for the ranks
 // beyond the largest power of two). Every pairwise combination is computed as
 // (partial of the lower ranks) op (partial of the higher ranks) on both partners, so all ranks end

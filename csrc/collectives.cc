@@ -52,6 +52,8 @@ void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType 
     // Nothing to reduce; only the signature check runs.
   } else if (algorithm == Algorithm::kHierarchical) {
     hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
+  } else if (algorithm == Algorithm::kDirectAllreduce) {
+    direct_allreduce(ex, bytes_ptr, count, dtype, op);
   } else if (algorithm == Algorithm::kRecursiveDoubling) {
     recursive_doubling_allreduce(ex, bytes_ptr, count, dtype, op);
   } else {

@@ -24,6 +24,8 @@ using namespace std::chrono_literals;
 
 TEST(AlgorithmTable, AutomaticRulesFollowTheThresholds) {
   EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {1024, 4, nullptr}, nullptr),
+            Algorithm::kDirectAllreduce);
+  EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {size_t{32} << 10, 4, nullptr}, nullptr),
             Algorithm::kRecursiveDoubling);
   EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {size_t{64} << 20, 4, nullptr}, nullptr),
             Algorithm::kRing);
@@ -78,7 +80,8 @@ TEST(AlgorithmTable, EveryForcedAlgorithmGivesTheReferenceResult) {
   // Sizes on both sides of every automatic threshold, so each algorithm also runs where it would
   // not be chosen by itself.
   for (size_t count : {size_t{5}, size_t{3000}, (size_t{1} << 20) + 7}) {
-    for (const char* forced : {"allreduce:ring", "allreduce:recursive_doubling"}) {
+    for (const char* forced :
+         {"allreduce:ring", "allreduce:recursive_doubling", "allreduce:direct"}) {
       std::vector<std::vector<int64_t>> data(4, std::vector<int64_t>(count));
       for (int r = 0; r < 4; ++r) std::iota(data[r].begin(), data[r].end(), r * 7);
       const auto overrides = AlgorithmOverrides::parse(forced);

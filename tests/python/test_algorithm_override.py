@@ -15,6 +15,7 @@ WORLD = 3
 FORCED = [
     "allreduce:ring",
     "allreduce:recursive_doubling",
+    "allreduce:direct",
     "broadcast:direct",
     "broadcast:binomial_tree",
     "broadcast:chain",
