@@ -56,7 +56,8 @@ const std::vector<OptionSpec>& option_registry() {
        "comma-separated, e.g. `allreduce:ring,broadcast:chain`. Allreduce: `hierarchical`, "
        "`direct`, `recursive_doubling`, `ring`; broadcast: `direct`, `binomial_tree`, `chain`; "
        "reduce: "
-       "`binomial_tree`, `chain` (csrc/algorithm_table.cc lists each with the rule that picks it "
+       "`binomial_tree`, `chain`; allgather and reduce_scatter: `direct`, `ring`; barrier: "
+       "`direct`, `dissemination` (csrc/algorithm_table.cc lists each with the rule that picks it "
        "otherwise). Set the same on every rank"},
       {"secret_file", "transport", "str", "", "unset",
        "the job secret (`python -m torchwan.secret FILE` writes one, mode 0600). With it, every "

@@ -30,9 +30,17 @@ const std::vector<AlgorithmInfo>& algorithm_table() {
        "otherwise: pipelined chain, every link carries the data once"},
       {Collective::kReduce, Algorithm::kBinomialTree, "binomial_tree", "below 4 MiB"},
       {Collective::kReduce, Algorithm::kChain, "chain", "otherwise: pipelined chain"},
-      {Collective::kAllgather, Algorithm::kRing, "ring", "always"},
-      {Collective::kReduceScatter, Algorithm::kRing, "ring", "always"},
-      {Collective::kBarrier, Algorithm::kDissemination, "dissemination", "always"},
+      {Collective::kAllgather, Algorithm::kDirect, "direct",
+       "the P-1 copies of its block a rank sends stay below the latency-bound size: one latency"},
+      {Collective::kAllgather, Algorithm::kRing, "ring", "otherwise"},
+      {Collective::kReduceScatter, Algorithm::kDirect, "direct",
+       "the P-1 blocks a rank sends stay below the latency-bound size: one latency, each rank "
+       "folds its block in rank order"},
+      {Collective::kReduceScatter, Algorithm::kRing, "ring", "otherwise"},
+      {Collective::kBarrier, Algorithm::kDirect, "direct",
+       "up to 64 ranks: one zero-length message each way between every pair, one latency"},
+      {Collective::kBarrier, Algorithm::kDissemination, "dissemination",
+       "otherwise: log2 P rounds"},
   };
   return table;
 }
@@ -56,6 +64,9 @@ std::string_view collective_name(Collective collective) {
 }
 
 namespace {
+
+// A direct barrier posts 2(P-1) messages per rank; beyond this the log2 P rounds are cheaper.
+constexpr int kDirectBarrierMaxRanks = 64;
 
 std::string_view algorithm_name(Collective collective, Algorithm algorithm) {
   for (const AlgorithmInfo& info : algorithm_table()) {
@@ -112,9 +123,12 @@ Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
       return inputs.bytes < kTreeReduceMaxBytes ? Algorithm::kBinomialTree : Algorithm::kChain;
     case Collective::kAllgather:
     case Collective::kReduceScatter:
-      return Algorithm::kRing;
+      return inputs.bytes * static_cast<size_t>(inputs.size - 1) <
+                     latency_bound_max_bytes(max_rtt_ms(inputs))
+                 ? Algorithm::kDirect
+                 : Algorithm::kRing;
     case Collective::kBarrier:
-      return Algorithm::kDissemination;
+      return inputs.size <= kDirectBarrierMaxRanks ? Algorithm::kDirect : Algorithm::kDissemination;
   }
   return Algorithm::kRing;
 }

@@ -8,8 +8,8 @@ namespace torchwan::engine {
 
 // Allreduce of fewer bytes than this uses recursive doubling: ceil(log2 P) (+2 when P is not a
 // power of two) message latencies instead of the ring's 2(P-1); below it, where the P-1 copies a
-// rank sends stay under the same limit, the direct exchange takes one latency. At 20-300 ms RTT latency is all
-// that matters for such messages; above it the ring's bandwidth optimality wins.
+// rank sends stay under the same limit, the direct exchange takes one latency. At 20-300 ms RTT
+// latency is all that matters for such messages; above it the ring's bandwidth optimality wins.
 inline constexpr size_t kSmallAllreduceMaxBytes = size_t{64} << 10;
 
 // Where round trips were measured (Topology::max_rtt_ms), recursive doubling keeps winning far

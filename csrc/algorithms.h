@@ -14,6 +14,13 @@ namespace torchwan::engine {
 // in rank order 0..P-1: one message latency whatever P, at (P-1)x the bytes of one buffer per
 // rank, and bit-identical results everywhere (the same operations in the same order).
 void direct_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op);
+// The same for allgather (`out` holds this rank's block in its slot), reduce-scatter (`input` is
+// P blocks; `work` has room for P blocks and holds the result in its first block on return) and
+// barrier (one zero-length message each way between every pair).
+void direct_allgather(Exchange& ex, uint8_t* out, size_t bytes_per_rank);
+void direct_reduce_scatter(Exchange& ex, const uint8_t* input, uint8_t* work, size_t count,
+                           DataType dtype, ReduceOp op);
+void direct_barrier(Exchange& ex);
 
 // Allreduce in ceil(log2 P) exchange rounds (+1 fold-in and +1 fold-out round for the ranks
 // beyond the largest power of two). Every pairwise combination is computed as

@@ -94,8 +94,16 @@ void allgather(const CollectiveContext& ctx, const void* input, void* output,
     copy_bytes(out + static_cast<size_t>(rank) * bytes_per_rank, input, bytes_per_rank);
   }
   if (!needs_exchange(ctx, bytes_per_rank)) return;
+  const Algorithm algorithm = choose_algorithm(
+      Collective::kAllgather, {bytes_per_rank, size, ctx.topology}, ctx.algorithms);
   Exchange ex(ctx, "allgather");
-  if (bytes_per_rank > 0) ring_allgather(ex, out, block_ring_layout(bytes_per_rank, 1, size));
+  if (bytes_per_rank == 0) {
+    // Only the signature check.
+  } else if (algorithm == Algorithm::kDirect) {
+    direct_allgather(ex, out, bytes_per_rank);
+  } else {
+    ring_allgather(ex, out, block_ring_layout(bytes_per_rank, 1, size));
+  }
   ex.finish();
 }
 
@@ -113,7 +121,16 @@ void reduce_scatter(const CollectiveContext& ctx, const void* input, void* outpu
     if (size == 1) copy_bytes(output, input, block_bytes);
     return;
   }
+  const Algorithm algorithm = choose_algorithm(Collective::kReduceScatter,
+                                               {block_bytes, size, ctx.topology}, ctx.algorithms);
   Exchange ex(ctx, "reduce_scatter");
+  if (count > 0 && algorithm == Algorithm::kDirect) {
+    uint8_t* work = ex.scratch(total_bytes);
+    direct_reduce_scatter(ex, static_cast<const uint8_t*>(input), work, count, dtype, op);
+    ex.finish();  // checked before the output is written: a mismatched call leaves it untouched
+    std::memcpy(output, work, block_bytes);
+    return;
+  }
   if (count > 0) {
     // The ring reduces in place, and `input` is const: work on a copy (a memory-speed pass,
     // small next to the network time of a WAN collective).
@@ -132,7 +149,12 @@ void reduce_scatter(const CollectiveContext& ctx, const void* input, void* outpu
 void barrier(const CollectiveContext& ctx) {
   if (ctx.transport.size() == 1) return;
   Exchange ex(ctx, "barrier");
-  dissemination_barrier(ex);
+  if (choose_algorithm(Collective::kBarrier, {0, ctx.transport.size(), ctx.topology},
+                       ctx.algorithms) == Algorithm::kDirect) {
+    direct_barrier(ex);
+  } else {
+    dissemination_barrier(ex);
+  }
   ex.finish();
 }
 

@@ -37,8 +37,13 @@ TEST(AlgorithmTable, AutomaticRulesFollowTheThresholds) {
             Algorithm::kChain);
   EXPECT_EQ(choose_algorithm(Collective::kReduce, {size_t{64} << 20, 4, nullptr}, nullptr),
             Algorithm::kChain);
-  EXPECT_EQ(choose_algorithm(Collective::kBarrier, {0, 4, nullptr}, nullptr),
+  EXPECT_EQ(choose_algorithm(Collective::kBarrier, {0, 4, nullptr}, nullptr), Algorithm::kDirect);
+  EXPECT_EQ(choose_algorithm(Collective::kBarrier, {0, 100, nullptr}, nullptr),
             Algorithm::kDissemination);
+  EXPECT_EQ(choose_algorithm(Collective::kAllgather, {1024, 4, nullptr}, nullptr),
+            Algorithm::kDirect);
+  EXPECT_EQ(choose_algorithm(Collective::kReduceScatter, {size_t{1} << 20, 4, nullptr}, nullptr),
+            Algorithm::kRing);
 }
 
 TEST(AlgorithmTable, OverridesParseAndRefuseWhatIsNotInTheTable) {
@@ -115,6 +120,42 @@ TEST(AlgorithmTable, EveryForcedAlgorithmGivesTheReferenceResult) {
       });
       EXPECT_EQ(data[1], std::vector<int64_t>(count, 12)) << forced << " count " << count;
     }
+    for (const char* forced : {"allgather:direct", "allgather:ring"}) {
+      const size_t block = count * 2 + 1;
+      std::vector<std::vector<uint8_t>> out(4, std::vector<uint8_t>(block * 4));
+      std::vector<uint8_t> expected;
+      for (int r = 0; r < 4; ++r) {
+        const auto mine = testing::pattern_bytes(block, static_cast<uint32_t>(r));
+        expected.insert(expected.end(), mine.begin(), mine.end());
+      }
+      const auto overrides = AlgorithmOverrides::parse(forced);
+      on_four_ranks(overrides, 1, [&](int rank, const CollectiveContext& ctx) {
+        const auto mine = testing::pattern_bytes(block, static_cast<uint32_t>(rank));
+        allgather(ctx, mine.data(), out[static_cast<size_t>(rank)].data(), block);
+      });
+      for (int r = 0; r < 4; ++r) EXPECT_EQ(out[r], expected) << forced << " rank " << r;
+    }
+    for (const char* forced : {"reduce_scatter:direct", "reduce_scatter:ring"}) {
+      std::vector<std::vector<int64_t>> in(4, std::vector<int64_t>(count * 4));
+      for (int r = 0; r < 4; ++r) std::iota(in[r].begin(), in[r].end(), r * 100);
+      std::vector<std::vector<int64_t>> out(4, std::vector<int64_t>(count));
+      const auto overrides = AlgorithmOverrides::parse(forced);
+      on_four_ranks(overrides, 1, [&](int rank, const CollectiveContext& ctx) {
+        reduce_scatter(ctx, in[static_cast<size_t>(rank)].data(),
+                       out[static_cast<size_t>(rank)].data(), count, DataType::kInt64,
+                       ReduceOp::kSum);
+      });
+      for (int r = 0; r < 4; ++r) {
+        for (size_t i = 0; i < count; i += count / 3 + 1) {
+          const auto j = static_cast<int64_t>(static_cast<size_t>(r) * count + i);
+          ASSERT_EQ(out[r][i], 4 * j + 100 * (0 + 1 + 2 + 3)) << forced << " rank " << r;
+        }
+      }
+    }
+  }
+  for (const char* forced : {"barrier:direct", "barrier:dissemination"}) {
+    const auto overrides = AlgorithmOverrides::parse(forced);
+    on_four_ranks(overrides, 1, [&](int, const CollectiveContext& ctx) { barrier(ctx); });
   }
 }
 

@@ -21,6 +21,12 @@ FORCED = [
     "broadcast:chain",
     "reduce:binomial_tree",
     "reduce:chain",
+    "allgather:direct",
+    "allgather:ring",
+    "reduce_scatter:direct",
+    "reduce_scatter:ring",
+    "barrier:direct",
+    "barrier:dissemination",
 ]
 
 
@@ -44,10 +50,22 @@ def forced_algorithms(rank: int, world_size: int) -> dict:
             elif forced.startswith("broadcast"):
                 dist.broadcast(ours, src=1, group=group)
                 dist.broadcast(theirs, src=1, group=gloo)
-            else:
+            elif forced.startswith("reduce:"):
                 dist.reduce(ours, dst=2, group=group)
                 dist.reduce(theirs, dst=2, group=gloo)
-            if forced.startswith("reduce") and rank != 2:
+            elif forced.startswith("allgather"):
+                ours, theirs = torch.empty(count * world_size, dtype=data.dtype), torch.empty(
+                    count * world_size, dtype=data.dtype)
+                dist.all_gather_into_tensor(ours, data, group=group)
+                dist.all_gather_into_tensor(theirs, data, group=gloo)
+            elif forced.startswith("reduce_scatter"):
+                whole = torch.randn(count * world_size, generator=generator, dtype=torch.float64)
+                ours, theirs = torch.empty(count, dtype=data.dtype), torch.empty(count, dtype=data.dtype)
+                dist.reduce_scatter_tensor(ours, whole, group=group)
+                dist.reduce_scatter_tensor(theirs, whole, group=gloo)
+            else:
+                dist.barrier(group=group)
+            if forced.startswith("reduce:") and rank != 2:
                 continue  # only the root's buffer is defined after a reduce
             # Summation order differs between algorithms: compare to a tolerance, not bits.
             if not torch.allclose(ours, theirs, rtol=1e-12, atol=1e-12):
