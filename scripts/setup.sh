@@ -31,7 +31,7 @@ fi
 export PIP_CACHE_DIR="$CACHE/pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q torch numpy pytest pytest-timeout "scikit-build-core>=0.10" matplotlib \
-  "ray[train]"
+  "ray[train]" expecttest
 
 # ccache keeps compilations across clones and build directories.
 export CCACHE_DIR="$CACHE/ccache"
