@@ -7,6 +7,7 @@ from CUDA torch."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,7 +87,8 @@ def run_python(args: list[str], env: dict[str, str], timeout: float = 120):
 
 def assert_two_rank_results(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
+    # Two ranks share one stdout and a line may be written in pieces: find records, not lines.
+    lines = sorted(re.findall(r"RESULT rank=\d+ world=\d+ values=\[[^\]]*\]", result.stdout))
     assert lines == [
         f"RESULT rank={rank} world=2 values={EXPECTED_VALUES}" for rank in range(2)
     ], result.stdout + result.stderr[-3000:]
