@@ -74,6 +74,7 @@ FULL = [
     Step("elastic", [PY, "bench/elastic/bench_elastic.py", "--repeat", "5"],
          "elastic recovery, 5 runs of each way"),
     Step("transport", [PY, "bench/transport.py"], "transport point-to-point on loopback"),
+    Step("import-time", [PY, "-m", "bench.import_time.run"], "what autoloading costs import torch"),
     Step("encryption", [PY, "-m", "bench.encryption.run"], "cost of data-plane encryption"),
     Step("compression", ["build/tests/bench/compression_bench"], "codec throughput on one core"),
     Step("convergence", [PY, "-m", "bench.convergence.run"], "convergence with compression"),
