@@ -108,16 +108,19 @@ std::optional<std::string> option_env_value(std::string_view name) {
   return std::string(value);
 }
 
+void with_env_context(std::string_view name, const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const std::invalid_argument& error) {
+    throw std::invalid_argument(option_env_variable(name) + ": " + error.what());
+  }
+}
+
 void apply_env_options(std::string_view layer,
                        const std::function<void(const std::string&, const std::string&)>& set) {
   for (const std::string& name : option_names(layer)) {
     const std::optional<std::string> value = option_env_value(name);
-    if (!value) continue;
-    try {
-      set(name, *value);
-    } catch (const std::invalid_argument& error) {
-      throw std::invalid_argument(option_env_variable(name) + ": " + error.what());
-    }
+    if (value) with_env_context(name, [&] { set(name, *value); });
   }
 }
 

@@ -44,9 +44,24 @@ std::string option_env_variable(std::string_view name);
 // The value of the option's environment variable when it is set and not empty.
 std::optional<std::string> option_env_value(std::string_view name);
 
-// Calls set(name, value) for every option of `layer` whose environment variable is set; an
-// std::invalid_argument from `set` is rethrown with the variable's name in front.
+// Runs `body`; an std::invalid_argument it throws is rethrown with the option's environment
+// variable in front ("TORCHWAN_LANES: ..."), so a bad variable names itself.
+void with_env_context(std::string_view name, const std::function<void()>& body);
+
+// Calls set(name, value) for every option of `layer` whose environment variable is set, in
+// with_env_context.
 void apply_env_options(std::string_view layer,
                        const std::function<void(const std::string&, const std::string&)>& set);
+
+// The option's environment value parsed by `parse` (in with_env_context), or `fallback` when the
+// variable is unset or empty.
+template <typename T, typename Parse>
+T parse_env_option(std::string_view name, T fallback, Parse parse) {
+  const std::optional<std::string> value = option_env_value(name);
+  if (!value) return fallback;
+  T parsed = fallback;
+  with_env_context(name, [&] { parsed = parse(*value); });
+  return parsed;
+}
 
 }  // namespace torchwan::base

@@ -168,13 +168,7 @@ AlgorithmOverrides AlgorithmOverrides::parse(const std::string& text) {
 }
 
 AlgorithmOverrides AlgorithmOverrides::from_env() {
-  const std::optional<std::string> value = base::option_env_value("algorithm");
-  if (!value) return {};
-  try {
-    return parse(*value);
-  } catch (const std::invalid_argument& error) {
-    throw std::invalid_argument(fmt::format("TORCHWAN_ALGORITHM: {}", error.what()));
-  }
+  return base::parse_env_option("algorithm", AlgorithmOverrides{}, &AlgorithmOverrides::parse);
 }
 
 std::string AlgorithmOverrides::describe() const {

@@ -78,13 +78,8 @@ AllreduceCompression AllreduceCompression::parse(std::string_view name) {
 }
 
 AllreduceCompression AllreduceCompression::from_env() {
-  const std::optional<std::string> value = base::option_env_value("compression");
-  if (!value) return {};
-  try {
-    return parse(*value);
-  } catch (const std::invalid_argument& error) {
-    throw std::invalid_argument(fmt::format("TORCHWAN_COMPRESSION: {}", error.what()));
-  }
+  return base::parse_env_option("compression", AllreduceCompression{},
+                                &AllreduceCompression::parse);
 }
 
 std::string AllreduceCompression::name() const {

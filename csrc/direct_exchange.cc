@@ -12,12 +12,11 @@ namespace torchwan::engine {
 
 namespace {
 
-// dst = slot 0 op slot 1 op ... op slot P-1, folded left in rank order.
-void fold_in_rank_order(uint8_t* dst, const uint8_t* slots, size_t bytes, int size, size_t count,
-                        DataType dtype, ReduceOp op) {
-  std::memcpy(dst, slots, bytes);
+// Slot 0 becomes slot 0 op slot 1 op ... op slot P-1, folded left in rank order, in place.
+void fold_in_rank_order(uint8_t* slots, size_t bytes, int size, size_t count, DataType dtype,
+                        ReduceOp op) {
   for (int r = 1; r < size; ++r) {
-    reduce_into(dtype, op, dst, slots + static_cast<size_t>(r) * bytes, count);
+    reduce_into(dtype, op, slots, slots + static_cast<size_t>(r) * bytes, count);
   }
 }
 
@@ -36,7 +35,8 @@ void direct_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype,
     ex.recv(peer, 0, slots + static_cast<size_t>(peer) * bytes, bytes);
   }
   ex.wait_all();  // `data` is sent before it is overwritten
-  fold_in_rank_order(data, slots, bytes, size, count, dtype, op);
+  fold_in_rank_order(slots, bytes, size, count, dtype, op);
+  std::memcpy(data, slots, bytes);
 }
 
 void direct_allgather(Exchange& ex, uint8_t* out, size_t bytes_per_rank) {
@@ -65,10 +65,7 @@ void direct_reduce_scatter(Exchange& ex, const uint8_t* input, uint8_t* work, si
     ex.recv(peer, 0, work + static_cast<size_t>(peer) * block, block);
   }
   ex.wait_all();
-  // The result goes to slot 0 of `work`, where the caller takes it from.
-  uint8_t* result = ex.scratch(block);
-  fold_in_rank_order(result, work, block, size, count, dtype, op);
-  std::memcpy(work, result, block);
+  fold_in_rank_order(work, block, size, count, dtype, op);  // the result lands in slot 0
 }
 
 void direct_barrier(Exchange& ex) {

@@ -43,18 +43,20 @@ def make_state(total_bytes: int, seed: int) -> dict:
     return state
 
 
-def rss_peak_bytes() -> int:
+def _status_bytes(field: str) -> int:
+    """A size from /proc/self/status (VmHWM: peak resident, VmRSS: resident now), in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def rss_peak_bytes() -> int:
+    return _status_bytes("VmHWM")
 
 
 def rss_now_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return _status_bytes("VmRSS")
 
 
 def reset_peak() -> None:
