@@ -144,15 +144,14 @@ def send_or_receive(
     receiver could not take the state; a receiver's set_state is then not called."""
     started = time.monotonic()
     stats = stats or Stats()
+    error: Optional[StateTransferError] = None
     if group.rank() == source:
-        failed = _send(group, source, get_state(), chunk_bytes, window, stats)
-        error = None
+        _send(group, source, get_state(), chunk_bytes, window, stats)
     else:
         error = _receive(group, source, get_state, set_state, window, stats)
-        failed = error is not None
     # Everyone learns whether every receiver succeeded, so no member continues alone.
     flags = torch.zeros(group.size(), dtype=torch.int64)
-    flags[group.rank()] = int(failed)
+    flags[group.rank()] = int(error is not None)
     options = dist.AllreduceOptions()
     options.reduceOp = dist.ReduceOp.SUM
     group.allreduce([flags], options).wait()
@@ -175,7 +174,7 @@ def _send(
     chunk_bytes: int,
     window: int,
     stats: Stats,
-) -> bool:
+) -> None:
     try:
         schema, tensors, _ = state_schema.encode(state)
     except state_schema.StateSchemaError as cause:
@@ -219,7 +218,6 @@ def _send(
     for work in in_flight:
         work.wait()
     stats.bytes, stats.tensors = total, len(tensors)
-    return False
 
 
 # ----------------------------------------------------------------------------------- receiver
