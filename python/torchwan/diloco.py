@@ -38,13 +38,23 @@ CODECS: tuple[str, ...] = ("none", "fp16", "bf16", "int8", "fp8", "sign", "topk"
 @dataclasses.dataclass
 class _PendingSync:
     """A fragment's pseudo-gradient on its way: ``work`` is the running allreduce of ``buffer``
-    (the sum over ranks); with no work, ``buffer`` already holds the mean."""
+    (the sum over ranks); with no work, ``buffer`` already holds the mean. ``source`` (elastic
+    groups only) keeps this rank's pseudo-gradient as it was before the allreduce summed into
+    ``buffer`` in place, so the allreduce can be issued again on the next epoch's group."""
 
     fragment: int
     apply_at: int
     buffer: torch.Tensor
     work: Optional[Any] = None
     world: int = 1
+    source: Optional[torch.Tensor] = None
+
+    def issue(self, group: Optional[dist.ProcessGroup]) -> None:
+        """(Re)starts the allreduce of ``source`` over ``group``."""
+        assert self.source is not None
+        self.buffer = self.source.clone()
+        self.world = _world_size(group)
+        self.work = dist.all_reduce(self.buffer, op=dist.ReduceOp.SUM, group=group, async_op=True)
 
     def mean(self) -> torch.Tensor:
         if self.work is not None:
@@ -52,6 +62,12 @@ class _PendingSync:
             self.work = None
             self.buffer.div_(self.world)
         return self.buffer
+
+
+def _world_size(group: Optional[dist.ProcessGroup]) -> int:
+    # The group's own size: a torchwan.elastic epoch's group is built without
+    # init_process_group, so torch.distributed's registry does not know it.
+    return group.size() if group is not None else dist.get_world_size()
 
 
 def _split(sizes: list[int], count: int) -> list[range]:
@@ -85,7 +101,10 @@ class DiLoCo:
             ``(step - f*H/F) % H == 0``. H must be a multiple of F.
         codec: how pseudo-gradients travel, one of :data:`CODECS`.
         group: the process group (default: the default group), or an object with a
-            ``process_group`` property (torchwan.elastic.ElasticGroup) read at every sync.
+            ``process_group`` property read at every sync. A torchwan.elastic.ElasticGroup makes
+            syncs survive membership changes (see "Elastic" in docs/diloco.md): build DiLoCo
+            before ``group.start()``, let ``step()`` commit the group's steps, and carry
+            ``state_dict()`` with the model's and the inner optimizer's in its get/set_state.
         delay: inner steps between starting a fragment's sync and applying it, below H.
         alpha: when a sync is applied, the fragment becomes ``(1-alpha)*global + alpha*local``,
             where local is the parameters trained meanwhile; 0 (default) makes every rank's
@@ -162,8 +181,20 @@ class DiLoCo:
         #: Syncs applied so far, per fragment.
         self.syncs = [0] * fragments
         self._pending: list[_PendingSync] = []
+        # The inner step whose syncs have all been started and applied; below inner_steps while
+        # a step's syncs are still to do (after a failure, until they succeed on a new group).
+        self._synced_through = 0
+        # An ElasticGroup (anything that recovers and announces new groups): a failed sync is
+        # retried on the next epoch's group instead of raising.
+        self._elastic = hasattr(group, "recover") and hasattr(group, "on_new_group")
 
-        self._broadcast_from_rank0()
+        if self._elastic:
+            # No broadcast: the group may not be started yet, and a joiner must not issue a
+            # collective its peers do not. The group's own synchronisation hands every member
+            # rank 0's (founders) or a current member's (joiners) model and DiLoCo state.
+            group.on_new_group(self._on_new_group)
+        else:
+            self._broadcast_from_rank0()
         device = torch.device(backup_device) if backup_device is not None else torch.device("cpu")
         self._last_sync = [self._backup(p, device) for p in self._params]
 
@@ -183,20 +214,23 @@ class DiLoCo:
 
     def step(self) -> None:
         """``inner.step()`` and ``inner.zero_grad()``, then starts the syncs due at this step and
-        applies those started ``delay`` steps ago."""
+        applies those started ``delay`` steps ago. With an ElasticGroup, a sync that fails because
+        a member was lost is retried on the next epoch's group, and every step that communicated
+        is committed to the group."""
         self.inner.step()
         self.inner.zero_grad()
         self.inner_steps += 1
-        for fragment in range(self.fragments):
-            if self.sync_starts_at(fragment, self.inner_steps):
-                self._start(fragment)
-        due = [p for p in self._pending if p.apply_at <= self.inner_steps]
-        self._pending = [p for p in self._pending if p.apply_at > self.inner_steps]
-        for pending in due:
-            self._apply(pending)
+        while self._synced_through < self.inner_steps:
+            if self._retrying(self._round) and self._elastic:
+                # A step boundary the members all pass together: joiners are admitted here, and
+                # after a failure the members agree on how many such steps each completed. The
+                # state a commit brings in may be one that still has this step's syncs to do,
+                # hence the loop.
+                self.group.commit()
 
     def flush(self) -> None:
         """Applies every sync still in flight now (at the end of training, before evaluating)."""
+        self._retrying(self._wait_all)
         pending, self._pending = self._pending, []
         for sync in pending:
             self._apply(sync)
@@ -205,6 +239,7 @@ class DiLoCo:
         """Drops the syncs in flight and puts the model back to the last-sync parameters: after a
         failed sync (a peer lost), before continuing on the next membership epoch's group."""
         self._pending = []
+        self._synced_through = self.inner_steps
         with torch.no_grad():
             for param, last in zip(self._params, self._last_sync):
                 param.copy_(last)
@@ -212,11 +247,14 @@ class DiLoCo:
     def state_dict(self) -> dict[str, Any]:
         """Everything besides the model and the inner optimizer (save those yourself) needed to
         resume exactly: step counter, last-sync parameters, outer optimizer state, codec
-        residuals and the means of syncs in flight (waited for here)."""
+        residuals and the means of syncs in flight (waited for here; with an ElasticGroup, whose
+        old group may be broken, this rank's pseudo-gradient of each instead, which the members
+        reduce again on the new group)."""
         codec = self._codec_state
         return {
             "config": self._config(),
             "inner_steps": self.inner_steps,
+            "synced_through": self._synced_through,
             "bytes_sent": self.bytes_sent,
             "syncs": list(self.syncs),
             "last_sync": [t.detach().to("cpu", copy=True) for t in self._last_sync],
@@ -224,9 +262,16 @@ class DiLoCo:
             "codec_step": codec.step,
             "residuals": {k: v.clone() for k, v in codec.residuals.items()},
             "shard_residuals": {k: v.clone() for k, v in codec.shard_residuals.items()},
-            "pending": [{"fragment": p.fragment, "apply_at": p.apply_at,
-                         "mean": p.mean().to("cpu", copy=True)} for p in self._pending],
+            "pending": [self._pending_state(p) for p in self._pending],
         }
+
+    def _pending_state(self, pending: _PendingSync) -> dict[str, Any]:
+        saved: dict[str, Any] = {"fragment": pending.fragment, "apply_at": pending.apply_at}
+        if self._elastic and pending.source is not None:
+            saved["source"] = pending.source.to("cpu", copy=True)
+        else:
+            saved["mean"] = pending.mean().to("cpu", copy=True)
+        return saved
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         mine = self._config()
@@ -243,17 +288,28 @@ class DiLoCo:
                 target.copy_(value)
         self.outer.load_state_dict(copy.deepcopy(state["outer"]))
         self.inner_steps = int(state["inner_steps"])
+        self._synced_through = int(state.get("synced_through", self.inner_steps))
         self.bytes_sent = int(state["bytes_sent"])
         self.syncs = list(state["syncs"])
         codec = self._codec_state
         codec.step = int(state["codec_step"])
         codec.residuals = {int(k): v.clone() for k, v in state["residuals"].items()}
         codec.shard_residuals = {int(k): v.clone() for k, v in state["shard_residuals"].items()}
-        self._pending = [
-            _PendingSync(int(p["fragment"]), int(p["apply_at"]),
-                         p["mean"].to(self._fragment_device(int(p["fragment"])), copy=True))
-            for p in state["pending"]
-        ]
+        self._pending = []
+        for p in state["pending"]:
+            fragment = int(p["fragment"])
+            device = self._fragment_device(fragment)
+            if "source" in p:
+                source = p["source"].to(device, copy=True)
+                self._pending.append(_PendingSync(fragment, int(p["apply_at"]), source.clone(),
+                                                  source=source))
+            else:
+                self._pending.append(_PendingSync(fragment, int(p["apply_at"]),
+                                                  p["mean"].to(device, copy=True)))
+        if not self._elastic:
+            # Saved by an elastic run: reduce them now (an ElasticGroup does it in
+            # _on_new_group, right after loading).
+            self._reissue(self._process_group())
 
     # ------------------------------------------------------------------------------ internals
     def _config(self) -> dict[str, Any]:
@@ -276,6 +332,68 @@ class DiLoCo:
                              f"{len(in_model - in_outer)} trainable parameters of the model; "
                              "build it on model.parameters()")
         return trainable
+
+    def _retrying(self, action: Any) -> Any:
+        """Runs ``action``; with an ElasticGroup, a failure of a collective moves to the next
+        epoch's group (whose callback issues the syncs in flight again) and runs it again."""
+        while True:
+            try:
+                return action()
+            except dist.DistBackendError as error:
+                if not self._elastic:
+                    raise
+                self.group.recover(error)
+
+    def _round(self) -> bool:
+        """Starts the syncs due at this inner step and applies those due; returns whether it
+        communicated. Fails atomically: until every collective of the step has succeeded nothing
+        is applied, and on a failure the syncs in flight and the codec's residuals are put back
+        as they were, so the step can be redone on another group with the same inner progress."""
+        if self._synced_through >= self.inner_steps:
+            return False  # done meanwhile: the state of a member that completed it was loaded
+        starting = [f for f in range(self.fragments) if self.sync_starts_at(f, self.inner_steps)]
+        due = [p for p in self._pending if p.apply_at <= self.inner_steps]
+        if not starting and not due:
+            self._synced_through = self.inner_steps
+            return False
+        before = list(self._pending)
+        codec = self._codec_state
+        # A codec's encode updates the error-feedback residuals before its collectives run.
+        residuals = ({k: v.clone() for k, v in codec.residuals.items()},
+                     {k: v.clone() for k, v in codec.shard_residuals.items()}
+                     ) if self._elastic and self.codec != "none" else None
+        try:
+            for fragment in starting:
+                self._start(fragment)
+            due = [p for p in self._pending if p.apply_at <= self.inner_steps]
+            for pending in due:
+                pending.mean()
+        except dist.DistBackendError:
+            self._pending = before
+            if residuals is not None:
+                codec.residuals, codec.shard_residuals = residuals
+            raise
+        self._pending = [p for p in self._pending if p.apply_at > self.inner_steps]
+        for pending in due:
+            self._apply(pending)
+        self._synced_through = self.inner_steps
+        return True
+
+    def _wait_all(self) -> None:
+        for pending in self._pending:
+            pending.mean()
+
+    def _reissue(self, group: Optional[dist.ProcessGroup]) -> None:
+        """Issues again, in start order, the allreduce of every sync in flight that has a source:
+        every member holds the same list at the same committed step, so the collectives match."""
+        for pending in self._pending:
+            if pending.source is not None:
+                pending.issue(group)
+
+    def _on_new_group(self, group: dist.ProcessGroup) -> None:
+        """ElasticGroup's callback after each membership change, once state is synchronised: the
+        allreduces in flight died with the old group."""
+        self._reissue(group)
 
     def _process_group(self) -> Optional[dist.ProcessGroup]:
         if self.group is None or isinstance(self.group, dist.ProcessGroup):
@@ -312,12 +430,17 @@ class DiLoCo:
                 for i in indices
             ])
         group = self._process_group()
-        world = dist.get_world_size(group)
+        world = _world_size(group)
         apply_at = self.inner_steps + self.delay
         if self.codec == "none":
-            work = dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group, async_op=True)
+            if self._elastic:
+                pending = _PendingSync(fragment, apply_at, flat, source=flat)
+                pending.issue(group)  # sums into a copy: the source stays for a retry
+            else:
+                work = dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group, async_op=True)
+                pending = _PendingSync(fragment, apply_at, flat, work, world)
             self.bytes_sent += 2 * (world - 1) * flat.numel() * flat.element_size() // world
-            self._pending.append(_PendingSync(fragment, apply_at, flat, work, world))
+            self._pending.append(pending)
             return
         state = self._codec_state
         state.process_group = group

@@ -184,8 +184,10 @@ def compressed_mean(state: State, codec: str, key: int, flat: torch.Tensor) -> t
     bit-identical on every rank. Counts ``state.bytes_sent``. Shared by the DDP hooks (key: the
     bucket index) and torchwan.DiLoCo (key: the fragment)."""
     group = state.process_group
-    world = dist.get_world_size(group)
-    rank = dist.get_rank(group)
+    # The group's own rank and size: a torchwan.elastic epoch's group is built without
+    # init_process_group, so torch.distributed's registry (dist.get_rank) does not know it.
+    world = group.size() if group is not None else dist.get_world_size()
+    rank = group.rank() if group is not None else dist.get_rank()
     if codec == "topk":
         mean = _topk_allreduce(state, group, key, flat, rank, world)
     else:
