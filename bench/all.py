@@ -67,6 +67,8 @@ FULL = [
                    "--name", "wan-8-small"],
          "small allreduce, broadcast, allgather and reduce-scatter on 8 hosts"),
     Step("ddp", [PY, "-m", "bench.ddp.run", "--scenario", "wan-a"], "DDP training on wan-a"),
+    Step("diloco", [PY, "-m", "bench.diloco.run", "--scenario", "wan-a"],
+         "DiLoCo and Streaming DiLoCo against DDP at an equal token budget on wan-a"),
     Step("state-sync", [PY, "-m", "bench.state_sync.run", "--scenario", "wan-a"],
          "1 GiB of state to a member behind, on wan-a"),
     Step("state-sync-loopback", [PY, "-m", "bench.state_sync.run"],

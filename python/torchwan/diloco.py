@@ -71,20 +71,34 @@ def _world_size(group: Optional[dist.ProcessGroup]) -> int:
 
 
 def _split(sizes: list[int], count: int) -> list[range]:
-    """Cuts parameters (in model order) into ``count`` contiguous, non-empty runs of about equal
-    element counts."""
-    total = sum(sizes)
-    bounds = [0]
-    running = 0
-    for index, size in enumerate(sizes):
-        running += size
-        fragment = len(bounds)
-        # Cut after this parameter once the running count reaches the fragment's share, leaving
-        # at least one parameter for every later fragment.
-        if fragment < count and (running * count >= fragment * total
-                                 or len(sizes) - (index + 1) == count - fragment):
-            bounds.append(index + 1)
-    bounds.append(len(sizes))
+    """Cuts parameters (in model order) into ``count`` contiguous, non-empty runs whose largest
+    element count is as small as it can be: that largest fragment is what a sync sends at once,
+    so it sets Streaming DiLoCo's peak bandwidth (cutting greedily at the running share can
+    overshoot by a whole large parameter)."""
+
+    def cuts(limit: int) -> Optional[list[int]]:
+        # Greedy: each fragment takes parameters while it stays within ``limit``.
+        bounds, running = [0], 0
+        for index, size in enumerate(sizes):
+            if running + size > limit and index > bounds[-1]:
+                bounds.append(index)
+                running = 0
+            running += size
+        if len(bounds) > count:
+            return None
+        # Fewer runs than asked: cutting a run in two never makes the largest larger.
+        free = [i for i in range(len(sizes) - 1, 0, -1) if i not in bounds]
+        return sorted(bounds + free[:count - len(bounds)]) + [len(sizes)]
+
+    low, high = max(sizes), sum(sizes)
+    while low < high:  # the smallest limit a greedy cut meets
+        middle = (low + high) // 2
+        if cuts(middle) is None:
+            low = middle + 1
+        else:
+            high = middle
+    bounds = cuts(low)
+    assert bounds is not None
     return [range(bounds[i], bounds[i + 1]) for i in range(count)]
 
 
