@@ -24,10 +24,9 @@ bool thread_is_asleep(pid_t thread) {
 
 }  // namespace
 
-OpRunner::OpRunner(size_t threads, std::chrono::microseconds handoff) : handoff_(handoff) {
-  threads_.reserve(std::max<size_t>(threads, 1));
-  for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i)
-    threads_.emplace_back([this] { run(); });
+OpRunner::OpRunner(size_t threads, std::chrono::microseconds handoff)
+    : handoff_(handoff), max_threads_(std::max<size_t>(threads, 1)) {
+  threads_.reserve(max_threads_);
 }
 
 OpRunner::~OpRunner() { stop(); }
@@ -37,6 +36,11 @@ bool OpRunner::enqueue(std::function<void()> op) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return false;
     queue_.push_back(std::move(op));
+    // A woken thread leaves `waiting_` when it takes an operation, so more queued operations than
+    // sleeping threads means one of them would otherwise wait for a thread to come free.
+    if (queue_.size() > waiting_ && threads_.size() < max_threads_) {
+      threads_.emplace_back([this] { run(); });
+    }
   }
   wake_.notify_one();
   return true;
@@ -45,7 +49,7 @@ bool OpRunner::enqueue(std::function<void()> op) {
 void OpRunner::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_ = true;  // no thread starts after this, so threads_ no longer changes
   }
   wake_.notify_all();
   for (std::thread& thread : threads_) {
@@ -72,7 +76,9 @@ void OpRunner::run() {
     uint64_t ticket = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      ++waiting_;
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      --waiting_;
       if (queue_.empty()) return;
       op = std::move(queue_.front());
       queue_.pop_front();
@@ -100,6 +106,26 @@ void OpRunner::run() {
     }
     turn_.notify_all();
   }
+}
+
+void PendingCounter::add() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++pending_;
+}
+
+void PendingCounter::finish() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (--pending_ == 0) idle_.notify_all();
+}
+
+bool PendingCounter::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return idle_.wait_for(lock, timeout, [&] { return pending_ == 0; });
+}
+
+size_t PendingCounter::pending() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pending_;
 }
 
 }  // namespace torchwan::c10d_backend

@@ -67,7 +67,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::point_to_point(PeerOp op, const 
   auto on_done = [this, work, staging, id, context](transport::Request& request) {
     std::exception_ptr error = request.error();
     const int source = request.source();
-    const bool queued = completions_->enqueue([this, work, staging, id, context, error, source] {
+    const bool queued = enqueue_completion([this, work, staging, id, context, error, source] {
       if (error) {
         work->complete_with_error(rethrow_as_wan_error(context, error));
       } else {

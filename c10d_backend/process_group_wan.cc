@@ -4,15 +4,20 @@
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 
+#include <numeric>
+
 #include "c10d_backend/debug_log.h"
 #include "c10d_backend/device_resources.h"
 #include "c10d_backend/errors.h"
 #include "c10d_backend/op_runner.h"
+#include "c10d_backend/shared_device.h"
 #include "c10d_backend/signature.h"
 #include "c10d_backend/staging.h"
 #include "c10d_backend/store_adapter.h"
 #include "c10d_backend/wan_work.h"
 #include "csrc/collectives.h"
+#include "transport/counting_transport.h"
+#include "transport/device.h"
 #include "transport/transport.h"
 
 namespace torchwan {
@@ -24,17 +29,30 @@ namespace {
 // How long shutdown() waits for canceled point-to-point requests to report back.
 constexpr auto kCancelWait = std::chrono::seconds(10);
 
-std::unique_ptr<transport::Transport> connect_transport(
-    const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, const WanOptions& options) {
+[[noreturn]] void throw_connect_error(const WanOptions& options, int rank, int size,
+                                      const std::exception& error) {
+  C10_THROW_ERROR(DistBackendError, std::string("torchwan: group '") + options.group_name +
+                                        "' rank " + std::to_string(rank) + "/" +
+                                        std::to_string(size) +
+                                        " could not connect: " + error.what());
+}
+
+// Connects this process to every rank of `store`'s group: a new transport device.
+std::shared_ptr<transport::Device> connect_device(const c10::intrusive_ptr<c10d::Store>& store,
+                                                  int rank, int size, const WanOptions& options) {
   c10d_backend::C10dStoreAdapter adapter(store);
   try {
-    return transport::Transport::create(options.transport, adapter, rank, size);
+    return transport::Device::create(
+        transport::Transport::create(options.transport, adapter, rank, size));
   } catch (const std::exception& error) {
-    C10_THROW_ERROR(DistBackendError, std::string("torchwan: group '") + options.group_name +
-                                          "' rank " + std::to_string(rank) + "/" +
-                                          std::to_string(size) +
-                                          " could not connect: " + error.what());
+    throw_connect_error(options, rank, size, error);
   }
+}
+
+std::vector<int> every_rank(int size) {
+  std::vector<int> ranks(static_cast<size_t>(size));
+  std::iota(ranks.begin(), ranks.end(), 0);
+  return ranks;
 }
 
 c10d_backend::GroupTopology discover_topology(const c10::intrusive_ptr<c10d::Store>& store,
@@ -56,20 +74,54 @@ c10d_backend::GroupTopology discover_topology(const c10::intrusive_ptr<c10d::Sto
 
 ProcessGroupWan::ProcessGroupWan(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                  WanOptions options)
+    : ProcessGroupWan(nullptr, store, rank, size, every_rank(size), std::move(options)) {}
+
+ProcessGroupWan::ProcessGroupWan(const ProcessGroupWan* parent,
+                                 const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                 const std::vector<int>& device_ranks, WanOptions options)
     : c10d::Backend(rank, size),
       options_(std::move(options)),
       timeout_(options_.timeout),
-      transport_(connect_transport(store, rank, size, options_)),
-      topology_(discover_topology(store, *transport_, options_)),
       scratch_(std::make_unique<engine::ScratchPool>(options_.scratch_cache_bytes)),
       streams_(std::make_unique<c10d_backend::DeviceStreams>()),
       pinned_(std::make_unique<c10d_backend::PinnedSlots>()),
       collectives_(std::make_unique<c10d_backend::OpRunner>()),
       peer_ops_(std::make_unique<c10d_backend::OpRunner>()),
-      // Futures complete off the collectives thread, on a few threads: a Future callback that
-      // issues another collective and waits for it (DDP's PowerSGD hook) must not block the
-      // thread that would run that collective, nor the completion of its Future.
-      completions_(std::make_unique<c10d_backend::OpRunner>(kCompletionThreads)) {
+      completions_pending_(std::make_shared<c10d_backend::PendingCounter>()) {
+  std::shared_ptr<transport::Device> device;
+  if (parent && !parent->closed_ && parent->options_.transport == options_.transport) {
+    device = parent->shared_->device();
+  }
+  try {
+    if (device) {
+      TORCH_CHECK_VALUE(static_cast<int>(device_ranks.size()) == size && rank >= 0 && rank < size,
+                        "torchwan: group '", options_.group_name, "' of size ", size, " got ",
+                        device_ranks.size(), " device ranks and rank ", rank);
+      shared_ = parent->shared_;
+      shares_device_ = true;
+      const uint32_t channel =
+          shared_->channel_for_group(store, rank, options_.transport.connect_timeout);
+      // Counted on its own: the device's counts are every group's together.
+      transport_ =
+          std::make_unique<transport::CountingTransport>(device->open_view(device_ranks, channel));
+    } else {
+      device = connect_device(store, rank, size, options_);
+      shared_ = std::make_shared<c10d_backend::SharedDevice>(device, store);
+      transport_ = device->open_view(every_rank(size), 0);
+    }
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw_connect_error(options_, rank, size, error);
+  }
+  if (transport_->rank() != rank) {
+    C10_THROW_ERROR(DistBackendError, "torchwan: group '" + options_.group_name + "' rank " +
+                                          std::to_string(rank) + " is process " +
+                                          std::to_string(device_ranks[static_cast<size_t>(rank)]) +
+                                          " of the transport device, but this process is " +
+                                          std::to_string(device->rank()));
+  }
+  topology_ = discover_topology(store, *transport_, options_);
   init();
 }
 
@@ -86,7 +138,6 @@ void ProcessGroupWan::abort() {
   // Queued operations still run, and fail at once on the aborted transport.
   collectives_->stop();
   peer_ops_->stop();
-  completions_->stop();
 }
 
 void ProcessGroupWan::shutdown() {
@@ -109,8 +160,9 @@ void ProcessGroupWan::shutdown() {
                               " point-to-point operation(s) did not report back after cancel");
     }
   }
-  completions_->stop();
-  // Closes the connections now rather than whenever Python drops its last reference.
+  drain_completions();
+  // Closes the connections now, unless other groups still run over them, rather than whenever
+  // Python drops its last reference.
   transport_.reset();
   c10d_backend::log_debug("rank " + std::to_string(rank_) + ": process group '" +
                           options_.group_name + "' shut down");
@@ -142,7 +194,28 @@ std::string ProcessGroupWan::error_context(const char* name, uint64_t seq) const
 }
 
 void ProcessGroupWan::deliver(std::function<void()> completion) {
-  if (!completions_->enqueue(completion)) completion();  // shutting down: complete right here
+  if (!enqueue_completion(completion)) completion();  // shutting down: complete right here
+}
+
+bool ProcessGroupWan::enqueue_completion(std::function<void()> completion) {
+  completions_pending_->add();
+  auto counted = [pending = completions_pending_, completion = std::move(completion)] {
+    completion();
+    pending->finish();
+  };
+  if (shared_->completions().enqueue(std::move(counted))) return true;
+  completions_pending_->finish();
+  return false;
+}
+
+void ProcessGroupWan::drain_completions() {
+  // A Future callback that shuts its own group down runs on a completion thread: it cannot wait
+  // for itself, so the wait is bounded.
+  if (!completions_pending_->wait_idle(kCancelWait)) {
+    c10d_backend::log_debug("rank " + std::to_string(rank_) + ": " +
+                            std::to_string(completions_pending_->pending()) +
+                            " completion(s) still running at shutdown");
+  }
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(

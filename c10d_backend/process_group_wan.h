@@ -38,9 +38,11 @@ namespace torchwan {
 
 namespace c10d_backend {
 class OpRunner;
+class PendingCounter;
 class Staging;
 class DeviceStreams;
 class PinnedSlots;
+class SharedDevice;
 struct SignatureFields;
 }  // namespace c10d_backend
 
@@ -62,8 +64,17 @@ struct WanOptions {
 
 class ProcessGroupWan final : public c10d::Backend {
  public:
-  // Connects to every other rank through `store`; returns when the group is ready.
+  // Connects to every other rank through `store`, creating this process's transport device (the
+  // connections later groups share); returns when the group is ready.
   ProcessGroupWan(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                  WanOptions options = {});
+  // A group over processes `parent` is connected to: its rank r is the process with rank
+  // device_ranks[r] on parent's device (for torch's groups, whose parent is WORLD: the global
+  // ranks). It shares parent's device, opening no connection and starting no thread until it
+  // runs an operation, unless its transport options differ or parent was shut down: then it
+  // connects through `store` like a first group.
+  ProcessGroupWan(const ProcessGroupWan* parent, const c10::intrusive_ptr<c10d::Store>& store,
+                  int rank, int size, const std::vector<int>& device_ranks,
                   WanOptions options = {});
   ~ProcessGroupWan() override;
 
@@ -146,6 +157,8 @@ class ProcessGroupWan final : public c10d::Backend {
   void shutdown() override;
 
   const WanOptions& options() const { return options_; }
+  // Whether this group opened no connections of its own: it runs over another group's device.
+  bool shares_device() const { return shares_device_; }
   // The regions decided at construction, identical on every rank.
   const c10d_backend::GroupTopology& group_topology() const { return topology_; }
   // Per peer rank (index = rank) what this rank exchanged with it, and per collective its calls,
@@ -175,6 +188,11 @@ class ProcessGroupWan final : public c10d::Backend {
                                                 int tag);
   // Completes a Work (runs its Future callbacks) on the completion threads, in issue order.
   void deliver(std::function<void()> completion);
+  // Queues `completion` on the device's completion threads, counted so that shutdown() can wait
+  // for this group's; false once the threads are stopping.
+  [[nodiscard]] bool enqueue_completion(std::function<void()> completion);
+  // Waits (a bounded time) until every completion this group queued has run.
+  void drain_completions();
   void check_usable(const char* name) const;
   void check_root(int root, const char* name) const;
   std::chrono::milliseconds effective_timeout(std::chrono::milliseconds op_timeout) const;
@@ -183,6 +201,10 @@ class ProcessGroupWan final : public c10d::Backend {
 
   WanOptions options_;
   std::atomic<std::chrono::milliseconds> timeout_;
+  // Shared with every group over the same device; created by the group that created the device.
+  std::shared_ptr<c10d_backend::SharedDevice> shared_;
+  bool shares_device_ = false;
+  // This group's view of the device (the identity view for the group that created it).
   std::unique_ptr<transport::Transport> transport_;
   c10d_backend::GroupTopology topology_;  // read by every collective; set once at construction
   std::unique_ptr<engine::ScratchPool> scratch_;  // the collectives' temporaries, between calls
@@ -192,11 +214,9 @@ class ProcessGroupWan final : public c10d::Backend {
   std::unique_ptr<c10d_backend::OpRunner> collectives_;
   // Point-to-point operations are posted here in issue order (staging may block on a device).
   std::unique_ptr<c10d_backend::OpRunner> peer_ops_;
-  // Point-to-point completions are delivered here, so that user callbacks and device copies never
-  // run on the transport's progress thread.
-  std::unique_ptr<c10d_backend::OpRunner> completions_;
-  // Future callbacks that block on later operations each hold one of these threads.
-  static constexpr size_t kCompletionThreads = 4;
+  // Completions queued on shared_->completions() and not yet run; point-to-point completions go
+  // there too, so that user callbacks and device copies never run on the progress thread.
+  std::shared_ptr<c10d_backend::PendingCounter> completions_pending_;
   std::mutex issue_mutex_;
   uint64_t collective_seq_ = 0;
   c10d_backend::CollectiveStats collective_stats_;

@@ -156,6 +156,24 @@ PYBIND11_MODULE(_C, module) {
            py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
            py::arg("transport_options") = std::map<std::string, std::string>{},
            py::arg("group_name") = "")
+      // A group over processes `parent` is connected to, sharing its transport device;
+      // device_ranks are the group's ranks in parent's device (for torch's groups, their global
+      // ranks, WORLD being the parent).
+      .def(py::init([](const ProcessGroupWan& parent, const c10::intrusive_ptr<c10d::Store>& store,
+                       int rank, int size, const std::vector<int>& device_ranks,
+                       std::chrono::milliseconds timeout,
+                       const std::map<std::string, std::string>& transport_fields,
+                       const std::string& group_name) {
+             auto options = torchwan::make_options(transport_fields, timeout, group_name);
+             py::gil_scoped_release no_gil;  // waits for the group's rank 0 to pick its channel
+             return NoGilDestructorPtr<ProcessGroupWan>(c10::make_intrusive<ProcessGroupWan>(
+                 &parent, store, rank, size, device_ranks, std::move(options)));
+           }),
+           py::arg("parent"), py::arg("store"), py::arg("rank"), py::arg("size"),
+           py::arg("device_ranks"), py::arg("timeout"),
+           py::arg("transport_options") = std::map<std::string, std::string>{},
+           py::arg("group_name") = "")
+      .def_property_readonly("shares_device", &ProcessGroupWan::shares_device)
       .def_property_readonly(
           "transport",
           [](const ProcessGroupWan& self) { return self.options().transport.transport; })

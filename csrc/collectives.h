@@ -65,7 +65,8 @@ struct CollectiveContext {
 // - `seq` must still agree: calls with different sequence numbers never see each other.
 // The signature messages use step 0xffff of the call's tag space; see exchange.h.
 
-// Tags: collectives use [seq:31][step:16] (bit 47 clear); point-to-point user messages set bit 47.
+// Tags (below 2^32, a group's space): collectives use [seq:15][step:16] (bit 31 clear);
+// point-to-point user messages set bit 31 and carry the user's tag (0 <= tag < 2^31).
 transport::Tag collective_tag(uint32_t seq, uint32_t step);
 transport::Tag p2p_tag(uint32_t user_tag);
 

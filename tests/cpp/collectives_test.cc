@@ -26,6 +26,7 @@
 #include "memory_transport.h"
 #include "reduction_cases.h"
 #include "test_support.h"
+#include "transport/device.h"
 #include "transport/errors.h"
 
 namespace torchwan::engine {
@@ -43,12 +44,14 @@ using namespace test_data;
 TEST(CollectiveTags, LayoutSeparatesCallsStepsAndPointToPoint) {
   EXPECT_EQ(collective_tag(1, 0), transport::Tag{1} << 16);
   EXPECT_EQ(collective_tag(3, 7), (transport::Tag{3} << 16) | 7);
-  EXPECT_EQ(collective_tag(3, 65536 + 7), collective_tag(3, 7));    // steps wrap modulo 2^16
-  EXPECT_EQ(collective_tag(0x80000005u, 1), collective_tag(5, 1));  // seq keeps 31 bits
-  EXPECT_EQ(collective_tag(0xffffffffu, 0xffffu) >> 47, 0u);        // bit 47 stays clear
-  EXPECT_LT(collective_tag(0xffffffffu, 0xffffu), transport::kMaxTag);
-  EXPECT_EQ(p2p_tag(9), (transport::Tag{1} << 47) | 9);
-  EXPECT_LT(p2p_tag(0xffffffffu), transport::kMaxTag);
+  EXPECT_EQ(collective_tag(3, 65536 + 7), collective_tag(3, 7));  // steps wrap modulo 2^16
+  EXPECT_EQ(collective_tag(0x8005u, 1), collective_tag(5, 1));    // seq keeps 15 bits
+  EXPECT_NE(collective_tag(0x4005u, 1), collective_tag(5, 1));
+  EXPECT_EQ(collective_tag(0xffffffffu, 0xffffu) >> 31, 0u);  // bit 31 stays clear
+  EXPECT_EQ(p2p_tag(9), (transport::Tag{1} << 31) | 9);
+  // Every tag stays in a group's 32 bits, below the device's channel.
+  EXPECT_LT(collective_tag(0xffffffffu, 0xffffu), transport::kMaxGroupTag);
+  EXPECT_LT(p2p_tag(0x7fffffffu), transport::kMaxGroupTag);
   EXPECT_NE(p2p_tag(0), collective_tag(0, 0));
 }
 
