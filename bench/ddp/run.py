@@ -23,7 +23,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--backends", default="wan,wan-int8,gloo",
-                        help="wan, wan-int8 (Options(compression='int8')), gloo")
+                        help="wan, wan-int8 (Options(compression='int8')), wan-int8-hook "
+                             "(torchwan.hooks.int8), gloo")
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
 
@@ -49,7 +50,9 @@ def main() -> None:
              f"{rows[0]['parameters'] / 1e6:.1f}M parameters, {args.steps} timed steps after one "
              "warm-up step, same seed and data for both backends.", "",
              "`wan-int8` is `wan` with `torchwan.Options(compression=\"int8\")`: lossy, so its "
-             "checksum may differ in the last digits.", "",
+             "checksum may differ in the last digits. `wan-int8-hook` is `wan` with DDP's comm "
+             "hook `torchwan.hooks.int8` (int8 with error feedback, computed in Python around "
+             "the backend's all-to-all and all-gather).", "",
              "| backend | steps/s | vs Gloo | parameter checksum |", "|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['steps_per_s']:.3f} | {speedups[r['backend']]:.2f}x | "
               f"{r['checksum']:.9e} |" for r in rows]

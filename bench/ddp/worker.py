@@ -24,9 +24,11 @@ def make_model(layers: int) -> torch.nn.Module:
     return torch.nn.Sequential(*blocks[:-1])
 
 
-def train(backend_group, steps: int, layers: int, batch: int, sync_group) -> dict:
+def train(backend_group, steps: int, layers: int, batch: int, sync_group, hook=None) -> dict:
     model = DistributedDataParallel(make_model(layers), process_group=backend_group,
                                     broadcast_buffers=False)
+    if hook is not None:
+        model.register_comm_hook(*hook)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(dist.get_rank())
     inputs = torch.randn(batch, WIDTH, generator=generator)
@@ -57,20 +59,25 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--backends", default="wan,wan-int8,gloo",
-                        help="wan, wan-int8 (the backend's int8 compression option), gloo")
+                        help="wan, wan-int8 (the backend's int8 compression option), "
+                             "wan-int8-hook (DDP's comm hook torchwan.hooks.int8), gloo")
     args = parser.parse_args()
 
     import torchwan  # registers "wan"
+    import torchwan.hooks
 
     torch.set_num_threads(1)  # ranks share the machine's cores; compute is not what is measured
     dist.init_process_group("wan", timeout=timedelta(minutes=20))
     gloo = dist.new_group(backend="gloo", timeout=timedelta(minutes=20))
-    groups = {"wan": dist.group.WORLD, "gloo": gloo}
+    groups = {"wan": dist.group.WORLD, "wan-int8-hook": dist.group.WORLD, "gloo": gloo}
     if "wan-int8" in args.backends.split(","):
         groups["wan-int8"] = dist.new_group(backend="wan", timeout=timedelta(minutes=20),
                                             pg_options=torchwan.Options(compression="int8"))
     for backend in args.backends.split(","):
-        result = train(groups[backend], args.steps, args.layers, args.batch, gloo)
+        hook = None
+        if backend == "wan-int8-hook":
+            hook = (torchwan.hooks.State(codec="int8"), torchwan.hooks.int8)
+        result = train(groups[backend], args.steps, args.layers, args.batch, gloo, hook)
         if dist.get_rank() == 0:
             print(json.dumps({"backend": backend, "world_size": dist.get_world_size(), **result}),
                   flush=True)

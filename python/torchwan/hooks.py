@@ -16,12 +16,16 @@ it. Each rank thus sends about 2·(W−1)/W of the bucket's compressed size, as 
 of the uncompressed one. topk all-gathers every rank's sparse payload and sums in fp32: one
 quantisation, and bytes growing with W, which is fine while W·fraction stays small.
 
-The hook communicates synchronously and returns a completed future, so it does not overlap
-communication with the rest of the backward pass. Gradients on a GPU are moved to the CPU for
-encoding and back (the CUDA codecs are not wired in yet).
+The hook returns at once: one thread per State encodes, communicates and decodes the buckets in
+the order DDP hands them over (the same on every rank, so every rank issues the same collectives
+in the same order) and completes each bucket's future, while backward goes on computing the next
+buckets' gradients. Gradients on a GPU are copied to the CPU on the caller's thread, where DDP
+guarantees they are ready, and back by that thread (the CUDA codecs are not wired in yet).
 """
 
+import concurrent.futures
 import math
+import threading
 from typing import Optional
 
 import torch
@@ -78,6 +82,16 @@ class State:
         self.shard_residuals: dict[int, torch.Tensor] = {}
         self.bytes_sent = 0
         self.bytes_dense = 0
+        self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._worker_lock = threading.Lock()
+
+    def worker(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread that runs this state's buckets one after another, started on first use."""
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="torchwan-hook")
+            return self._worker
 
     def config(self, codec: str, seed: int) -> CodecConfig:
         return CodecConfig(
@@ -115,7 +129,7 @@ def _encode(
 
 def _sharded_allreduce(
     state: State, codec: str, group: Optional[dist.ProcessGroup], bucket: int, flat: torch.Tensor,
-    rank: int, world: int,
+    rank: int, world: int, step: int,
 ) -> torch.Tensor:
     """Two quantisations: encode W shards, all-to-all, reduce one shard in fp32, re-encode it,
     all-gather, decode. Returns the mean."""
@@ -133,7 +147,7 @@ def _sharded_allreduce(
     send = torch.empty(world, payload_size, dtype=torch.uint8)
     for j in range(world):
         piece = slice(j * shard, (j + 1) * shard)
-        config = state.config(codec, _mix(state.seed, state.step, bucket, rank, 0, j))
+        config = state.config(codec, _mix(state.seed, step, bucket, rank, 0, j))
         _encode(config, padded[piece], None if residual is None else residual[piece], send[j])
     received = torch.empty_like(send)
     dist.all_to_all_single(received, send, group=group)
@@ -145,7 +159,7 @@ def _sharded_allreduce(
 
     shard_residual = state.residual(state.shard_residuals, bucket, shard) if use_ef else None
     mine = torch.empty(payload_size, dtype=torch.uint8)
-    _encode(state.config(codec, _mix(state.seed, state.step, bucket, rank, 1)), reduced,
+    _encode(state.config(codec, _mix(state.seed, step, bucket, rank, 1)), reduced,
             shard_residual, mine)
     gathered = torch.empty(world * payload_size, dtype=torch.uint8)
     dist.all_gather_into_tensor(gathered, mine, group=group)
@@ -160,11 +174,11 @@ def _sharded_allreduce(
 
 def _topk_allreduce(
     state: State, group: Optional[dist.ProcessGroup], bucket: int, flat: torch.Tensor, rank: int,
-    world: int,
+    world: int, step: int,
 ) -> torch.Tensor:
     """One quantisation: every rank's top-k payload is all-gathered and summed in fp32."""
     n = flat.numel()
-    config = state.config("topk", _mix(state.seed, state.step, bucket, rank))
+    config = state.config("topk", _mix(state.seed, step, bucket, rank))
     payload_size = compression.encoded_size(n, config)
     residual = state.residual(state.residuals, bucket, n) if state.error_feedback else None
     mine = torch.empty(payload_size, dtype=torch.uint8)
@@ -178,20 +192,24 @@ def _topk_allreduce(
     return total.div_(world)
 
 
-def compressed_mean(state: State, codec: str, key: int, flat: torch.Tensor) -> torch.Tensor:
+def compressed_mean(
+    state: State, codec: str, key: int, flat: torch.Tensor, step: Optional[int] = None
+) -> torch.Tensor:
     """The mean over ``state.process_group`` of the float32 CPU vector ``flat`` (same length on
     every rank), sent through ``codec`` with the error-feedback residuals stored under ``key``;
     bit-identical on every rank. Counts ``state.bytes_sent``. Shared by the DDP hooks (key: the
-    bucket index) and torchwan.DiLoCo (key: the fragment)."""
+    bucket index) and torchwan.DiLoCo (key: the fragment). ``step`` (default ``state.step``)
+    seeds the codecs' random numbers."""
+    step = state.step if step is None else step
     group = state.process_group
     # The group's own rank and size: a torchwan.elastic epoch's group is built without
     # init_process_group, so torch.distributed's registry (dist.get_rank) does not know it.
     world = group.size() if group is not None else dist.get_world_size()
     rank = group.rank() if group is not None else dist.get_rank()
     if codec == "topk":
-        mean = _topk_allreduce(state, group, key, flat, rank, world)
+        mean = _topk_allreduce(state, group, key, flat, rank, world, step)
     else:
-        mean = _sharded_allreduce(state, codec, group, key, flat, rank, world)
+        mean = _sharded_allreduce(state, codec, group, key, flat, rank, world, step)
     if not bool(torch.isfinite(mean).all()):
         state.reset_bucket(key)
     return mean
@@ -200,16 +218,30 @@ def compressed_mean(state: State, codec: str, key: int, flat: torch.Tensor) -> t
 def _run(state: State, bucket: dist.GradBucket, codec: str) -> torch.futures.Future[torch.Tensor]:
     grad = bucket.buffer()
     world = dist.get_world_size(state.process_group)
-    if world > 1 and grad.numel() > 0:
-        # A copy is needed anyway for non-fp32 or device buckets; fp32 CPU ones are used in place.
-        flat = grad.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
-        mean = compressed_mean(state, codec, bucket.index(), flat)
-        grad.copy_(mean.view_as(grad))
-        state.bytes_dense += 2 * (world - 1) * grad.numel() * 4 // world
+    # Read on the caller's thread: the step and bucket order are what every rank agrees on.
+    step = state.step
+    index = bucket.index()
     if bucket.is_last():
         state.step += 1
-    future: torch.futures.Future[torch.Tensor] = torch.futures.Future()
-    future.set_result(grad)
+    future: torch.futures.Future[torch.Tensor] = torch.futures.Future(
+        devices=[grad.device] if grad.device.type != "cpu" else None)
+    if world <= 1 or grad.numel() == 0:
+        future.set_result(grad)
+        return future
+    # A copy is needed anyway for non-fp32 or device buckets; fp32 CPU ones are used in place
+    # (DDP leaves the bucket alone until its future completes).
+    flat = grad.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
+
+    def reduce() -> None:
+        try:
+            mean = compressed_mean(state, codec, index, flat, step)
+            grad.copy_(mean.view_as(grad))
+            state.bytes_dense += 2 * (world - 1) * grad.numel() * 4 // world
+            future.set_result(grad)
+        except BaseException as error:  # the bucket's future carries it to DDP's wait
+            future.set_exception(error)
+
+    state.worker().submit(reduce)
     return future
 
 

@@ -216,3 +216,38 @@ def test_bytes_on_wire(trained: list[dict]) -> None:
     assert 3.0 < ratios["int8"] < 4.0 and 3.0 < ratios["fp8"] < 4.0, ratios
     assert ratios["sign"] > 10, ratios
     assert ratios["topk"] > 2, ratios
+
+
+def hook_returns_before_communication(rank: int, world_size: int) -> dict:
+    """Rank 1 starts its backward a second late: rank 0's hook must return its future before the
+    bucket's collectives can complete, and the result must still be the right mean."""
+    import time
+
+    import torch.distributed as dist
+    import torchwan.hooks as hooks
+
+    returned_done = []
+
+    def watching_hook(state, bucket):
+        future = hooks.compressed(state, bucket)
+        returned_done.append(future.done())
+        return future
+
+    model = nn.parallel.DistributedDataParallel(nn.Linear(64, 64, bias=False))
+    model.register_comm_hook(hooks.State(codec="fp16"), watching_hook)
+    with torch.no_grad():
+        model.module.weight.zero_()
+    x = torch.full((1, 64), float(rank + 1))
+    dist.barrier()
+    if rank == 1:
+        time.sleep(1.0)
+    model(x).sum().backward()  # d/dW of sum(W x) is x repeated per row
+    grad = model.module.weight.grad
+    expected = torch.full((64, 64), sum(r + 1 for r in range(world_size)) / world_size)
+    return {"returned_done": returned_done, "grad_ok": torch.equal(grad, expected)}
+
+
+def test_the_hook_does_not_wait_for_the_network() -> None:
+    results = run_ranks(hook_returns_before_communication, 2, timeout=120)
+    assert results[0]["returned_done"] == [False], results
+    assert all(result["grad_ok"] for result in results), results
