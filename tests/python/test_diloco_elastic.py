@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +24,7 @@ from typing import Any, Optional
 
 import pytest
 
-from test_elastic_support import Coordinator, free_port, wait_until
+from test_elastic_support import Coordinator, Worker, free_port, wait_until
 
 STEPS, SYNC_EVERY, KILL_AT = 16, 4, 8
 MEMBERS = ["w0", "w1", "w2"]
@@ -127,46 +124,15 @@ def worker(args: argparse.Namespace) -> int:
 # --- the test ---------------------------------------------------------------------------------------
 
 
-class Member:
+class Member(Worker):
+    """This file run as a worker (--worker) against the test's coordinator."""
+
     def __init__(self, name: str, port: int, log_dir: Path, *args: str) -> None:
-        self.name = name
-        self.events: list[dict[str, Any]] = []
-        self.log = log_dir / f"{name}.err"
-        env = {"TORCHWAN_LOG_LEVEL": "info", **os.environ, "TORCHWAN_HOST": "127.0.0.1",
-               "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, __file__, "--worker", "--coordinator", f"127.0.0.1:{port}",
-                   "--name", name, *args]
-        with open(self.log, "wb") as err:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            try:
-                self.events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-
-    def last(self, event: str) -> Optional[dict[str, Any]]:
-        found = [e for e in self.events if e["event"] == event]
-        return found[-1] if found else None
+        super().__init__(name, port, log_dir, *args, script=__file__, script_args=("--worker",))
 
     def at(self, step: int) -> Optional[dict[str, Any]]:
         found = [e for e in self.events if e["event"] == "step" and e["step"] == step]
         return found[-1] if found else None
-
-    def report(self) -> str:
-        code = self.process.poll()
-        tail = "\n".join(json.dumps(e)[:200] for e in self.events[-3:])
-        return (f"--- {self.name} ({'running' if code is None else f'exit {code}'})\n{tail}\n"
-                f"{self.log.read_text(errors='replace')[-2500:]}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
 
 
 def mean_of(rows: list[list[list[float]]], indices: list[int]) -> list[list[float]]:

@@ -82,11 +82,13 @@ class Coordinator:
 
 
 class Worker:
-    """One examples/elastic_train.py process; `events` fills in from its stdout."""
+    """One examples/elastic_train.py process (or `script` run with `script_args` first); `events`
+    fills in from the JSON lines of its stdout."""
 
     def __init__(
         self, name: str, coordinator_port: int, log_dir: Path, *args: str,
         host: str = "127.0.0.1", coordinator_host: str = "127.0.0.1", prefix: Sequence[str] = (),
+        script: Union[str, Path] = TRAIN_SCRIPT, script_args: Sequence[str] = (),
     ) -> None:  # fmt: skip
         self.name = name
         self.events: list[dict[str, Any]] = []
@@ -94,7 +96,7 @@ class Worker:
         # Info level: membership changes and abandoned epochs land in the log a failure shows.
         env = {"TORCHWAN_LOG_LEVEL": "info", **os.environ, "TORCHWAN_HOST": host}
         env["PYTHONUNBUFFERED"] = "1"
-        command = [*prefix, sys.executable, str(TRAIN_SCRIPT), "--coordinator"]
+        command = [*prefix, sys.executable, str(script), *script_args, "--coordinator"]
         command += [f"{coordinator_host}:{coordinator_port}", "--name", name, *args]
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
