@@ -16,7 +16,7 @@ struct OptionSpec {
   // Field name, as in torchwan.Options(name=...) and TORCHWAN_<NAME>.
   std::string_view name;
   // Who parses and validates it: "transport" (transport/options.h), "topology"
-  // (c10d_backend/group_topology.h), "engine" (csrc/).
+  // (csrc/group_topology.h), "engine" (csrc/).
   std::string_view layer;
   // The Python type of the field: "str" or "int".
   std::string_view type;

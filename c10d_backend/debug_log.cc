@@ -1,6 +1,6 @@
 #include "c10d_backend/debug_log.h"
 
-#include "transport/log.h"
+#include "base/log.h"
 
 namespace torchwan::c10d_backend {
 

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "base/deadline.h"
 #include "c10d_backend/errors.h"
 #include "c10d_backend/process_group_wan.h"
 #include "c10d_backend/signature.h"
 #include "c10d_backend/staging.h"
 #include "csrc/collectives.h"
-#include "transport/deadline.h"
 #include "transport/errors.h"
 #include "transport/transport.h"
 
@@ -73,7 +73,7 @@ std::optional<MonitorFailure> monitor_ranks(const engine::CollectiveContext& con
     }
     auto& arrival = arrivals[static_cast<size_t>(peer - 1)];
     try {
-      arrival->wait(transport::time_left(deadline));
+      arrival->wait(base::time_left(deadline));
       arrived.push_back(peer);
     } catch (const transport::TransportError& error) {
       arrival->cancel();
@@ -99,7 +99,7 @@ std::optional<MonitorFailure> monitor_ranks(const engine::CollectiveContext& con
   for (int peer = 1; peer < size; ++peer) {
     releases.push_back(transport.isend(peer, engine::collective_tag(context.seq, 1), &token, 0));
   }
-  for (auto& release : releases) release->wait(transport::time_left(context.deadline));
+  for (auto& release : releases) release->wait(base::time_left(context.deadline));
   return std::nullopt;
 }
 
@@ -112,8 +112,8 @@ std::optional<MonitorFailure> check_in(const engine::CollectiveContext& context,
   auto arrive = transport.isend(0, engine::collective_tag(context.seq, 0), &token, 0);
   auto release = transport.irecv(0, engine::collective_tag(context.seq, 1), &token, 0);
   try {
-    arrive->wait(transport::time_left(context.deadline));
-    release->wait(transport::time_left(context.deadline));
+    arrive->wait(base::time_left(context.deadline));
+    release->wait(base::time_left(context.deadline));
   } catch (const transport::TransportError& error) {
     arrive->cancel();
     release->cancel();

@@ -55,13 +55,13 @@ std::vector<int> every_rank(int size) {
   return ranks;
 }
 
-c10d_backend::GroupTopology discover_topology(const c10::intrusive_ptr<c10d::Store>& store,
-                                              transport::Transport& transport,
-                                              const WanOptions& options) {
+engine::GroupTopology discover_topology(const c10::intrusive_ptr<c10d::Store>& store,
+                                        transport::Transport& transport,
+                                        const WanOptions& options) {
   c10d_backend::C10dStoreAdapter adapter(store);
   try {
-    return c10d_backend::discover_group_topology(adapter, transport, options.topology,
-                                                 options.transport.connect_timeout);
+    return engine::discover_group_topology(adapter, transport, options.topology,
+                                           options.transport.connect_timeout);
   } catch (const std::exception& error) {
     C10_THROW_ERROR(DistBackendError, std::string("torchwan: group '") + options.group_name +
                                           "' rank " + std::to_string(transport.rank()) + "/" +

@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "c10d_backend/collective_stats.h"
-#include "c10d_backend/group_topology.h"
 #include "csrc/algorithm_table.h"
 #include "csrc/compressed_allreduce.h"
+#include "csrc/group_topology.h"
 #include "csrc/scratch_pool.h"
 #include "transport/options.h"
 #include "transport/traffic.h"
@@ -54,7 +54,7 @@ struct WanOptions {
   // Shown in error messages so a user can tell groups apart.
   std::string group_name;
   // How the group's regions are found (hierarchical allreduce); TORCHWAN_REGION, TORCHWAN_TOPOLOGY.
-  c10d_backend::TopologyOptions topology = c10d_backend::TopologyOptions::from_env();
+  engine::TopologyOptions topology = engine::TopologyOptions::from_env();
   // Codec for large floating-point SUM/AVG allreduces (TORCHWAN_COMPRESSION, default none).
   engine::AllreduceCompression compression = engine::AllreduceCompression::from_env();
   // Bytes of collective temporaries kept between calls (TORCHWAN_SCRATCH_CACHE_BYTES; 0: none).
@@ -160,7 +160,7 @@ class ProcessGroupWan final : public c10d::Backend {
   // Whether this group opened no connections of its own: it runs over another group's device.
   bool shares_device() const { return shares_device_; }
   // The regions decided at construction, identical on every rank.
-  const c10d_backend::GroupTopology& group_topology() const { return topology_; }
+  const engine::GroupTopology& group_topology() const { return topology_; }
   // Per peer rank (index = rank) what this rank exchanged with it, and per collective its calls,
   // failures, bytes and time (torchwan.stats()).
   std::vector<transport::PeerTraffic> traffic() const;
@@ -206,7 +206,7 @@ class ProcessGroupWan final : public c10d::Backend {
   bool shares_device_ = false;
   // This group's view of the device (the identity view for the group that created it).
   std::unique_ptr<transport::Transport> transport_;
-  c10d_backend::GroupTopology topology_;  // read by every collective; set once at construction
+  engine::GroupTopology topology_;  // read by every collective; set once at construction
   std::unique_ptr<engine::ScratchPool> scratch_;  // the collectives' temporaries, between calls
   std::unique_ptr<c10d_backend::DeviceStreams> streams_;
   std::unique_ptr<c10d_backend::PinnedSlots> pinned_;  // collective thread only

@@ -8,8 +8,8 @@
 #include <tuple>
 #include <utility>
 
+#include "base/log.h"
 #include "transport/errors.h"
-#include "transport/log.h"
 
 namespace torchwan::engine {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "transport/log.h"
+#include "base/log.h"
 
 namespace torchwan::elastic {
 

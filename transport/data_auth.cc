@@ -8,8 +8,8 @@
 #include <mutex>
 #include <set>
 
+#include "base/log.h"
 #include "transport/errors.h"
-#include "transport/log.h"
 #include "transport/peer_records.h"
 
 namespace torchwan::transport {

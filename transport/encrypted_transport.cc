@@ -8,9 +8,9 @@
 #include <mutex>
 #include <vector>
 
+#include "base/log.h"
 #include "security/job_secret.h"
 #include "transport/data_auth.h"
-#include "transport/log.h"
 #include "transport/message_cipher.h"
 #include "transport/replay_window.h"
 #include "transport/request_arguments.h"

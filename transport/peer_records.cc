@@ -4,7 +4,7 @@
 #include <map>
 #include <optional>
 
-#include "transport/deadline.h"
+#include "base/deadline.h"
 #include "transport/errors.h"
 #include "transport/wait_progress.h"
 
@@ -49,7 +49,8 @@ std::vector<int> read_peer_records(
     }
     // The wait is cut in slices so that a long one can say, every few seconds, whom it is for.
     while (!bytes) {
-      bytes = try_get(store, key_of(peer), std::min(time_left(deadline), progress.until_due()));
+      bytes =
+          try_get(store, key_of(peer), std::min(base::time_left(deadline), progress.until_due()));
       if (bytes || Clock::now() >= deadline) break;
       progress.maybe_log([&] {
         std::vector<int> waiting{peer};

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "transport/log.h"
+#include "base/log.h"
 
 namespace torchwan::transport {
 

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/log.h"
 #include "transport/errors.h"
-#include "transport/log.h"
 #include "transport/peer_records.h"
 #include "transport/store.h"
 #include "transport/wait_progress.h"

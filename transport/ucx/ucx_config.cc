@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <memory>
 
-#include "transport/log.h"
+#include "base/log.h"
 
 namespace torchwan::transport::ucx {
 

@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.h"
 #include "transport/errors.h"
-#include "transport/log.h"
 #include "transport/ucx/ucx_config.h"
 #include "transport/ucx/ucx_wire.h"
 

@@ -31,9 +31,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/log.h"
 #include "transport/data_auth.h"
 #include "transport/errors.h"
-#include "transport/log.h"
 #include "transport/options.h"
 #include "transport/request.h"
 #include "transport/store.h"

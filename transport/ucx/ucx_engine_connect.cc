@@ -4,7 +4,7 @@
 #include <map>
 #include <set>
 
-#include "transport/deadline.h"
+#include "base/deadline.h"
 #include "transport/errors.h"
 #include "transport/peer_records.h"
 #include "transport/socket_tuning.h"
@@ -194,7 +194,7 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
              rank_list(silent);
     });
     if (!progress()) {
-      wait_for_event(std::min(time_left(deadline), std::chrono::milliseconds(50)));
+      wait_for_event(std::min(base::time_left(deadline), std::chrono::milliseconds(50)));
     }
   }
 

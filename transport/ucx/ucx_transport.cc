@@ -3,7 +3,7 @@
 #include <future>
 #include <utility>
 
-#include "transport/log.h"
+#include "base/log.h"
 #include "transport/request_arguments.h"
 #include "transport/ucx/ucx_engine.h"
 

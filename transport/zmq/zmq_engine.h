@@ -40,9 +40,9 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "base/log.h"
 #include "transport/data_auth.h"
 #include "transport/errors.h"
-#include "transport/log.h"
 #include "transport/options.h"
 #include "transport/request.h"
 #include "transport/socket_tuning.h"

@@ -1,4 +1,4 @@
-#include "c10d_backend/group_topology.h"
+#include "csrc/group_topology.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -9,14 +9,14 @@
 #include <limits>
 #include <stdexcept>
 
+#include "base/log.h"
 #include "base/option_registry.h"
 #include "csrc/collectives.h"
 #include "csrc/exchange.h"
-#include "transport/log.h"
 #include "transport/store.h"
 #include "transport/transport.h"
 
-namespace torchwan::c10d_backend {
+namespace torchwan::engine {
 namespace {
 
 // Ping-pong rounds per pair; the minimum is kept, so one round delayed by a busy peer (or the
@@ -231,4 +231,4 @@ GroupTopology discover_group_topology(transport::Store& store, transport::Transp
   return result;
 }
 
-}  // namespace torchwan::c10d_backend
+}  // namespace torchwan::engine

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <chrono>
 
-namespace torchwan::transport {
+namespace torchwan::base {
 
 // The time from now until `deadline`, and at least 1 ms: once the deadline passed, each wait
 // still gets a brief look, so a peer that is merely late is still seen and an error can name
@@ -15,4 +15,4 @@ inline std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point
   return std::max(left, std::chrono::milliseconds(1));
 }
 
-}  // namespace torchwan::transport
+}  // namespace torchwan::base

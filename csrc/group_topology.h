@@ -15,7 +15,7 @@ class Store;
 class Transport;
 }  // namespace torchwan::transport
 
-namespace torchwan::c10d_backend {
+namespace torchwan::engine {
 
 struct TopologyOptions {
   // This rank's region label; ranks with equal labels share a region. Set on every rank or on
@@ -52,4 +52,4 @@ GroupTopology discover_group_topology(transport::Store& store, transport::Transp
                                       const TopologyOptions& options,
                                       std::chrono::milliseconds timeout);
 
-}  // namespace torchwan::c10d_backend
+}  // namespace torchwan::engine
