@@ -99,6 +99,7 @@ ProcessGroupWan::ProcessGroupWan(const ProcessGroupWan* parent,
                         device_ranks.size(), " device ranks and rank ", rank);
       shared_ = parent->shared_;
       shares_device_ = true;
+      device_ranks_ = device_ranks;
       const uint32_t channel =
           shared_->channel_for_group(store, rank, options_.transport.connect_timeout);
       // Counted on its own: the device's counts are every group's together.
@@ -107,7 +108,8 @@ ProcessGroupWan::ProcessGroupWan(const ProcessGroupWan* parent,
     } else {
       device = connect_device(store, rank, size, options_);
       shared_ = std::make_shared<c10d_backend::SharedDevice>(device, store);
-      transport_ = device->open_view(every_rank(size), 0);
+      device_ranks_ = every_rank(size);
+      transport_ = device->open_view(device_ranks_, 0);
     }
   } catch (const c10::Error&) {
     throw;

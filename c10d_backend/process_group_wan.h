@@ -146,6 +146,15 @@ class ProcessGroupWan final : public c10d::Backend {
                                       int tag) override;
   c10::intrusive_ptr<c10d::Work> recvAnysource(std::vector<at::Tensor>& tensors, int tag) override;
 
+  // Splitting (process_group_split.cc): a child over some of this group's ranks shares this
+  // group's transport device, as every later group does.
+  bool supportsSplitting() const override { return true; }
+  c10::intrusive_ptr<Options> getBackendOptions() override;
+  // `ranks` are ranks of this group; returns null on a rank that is not among them.
+  c10::intrusive_ptr<c10d::Backend> split(const c10::intrusive_ptr<c10d::Store>& store,
+                                          const std::vector<int>& ranks,
+                                          const c10::intrusive_ptr<Options>& opts) override;
+
   // Sequence numbers start at 0 on every rank and count collectives, so there is nothing to set.
   void setSequenceNumberForGroup() override {}
   uint64_t getSequenceNumberForGroup() override;
@@ -204,6 +213,8 @@ class ProcessGroupWan final : public c10d::Backend {
   // Shared with every group over the same device; created by the group that created the device.
   std::shared_ptr<c10d_backend::SharedDevice> shared_;
   bool shares_device_ = false;
+  // The device rank of each rank of this group.
+  std::vector<int> device_ranks_;
   // This group's view of the device (the identity view for the group that created it).
   std::unique_ptr<transport::Transport> transport_;
   engine::GroupTopology topology_;  // read by every collective; set once at construction

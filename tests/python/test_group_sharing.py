@@ -125,3 +125,30 @@ def test_a_group_with_other_transport_options_connects_its_own() -> None:
     results = run_ranks(different_transport_options, 2, env={"TORCHWAN_LANES": "2"})
     for result in results:
         assert result == {"shares": False, "lanes": 1, "sum": [3.0] * 4}
+
+
+def meshes_splits_and_local_groups(rank: int, world_size: int) -> dict:
+    from torch.distributed.device_mesh import init_device_mesh
+
+    def summed(group) -> tuple[float, bool]:
+        tensor = torch.tensor([float(rank)])
+        dist.all_reduce(tensor, group=group)
+        return tensor.item(), group._get_backend(torch.device("cpu")).shares_device
+
+    mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
+    result = {"dp": summed(mesh.get_group("dp")), "tp": summed(mesh.get_group("tp"))}
+    result["split"] = summed(dist.split_group(split_ranks=[[0, 3], [1, 2]]))
+    if rank in (1, 3):
+        result["local"] = summed(dist.new_group([3, 1], use_local_synchronization=True))
+    return result
+
+
+def test_device_mesh_split_and_local_groups_share_the_device() -> None:
+    results = run_ranks(meshes_splits_and_local_groups, WORLD)
+    for rank, result in enumerate(results):
+        # Mesh (2, 2): dp groups {0, 2}, {1, 3}; tp groups {0, 1}, {2, 3}.
+        assert result["dp"] == (float(rank % 2 + rank % 2 + 2), True), result
+        assert result["tp"] == (float(4 * (rank // 2) + 1), True), result
+        assert result["split"] == (3.0, True), result
+        if rank in (1, 3):
+            assert result["local"] == (4.0, True), result
