@@ -12,10 +12,9 @@ namespace torchwan::transport {
 
 std::shared_ptr<Device> Device::create(std::unique_ptr<Transport> links) {
   std::shared_ptr<Device> device(new Device(std::move(links)));
-  // Held weakly: a failure reported while the device is being torn down finds nobody to tell.
   device->links_->set_peer_failure_handler(
-      [weak = std::weak_ptr<Device>(device)](int peer, const std::string& why) {
-        if (auto alive = weak.lock()) alive->peer_lost(peer, why);
+      [handlers = device->failure_handlers_](int peer, const std::string& why) {
+        handlers->peer_lost(peer, why);
       });
   return device;
 }
@@ -50,26 +49,26 @@ std::unique_ptr<Transport> Device::open_view(std::vector<int> members, uint32_t 
 }
 
 uint64_t Device::add_peer_failure_handler(Transport::PeerFailureHandler handler) {
-  std::lock_guard<std::mutex> lock(handlers_mutex_);
-  handlers_.emplace(next_handler_id_, std::move(handler));
-  return next_handler_id_++;
+  std::lock_guard<std::mutex> lock(failure_handlers_->mutex);
+  failure_handlers_->handlers.emplace(failure_handlers_->next_id, std::move(handler));
+  return failure_handlers_->next_id++;
 }
 
 void Device::remove_peer_failure_handler(uint64_t id) {
-  std::lock_guard<std::mutex> lock(handlers_mutex_);
-  handlers_.erase(id);
+  std::lock_guard<std::mutex> lock(failure_handlers_->mutex);
+  failure_handlers_->handlers.erase(id);
 }
 
-void Device::peer_lost(int peer, const std::string& why) {
-  std::vector<Transport::PeerFailureHandler> handlers;
+void Device::FailureHandlers::peer_lost(int peer, const std::string& why) {
+  std::vector<Transport::PeerFailureHandler> current;
   {
-    std::lock_guard<std::mutex> lock(handlers_mutex_);
-    for (const auto& [id, handler] : handlers_) {
-      if (handler) handlers.push_back(handler);
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const auto& [id, handler] : handlers) {
+      if (handler) current.push_back(handler);
     }
   }
   // Outside the lock: a handler may open or close views.
-  for (const auto& handler : handlers) handler(peer, why);
+  for (const auto& handler : current) handler(peer, why);
 }
 
 }  // namespace torchwan::transport

@@ -49,13 +49,20 @@ class Device : public std::enable_shared_from_this<Device> {
   void remove_peer_failure_handler(uint64_t id);
 
  private:
+  // The views' failure handlers. The links' progress thread reports to this, never to the
+  // Device: were it to hold the Device, it could end up releasing the last reference and tearing
+  // the links down from their own thread.
+  struct FailureHandlers {
+    std::mutex mutex;
+    uint64_t next_id = 0;
+    std::map<uint64_t, Transport::PeerFailureHandler> handlers;
+    void peer_lost(int peer, const std::string& why);
+  };
+
   explicit Device(std::unique_ptr<Transport> links);
-  void peer_lost(int peer, const std::string& why);
 
   std::unique_ptr<Transport> links_;
-  std::mutex handlers_mutex_;
-  uint64_t next_handler_id_ = 0;
-  std::map<uint64_t, Transport::PeerFailureHandler> handlers_;
+  std::shared_ptr<FailureHandlers> failure_handlers_ = std::make_shared<FailureHandlers>();
 };
 
 }  // namespace torchwan::transport
