@@ -31,9 +31,7 @@ std::shared_ptr<Request> tracked(const std::shared_ptr<TrafficCounters>& counter
         if (any_source) outer->set_source(request.source());
         outer->complete_part();
       });
-  outer->set_cancel_hook([weak = std::weak_ptr<Request>(inner)] {
-    if (auto request = weak.lock()) request->cancel();
-  });
+  outer->forward_cancel_to(inner);
   return outer;
 }
 

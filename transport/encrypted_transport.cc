@@ -170,13 +170,6 @@ struct Staged {
   StagingPool::Buffer buffer;
 };
 
-// Lets the caller's cancel() reach the inner request, which then fails the outer one.
-void forward_cancel(Request& outer, const std::shared_ptr<Request>& inner) {
-  outer.set_cancel_hook([weak = std::weak_ptr<Request>(inner)] {
-    if (auto request = weak.lock()) request->cancel();
-  });
-}
-
 }  // namespace
 
 std::shared_ptr<Request> EncryptedTransport::isend(int peer, Tag tag, const void* data,
@@ -200,7 +193,7 @@ std::shared_ptr<Request> EncryptedTransport::isend(int peer, Tag tag, const void
                                  staged->outer->complete_part();
                                }
                              });
-  forward_cancel(*outer, inner);
+  outer->forward_cancel_to(inner);
   return outer;
 }
 
@@ -255,7 +248,7 @@ std::shared_ptr<Request> EncryptedTransport::receive(int peer, Tag tag, void* da
       peer == kAnySource
           ? inner_->irecv_any(tag, staged->buffer.data(), sealed_length, std::move(on_done))
           : inner_->irecv(peer, tag, staged->buffer.data(), sealed_length, std::move(on_done));
-  forward_cancel(*outer, inner);
+  outer->forward_cancel_to(inner);
   return outer;
 }
 

@@ -179,9 +179,7 @@ std::shared_ptr<Request> GroupView::post(const char* operation, int peer, Tag ta
     auto found = shared_->pending.find(id);
     if (found != shared_->pending.end()) found->second.inner = inner;
   }
-  outer->set_cancel_hook([weak = std::weak_ptr<Request>(inner)] {
-    if (auto request = weak.lock()) request->cancel();
-  });
+  outer->forward_cancel_to(inner);
   return outer;
 }
 

@@ -90,6 +90,12 @@ void Request::set_cancel_hook(std::function<void()> hook) {
   cancel_hook_ = std::move(hook);
 }
 
+void Request::forward_cancel_to(const std::shared_ptr<Request>& inner) {
+  set_cancel_hook([weak = std::weak_ptr<Request>(inner)] {
+    if (auto request = weak.lock()) request->cancel();
+  });
+}
+
 void Request::finish_locked(std::unique_lock<std::mutex>& lock) {
   done_ = true;
   Callback callback = std::move(callback_);

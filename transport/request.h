@@ -56,6 +56,9 @@ class Request {
   // The first failure wins; later completions and failures are ignored.
   void fail(std::exception_ptr error);
   void set_cancel_hook(std::function<void()> hook);
+  // For a request completed from `inner` (a decorator's): cancel() reaches `inner`, which then
+  // fails this one. Holds `inner` weakly, so a finished inner request is not kept alive.
+  void forward_cancel_to(const std::shared_ptr<Request>& inner);
   // Records the sender an any-source receive was matched to; call before completing it.
   void set_source(int source);
 
