@@ -15,6 +15,7 @@
 #include "csrc/signature.h"
 #include "elastic/byte_codec.h"
 #include "elastic/membership_wire.h"
+#include "transport/core/control_wire.h"
 #include "transport/data_auth.h"
 #include "transport/message_cipher.h"
 #include "transport/ucx/ucx_wire.h"
@@ -129,15 +130,15 @@ void zmq_seeds(const fs::path& root) {
               .offset = 64,
               .length = 36};
   write(root, "zmq_header", "data", with_payload_size(36, encode_header(data)));
-  Header hello{.type = MessageType::kHello, .total_length = kHelloBytes, .length = kHelloBytes};
-  write(root, "zmq_header", "hello", with_payload_size(kHelloBytes, encode_header(hello)));
-  Header bye{.type = MessageType::kBye};
-  write(root, "zmq_header", "bye", with_payload_size(0, encode_header(bye)));
+  Header control{.type = MessageType::kControl,
+                 .total_length = torchwan::transport::core::kControlBytes,
+                 .length = torchwan::transport::core::kControlBytes};
+  write(root, "zmq_header", "control",
+        with_payload_size(torchwan::transport::core::kControlBytes, encode_header(control)));
+  Header cancel{.type = MessageType::kCancel, .tag = 5, .index = 2};
+  write(root, "zmq_header", "cancel", with_payload_size(0, encode_header(cancel)));
   data.offset = 90;  // piece past the end of its message
   write(root, "zmq_header", "outside", with_payload_size(36, encode_header(data)));
-  write(root, "zmq_hello", "valid",
-        encode_hello(Hello{.rank = 1, .lane = 1, .size = 4, .lanes = 2, .chunk_bytes = 1 << 20}));
-  write(root, "zmq_hello", "short", text("hello"));
   const std::string id = routing_id(3, 1);
   write(root, "zmq_routing_id", "valid", text(id));
   write(root, "zmq_routing_id", "generated", Bytes{0, 1, 2, 3, 4});
@@ -197,6 +198,24 @@ void sealed_message_seeds(const fs::path& root) {
   write(root, "sealed_message", "short", Bytes{1, 0, 1, 0, 9, 9, 9});
 }
 
+void control_wire_seeds(const fs::path& root) {
+  using namespace torchwan::transport::core;
+  Hello hello;
+  hello.rank = 1;
+  hello.size = 4;
+  hello.lane = 1;
+  hello.lanes = 2;
+  hello.chunk_bytes = 1 << 20;
+  hello.stripe_min_bytes = 1 << 16;
+  write(root, "control_wire", "hello", encode_control(hello));
+  write(root, "control_wire", "heartbeat", encode_control(Heartbeat{}));
+  write(root, "control_wire", "abort",
+        encode_control(Goodbye{Departure::kAbort, "rank 3 lost its GPU"}));
+  write(root, "control_wire", "shutdown", encode_control(Goodbye{}));
+  write(root, "control_wire", "ack", encode_control(GoodbyeAck{}));
+  write(root, "control_wire", "short", Bytes{0x54, 0x57, 0x57, 0x4E, 3, 0});
+}
+
 void ucx_seeds(const fs::path& root) {
   using namespace torchwan::transport::ucx;
   AddressRecord record{.rank = 2,
@@ -206,11 +225,6 @@ void ucx_seeds(const fs::path& root) {
   const Bytes encoded = encode_address_record(record);
   write(root, "ucx_address_record", "valid", encoded);
   write(root, "ucx_address_record", "truncated", Bytes(encoded.begin(), encoded.end() - 3));
-  write(root, "ucx_hello", "valid", encode_hello(Hello{.rank = 1, .size = 4, .lane = 1}));
-  write(root, "ucx_hello", "short", Bytes{0x58, 0x55});
-  write(root, "ucx_control", "heartbeat", encode_control(ControlMessage{}));
-  write(root, "ucx_control", "abort",
-        encode_control(ControlMessage{ControlType::kAbort, "rank 3 lost its GPU"}));
 }
 
 void signature_seeds(const fs::path& root) {
@@ -262,6 +276,7 @@ int main(int argc, char** argv) {
   elastic_seeds(root);
   zmq_seeds(root);
   ucx_seeds(root);
+  control_wire_seeds(root);
   data_auth_seeds(root);
   sealed_message_seeds(root);
   signature_seeds(root);

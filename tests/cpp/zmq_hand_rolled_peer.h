@@ -11,6 +11,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "transport/core/control_wire.h"
 #include "transport/data_auth.h"
 #include "transport/options.h"
 #include "transport/store.h"
@@ -61,24 +62,34 @@ class HandRolledPeer {
     send_frames(frames(header, payload));
   }
 
-  // The frames of `hello`, with the secret's proof when `proven` (it needs a secret to prove).
+  // The frames of `hello`, with the secret's proof when `proven` (it needs a secret to prove),
+  // its control message claiming protocol `version`.
   std::vector<std::vector<uint8_t>> hello_frames(
-      transport::zmq_detail::Hello hello, bool proven = true,
-      uint16_t version = transport::zmq_detail::kWireVersion) const {
+      transport::core::Hello hello, bool proven = true,
+      uint16_t version = transport::core::kWireVersion) const {
     namespace wire = transport::zmq_detail;
     if (proven && auth_.enabled()) hello.proof = auth_.prove(0, 0);
-    const auto body = wire::encode_hello(hello);
+    auto body = transport::core::encode_control(hello);
+    body[4] = static_cast<uint8_t>(version);  // the little-endian version after the magic
+    body[5] = static_cast<uint8_t>(version >> 8);
     wire::Header header;
-    header.version = version;
-    header.type = wire::MessageType::kHello;
+    header.type = wire::MessageType::kControl;
     header.total_length = body.size();
     header.length = body.size();
     return frames(header, body);
   }
-  // What a real rank 1 says first: its rank and lane, the group's size and lane count, its chunk
-  // size.
-  static transport::zmq_detail::Hello valid_hello() {
-    return {1, 0, 2, 1, transport::TransportOptions{}.chunk_bytes, {}};
+  // What a real rank 1 says first: its rank and lane, the group's size and lane count, and the
+  // striping settings of `options`.
+  static transport::core::Hello valid_hello(
+      const transport::TransportOptions& options = transport::TransportOptions{}) {
+    transport::core::Hello hello;
+    hello.rank = 1;
+    hello.size = 2;
+    hello.lane = 0;
+    hello.lanes = 1;
+    hello.chunk_bytes = options.chunk_bytes;
+    hello.stripe_min_bytes = options.stripe_min_bytes;
+    return hello;
   }
 
  private:

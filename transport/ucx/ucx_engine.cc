@@ -617,7 +617,7 @@ void Engine::discard_unexpected() {
   // Big enough for any control message. A longer message is received into it truncated: UCX then
   // reports the truncation without copying anything, and a rendezvous whose endpoint is closed
   // fails without fetching anything.
-  std::array<uint8_t, 256> scratch{};
+  std::array<uint8_t, core::kControlBytes> scratch{};
   size_t user_messages = 0;
   for (const WorkerPtr& worker : workers_) {
     while (ucp_worker_progress(worker.get()) != 0) {

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "base/deadline.h"
+#include "transport/core/control_wire.h"
 #include "transport/errors.h"
 #include "transport/peer_records.h"
 #include "transport/socket_tuning.h"
@@ -141,6 +142,15 @@ void Engine::create_endpoints(const std::vector<std::vector<std::vector<uint8_t>
   }
 }
 
+core::Hello Engine::expected_hello() const {
+  core::Hello hello;
+  hello.size = static_cast<uint32_t>(size_);
+  hello.lanes = static_cast<uint32_t>(options_.lanes);
+  hello.chunk_bytes = options_.chunk_bytes;
+  hello.stripe_min_bytes = options_.stripe_min_bytes;
+  return hello;
+}
+
 void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
   const int lanes = options_.lanes;
   hello_in_.resize(static_cast<size_t>(size_) * static_cast<size_t>(lanes));
@@ -148,9 +158,11 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
   hello_out_.resize(static_cast<size_t>(size_) * static_cast<size_t>(lanes));
   for (int peer = 0; peer < size_; ++peer) {
     for (int lane = 0; lane < lanes && peer != rank_; ++lane) {
-      hello_out_[static_cast<size_t>(peer * lanes + lane)] = encode_hello(
-          {kWireMagic, kWireVersion, static_cast<uint32_t>(rank_), static_cast<uint32_t>(size_),
-           static_cast<uint32_t>(lane), auth_.prove(peer, lane)});
+      core::Hello hello = expected_hello();
+      hello.rank = static_cast<uint32_t>(rank_);
+      hello.lane = static_cast<uint32_t>(lane);
+      hello.proof = auth_.prove(peer, lane);
+      hello_out_[static_cast<size_t>(peer * lanes + lane)] = core::encode_control(hello);
     }
   }
 
@@ -164,10 +176,10 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
   for (int peer = 0; peer < size_; ++peer) {
     if (peer == rank_) continue;
     for (int lane = 0; lane < lanes; ++lane) {
-      Exchange exchange{peer, lane, std::make_shared<Request>(peer, 0, kHelloBytes),
-                        std::make_shared<Request>(peer, 0, kHelloBytes)};
+      Exchange exchange{peer, lane, std::make_shared<Request>(peer, 0, core::kControlBytes),
+                        std::make_shared<Request>(peer, 0, core::kControlBytes)};
       auto& inbox = hello_in_[static_cast<size_t>(peer * lanes + lane)];
-      inbox.assign(kHelloBytes, 0);
+      inbox.assign(core::kControlBytes, 0);
       launch_internal(exchange.received, false, peer, lane, inbox, hello_wire_tag(peer, lane));
       launch_internal(exchange.sent, true, peer, lane,
                       hello_out_[static_cast<size_t>(peer * lanes + lane)],
@@ -216,10 +228,20 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
     }
     if (rejected.count(exchange.peer) != 0) continue;
     const auto& inbox = hello_in_[static_cast<size_t>(exchange.peer * lanes + exchange.lane)];
-    const Hello hello = decode_hello(inbox);
-    std::string why = check_hello(hello, exchange.peer, size_, exchange.lane);
-    if (why.empty() && !auth_.verify(exchange.peer, exchange.lane, hello.proof)) {
-      why = "its hello does not prove the job secret for this job and epoch (wrong job secret)";
+    std::string why;
+    try {
+      const core::ControlMessage message = core::decode_control(inbox);
+      const auto* hello = std::get_if<core::Hello>(&message);
+      if (hello == nullptr) {
+        why = "it sent " + core::describe(message) + " instead of its hello";
+      } else {
+        why = core::check_hello(*hello, exchange.peer, exchange.lane, expected_hello());
+        if (why.empty() && !auth_.verify(exchange.peer, exchange.lane, hello->proof)) {
+          why = "its hello does not prove the job secret for this job and epoch (wrong job secret)";
+        }
+      }
+    } catch (const core::WireError& malformed) {
+      why = malformed.what();
     }
     if (!why.empty()) rejected.emplace(exchange.peer, why);
   }

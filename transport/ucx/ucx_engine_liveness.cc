@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "transport/ucx/ucx_engine.h"
+#include "transport/core/control_wire.h"
 #include "transport/ucx/ucx_wire.h"
 
 namespace torchwan::transport::ucx {
@@ -23,9 +24,9 @@ std::string milliseconds_text(std::chrono::steady_clock::duration duration) {
 }  // namespace
 
 void Engine::start_liveness() {
-  heartbeat_out_ = encode_control({ControlType::kHeartbeat, ""});
+  heartbeat_out_ = core::encode_control(core::Heartbeat{});
   const size_t lanes = static_cast<size_t>(options_.lanes);
-  control_in_.assign(static_cast<size_t>(size_) * lanes, std::vector<uint8_t>(kControlBytes, 0));
+  control_in_.assign(static_cast<size_t>(size_) * lanes, std::vector<uint8_t>(core::kControlBytes, 0));
   const auto now = Clock::now();
   std::fill(last_heard_.begin(), last_heard_.end(), now);
   last_liveness_check_ = now;
@@ -41,7 +42,7 @@ void Engine::post_control_receive(int peer, int lane) {
   auto& inbox = control_in_[static_cast<size_t>(peer * options_.lanes + lane)];
   // The callback runs inside the engine's bookkeeping, so it only records the arrival.
   auto request =
-      std::make_shared<Request>(peer, 0, kControlBytes, [this, peer, lane](Request& done) {
+      std::make_shared<Request>(peer, 0, core::kControlBytes, [this, peer, lane](Request& done) {
         control_arrivals_.push_back({peer, lane, done.ok()});
       });
   launch_internal(std::move(request), /*is_send=*/false, peer, lane, inbox, control_wire_tag(peer));
@@ -57,33 +58,39 @@ void Engine::handle_control(const ControlArrival& arrival) {
   const size_t peer = static_cast<size_t>(arrival.peer);
   if (lost_[peer] || aborted_ || stopping_) return;
   const std::string name = "rank " + std::to_string(arrival.peer);
-  std::optional<ControlMessage> message;
-  if (arrival.ok) {
-    message = decode_control(
-        control_in_[static_cast<size_t>(arrival.peer * options_.lanes + arrival.lane)]);
-  }
-  if (!message) {
-    lose_peer(arrival.peer, name + " sent a malformed control message (mixed torchwan versions?)");
+  if (!arrival.ok) {
+    lose_peer(arrival.peer, name + " sent a control message this rank could not receive");
     return;
   }
-  switch (message->type) {
-    case ControlType::kHeartbeat:
-      break;  // finish_piece already counted it as a sign of life
-    case ControlType::kAbort:
-      lose_peer(arrival.peer, name + " aborted its transport: " + message->reason);
-      return;
-    case ControlType::kShutdown: {
-      auto& lanes = goodbye_lanes_[peer];
-      lanes[static_cast<size_t>(arrival.lane)] = true;
-      // Gone once every lane said goodbye: each goodbye follows the data of its lane, so nothing
-      // the peer sent is still on the way.
-      if (std::all_of(lanes.begin(), lanes.end(), [](bool said) { return said; })) {
-        depart_peer(arrival.peer, name + " shut down its transport (it left the group)");
-      }
-      return;
-    }
+  core::ControlMessage message;
+  try {
+    message = core::decode_control(
+        control_in_[static_cast<size_t>(arrival.peer * options_.lanes + arrival.lane)]);
+  } catch (const core::WireError& malformed) {
+    lose_peer(arrival.peer, name + " sent a " + malformed.what());
+    return;
   }
-  post_control_receive(arrival.peer, arrival.lane);
+  if (std::holds_alternative<core::Heartbeat>(message)) {
+    // finish_piece already counted it as a sign of life
+    post_control_receive(arrival.peer, arrival.lane);
+    return;
+  }
+  const auto* goodbye = std::get_if<core::Goodbye>(&message);
+  if (goodbye == nullptr) {
+    lose_peer(arrival.peer, name + " sent " + core::describe(message) + " on a connected lane");
+    return;
+  }
+  if (goodbye->departure == core::Departure::kAbort) {
+    lose_peer(arrival.peer, name + " aborted its transport: " + goodbye->reason);
+    return;
+  }
+  auto& lanes = goodbye_lanes_[peer];
+  lanes[static_cast<size_t>(arrival.lane)] = true;
+  // Gone once every lane said goodbye: each goodbye follows the data of its lane, so nothing the
+  // peer sent is still on the way.
+  if (std::all_of(lanes.begin(), lanes.end(), [](bool said) { return said; })) {
+    depart_peer(arrival.peer, name + " shut down its transport (it left the group)");
+  }
 }
 
 void Engine::check_liveness() {
@@ -119,7 +126,8 @@ void Engine::check_liveness() {
 
 std::vector<std::shared_ptr<Request>> Engine::say_goodbye(bool aborting,
                                                           const std::string& reason) {
-  goodbye_out_ = encode_control({aborting ? ControlType::kAbort : ControlType::kShutdown, reason});
+  goodbye_out_ = core::encode_control(
+      core::Goodbye{aborting ? core::Departure::kAbort : core::Departure::kShutdown, reason});
   std::vector<std::shared_ptr<Request>> sent;
   for (int peer = 0; peer < size_; ++peer) {
     if (peer == rank_ || lost_[static_cast<size_t>(peer)]) continue;

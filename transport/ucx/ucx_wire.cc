@@ -1,6 +1,6 @@
 #include "transport/ucx/ucx_wire.h"
 
-#include <algorithm>
+#include "transport/core/wire_header.h"
 
 namespace torchwan::transport::ucx {
 
@@ -57,8 +57,8 @@ std::string address_key(int rank) { return "tw/ucx/" + std::to_string(rank); }
 
 std::vector<uint8_t> encode_address_record(const AddressRecord& record) {
   std::vector<uint8_t> out;
-  put_u32(out, kWireMagic);
-  put_u32(out, kWireVersion);
+  put_u32(out, kAddressRecordMagic);
+  put_u32(out, core::kWireVersion);
   put_u32(out, static_cast<uint32_t>(record.rank));
   put_u64(out, record.stripe_min_bytes);
   put_u64(out, record.chunk_bytes);
@@ -74,13 +74,13 @@ std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& b
                                                    std::string& why) {
   Reader reader(bytes);
   uint32_t magic = 0, version = 0, rank = 0, lanes = 0;
-  if (!reader.u32(magic) || magic != kWireMagic) {
+  if (!reader.u32(magic) || magic != kAddressRecordMagic) {
     why = "not a torchwan ucx address record (bad magic)";
     return std::nullopt;
   }
-  if (!reader.u32(version) || version != kWireVersion) {
+  if (!reader.u32(version) || version != core::kWireVersion) {
     why = "address record version " + std::to_string(version) + ", expected " +
-          std::to_string(kWireVersion) + " (mixed torchwan versions?)";
+          std::to_string(core::kWireVersion) + " (mixed torchwan versions?)";
     return std::nullopt;
   }
   AddressRecord record;
@@ -104,84 +104,6 @@ std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& b
     return std::nullopt;
   }
   return record;
-}
-
-std::vector<uint8_t> encode_hello(const Hello& hello) {
-  std::vector<uint8_t> out;
-  for (uint32_t field : {hello.magic, hello.version, hello.rank, hello.size, hello.lane}) {
-    put_u32(out, field);
-  }
-  out.insert(out.end(), hello.proof.begin(), hello.proof.end());
-  return out;
-}
-
-Hello decode_hello(const std::vector<uint8_t>& bytes) {
-  Hello hello;
-  if (bytes.size() != kHelloBytes) {
-    hello.magic = 0;
-    return hello;
-  }
-  Reader reader(bytes);
-  reader.u32(hello.magic);
-  reader.u32(hello.version);
-  reader.u32(hello.rank);
-  reader.u32(hello.size);
-  reader.u32(hello.lane);
-  std::vector<uint8_t> proof;
-  reader.bytes(security::kProofBytes, proof);
-  std::copy(proof.begin(), proof.end(), hello.proof.begin());
-  return hello;
-}
-
-std::string check_hello(const Hello& hello, int peer, int size, int lane) {
-  if (hello.magic != kWireMagic) return "hello has a bad magic (not a torchwan ucx peer)";
-  if (hello.version != kWireVersion) {
-    return "peer speaks protocol version " + std::to_string(hello.version) + ", this rank " +
-           std::to_string(kWireVersion);
-  }
-  if (hello.rank != static_cast<uint32_t>(peer)) {
-    return "peer says it is rank " + std::to_string(hello.rank);
-  }
-  if (hello.size != static_cast<uint32_t>(size)) {
-    return "peer thinks the group has " + std::to_string(hello.size) + " ranks, this rank " +
-           std::to_string(size);
-  }
-  if (hello.lane != static_cast<uint32_t>(lane)) {
-    return "hello for lane " + std::to_string(hello.lane) + " arrived on lane " +
-           std::to_string(lane);
-  }
-  return {};
-}
-
-std::vector<uint8_t> encode_control(const ControlMessage& message) {
-  constexpr size_t kHeaderBytes = 4 * sizeof(uint32_t);
-  const size_t reason_length = std::min(message.reason.size(), kControlBytes - kHeaderBytes);
-  std::vector<uint8_t> out;
-  put_u32(out, kWireMagic);
-  put_u32(out, kWireVersion);
-  put_u32(out, static_cast<uint32_t>(message.type));
-  put_u32(out, static_cast<uint32_t>(reason_length));
-  out.insert(out.end(), message.reason.begin(),
-             message.reason.begin() + static_cast<std::ptrdiff_t>(reason_length));
-  out.resize(kControlBytes, 0);
-  return out;
-}
-
-std::optional<ControlMessage> decode_control(const std::vector<uint8_t>& bytes) {
-  if (bytes.size() != kControlBytes) return std::nullopt;
-  Reader reader(bytes);
-  uint32_t magic = 0, version = 0, type = 0, reason_length = 0;
-  reader.u32(magic);
-  reader.u32(version);
-  reader.u32(type);
-  reader.u32(reason_length);
-  std::vector<uint8_t> reason;
-  if (magic != kWireMagic || version != kWireVersion || !reader.bytes(reason_length, reason) ||
-      type < static_cast<uint32_t>(ControlType::kHeartbeat) ||
-      type > static_cast<uint32_t>(ControlType::kAbort)) {
-    return std::nullopt;
-  }
-  return ControlMessage{static_cast<ControlType>(type), std::string(reason.begin(), reason.end())};
 }
 
 }  // namespace torchwan::transport::ucx

@@ -41,6 +41,7 @@
 #include <zmq.hpp>
 
 #include "base/log.h"
+#include "transport/core/control_wire.h"
 #include "transport/data_auth.h"
 #include "transport/errors.h"
 #include "transport/options.h"
@@ -140,6 +141,9 @@ class Engine {
       Store& store, std::chrono::steady_clock::time_point deadline);
   void connect_lanes(const std::vector<std::vector<std::string>>& endpoints);
   void await_hellos(std::chrono::steady_clock::time_point deadline);
+  // The settings every peer's hello must carry (rank, lane and proof left empty).
+  core::Hello expected_hello() const;
+  static OutgoingFrame control_frame(const core::ControlMessage& message);
   // Peers with at least one lane whose hello has not arrived yet.
   int missing_hello_peers() const;
   std::string describe_missing_hellos() const;
@@ -157,8 +161,11 @@ class Engine {
   void drain_router(int lane);
   void handle_message(int lane, const ::zmq::message_t& routing,
                       std::vector<::zmq::message_t>& parts, size_t frames);
+  void handle_control(int peer, int lane, const ::zmq::message_t& routing,
+                      const ::zmq::message_t& header_frame, const ::zmq::message_t& body,
+                      bool greeted);
   void handle_hello(int peer, int lane, const ::zmq::message_t& header_frame,
-                    const ::zmq::message_t& body);
+                    const core::Hello& hello);
   void handle_bye(int peer, int lane, const ::zmq::message_t& routing);
   // Reads what comes back on a DEALER: only goodbye acks, while leaving.
   void drain_dealer(SendLane& link);

@@ -81,11 +81,8 @@ std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
 
 void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoints) {
   send_lanes_.resize(static_cast<size_t>(size_ * options_.lanes));
-  Hello hello;
+  core::Hello hello = expected_hello();
   hello.rank = static_cast<uint32_t>(rank_);
-  hello.size = static_cast<uint32_t>(size_);
-  hello.lanes = static_cast<uint32_t>(options_.lanes);
-  hello.chunk_bytes = options_.chunk_bytes;
   for (int peer = 0; peer < size_; ++peer) {
     if (peer == rank_) continue;
     for (int lane = 0; lane < options_.lanes; ++lane) {
@@ -103,16 +100,29 @@ void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoint
       // The hello waits in the DEALER until the connection is up.
       hello.lane = static_cast<uint32_t>(lane);
       hello.proof = auth_.prove(peer, lane);
-      const std::vector<uint8_t> body = encode_hello(hello);
-      OutgoingFrame frame;
-      frame.header.type = MessageType::kHello;
-      frame.header.total_length = body.size();
-      frame.header.length = body.size();
-      frame.payload.emplace(body.data(), body.size());
-      link.queue.push_back(std::move(frame));
+      link.queue.push_back(control_frame(hello));
       ++hellos_missing_;
     }
   }
+}
+
+core::Hello Engine::expected_hello() const {
+  core::Hello hello;
+  hello.size = static_cast<uint32_t>(size_);
+  hello.lanes = static_cast<uint32_t>(options_.lanes);
+  hello.chunk_bytes = options_.chunk_bytes;
+  hello.stripe_min_bytes = options_.stripe_min_bytes;
+  return hello;
+}
+
+OutgoingFrame Engine::control_frame(const core::ControlMessage& message) {
+  const std::vector<uint8_t> body = core::encode_control(message);
+  OutgoingFrame frame;
+  frame.header.type = MessageType::kControl;
+  frame.header.total_length = body.size();
+  frame.header.length = body.size();
+  frame.payload.emplace(body.data(), body.size());
+  return frame;
 }
 
 void Engine::await_hellos(Clock::time_point deadline) {

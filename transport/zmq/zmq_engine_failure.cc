@@ -101,9 +101,7 @@ void Engine::leave() {
   leaving_ = true;
   for (SendLane& link : send_lanes_) {
     if (!link.dealer) continue;
-    OutgoingFrame bye;
-    bye.header.type = MessageType::kBye;
-    link.queue.push_back(std::move(bye));
+    link.queue.push_back(control_frame(core::Goodbye{core::Departure::kShutdown, ""}));
   }
   // Pending sends get the peer timeout to drain; without them a silent peer is not worth a long
   // wait: it will see the connections close.

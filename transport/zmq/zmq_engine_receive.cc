@@ -63,66 +63,104 @@ void Engine::handle_message(int lane, const ::zmq::message_t& routing,
            std::to_string(lane) + ", expected 2 frames");
     return;
   }
-  std::string why;
-  const auto header = decode_header(parts[0].data(), parts[0].size(), parts[1].size(), why);
-  if (!header) {
-    reject("it sent a malformed message on lane " + std::to_string(lane) + ": " + why);
+  Header header;
+  try {
+    header = decode_header(parts[0].data(), parts[0].size(), parts[1].size());
+  } catch (const core::WireError& malformed) {
+    reject("it sent a " + std::string(malformed.what()) + " on lane " + std::to_string(lane));
     return;
   }
-  if (header->job != auth_.job_hash() || header->epoch != auth_.epoch()) {
+  if (header.job != auth_.job_hash() || header.epoch != auth_.epoch()) {
     reject(
         fmt::format("it sent a message of job {:#x} epoch {} on lane {}, this group is job "
                     "{:#x} epoch {} (replayed or stale traffic?)",
-                    header->job, header->epoch, lane, auth_.job_hash(), auth_.epoch()));
+                    header.job, header.epoch, lane, auth_.job_hash(), auth_.epoch()));
+    return;
+  }
+  if (!greeted && header.type != MessageType::kControl) {
+    reject("it sent data on lane " + std::to_string(lane) + " before its hello");
+    return;
+  }
+  switch (header.type) {
+    case MessageType::kControl:
+      handle_control(peer, lane, routing, parts[0], parts[1], greeted);
+      return;
+    case MessageType::kData: {
+      if (leaving_ || shut_down_) return;  // every receive failed already; do not hoard data
+      const std::string why = inbound_.deliver(peer, header, std::move(parts[1]));
+      if (!why.empty()) lose_peer(peer, ErrorKind::kProtocol, "it broke the protocol: " + why);
+      return;
+    }
+    case MessageType::kCancel:
+      inbound_.sender_canceled(peer, header);
+      return;
+  }
+}
+
+void Engine::handle_control(int peer, int lane, const ::zmq::message_t& routing,
+                            const ::zmq::message_t& header_frame, const ::zmq::message_t& body,
+                            bool greeted) {
+  core::ControlMessage message;
+  try {
+    message = core::decode_control(body.data(), body.size());
+  } catch (const core::WireError& malformed) {
+    const std::string why = "its " + std::string(malformed.what()) + " on lane " +
+                            std::to_string(lane) + " was rejected";
+    if (greeted || !auth_.enabled()) {
+      lose_peer(peer, ErrorKind::kProtocol, why);
+    } else {
+      refuse_connection(peer, lane, header_frame, why);
+    }
     return;
   }
   if (!greeted) {
-    if (header->type != MessageType::kHello) {
-      reject("it sent data on lane " + std::to_string(lane) + " before its hello");
+    const auto* hello = std::get_if<core::Hello>(&message);
+    if (hello != nullptr) {
+      handle_hello(peer, lane, header_frame, *hello);
       return;
     }
-    handle_hello(peer, lane, parts[0], parts[1]);
+    const std::string why =
+        "it sent " + core::describe(message) + " on lane " + std::to_string(lane) +
+        " before its hello";
+    if (auth_.enabled()) {
+      refuse_connection(peer, lane, header_frame, why);
+    } else {
+      lose_peer(peer, ErrorKind::kProtocol, why);
+    }
     return;
   }
-  switch (header->type) {
-    case MessageType::kHello:
-      lose_peer(peer, ErrorKind::kProtocol,
-                "it sent a second hello on lane " + std::to_string(lane) +
-                    " (did it reconnect after a failure?)");
-      return;
-    case MessageType::kData:
-      if (leaving_ || shut_down_) return;  // every receive failed already; do not hoard data
-      why = inbound_.deliver(peer, *header, std::move(parts[1]));
-      if (!why.empty()) lose_peer(peer, ErrorKind::kProtocol, "it broke the protocol: " + why);
-      return;
-    case MessageType::kCancel:
-      inbound_.sender_canceled(peer, *header);
-      return;
-    case MessageType::kBye:
-      handle_bye(peer, lane, routing);
-      return;
-    case MessageType::kByeAck:
-      lose_peer(
-          peer, ErrorKind::kProtocol,
-          "it sent a goodbye acknowledgement to a ROUTER (lane " + std::to_string(lane) + ")");
-      return;
+  if (std::holds_alternative<core::Heartbeat>(message)) return;
+  if (std::holds_alternative<core::Hello>(message)) {
+    lose_peer(peer, ErrorKind::kProtocol,
+              "it sent a second hello on lane " + std::to_string(lane) +
+                  " (did it reconnect after a failure?)");
+    return;
   }
+  if (const auto* goodbye = std::get_if<core::Goodbye>(&message)) {
+    if (goodbye->departure == core::Departure::kAbort) {
+      lose_peer(peer, ErrorKind::kPeerLost, "it aborted its transport: " + goodbye->reason);
+    } else {
+      handle_bye(peer, lane, routing);
+    }
+    return;
+  }
+  lose_peer(peer, ErrorKind::kProtocol,
+            "it sent a goodbye acknowledgement to a ROUTER (lane " + std::to_string(lane) + ")");
 }
 
 void Engine::handle_bye(int peer, int lane, const ::zmq::message_t& routing) {
   // Everything the peer sent on this lane arrived before its goodbye; acknowledge, so it may
   // close its connections.
-  Header ack;
-  ack.type = MessageType::kByeAck;
-  ack.job = auth_.job_hash();
-  ack.epoch = auth_.epoch();
-  const auto ack_bytes = encode_header(ack);
+  OutgoingFrame ack = control_frame(core::GoodbyeAck{});
+  ack.header.job = auth_.job_hash();
+  ack.header.epoch = auth_.epoch();
+  const auto ack_bytes = encode_header(ack.header);
   ::zmq::socket_t& router = receive_lanes_[static_cast<size_t>(lane)].router.socket();
   try {
     const auto flags = ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait;
     if (router.send(::zmq::buffer(routing.data(), routing.size()), flags) &&
         router.send(::zmq::buffer(ack_bytes), flags)) {
-      (void)router.send(::zmq::message_t(), ::zmq::send_flags::dontwait);
+      (void)router.send(std::move(*ack.payload), ::zmq::send_flags::dontwait);
     }
   } catch (const ::zmq::error_t& error) {
     log_->debug("{}: cannot acknowledge rank {}'s goodbye on lane {}: {}", who(), peer, lane,
@@ -138,30 +176,33 @@ void Engine::handle_bye(int peer, int lane, const ::zmq::message_t& routing) {
 
 void Engine::drain_dealer(SendLane& link) {
   while (link.dealer) {
-    ::zmq::message_t first;
-    if (!link.dealer.socket().recv(first, ::zmq::recv_flags::dontwait)) return;
-    size_t payload_size = 0;
-    bool more = first.more();
-    while (more) {
+    std::vector<::zmq::message_t> frames(1);
+    if (!link.dealer.socket().recv(frames[0], ::zmq::recv_flags::dontwait)) return;
+    while (frames.back().more()) {
       ::zmq::message_t rest;
       if (!link.dealer.socket().recv(rest, ::zmq::recv_flags::dontwait)) break;
-      more = rest.more();
-      payload_size += rest.size();
+      frames.push_back(std::move(rest));
     }
-    std::string why;
-    const auto header = decode_header(first.data(), first.size(), payload_size, why);
-    if (header && header->type == MessageType::kByeAck && header->job == auth_.job_hash() &&
-        header->epoch == auth_.epoch()) {
-      link.bye_acked = true;
+    // Anything but an acknowledgement of this job and epoch is ignored: the link closes anyway.
+    if (frames.size() != 2) continue;
+    try {
+      const Header header = decode_header(frames[0].data(), frames[0].size(), frames[1].size());
+      if (header.type == MessageType::kControl && header.job == auth_.job_hash() &&
+          header.epoch == auth_.epoch() &&
+          std::holds_alternative<core::GoodbyeAck>(
+              core::decode_control(frames[1].data(), frames[1].size()))) {
+        link.bye_acked = true;
+      }
+    } catch (const core::WireError& malformed) {
+      log_->debug("{}: ignoring what rank {} sent back on lane {}: {}", who(), link.peer,
+                  link.lane, malformed.what());
     }
   }
 }
 
 void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_frame,
-                          const ::zmq::message_t& body) {
-  std::string why;
-  const auto hello = decode_hello(body.data(), body.size(), why);
-  if (hello && !auth_.verify(peer, lane, hello->proof)) {
+                          const core::Hello& hello) {
+  if (!auth_.verify(peer, lane, hello.proof)) {
     // Only a holder of the secret can tell this rank anything, so a failed proof fails nothing
     // but this connection; the auth records already named a rank with another secret.
     refuse_connection(peer, lane, header_frame,
@@ -169,20 +210,10 @@ void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_fra
                       "job secret, or not a member of this group)");
     return;
   }
-  if (hello) {
-    Hello expected;
-    expected.size = static_cast<uint32_t>(size_);
-    expected.lanes = static_cast<uint32_t>(options_.lanes);
-    expected.chunk_bytes = options_.chunk_bytes;
-    why = check_hello(*hello, peer, lane, expected);
-  }
+  const std::string why = core::check_hello(hello, peer, lane, expected_hello());
   if (!why.empty()) {
-    const std::string cause = "its hello on lane " + std::to_string(lane) + " was rejected: " + why;
-    if (hello || !auth_.enabled()) {
-      lose_peer(peer, ErrorKind::kProtocol, cause);
-    } else {
-      refuse_connection(peer, lane, header_frame, cause);
-    }
+    lose_peer(peer, ErrorKind::kProtocol,
+              "its hello on lane " + std::to_string(lane) + " was rejected: " + why);
     return;
   }
   hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)] = 1;

@@ -1,9 +1,8 @@
 // What the ZeroMQ transport puts on the wire and in the bootstrap store. Every wire message is two
-// frames, [header, payload]: a fixed little-endian header (magic, version, type, tag, message
-// index, total length, piece offset, piece length, job id hash, membership epoch) and the bytes it
-// describes. Decoders check every
-// field against the frame sizes before anyone touches memory, so a malformed or foreign message is
-// rejected with a reason, never read out of bounds.
+// frames, [header, payload]: a fixed little-endian header (preamble, tag, message index, total
+// length, piece offset, piece length, job id hash, membership epoch) and the bytes it describes.
+// Decoders check every field against the frame sizes before anyone touches memory, so a malformed
+// or foreign message is rejected with a reason, never read out of bounds.
 #pragma once
 
 #include <array>
@@ -13,28 +12,22 @@
 #include <string>
 #include <vector>
 
-#include "security/job_secret.h"
+#include "transport/core/wire_header.h"
 #include "transport/request.h"
 
 namespace torchwan::transport::zmq_detail {
 
-inline constexpr uint32_t kWireMagic = 0x515A5754;  // "TWZQ" in little-endian byte order
-// 2: job and epoch in every header, and a proof of the job secret in the hello.
-inline constexpr uint16_t kWireVersion = 2;
-
 enum class MessageType : uint16_t {
-  kData = 1,    // one piece of a message
-  kHello = 2,   // first message on every connection; payload is a Hello
-  kCancel = 3,  // the sender canceled message (tag, index) before all its pieces left
-  // Orderly departure: a rank whose transport shuts down sends kBye on each DEALER, after
-  // everything it already sent there, and the peer's ROUTER answers kByeAck on that connection.
-  kBye = 4,
-  kByeAck = 5,
+  kData = 1,     // one piece of a message
+  kControl = 2,  // a control message (transport/core/control_wire.h) is the payload
+  kCancel = 3,   // the sender canceled message (tag, index) before all its pieces left
 };
+// The control messages on this link: a hello first on every connection; on orderly departure a
+// rank sends a shutdown goodbye on each DEALER, after everything it already sent there, and the
+// peer's ROUTER answers a goodbye acknowledgement on that connection.
 
+// Begins with the shared preamble (transport/core/wire_header.h): magic, version, type.
 struct Header {
-  uint32_t magic = kWireMagic;
-  uint16_t version = kWireVersion;
   MessageType type = MessageType::kData;
   uint64_t tag = 0;
   uint64_t index = 0;         // per (sender, receiver, tag): the n-th message with this tag
@@ -50,27 +43,9 @@ inline constexpr size_t kHeaderBytes = 64;
 
 std::array<uint8_t, kHeaderBytes> encode_header(const Header& header);
 // Decodes a header frame and checks it against the size of the payload frame that came with it.
-// Returns nothing and sets `why` when the frame is not a valid header of this protocol version.
-std::optional<Header> decode_header(const void* bytes, size_t size, size_t payload_size,
-                                    std::string& why);
-
-// The payload of a kHello message: who is speaking, the settings both ends must share, and the
-// proof that the speaker holds the job secret (DataAuth::prove; zero without a secret).
-struct Hello {
-  uint32_t rank = 0;
-  uint32_t lane = 0;
-  uint32_t size = 0;
-  uint32_t lanes = 0;
-  uint64_t chunk_bytes = 0;
-  security::Proof proof{};
-};
-inline constexpr size_t kHelloBytes = 24 + security::kProofBytes;
-
-std::vector<uint8_t> encode_hello(const Hello& hello);
-std::optional<Hello> decode_hello(const void* bytes, size_t size, std::string& why);
-// Empty when `hello` is what rank `peer` must send on `lane` of a group shaped like `expected`
-// (whose rank field is ignored); else why not.
-std::string check_hello(const Hello& hello, int peer, int lane, const Hello& expected);
+// Throws core::WireError naming the problem when the frame is not a valid header of this
+// protocol version.
+Header decode_header(const void* bytes, size_t size, size_t payload_size);
 
 // The ZMQ routing id of rank `rank`'s DEALER on `lane`. It never starts with a zero byte (ZMQ
 // reserves those for ids it generates), so a socket that did not set one is told apart.

@@ -1,0 +1,167 @@
+#include "transport/core/control_wire.h"
+
+#include <algorithm>
+#include <type_traits>
+
+namespace torchwan::transport::core {
+
+namespace {
+
+// Preamble, then the body's length; the rest of the kControlBytes is zero.
+constexpr size_t kControlHeaderBytes = kPreambleBytes + sizeof(uint32_t);
+constexpr size_t kMaxBodyBytes = kControlBytes - kControlHeaderBytes;
+constexpr size_t kGoodbyeFixedBytes = 2 * sizeof(uint16_t);
+constexpr size_t kMaxReasonBytes = kMaxBodyBytes - kGoodbyeFixedBytes;
+
+ControlType type_of(const ControlMessage& message) {
+  return std::visit(
+      [](const auto& body) {
+        using Body = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<Body, Hello>) {
+          return ControlType::kHello;
+        } else if constexpr (std::is_same_v<Body, Heartbeat>) {
+          return ControlType::kHeartbeat;
+        } else if constexpr (std::is_same_v<Body, Goodbye>) {
+          return ControlType::kGoodbye;
+        } else {
+          static_assert(std::is_same_v<Body, GoodbyeAck>);
+          return ControlType::kGoodbyeAck;
+        }
+      },
+      message);
+}
+
+size_t encode_body(const ControlMessage& message, ByteWriter& out) {
+  const uint8_t* start = out.position();
+  if (const auto* hello = std::get_if<Hello>(&message)) {
+    for (uint32_t field : {hello->rank, hello->size, hello->lane, hello->lanes}) {
+      out.put<uint32_t>(field);
+    }
+    out.put<uint64_t>(hello->chunk_bytes);
+    out.put<uint64_t>(hello->stripe_min_bytes);
+    out.put_bytes(hello->proof.data(), hello->proof.size());
+  } else if (const auto* goodbye = std::get_if<Goodbye>(&message)) {
+    const size_t reason_length = std::min(goodbye->reason.size(), kMaxReasonBytes);
+    out.put<uint16_t>(static_cast<uint16_t>(goodbye->departure));
+    out.put<uint16_t>(static_cast<uint16_t>(reason_length));
+    out.put_bytes(goodbye->reason.data(), reason_length);
+  }
+  return static_cast<size_t>(out.position() - start);
+}
+
+Hello decode_hello(ByteReader& in) {
+  Hello hello;
+  hello.rank = in.get<uint32_t>("hello rank");
+  hello.size = in.get<uint32_t>("hello size");
+  hello.lane = in.get<uint32_t>("hello lane");
+  hello.lanes = in.get<uint32_t>("hello lanes");
+  hello.chunk_bytes = in.get<uint64_t>("hello chunk_bytes");
+  hello.stripe_min_bytes = in.get<uint64_t>("hello stripe_min_bytes");
+  const uint8_t* proof = in.get_bytes(hello.proof.size(), "hello proof");
+  std::copy(proof, proof + hello.proof.size(), hello.proof.begin());
+  return hello;
+}
+
+Goodbye decode_goodbye(ByteReader& in) {
+  Goodbye goodbye;
+  const auto departure = in.get<uint16_t>("goodbye departure");
+  if (departure != static_cast<uint16_t>(Departure::kShutdown) &&
+      departure != static_cast<uint16_t>(Departure::kAbort)) {
+    in.fail("goodbye with unknown departure " + std::to_string(departure));
+  }
+  goodbye.departure = static_cast<Departure>(departure);
+  const auto reason_length = in.get<uint16_t>("goodbye reason length");
+  const uint8_t* reason = in.get_bytes(reason_length, "goodbye reason");
+  goodbye.reason.assign(reason, reason + reason_length);
+  return goodbye;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_control(const ControlMessage& message) {
+  std::vector<uint8_t> bytes(kControlBytes, 0);
+  ByteWriter out(bytes.data());
+  write_preamble(out, static_cast<uint16_t>(type_of(message)));
+  ByteWriter body(bytes.data() + kControlHeaderBytes);
+  out.put<uint32_t>(static_cast<uint32_t>(encode_body(message, body)));
+  return bytes;
+}
+
+ControlMessage decode_control(const void* bytes, size_t size) {
+  ByteReader in(bytes, size, "control message");
+  if (size != kControlBytes) {
+    in.fail(std::to_string(size) + " bytes, expected " + std::to_string(kControlBytes));
+  }
+  const uint16_t type = read_preamble(in);
+  const auto body_length = in.get<uint32_t>("body length");
+  if (body_length > kMaxBodyBytes) {
+    in.fail("body of " + std::to_string(body_length) + " bytes, at most " +
+            std::to_string(kMaxBodyBytes) + " fit");
+  }
+  ByteReader body(in.get_bytes(body_length, "body"), body_length, "control message body");
+  const size_t padding_length = in.remaining();
+  const uint8_t* padding = in.get_bytes(padding_length, "padding");
+  if (std::any_of(padding, padding + padding_length, [](uint8_t byte) { return byte != 0; })) {
+    in.fail("nonzero bytes after its body");
+  }
+  ControlMessage message;
+  switch (static_cast<ControlType>(type)) {
+    case ControlType::kHello:
+      message = decode_hello(body);
+      break;
+    case ControlType::kHeartbeat:
+      message = Heartbeat{};
+      break;
+    case ControlType::kGoodbye:
+      message = decode_goodbye(body);
+      break;
+    case ControlType::kGoodbyeAck:
+      message = GoodbyeAck{};
+      break;
+    default:
+      in.fail("unknown control type " + std::to_string(type));
+  }
+  body.expect_end();
+  return message;
+}
+
+std::string describe(const ControlMessage& message) {
+  switch (type_of(message)) {
+    case ControlType::kHello:
+      return "a hello";
+    case ControlType::kHeartbeat:
+      return "a heartbeat";
+    case ControlType::kGoodbye:
+      return "a goodbye";
+    case ControlType::kGoodbyeAck:
+      return "a goodbye acknowledgement";
+  }
+  return "a control message";
+}
+
+std::string check_hello(const Hello& hello, int peer, int lane, const Hello& expected) {
+  if (hello.rank != static_cast<uint32_t>(peer) || hello.lane != static_cast<uint32_t>(lane)) {
+    return "hello claims rank " + std::to_string(hello.rank) + " lane " +
+           std::to_string(hello.lane) + " but came from rank " + std::to_string(peer) + " lane " +
+           std::to_string(lane);
+  }
+  const std::string who = "rank " + std::to_string(peer);
+  if (hello.size != expected.size) {
+    return who + " believes the group has " + std::to_string(hello.size) + " ranks, this rank " +
+           std::to_string(expected.size);
+  }
+  auto differs = [&](uint64_t theirs, uint64_t ours, const std::string& option) {
+    return who + " uses " + option + "=" + std::to_string(theirs) + ", this rank " +
+           std::to_string(ours) + " (every rank must use the same TORCHWAN_" + option + ")";
+  };
+  if (hello.lanes != expected.lanes) return differs(hello.lanes, expected.lanes, "LANES");
+  if (hello.chunk_bytes != expected.chunk_bytes) {
+    return differs(hello.chunk_bytes, expected.chunk_bytes, "CHUNK_BYTES");
+  }
+  if (hello.stripe_min_bytes != expected.stripe_min_bytes) {
+    return differs(hello.stripe_min_bytes, expected.stripe_min_bytes, "STRIPE_MIN_BYTES");
+  }
+  return {};
+}
+
+}  // namespace torchwan::transport::core
