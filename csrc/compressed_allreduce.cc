@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include "base/option_registry.h"
 #include "csrc/argument_checks.h"
 #include "csrc/compression/codec.h"
+#include "csrc/compression/codec_table.h"
 #include "csrc/exchange.h"
 #include "transport/options.h"
 
@@ -20,15 +22,16 @@ namespace {
 using compression::Codec;
 using compression::CodecConfig;
 
-// Shard `i` of `count` elements on `size` ranks: whole codec blocks, as even as that allows. The
-// blocks then sit where encoding the whole buffer would put them, so the error bound per block of
-// the buffer holds, and the last shards may be short or empty.
+// Shard `i` of `count` elements on `size` ranks: whole codec blocks (single elements for codecs
+// without blocks), as even as that allows. The blocks then sit where encoding the whole buffer
+// would put them, so the error bound per block of the buffer holds, and the last shards may be
+// short or empty.
 struct Shards {
   size_t per_shard = 0;
 
   Shards(size_t count, int size, const CodecConfig& config) {
     const size_t ranks = static_cast<size_t>(size);
-    const size_t block = compression::requested_block_size(config);
+    const size_t block = compression::describe(config.codec).granularity(config);
     const size_t even = (count + ranks - 1) / ranks;
     per_shard = (even + block - 1) / block * block;
   }
@@ -38,42 +41,23 @@ struct Shards {
   }
 };
 
-bool stateless(Codec codec) {
-  switch (codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-    case Codec::kInt8Block:
-    case Codec::kFloat8Block:
-      return true;
-    case Codec::kSignBlock:
-    case Codec::kTopK:
-      return false;
-  }
-  return false;
-}
-
 }  // namespace
 
 AllreduceCompression AllreduceCompression::parse(std::string_view name) {
   AllreduceCompression policy;
   if (name.empty() || name == "none") return policy;
-  if (name == "fp16") {
-    policy.codec = Codec::kFloat16;
-  } else if (name == "bf16") {
-    policy.codec = Codec::kBFloat16;
-  } else if (name == "int8") {
-    policy.codec = Codec::kInt8Block;
-  } else if (name == "fp8") {
-    policy.codec = Codec::kFloat8Block;
-  } else if (name == "sign" || name == "topk") {
+  const compression::CodecDescriptor* descriptor = compression::find_codec(name);
+  if (descriptor == nullptr) {
+    throw std::invalid_argument(fmt::format("unknown compression '{}': expected none, {}", name,
+                                            compression::codec_names(true)));
+  }
+  if (descriptor->needs_error_feedback) {
     throw std::invalid_argument(fmt::format(
         "compression '{}' needs error feedback, which the backend's stateless allreduce cannot "
-        "keep; use torchwan.hooks for it, or one of none, fp16, bf16, int8, fp8",
-        name));
-  } else {
-    throw std::invalid_argument(
-        fmt::format("unknown compression '{}': expected none, fp16, bf16, int8 or fp8", name));
+        "keep; use torchwan.hooks for it, or one of none, {}",
+        name, compression::codec_names(true)));
   }
+  policy.codec = descriptor->codec;
   return policy;
 }
 
@@ -83,19 +67,7 @@ AllreduceCompression AllreduceCompression::from_env() {
 }
 
 std::string AllreduceCompression::name() const {
-  if (!codec) return "none";
-  switch (*codec) {
-    case Codec::kFloat16:
-      return "fp16";
-    case Codec::kBFloat16:
-      return "bf16";
-    case Codec::kInt8Block:
-      return "int8";
-    case Codec::kFloat8Block:
-      return "fp8";
-    default:
-      return compression::codec_name(*codec);
-  }
+  return codec ? compression::codec_name(*codec) : "none";
 }
 
 bool AllreduceCompression::applies(DataType dtype, ReduceOp op, size_t bytes) const {
@@ -129,7 +101,7 @@ struct Pieces {
   }
   // `elements` rounded up to whole codec blocks.
   static size_t round_to_blocks(size_t elements, const CodecConfig& config) {
-    const size_t block = compression::requested_block_size(config);
+    const size_t block = compression::describe(config.codec).granularity(config);
     return (elements + block - 1) / block * block;
   }
   static constexpr size_t kMaxPieces = 0x7000;
@@ -179,10 +151,37 @@ struct LaneSteps {
       : gather(static_cast<uint32_t>(std::max(options.lanes, 1))) {}
 };
 
+// The codec's random numbers (stochastic rounding) depend only on (seed, element index), so every
+// encode of a call draws its own: the caller's seed mixed with who encodes what.
+enum Stage : uint64_t { kContribution = 0, kReduction = 1 };
+CodecConfig seeded_config(const CodecConfig& config, int rank, Stage stage, size_t shard,
+                          size_t piece) {
+  CodecConfig seeded = config;
+  uint64_t hash = config.seed ^ 0x9E3779B97F4A7C15ull;
+  for (const uint64_t value :
+       {static_cast<uint64_t>(rank), uint64_t{stage}, uint64_t{shard}, uint64_t{piece}}) {
+    hash = (hash ^ value) * 0xBF58476D1CE4E5B9ull;  // splitmix64's mixing steps
+    hash ^= hash >> 31;
+  }
+  seeded.seed = hash;
+  return seeded;
+}
+
+// A non-finite result (an overflowing or NaN gradient) leaves NaN or Inf in the residuals, which
+// would poison every later call even if the caller skips this step: start them over. Every rank
+// has the same result, so every rank resets alike.
+void reset_if_not_finite(std::span<const float> result, const ErrorFeedback& feedback) {
+  const bool finite =
+      std::all_of(result.begin(), result.end(), [](float value) { return std::isfinite(value); });
+  if (finite) return;
+  std::fill(feedback.contribution.begin(), feedback.contribution.end(), 0.0f);
+  std::fill(feedback.reduction.begin(), feedback.reduction.end(), 0.0f);
+}
+
 }  // namespace
 
 size_t compressed_piece_elements(const CodecConfig& config, size_t stripe_min_bytes) {
-  const size_t block = compression::requested_block_size(config);
+  const size_t block = compression::describe(config.codec).granularity(config);
   size_t low = 1;  // blocks; kept even when it is too large
   size_t high = std::max<size_t>(kCompressedPieceElements / block, 1);
   if (compression::encoded_size(config, high * block) < stripe_min_bytes) return high * block;
@@ -198,11 +197,19 @@ size_t compressed_piece_elements(const CodecConfig& config, size_t stripe_min_by
 }
 
 void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
-                          const CodecConfig& config, size_t piece_elements) {
+                          const CodecConfig& config, size_t piece_elements,
+                          const ErrorFeedback* feedback) {
   constexpr const char* kName = "allreduce";
-  if (!stateless(config.codec)) {
+  const compression::CodecDescriptor& codec = compression::describe(config.codec);
+  if (codec.needs_error_feedback && feedback == nullptr) {
     throw std::invalid_argument(
-        fmt::format("{}: codec {} is not stateless", kName, compression::codec_name(config.codec)));
+        fmt::format("{}: codec {} needs error feedback: pass residuals", kName, codec.name));
+  }
+  if (feedback != nullptr &&
+      (feedback->contribution.size() != count || feedback->reduction.size() != count)) {
+    throw std::invalid_argument(
+        fmt::format("{}: error-feedback residuals have {} and {} elements, the buffer {}", kName,
+                    feedback->contribution.size(), feedback->reduction.size(), count));
   }
   const size_t bytes = checked_bytes(kName, count, sizeof(float));
   require_buffer(kName, data, bytes);
@@ -271,13 +278,24 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
           data + shards.offset(count, peer) + piece * pieces.elements,
           pieces.length(length, piece));
       uint8_t* payload = outgoing_piece(peer, piece);
-      compression::encode(config, input, {payload, layout.bytes[peer][piece]});
+      const std::span<uint8_t> output(payload, layout.bytes[peer][piece]);
+      const CodecConfig seeded = seeded_config(config, rank, kContribution, peer, piece);
+      if (feedback == nullptr) {
+        compression::encode(seeded, input, output);
+      } else {
+        const size_t first = shards.offset(count, peer) + piece * pieces.elements;
+        compression::encode_with_error_feedback(
+            seeded, input, feedback->contribution.subspan(first, input.size()), output);
+      }
       ex.send(static_cast<int>(peer), steps.scatter, payload, layout.bytes[peer][piece]);
     }
   };
   // The sum goes tile by tile, every contribution to one tile before the next, so the tile stays
   // in cache instead of streaming the whole piece through memory once per rank.
-  const size_t tile_elements = Pieces::round_to_blocks(kReduceTileElements, config);
+  // Codecs without range decoding sum each contribution's piece whole.
+  const size_t tile_elements = codec.range_decode
+                                   ? Pieces::round_to_blocks(kReduceTileElements, config)
+                                   : std::max<size_t>(pieces.elements, 1);
   // Piece `piece` of this rank's shard once every rank's contribution is in: the fp32 sum in rank
   // order (its own contribution unquantised), so it does not depend on arrival order; then its
   // encoding goes to every peer.
@@ -292,15 +310,26 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
         if (from == me) {
           const float* mine = own + first + tile;
           for (size_t i = 0; i < accumulator.size(); ++i) accumulator[i] += mine[i];
-        } else {
+        } else if (codec.range_decode) {
           compression::decode_accumulate_range(
               {incoming_piece(from, piece), layout.bytes[me][piece]}, tile, accumulator);
+        } else {
+          compression::decode_accumulate({incoming_piece(from, piece), layout.bytes[me][piece]},
+                                         accumulator);
         }
       }
     }
     uint8_t* payload = gathered + layout.offset[me][piece];
-    compression::encode(config, std::span<const float>(sum + first, length),
-                        {payload, layout.bytes[me][piece]});
+    const std::span<const float> reduced(sum + first, length);
+    const std::span<uint8_t> output(payload, layout.bytes[me][piece]);
+    const CodecConfig seeded = seeded_config(config, rank, kReduction, me, piece);
+    if (feedback == nullptr) {
+      compression::encode(seeded, reduced, output);
+    } else {
+      compression::encode_with_error_feedback(
+          seeded, reduced, feedback->reduction.subspan(shards.offset(count, me) + first, length),
+          output);
+    }
     for (size_t hop = 1; hop < ranks; ++hop) {
       const size_t peer = (me + hop) % ranks;
       ex.send(static_cast<int>(peer), steps.gather, payload, layout.bytes[me][piece]);
@@ -365,6 +394,7 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
   }
   ex.wait_all();
   ex.finish();
+  if (feedback != nullptr) reset_if_not_finite(std::span<const float>(data, count), *feedback);
 }
 
 size_t compressed_allreduce_bytes_sent(size_t count, int size, int rank,

@@ -1,6 +1,8 @@
-// Allreduce of fp32 data with a stateless compression codec on the wire (the backend's
-// `compression` option). Bandwidth-bound WAN links gain the codec's ratio (about 4x for int8 and
-// fp8, 2x for the 16-bit casts) at the price of a bounded quantisation error.
+// Allreduce of fp32 data with a compression codec on the wire: the one compressed allreduce of the
+// project, behind both the backend's `compression` option (stateless codecs) and torchwan.hooks
+// (any codec, with caller-owned error-feedback residuals). Bandwidth-bound WAN links gain the
+// codec's ratio (about 4x for int8 and fp8, 2x for the 16-bit casts, 28x for sign) at the price of
+// a bounded quantisation error.
 //
 // The buffer is cut into one shard per rank (whole codec blocks, so the blocks are the same as if
 // the whole buffer were encoded at once). Each rank encodes the shards of the other ranks and
@@ -14,6 +16,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -58,14 +61,27 @@ size_t compressed_piece_elements(const compression::CodecConfig& config, size_t 
 // A piece is summed in tiles of this many elements (64 KiB of fp32, within a core's L2 cache).
 constexpr size_t kReduceTileElements = size_t{16} << 10;
 
+// Caller-owned error-feedback residuals of one buffer, `count` floats each, zero at first and
+// passed again with every later call for that buffer. `contribution` keeps what this rank's
+// encoding of the other ranks' shards lost; `reduction` what the re-encoding of the shard this
+// rank sums lost (only that shard's elements are used). Each encode adds its residual back before
+// quantising, so nothing is lost for good: this is what makes the biased codecs (sign, top-k)
+// converge. A non-finite result zeroes both.
+struct ErrorFeedback {
+  std::span<float> contribution;
+  std::span<float> reduction;
+};
+
 // In place: every rank ends with the same approximation of the sum over all ranks of its `count`
-// floats. `config` must name a codec without error feedback needs (see parse) and be the same on
-// every rank. Like the other collectives: synchronous, checks ctx.signature, throws TransportError
-// on failure. ctx.topology is not used (the shards go directly between all ranks).
-// `piece_elements` (0: kCompressedPieceElements) only changes how the work overlaps, never the
-// result; every rank must pass the same.
+// floats. `config` must be the same on every rank; a codec that needs error feedback (sign, top-k)
+// needs `feedback`, and any codec may have it. config.seed seeds stochastic rounding (mixed with
+// the rank, stage and piece of every encode). Like the other collectives: synchronous, checks
+// ctx.signature, throws TransportError on failure. ctx.topology is not used (the shards go
+// directly between all ranks). `piece_elements` (0: kCompressedPieceElements) only changes how the
+// work overlaps, never the result; every rank must pass the same.
 void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
-                          const compression::CodecConfig& config, size_t piece_elements = 0);
+                          const compression::CodecConfig& config, size_t piece_elements = 0,
+                          const ErrorFeedback* feedback = nullptr);
 
 // Bytes this rank sends for one compressed_allreduce of `count` elements on `size` ranks (the two
 // phases together), for reporting the saving against an uncompressed ring allreduce.

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "csrc/compression/cpu_kernels.h"
+#include "csrc/compression/codec_table.h"
 
 namespace torchwan::compression {
 namespace {
@@ -14,76 +14,34 @@ namespace {
 
 size_t encode_impl(const CodecConfig& config, std::span<const float> input, float* residual,
                    std::span<uint8_t> output) {
-  const size_t count = input.size();
-  const ResolvedParams params = resolve(config, count);
-  const Layout layout = compute_layout(params.codec, params.block_size, count, params.aux);
-  if (output.size() < layout.total_size) {
-    fail("output buffer of " + std::to_string(output.size()) + " bytes is smaller than the " +
-         std::to_string(layout.total_size) + " bytes " + codec_name(params.codec) + " needs");
-  }
-  uint8_t* payload = output.data();
-  Header header;
-  header.codec = params.codec;
-  header.flags = params.stochastic ? kFlagStochastic : 0;
-  header.block_size = params.block_size;
-  header.element_count = count;
-  header.aux = params.aux;
-  header.payload_length = layout.total_size - kHeaderSize;
-  write_header(header, payload);
-  switch (params.codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-      cpu::kernels().encode_cast(params.codec, input.data(), residual, count, payload, layout);
-      break;
-    case Codec::kInt8Block:
-    case Codec::kFloat8Block:
-      cpu::kernels().encode_block(params, config.seed, input.data(), residual, count, payload,
-                                  layout);
-      break;
-    case Codec::kSignBlock:
-      cpu::kernels().encode_sign(params.block_size, input.data(), residual, count, payload, layout);
-      break;
-    case Codec::kTopK:
-      cpu::encode_topk(params.aux, input.data(), residual, count, payload, layout);
-      break;
-  }
-  return layout.total_size;
+  const EncodePlan plan = plan_encode(config, input.size(), output.size());
+  write_header(plan.header, output.data());
+  describe(plan.params.codec)
+      .cpu_encode(plan.params, config.seed, input.data(), residual, input.size(), output.data(),
+                  plan.layout);
+  return plan.layout.total_size;
 }
 
 // output = (or, accumulating, +=) elements [first, first + output.size()) of the payload behind
 // `header`, a range the caller has checked. The kernels address codes and scales through the
-// layout, so shifting its offsets to element `first` makes them decode from there. Only the cast
-// and block codecs (the latter from a block boundary) take a range; sign and top-k payloads are
-// decoded whole (decode_accumulate_range refuses them).
+// layout, so shifting its offsets to element `first` makes them decode from there. Only codecs
+// with range_decode take a range, blocked ones from a block boundary; the others are decoded
+// whole (decode_accumulate_range refuses them).
 void decode_elements(const Header& header, const uint8_t* payload, size_t first,
                      std::span<float> output, bool accumulate) {
+  const CodecDescriptor& descriptor = describe(header.codec);
   Layout layout = compute_layout(header.codec, header.block_size, header.element_count, header.aux);
-  const size_t count = output.size();
-  switch (header.codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-      layout.data_offset += first * sizeof(uint16_t);
-      cpu::kernels().decode_cast(header.codec, payload, layout, count, output.data(), accumulate);
-      return;
-    case Codec::kInt8Block:
-    case Codec::kFloat8Block:
+  if (first != 0) {
+    if (descriptor.blocked()) {
       if (first % header.block_size != 0) {
         fail("range start " + std::to_string(first) + " is not a multiple of the block size " +
              std::to_string(header.block_size));
       }
       layout.scales_offset += first / header.block_size * sizeof(float);
-      layout.data_offset += first;
-      cpu::kernels().decode_block(header.codec, header.block_size, payload, layout, count,
-                                  output.data(), accumulate);
-      return;
-    case Codec::kSignBlock:
-      cpu::kernels().decode_sign(header.block_size, payload, layout, count, output.data(),
-                                 accumulate);
-      return;
-    case Codec::kTopK:
-      cpu::decode_topk(header.aux, payload, layout, count, output.data(), accumulate);
-      return;
+    }
+    layout.data_offset += first * descriptor.code_bits / 8;
   }
+  descriptor.cpu_decode(header, payload, layout, output.size(), output.data(), accumulate);
 }
 
 void decode_impl(std::span<const uint8_t> payload, std::span<float> output, bool accumulate) {
@@ -122,7 +80,7 @@ void decode_accumulate_range(std::span<const uint8_t> payload, size_t first,
     fail("range of " + std::to_string(count) + " elements from " + std::to_string(first) +
          " is outside a payload of " + std::to_string(header.element_count));
   }
-  if (header.codec == Codec::kSignBlock || header.codec == Codec::kTopK) {
+  if (!describe(header.codec).range_decode) {
     fail(std::string("decoding a range is not supported for ") + codec_name(header.codec));
   }
   decode_elements(header, payload.data(), first, accumulator, true);

@@ -21,6 +21,16 @@ namespace torchwan::compression {
 // elements, stochastic rounding on a codec other than int8).
 ResolvedParams resolve(const CodecConfig& config, size_t element_count);
 
+// What an encode of `element_count` elements writes: the resolved parameters, the layout and the
+// header. Throws CompressionError as resolve does, or when `capacity` bytes cannot hold it.
+// Shared by the CPU and CUDA entry points.
+struct EncodePlan {
+  ResolvedParams params{};
+  Layout layout;
+  Header header;
+};
+EncodePlan plan_encode(const CodecConfig& config, size_t element_count, size_t capacity);
+
 // Exact size in bytes of the payload (header included) that encode writes.
 size_t encoded_size(const CodecConfig& config, size_t element_count);
 

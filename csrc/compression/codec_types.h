@@ -5,7 +5,8 @@
 
 namespace torchwan::compression {
 
-// Values are part of the wire format: never renumber.
+// Values are part of the wire format: never renumber. Everything else about a codec is in its row
+// of the codec table (codec_table.h).
 enum class Codec : uint8_t {
   kFloat16 = 1,      // IEEE half, round to nearest even
   kBFloat16 = 2,     // bfloat16, round to nearest even
@@ -15,6 +16,7 @@ enum class Codec : uint8_t {
   kTopK = 6,         // the k largest magnitudes as (index, fp32 value) pairs
 };
 
+// The codec's name as users write it ("int8"); "unknown" for a value that names no codec.
 const char* codec_name(Codec codec);
 
 struct CodecConfig {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "csrc/compression/codec.h"
+#include "csrc/compression/codec_table.h"
 #include "csrc/compression/cuda_buffer.h"
 #include "csrc/compression/cuda_kernels.h"
 
@@ -20,43 +21,24 @@ void check_aligned(const void* pointer, const char* name) {
   }
 }
 
+// The codec's CUDA launchers; every row has them when the library was built with CUDA.
+const CudaKernels& kernels_of(Codec codec) {
+  const CodecDescriptor& descriptor = describe(codec);
+  if (descriptor.cuda == nullptr) fail(std::string("no CUDA kernels for ") + descriptor.name);
+  return *descriptor.cuda;
+}
+
 size_t encode_impl(const CodecConfig& config, const float* input, float* residual, size_t count,
                    uint8_t* output, size_t output_capacity, cudaStream_t stream) {
-  const ResolvedParams params = resolve(config, count);
-  const Layout layout = compute_layout(params.codec, params.block_size, count, params.aux);
-  if (output_capacity < layout.total_size) {
-    fail("output buffer of " + std::to_string(output_capacity) + " bytes is smaller than the " +
-         std::to_string(layout.total_size) + " bytes " + codec_name(params.codec) + " needs");
-  }
+  const EncodePlan plan = plan_encode(config, count, output_capacity);
   check_aligned(output, "output");
-  Header header;
-  header.codec = params.codec;
-  header.flags = params.stochastic ? kFlagStochastic : 0;
-  header.block_size = params.block_size;
-  header.element_count = count;
-  header.aux = params.aux;
-  header.payload_length = layout.total_size - kHeaderSize;
   uint8_t header_bytes[kHeaderSize];
-  write_header(header, header_bytes);
+  write_header(plan.header, header_bytes);
   launch_write_header(header_bytes, output, stream);
-  switch (params.codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-      launch_encode_cast(params.codec, input, residual, count, output, layout, stream);
-      break;
-    case Codec::kInt8Block:
-    case Codec::kFloat8Block:
-      launch_encode_block(params, config.seed, input, residual, count, output, layout, stream);
-      break;
-    case Codec::kSignBlock:
-      launch_encode_sign(params.block_size, input, residual, count, output, layout, stream);
-      break;
-    case Codec::kTopK:
-      run_encode_topk(params.aux, input, residual, count, output, layout, stream);
-      break;
-  }
+  kernels_of(plan.params.codec)
+      .encode(plan.params, config.seed, input, residual, count, output, plan.layout, stream);
   check(cudaGetLastError(), "kernel launch");
-  return layout.total_size;
+  return plan.layout.total_size;
 }
 
 void decode_impl(const uint8_t* payload, size_t payload_size, float* output, size_t count,
@@ -75,23 +57,7 @@ void decode_impl(const uint8_t* payload, size_t payload_size, float* output, siz
   }
   const Layout layout =
       compute_layout(header.codec, header.block_size, header.element_count, header.aux);
-  switch (header.codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-      launch_decode_cast(header.codec, payload, layout, count, output, accumulate, stream);
-      break;
-    case Codec::kInt8Block:
-    case Codec::kFloat8Block:
-      launch_decode_block(header.codec, header.block_size, payload, layout, count, output,
-                          accumulate, stream);
-      break;
-    case Codec::kSignBlock:
-      launch_decode_sign(header.block_size, payload, layout, count, output, accumulate, stream);
-      break;
-    case Codec::kTopK:
-      run_decode_topk(header.aux, payload, layout, count, output, accumulate, stream);
-      break;
-  }
+  kernels_of(header.codec).decode(header, payload, layout, count, output, accumulate, stream);
   check(cudaGetLastError(), "kernel launch");
 }
 

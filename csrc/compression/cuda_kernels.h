@@ -9,6 +9,19 @@
 
 #include "csrc/compression/wire_format.h"
 
+namespace torchwan::compression {
+
+// One codec's launchers in the codec table's uniform shape (codec_table.h): encode queues the
+// kernels that fill the sections after the header, decode those that read them.
+struct CudaKernels {
+  void (*encode)(const ResolvedParams& params, uint64_t seed, const float* input, float* residual,
+                 size_t count, uint8_t* payload, const Layout& layout, cudaStream_t stream);
+  void (*decode)(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
+                 float* output, bool accumulate, cudaStream_t stream);
+};
+
+}  // namespace torchwan::compression
+
 namespace torchwan::compression::cuda {
 
 void launch_write_header(const uint8_t (&header)[kHeaderSize], uint8_t* payload,

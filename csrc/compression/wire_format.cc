@@ -3,6 +3,8 @@
 #include <bit>
 #include <cstring>
 
+#include "csrc/compression/codec_table.h"
+
 namespace torchwan::compression {
 
 static_assert(std::endian::native == std::endian::little,
@@ -29,29 +31,7 @@ constexpr size_t kChecksumOffset = 12;
   throw CompressionError("torchwan compression: " + what);
 }
 
-bool is_block_codec(Codec codec) {
-  return codec == Codec::kInt8Block || codec == Codec::kFloat8Block || codec == Codec::kSignBlock;
-}
-
 }  // namespace
-
-const char* codec_name(Codec codec) {
-  switch (codec) {
-    case Codec::kFloat16:
-      return "fp16";
-    case Codec::kBFloat16:
-      return "bf16";
-    case Codec::kInt8Block:
-      return "int8_block";
-    case Codec::kFloat8Block:
-      return "fp8_e4m3_block";
-    case Codec::kSignBlock:
-      return "sign_block";
-    case Codec::kTopK:
-      return "topk";
-  }
-  return "unknown";
-}
 
 uint32_t header_checksum(const uint8_t* header) {
   uint32_t hash = 0x811C9DC5u;  // FNV-1a: cheap, and any single corrupted byte changes it
@@ -63,58 +43,47 @@ uint32_t header_checksum(const uint8_t* header) {
 }
 
 Layout compute_layout(Codec codec, uint32_t block_size, uint64_t element_count, uint64_t aux) {
-  const auto codec_value = static_cast<unsigned>(codec);
-  if (codec_value < static_cast<unsigned>(Codec::kFloat16) ||
-      codec_value > static_cast<unsigned>(Codec::kTopK)) {
-    fail("unknown codec " + std::to_string(codec_value));
-  }
+  const CodecDescriptor& descriptor = describe(codec);
   if (element_count > kMaxElements) {
     fail("element count " + std::to_string(element_count) + " exceeds the limit of " +
          std::to_string(kMaxElements));
   }
   const size_t n = static_cast<size_t>(element_count);
-  Layout layout;
-  if (is_block_codec(codec)) {
+  if (descriptor.blocked()) {
     const bool power_of_two = (block_size & (block_size - 1)) == 0;
     if (block_size < kMinBlockSize || block_size > kMaxBlockSize || !power_of_two) {
       fail("block size " + std::to_string(block_size) + " is not a power of two in [" +
            std::to_string(kMinBlockSize) + ", " + std::to_string(kMaxBlockSize) + "]");
     }
-    if (aux != 0) fail("aux field must be zero for " + std::string(codec_name(codec)));
+  } else if (block_size != 0) {
+    fail("block size must be zero for " + std::string(descriptor.name) + ", got " +
+         std::to_string(block_size));
+  }
+  Layout layout;
+  if (descriptor.sections == Sections::kSparse) {
+    const bool valid_k = n == 0 ? aux == 0 : (aux >= 1 && aux <= element_count);
+    if (!valid_k) {
+      fail("top-k count " + std::to_string(aux) + " is invalid for " + std::to_string(n) +
+           " elements");
+    }
+    const size_t k = static_cast<size_t>(aux);
+    layout.indices_offset = kHeaderSize;
+    layout.values_offset = kHeaderSize + 4 * k;
+    layout.total_size = kHeaderSize + 8 * k;
+    return layout;
+  }
+  if (aux != 0) fail("aux field must be zero for " + std::string(descriptor.name));
+  layout.data_offset = kHeaderSize;
+  if (descriptor.blocked()) {
     layout.block_count = (n + block_size - 1) / block_size;
     layout.scales_offset = kHeaderSize;
     layout.data_offset = kHeaderSize + 4 * layout.block_count;
-    const size_t data_bytes = codec == Codec::kSignBlock ? 4 * ((n + 31) / 32) : n;
-    layout.total_size = layout.data_offset + data_bytes;
-    return layout;
   }
-  if (block_size != 0) {
-    fail("block size must be zero for " + std::string(codec_name(codec)) + ", got " +
-         std::to_string(block_size));
-  }
-  switch (codec) {
-    case Codec::kFloat16:
-    case Codec::kBFloat16:
-      if (aux != 0) fail("aux field must be zero for " + std::string(codec_name(codec)));
-      layout.data_offset = kHeaderSize;
-      layout.total_size = kHeaderSize + 2 * n;
-      return layout;
-    case Codec::kTopK: {
-      const bool valid_k = n == 0 ? aux == 0 : (aux >= 1 && aux <= element_count);
-      if (!valid_k) {
-        fail("top-k count " + std::to_string(aux) + " is invalid for " + std::to_string(n) +
-             " elements");
-      }
-      const size_t k = static_cast<size_t>(aux);
-      layout.indices_offset = kHeaderSize;
-      layout.values_offset = kHeaderSize + 4 * k;
-      layout.total_size = kHeaderSize + 8 * k;
-      return layout;
-    }
-    default:
-      break;
-  }
-  fail("unknown codec " + std::to_string(codec_value));
+  // Codes narrower than a byte are packed into little-endian u32 words.
+  const size_t data_bytes = descriptor.code_bits >= 8 ? n * (descriptor.code_bits / 8)
+                                                      : 4 * ((n * descriptor.code_bits + 31) / 32);
+  layout.total_size = layout.data_offset + data_bytes;
+  return layout;
 }
 
 void write_header(const Header& header, uint8_t* destination) {
@@ -148,7 +117,7 @@ Header parse_header(const uint8_t* bytes, size_t buffer_size) {
   if ((header.flags & ~kKnownFlags) != 0) {
     fail("unknown flag bits " + std::to_string(header.flags & ~kKnownFlags) + " in header");
   }
-  if ((header.flags & kFlagStochastic) != 0 && header.codec != Codec::kInt8Block) {
+  if ((header.flags & kFlagStochastic) != 0 && !describe(header.codec).stochastic_rounding) {
     fail("stochastic-rounding flag set for a codec that has no stochastic rounding");
   }
   if (bytes[7] != 0) fail("reserved header byte is not zero");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "csrc/compression/codec.h"
+#include "csrc/compression/codec_table.h"
 #include "csrc/scratch_pool.h"
 #include "memory_transport.h"
 #include "test_support.h"
@@ -167,20 +168,91 @@ TEST(CompressedAllreduce, RepeatedCallsReuseTheirScratchWithTheSameResult) {
 }
 
 // Pieces are as large as they can be while their payloads stay below the striping threshold, so
-// each travels whole on one lane.
+// each travels whole on one lane. Blocked codecs cut them at whole blocks, the casts anywhere.
 TEST(CompressedAllreduce, PiecesStayBelowTheStripingThreshold) {
   for (Codec codec : {Codec::kInt8Block, Codec::kFloat8Block, Codec::kBFloat16, Codec::kFloat16}) {
     const CodecConfig config{.codec = codec};
+    const size_t unit = compression::describe(codec).granularity(config);
+    EXPECT_EQ(unit, codec == Codec::kInt8Block || codec == Codec::kFloat8Block ? kBlock : 1u);
     for (size_t threshold : {size_t{1} << 20, size_t{300000}, size_t{64} << 10}) {
       const size_t elements = compressed_piece_elements(config, threshold);
-      EXPECT_EQ(elements % kBlock, 0u);
+      EXPECT_EQ(elements % unit, 0u);
       EXPECT_LT(compression::encoded_size(config, elements), threshold);
-      EXPECT_GE(compression::encoded_size(config, elements + kBlock), threshold);
+      EXPECT_GE(compression::encoded_size(config, elements + unit), threshold);
     }
-    // A high threshold leaves the largest piece; a tiny one still gives one block.
+    // A high threshold leaves the largest piece; a tiny one still gives one unit.
     EXPECT_EQ(compressed_piece_elements(config, size_t{1} << 30), kCompressedPieceElements);
-    EXPECT_EQ(compressed_piece_elements(config, 16), kBlock);
+    EXPECT_EQ(compressed_piece_elements(config, 16), unit);
   }
+}
+
+// Caller-owned residuals: over many calls, what the results delivered plus what every rank's
+// residuals still owe equals the exact sum of the inputs, for every codec (sign and top-k work only
+// this way), and every rank gets the same bits at every step.
+TEST(CompressedAllreduce, ErrorFeedbackLosesNothingOverCalls) {
+  constexpr int kSize = 3;
+  constexpr size_t kCount = 5000;
+  constexpr int kSteps = 12;
+  for (Codec codec : {Codec::kSignBlock, Codec::kTopK, Codec::kInt8Block, Codec::kFloat16}) {
+    const CodecConfig config{.codec = codec, .topk_fraction = 0.1};
+    std::vector<std::vector<float>> contribution(kSize, std::vector<float>(kCount, 0.0f));
+    std::vector<std::vector<float>> reduction(kSize, std::vector<float>(kCount, 0.0f));
+    std::vector<double> fed(kCount, 0.0);
+    std::vector<double> fed_magnitude(kCount, 0.0);  // float roundings scale with it
+    std::vector<double> delivered(kCount, 0.0);
+    std::vector<double> delivered_magnitude(kCount, 0.0);
+    auto ranks = testing::connect_memory_ranks(kSize);
+    for (int step = 0; step < kSteps; ++step) {
+      auto outputs = random_inputs(kSize, kCount, 100 + static_cast<uint32_t>(step));
+      for (const auto& input : outputs) {
+        for (size_t i = 0; i < kCount; ++i) {
+          fed[i] += input[i];
+          fed_magnitude[i] += std::fabs(input[i]);
+        }
+      }
+      const auto deadline = std::chrono::steady_clock::now() + 60s;
+      testing::run_on_threads(kSize, [&](int rank) {
+        const auto index = static_cast<size_t>(rank);
+        const ErrorFeedback feedback{contribution[index], reduction[index]};
+        const CollectiveContext ctx{*ranks[index], static_cast<uint32_t>(step + 1), deadline};
+        compressed_allreduce(ctx, outputs[index].data(), kCount, config, 700, &feedback);
+      });
+      for (size_t rank = 1; rank < kSize; ++rank) {
+        ASSERT_EQ(0, std::memcmp(outputs[rank].data(), outputs[0].data(), kCount * sizeof(float)))
+            << compression::codec_name(codec) << " step " << step << " rank " << rank;
+      }
+      for (size_t i = 0; i < kCount; ++i) {
+        delivered[i] += outputs[0][i];
+        delivered_magnitude[i] += std::fabs(outputs[0][i]);
+      }
+    }
+    for (size_t i = 0; i < kCount; ++i) {
+      double owed = 0;
+      double owed_magnitude = 0;
+      for (size_t rank = 0; rank < kSize; ++rank) {
+        owed += contribution[rank][i] + reduction[rank][i];
+        owed_magnitude += std::fabs(contribution[rank][i]) + std::fabs(reduction[rank][i]);
+      }
+      // Each float addition rounds by 2^-24 of what it adds (for the block codecs, values as large
+      // as the block's); a lost residual would be a whole quantisation error, far above this.
+      const double tolerance =
+          2e-6 * (fed_magnitude[i] + delivered_magnitude[i] + owed_magnitude) + 1e-6;
+      ASSERT_NEAR(delivered[i] + owed, fed[i], tolerance)
+          << compression::codec_name(codec) << " element " << i;
+    }
+  }
+}
+
+TEST(CompressedAllreduce, ErrorFeedbackResidualsMustCoverTheBuffer) {
+  auto ranks = testing::connect_memory_ranks(1);
+  const CollectiveContext ctx{*ranks[0], 1, std::chrono::steady_clock::now() + 10s};
+  std::vector<float> data(8, 1.0f);
+  std::vector<float> short_residual(7, 0.0f);
+  std::vector<float> residual(8, 0.0f);
+  const ErrorFeedback feedback{short_residual, residual};
+  EXPECT_THROW(compressed_allreduce(ctx, data.data(), data.size(), {.codec = Codec::kSignBlock}, 0,
+                                    &feedback),
+               std::invalid_argument);
 }
 
 TEST(CompressedAllreduce, RefusesCodecsThatNeedErrorFeedback) {
