@@ -29,8 +29,7 @@ const uint8_t* ByteReader::get_bytes(size_t length, std::string_view field) {
 
 void ByteReader::expect_end() const {
   if (offset_ != size_) {
-    fail(std::to_string(size_ - offset_) + " trailing bytes after " +
-         std::to_string(offset_));
+    fail(std::to_string(size_ - offset_) + " trailing bytes after " + std::to_string(offset_));
   }
 }
 

@@ -32,11 +32,11 @@ std::string describe(const char* what, int peer, Tag tag, size_t length) {
 
 }  // namespace
 
-Engine::Engine(const TransportOptions& options, int rank, int size, Health& health)
+Engine::Engine(const TransportOptions& options, int rank, int size, core::PeerTable& peers)
     : options_(options),
       rank_(rank),
       size_(size),
-      health_(health),
+      peers_(peers),
       logger_(layer_logger("transport")),
       auth_(options, rank, size, "ucx rank " + std::to_string(rank)),
       sockets_before_workers_(SocketCensus::take()),
@@ -106,7 +106,8 @@ Engine::EndpointSlot& Engine::endpoint(int peer, int lane) {
 
 void Engine::start(TransferSpec spec) {
   if (aborted_ || stopping_) {
-    const std::string reason = health_.aborted_reason().value_or("the transport is shutting down");
+    const auto aborted = peers_.aborted();
+    const std::string reason = aborted ? aborted->message : "the transport is shutting down";
     spec.request->fail(std::make_exception_ptr(TransportError(
         ErrorKind::kAborted,
         "ucx: " +
@@ -129,7 +130,8 @@ void Engine::start_exact(TransferSpec spec) {
     return;
   }
   if (lost_[static_cast<size_t>(spec.peer)]) {
-    const std::string cause = health_.lost_cause(spec.peer).value_or("connection lost");
+    const auto lost = peers_.lost(spec.peer);
+    const std::string cause = lost ? lost->message : "connection lost";
     spec.request->fail(std::make_exception_ptr(TransportError(
         ErrorKind::kPeerLost,
         "ucx: rank " + std::to_string(spec.peer) + " is lost (" + cause + "); " +
@@ -213,7 +215,7 @@ void Engine::cancel(uint64_t id) {
 void Engine::abort(const std::string& reason) {
   if (aborted_ || stopping_) return;
   aborted_ = true;
-  health_.set_aborted(reason);
+  peers_.abort({ErrorKind::kAborted, reason});
   logger_->warn("ucx rank {}: aborted: {}", rank_, reason);
   leave("transport aborted: " + reason, /*aborting=*/true);
   settle();
@@ -239,7 +241,7 @@ void Engine::leave(const std::string& why, bool aborting) {
   }
   if (connected_) {
     std::vector<std::shared_ptr<Request>> goodbyes =
-        say_goodbye(aborting, health_.aborted_reason().value_or(""));
+        say_goodbye(aborting, peers_.aborted().value_or(core::Failure{}).message);
     // An endpoint about to be forced drops what it has not written yet; give the goodbyes a
     // moment to leave so the peers learn why instead of noticing a broken connection.
     const auto deadline = Clock::now() + kGoodbyeGrace;
@@ -423,13 +425,7 @@ void Engine::settle() {
   std::vector<LostPeer> losses;
   losses.swap(unreported_losses_);
   for (const LostPeer& loss : losses) {
-    if (auto handler = health_.failure_handler()) {
-      try {
-        handler(loss.peer, loss.cause);
-      } catch (const std::exception& error) {
-        logger_->error("ucx: peer failure handler threw: {}", error.what());
-      }
-    }
+    peers_.report_lost(loss.peer, loss.cause);
   }
 }
 
@@ -505,7 +501,7 @@ void Engine::cancel_pieces(Transfer& transfer) {
 void Engine::lose_peer(int peer, const std::string& cause, bool quiet) {
   if (lost_[static_cast<size_t>(peer)]) return;
   lost_[static_cast<size_t>(peer)] = true;
-  health_.mark_lost(peer, cause);
+  peers_.lose(peer, {ErrorKind::kPeerLost, cause, peer});
   if (quiet || stopping_) {
     logger_->debug("ucx rank {}: rank {} is gone: {}", rank_, peer, cause);
   } else {

@@ -33,6 +33,7 @@
 
 #include "base/log.h"
 #include "transport/core/control_wire.h"
+#include "transport/core/peer_table.h"
 #include "transport/data_auth.h"
 #include "transport/errors.h"
 #include "transport/options.h"
@@ -40,7 +41,6 @@
 #include "transport/store.h"
 #include "transport/striping.h"
 #include "transport/ucx/ucx_handles.h"
-#include "transport/ucx/ucx_health.h"
 #include "transport/ucx/ucx_socket_census.h"
 
 namespace torchwan::transport::ucx {
@@ -59,7 +59,7 @@ struct TransferSpec {
 class Engine {
  public:
   // Creates the context and the workers. Throws TransportError.
-  Engine(const TransportOptions& options, int rank, int size, Health& health);
+  Engine(const TransportOptions& options, int rank, int size, core::PeerTable& peers);
   // Shuts down (bounded) if shutdown() was not called.
   ~Engine();
   Engine(const Engine&) = delete;
@@ -216,7 +216,7 @@ class Engine {
   const TransportOptions options_;
   const int rank_;
   const int size_;
-  Health& health_;
+  core::PeerTable& peers_;
   std::shared_ptr<spdlog::logger> logger_;
   DataAuth auth_;
   // The sockets that existed before the workers: those that appear later are UCX's connections.

@@ -5,8 +5,8 @@
 // arrives from a peer as a sign of life, and says goodbye on every lane when it leaves.
 #include <algorithm>
 
-#include "transport/ucx/ucx_engine.h"
 #include "transport/core/control_wire.h"
+#include "transport/ucx/ucx_engine.h"
 #include "transport/ucx/ucx_wire.h"
 
 namespace torchwan::transport::ucx {
@@ -26,7 +26,8 @@ std::string milliseconds_text(std::chrono::steady_clock::duration duration) {
 void Engine::start_liveness() {
   heartbeat_out_ = core::encode_control(core::Heartbeat{});
   const size_t lanes = static_cast<size_t>(options_.lanes);
-  control_in_.assign(static_cast<size_t>(size_) * lanes, std::vector<uint8_t>(core::kControlBytes, 0));
+  control_in_.assign(static_cast<size_t>(size_) * lanes,
+                     std::vector<uint8_t>(core::kControlBytes, 0));
   const auto now = Clock::now();
   std::fill(last_heard_.begin(), last_heard_.end(), now);
   last_liveness_check_ = now;
@@ -142,7 +143,7 @@ std::vector<std::shared_ptr<Request>> Engine::say_goodbye(bool aborting,
 void Engine::depart_peer(int peer, const std::string& cause) {
   // Recorded before the loss, so a user thread that sees the loss also sees the departure.
   departed_[static_cast<size_t>(peer)] = true;
-  health_.mark_departed(peer, cause);
+  peers_.depart(peer);
   // Every lane's goodbye came behind that lane's data, so a receive still waiting now waits for
   // a message that was never sent: it fails, and so do sends to the peer.
   lose_peer(peer, cause, /*quiet=*/true);
@@ -162,7 +163,8 @@ void Engine::start_receive_from_departed(TransferSpec spec) {
   const bool matched = std::all_of(transfer.pieces.begin(), transfer.pieces.end(),
                                    [](const Piece& piece) { return piece.released; });
   if (matched) return;
-  const std::string cause = health_.departed_cause(peer).value_or("it left the group");
+  const auto lost = peers_.lost(peer);
+  const std::string cause = lost ? lost->message : "it left the group";
   record_failure(transfer, peer_lost_error(transfer, cause + "; nothing it sent matches"),
                  /*fail_request_now=*/true);
 }

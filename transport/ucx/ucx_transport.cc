@@ -30,7 +30,7 @@ UcxTransport::UcxTransport(const TransportOptions& options, Store& store, int ra
     : options_(options),
       rank_(rank),
       size_(size),
-      health_(size),
+      peers_(size),
       commands_(std::make_shared<ucx::CommandQueue>()) {
   options_.validate();
   if (rank < 0 || rank >= size || size > 65535) {
@@ -60,7 +60,7 @@ void UcxTransport::run(Store& store, std::promise<void>& connected) {
   std::unique_ptr<ucx::Engine> engine;
   try {
     const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
-    engine = std::make_unique<ucx::Engine>(options_, rank_, size_, health_);
+    engine = std::make_unique<ucx::Engine>(options_, rank_, size_, peers_);
     engine->watch_fd(commands_->wakeup_fd());
     engine->connect(store, deadline);
   } catch (...) {
@@ -107,19 +107,15 @@ std::shared_ptr<Request> UcxTransport::submit(bool is_send, int peer, Tag tag, v
   const std::string who = peer == kAnySource ? "any rank" : "rank " + std::to_string(peer);
   const std::string what = std::string(direction) + " " + who + " (tag " + std::to_string(tag) +
                            ", " + std::to_string(length) + " bytes)";
-  if (std::optional<std::string> reason = health_.aborted_reason()) {
-    return failed_request(peer, tag, length, std::move(callback), ErrorKind::kAborted,
-                          "ucx: " + what + " refused: transport aborted: " + *reason);
-  }
   // A receive from a rank that left in order goes to the engine, which may still hold what it
   // sent before leaving.
-  if (std::optional<std::string> cause =
-          (peer == kAnySource || (!is_send && health_.departed_cause(peer)))
-              ? std::nullopt
-              : health_.lost_cause(peer)) {
+  if (std::optional<core::Failure> refusal = peers_.refusal(peer, is_send)) {
+    const bool aborted = refusal->kind == ErrorKind::kAborted;
     return failed_request(
-        peer, tag, length, std::move(callback), ErrorKind::kPeerLost,
-        "ucx: " + what + " refused: rank " + std::to_string(peer) + " is lost (" + *cause + ")");
+        peer, tag, length, std::move(callback), refusal->kind,
+        "ucx: " + what + " refused: " +
+            (aborted ? "transport aborted: " + refusal->message
+                     : "rank " + std::to_string(peer) + " is lost (" + refusal->message + ")"));
   }
 
   auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
@@ -141,7 +137,7 @@ std::shared_ptr<Request> UcxTransport::submit(bool is_send, int peer, Tag tag, v
 }
 
 void UcxTransport::abort(const std::string& reason) {
-  health_.set_aborted(reason);
+  peers_.abort({ErrorKind::kAborted, reason});
   if (on_progress_thread()) {
     // Called from a completion callback or failure handler: the engine is mid-round, so the
     // abort runs as the next command instead of waiting for itself.
@@ -161,7 +157,7 @@ void UcxTransport::abort(const std::string& reason) {
 }
 
 void UcxTransport::set_peer_failure_handler(PeerFailureHandler handler) {
-  health_.set_failure_handler(std::move(handler));
+  peers_.set_failure_handler(std::move(handler));
 }
 
 }  // namespace torchwan::transport

@@ -19,9 +19,9 @@
 #include <string>
 #include <thread>
 
+#include "transport/core/peer_table.h"
 #include "transport/transport.h"
 #include "transport/ucx/ucx_command_queue.h"
-#include "transport/ucx/ucx_health.h"
 
 namespace torchwan::transport {
 
@@ -60,7 +60,7 @@ class UcxTransport final : public Transport {
   const TransportOptions options_;
   const int rank_;
   const int size_;
-  ucx::Health health_;
+  core::PeerTable peers_;
   std::shared_ptr<ucx::CommandQueue> commands_;
   std::atomic<uint64_t> next_transfer_id_{1};
   std::atomic<bool> stop_{false};

@@ -23,7 +23,7 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
       tuning_(plan_socket_tuning(options, read_kernel_net_limits())),
       auth_(options, rank, size, "zmq transport rank " + std::to_string(rank)),
       inbox_(std::make_shared<Inbox>()),
-      health_(size),
+      peers_(size),
       inbound_(rank),
       hello_seen_(static_cast<size_t>(size * options.lanes), 0),
       bye_seen_(static_cast<size_t>(size * options.lanes), 0),
@@ -76,8 +76,8 @@ std::function<void()> Engine::cancel_hook(uint64_t id) {
 std::shared_ptr<Request> Engine::send(int peer, Tag tag, const void* data, size_t length,
                                       Request::Callback callback) {
   auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
-  if (auto refusal = health_.refusal(peer)) {
-    request->fail(refusal);
+  if (auto refusal = peers_.refusal(peer, /*is_send=*/true)) {
+    request->fail(refusal->error());
     return request;
   }
   const uint64_t id = next_request_id_.fetch_add(1);
@@ -90,8 +90,8 @@ std::shared_ptr<Request> Engine::send(int peer, Tag tag, const void* data, size_
 std::shared_ptr<Request> Engine::recv(int peer, Tag tag, void* data, size_t length,
                                       Request::Callback callback) {
   auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
-  if (auto refusal = peer == kAnySource ? health_.refusal_any() : health_.receive_refusal(peer)) {
-    request->fail(refusal);
+  if (auto refusal = peers_.refusal(peer, /*is_send=*/false)) {
+    request->fail(refusal->error());
     return request;
   }
   const uint64_t id = next_request_id_.fetch_add(1);
@@ -102,14 +102,12 @@ std::shared_ptr<Request> Engine::recv(int peer, Tag tag, void* data, size_t leng
 }
 
 void Engine::abort(const std::string& reason) {
-  auto error = std::make_exception_ptr(
-      TransportError(ErrorKind::kAborted, who() + " was aborted: " + reason));
-  if (health_.mark_aborted(error)) inbox_->commands.push(AbortCommand{error, reason});
+  core::Failure failure{ErrorKind::kAborted, who() + " was aborted: " + reason};
+  if (peers_.abort(failure)) inbox_->commands.push(AbortCommand{std::move(failure), reason});
 }
 
 void Engine::set_peer_failure_handler(Transport::PeerFailureHandler handler) {
-  std::lock_guard<std::mutex> lock(handler_mutex_);
-  failure_handler_ = std::move(handler);
+  peers_.set_failure_handler(std::move(handler));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,8 +125,7 @@ void Engine::run() {
     } catch (const std::exception& error) {
       // Never leave requests hanging: fail them all and keep answering commands until stopped.
       log_->critical("{}: progress thread failed: {}", who(), error.what());
-      shut_down(std::make_exception_ptr(TransportError(
-          ErrorKind::kInternal, who() + ": progress thread failed: " + error.what())));
+      shut_down({ErrorKind::kInternal, who() + ": progress thread failed: " + error.what()});
     }
   }
   leave();
@@ -138,7 +135,7 @@ void Engine::run() {
   handle_releases();
   for (auto& [id, op] : send_ops_) op->zero_copy_released = op->zero_copy_created;
   settle_all();
-  handle_commands();  // requests posted while stopping fail at once (health_ says aborted)
+  handle_commands();  // requests posted while stopping fail at once (peers_ says aborted)
 }
 
 void Engine::poll_once(std::chrono::milliseconds timeout) {
@@ -205,8 +202,8 @@ void Engine::handle_commands() {
 }
 
 void Engine::handle_command(SendCommand& command) {
-  if (auto refusal = health_.refusal(command.peer)) {
-    command.request->fail(refusal);
+  if (auto refusal = peers_.refusal(command.peer, /*is_send=*/true)) {
+    command.request->fail(refusal->error());
     return;
   }
   const uint64_t index =
@@ -236,9 +233,8 @@ void Engine::handle_command(SendCommand& command) {
 
 void Engine::handle_command(RecvCommand& command) {
   const bool any_source = command.recv.peer == kAnySource;
-  if (auto refusal =
-          any_source ? health_.refusal_any() : health_.receive_refusal(command.recv.peer)) {
-    command.recv.request->fail(refusal);
+  if (auto refusal = peers_.refusal(command.recv.peer, /*is_send=*/false)) {
+    command.recv.request->fail(refusal->error());
     return;
   }
   if (any_source) {
@@ -259,7 +255,7 @@ void Engine::handle_command(CancelCommand& command) {
 
 void Engine::handle_command(AbortCommand& command) {
   log_->warn("{} aborted: {}", who(), command.reason);
-  shut_down(command.error);
+  shut_down(command.failure);
 }
 
 void Engine::handle_command(StopCommand&) { stopping_ = true; }

@@ -42,6 +42,7 @@
 
 #include "base/log.h"
 #include "transport/core/control_wire.h"
+#include "transport/core/peer_table.h"
 #include "transport/data_auth.h"
 #include "transport/errors.h"
 #include "transport/options.h"
@@ -53,7 +54,6 @@
 #include "transport/zmq/zmq_mailbox.h"
 #include "transport/zmq/zmq_monitored_socket.h"
 #include "transport/zmq/zmq_outbound.h"
-#include "transport/zmq/zmq_peer_health.h"
 
 namespace torchwan::transport::zmq_detail {
 
@@ -95,7 +95,7 @@ class Engine {
     uint64_t id;
   };
   struct AbortCommand {
-    std::exception_ptr error;
+    core::Failure failure;
     std::string reason;
   };
   struct StopCommand {};
@@ -186,11 +186,11 @@ class Engine {
   // calls the failure handler. During bootstrap it records why the constructor must fail.
   // `departed`: it said goodbye on every lane, so whole messages it sent stay claimable.
   void lose_peer(int peer, ErrorKind kind, const std::string& cause, bool departed = false);
-  // Fails every pending request with `error`; later ones fail at once.
-  void fail_everything(const std::exception_ptr& error);
+  // Fails every pending request with `failure`; later ones fail at once.
+  void fail_everything(const core::Failure& failure);
   void close_sockets();
   // Abort: fail everything and close every socket at once.
-  void shut_down(const std::exception_ptr& error);
+  void shut_down(const core::Failure& failure);
   // Destruction: fail pending receives, say goodbye on every lane behind the sends still queued
   // there, and wait (bounded) for the peers to acknowledge, so that every send is delivered
   // before the connections close; then fail what did not leave in time, and close.
@@ -211,10 +211,8 @@ class Engine {
 
   // Shared with other threads.
   std::shared_ptr<Inbox> inbox_;
-  PeerHealth health_;
+  core::PeerTable peers_;
   std::atomic<uint64_t> next_request_id_{1};
-  std::mutex handler_mutex_;
-  Transport::PeerFailureHandler failure_handler_;
 
   // Progress-thread state. Declaration order matters for destruction: sockets close first, then
   // the context terminates (running the last release callbacks, which touch send_ops_ and
@@ -229,7 +227,7 @@ class Engine {
   std::vector<char> bye_seen_;                              // per peer * lanes + lane
   std::vector<std::string> refusals_;  // per peer * lanes + lane: why its last hello was refused
   int hellos_missing_ = 0;
-  std::vector<char> lost_;  // per peer; the progress thread's copy of health_
+  std::vector<char> lost_;  // per peer; the progress thread's copy of peers_
   bool bootstrapped_ = false;
   std::string bootstrap_failure_;
   bool shut_down_ = false;  // sockets closed

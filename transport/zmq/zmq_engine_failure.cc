@@ -17,10 +17,11 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
   if (lost_[static_cast<size_t>(peer)]) return;
   lost_[static_cast<size_t>(peer)] = 1;
   const std::string message = who() + ": lost rank " + std::to_string(peer) + ": " + cause;
-  const auto error = std::make_exception_ptr(TransportError(kind, message, peer));
+  const core::Failure failure{kind, message, peer};
+  const auto error = failure.error();
   // Departed first: a user thread that sees the loss must also see that receives may go on.
-  if (departed) health_.mark_departed(peer);
-  health_.mark_lost(peer, error);
+  if (departed) peers_.depart(peer);
+  peers_.lose(peer, failure);
   if (!bootstrapped_ && bootstrap_failure_.empty()) bootstrap_failure_ = message;
 
   // Fail its sends: what is still queued is dropped; what ZMQ holds is released when its
@@ -52,16 +53,12 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
   } else {
     log_->warn("{} ({} sends and {} receives failed)", message, sends.size(), recvs);
   }
-  Transport::PeerFailureHandler handler;
-  {
-    std::lock_guard<std::mutex> lock(handler_mutex_);
-    handler = failure_handler_;
-  }
-  if (handler) handler(peer, message);
+  peers_.report_lost(peer, message);
 }
 
-void Engine::fail_everything(const std::exception_ptr& error) {
-  health_.mark_aborted(error);
+void Engine::fail_everything(const core::Failure& failure) {
+  peers_.abort(failure);
+  const auto error = failure.error();
   for (auto& [id, op] : send_ops_) {
     if (!op->failure) op->failure = error;
   }
@@ -83,20 +80,21 @@ void Engine::close_sockets() {
   }
 }
 
-void Engine::shut_down(const std::exception_ptr& error) {
+void Engine::shut_down(const core::Failure& failure) {
   if (shut_down_) return;
   shut_down_ = true;
-  fail_everything(error);
+  fail_everything(failure);
   close_sockets();
 }
 
 void Engine::leave() {
-  const auto error = std::make_exception_ptr(
-      TransportError(ErrorKind::kAborted, who() + " was destroyed with this request pending"));
+  const core::Failure failure{ErrorKind::kAborted,
+                              who() + " was destroyed with this request pending"};
+  const auto error = failure.error();
   if (shut_down_) return;  // aborted before: nothing pending, no connection left
   // New requests are refused from now on, and receives cannot complete once the transport is
   // gone. Sends go on: the goodbyes queue behind them, so they leave first.
-  health_.mark_aborted(error);
+  peers_.abort(failure);
   inbound_.fail_all(error);
   leaving_ = true;
   for (SendLane& link : send_lanes_) {
@@ -133,7 +131,7 @@ void Engine::leave() {
       break;
     }
   }
-  fail_everything(error);  // the sends that did not leave in time
+  fail_everything(failure);  // the sends that did not leave in time
   shut_down_ = true;
   close_sockets();
 }
