@@ -42,6 +42,7 @@
 
 #include "base/log.h"
 #include "transport/core/control_wire.h"
+#include "transport/core/mailbox.h"
 #include "transport/core/peer_table.h"
 #include "transport/data_auth.h"
 #include "transport/errors.h"
@@ -51,7 +52,6 @@
 #include "transport/store.h"
 #include "transport/transport.h"
 #include "transport/zmq/zmq_inbound.h"
-#include "transport/zmq/zmq_mailbox.h"
 #include "transport/zmq/zmq_monitored_socket.h"
 #include "transport/zmq/zmq_outbound.h"
 
@@ -103,9 +103,9 @@ class Engine {
 
   // Shared with cancel hooks (through weak_ptr), which may outlive the engine.
   struct Inbox {
-    Wakeup wakeup;
-    Mailbox<Command> commands{wakeup};
-    Mailbox<uint64_t> releases{wakeup};  // ids of SendOps whose zero-copy piece ZMQ released
+    core::Wakeup wakeup;
+    core::Mailbox<Command> commands{wakeup};
+    core::Mailbox<uint64_t> releases{wakeup};  // ids of SendOps whose zero-copy piece ZMQ released
   };
 
   // Our ROUTER for one lane: every peer's DEALER for that lane connects to it.

@@ -12,8 +12,8 @@
 #include <optional>
 #include <zmq.hpp>
 
+#include "transport/core/mailbox.h"
 #include "transport/request.h"
-#include "transport/zmq/zmq_mailbox.h"
 #include "transport/zmq/zmq_wire.h"
 
 namespace torchwan::transport::zmq_detail {
@@ -23,11 +23,11 @@ namespace torchwan::transport::zmq_detail {
 inline constexpr size_t kCopyBelowBytes = 64 * 1024;
 
 struct SendOp {
-  SendOp(uint64_t id, Mailbox<uint64_t>& releases) : id(id), releases(releases) {}
+  SendOp(uint64_t id, core::Mailbox<uint64_t>& releases) : id(id), releases(releases) {}
 
   // Read by release_zero_copy_piece on a ZMQ I/O thread; never change after construction.
   const uint64_t id;
-  Mailbox<uint64_t>& releases;
+  core::Mailbox<uint64_t>& releases;
 
   // The rest belongs to the progress thread.
   std::shared_ptr<Request> request;

@@ -1,4 +1,4 @@
-#include "transport/zmq/zmq_mailbox.h"
+#include "transport/core/mailbox.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -10,12 +10,12 @@
 
 #include "transport/errors.h"
 
-namespace torchwan::transport::zmq_detail {
+namespace torchwan::transport::core {
 
 Wakeup::Wakeup() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (fd_ < 0) {
     throw TransportError(ErrorKind::kInternal,
-                         std::string("zmq transport: eventfd failed: ") + std::strerror(errno));
+                         std::string("transport: eventfd failed: ") + std::strerror(errno));
   }
 }
 
@@ -33,4 +33,4 @@ void Wakeup::clear() {
   [[maybe_unused]] ssize_t got = ::read(fd_, &count, sizeof(count));
 }
 
-}  // namespace torchwan::transport::zmq_detail
+}  // namespace torchwan::transport::core
