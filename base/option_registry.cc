@@ -40,6 +40,12 @@ const std::vector<OptionSpec>& option_registry() {
        "clustered from round-trip times measured when the group is created), `regions` (labels "
        "required on every rank) or `flat` (one region, no hierarchy). The result is on the "
        "backend: `dist.group.WORLD._get_backend(torch.device(\"cpu\")).regions`"},
+      {"host_id", "topology", "str", "", "hostname, boot id and network namespace",
+       "which machine this rank runs on. Ranks with equal ids allreduce large buffers through "
+       "shared memory instead of sockets: all of a group's ranks on one host entirely, hosts of "
+       "equal size inside each host, each local rank carrying a shard between hosts "
+       "(docs/architecture.md); where memory cannot be shared, that host uses sockets. Set it to "
+       "tell apart ranks that the default cannot, or to keep ranks on separate paths"},
       {"compression", "engine", "str", "none", "`none`",
        "codec for floating-point (fp16, bf16, fp32, fp64) SUM/AVG allreduces of at least 64 KiB: "
        "`none`, `fp16`, `bf16` (2x fewer bytes), `int8` or `fp8` (3.9x). Lossy: each element is "
@@ -54,7 +60,8 @@ const std::vector<OptionSpec>& option_registry() {
       {"algorithm", "engine", "str", "", "automatic",
        "forces collectives' algorithms, for tests and benchmarks: `collective:algorithm` pairs, "
        "comma-separated, e.g. `allreduce:ring,broadcast:chain`. Allreduce: `hierarchical`, "
-       "`direct`, `recursive_doubling`, `ring`; broadcast: `direct`, `binomial_tree`, `chain`; "
+       "`shared_memory`, `hosts`, `direct`, `recursive_doubling`, `ring`; broadcast: `direct`, "
+       "`binomial_tree`, `chain`; "
        "reduce: "
        "`binomial_tree`, `chain`; allgather and reduce_scatter: `direct`, `ring`; barrier: "
        "`direct`, `dissemination` (csrc/algorithm_table.cc lists each with the rule that picks it "

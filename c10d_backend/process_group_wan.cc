@@ -124,6 +124,9 @@ ProcessGroupWan::ProcessGroupWan(const ProcessGroupWan* parent,
                                           std::to_string(device->rank()));
   }
   topology_ = discover_topology(store, *transport_, options_);
+  if (topology_.topology.shares_hosts()) {
+    host_memory_ = std::make_unique<engine::HostSharedMemory>();
+  }
   init();
 }
 
@@ -250,7 +253,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
               .signature = &signature,
               .topology = &topology_.topology,
               .scratch_pool = scratch_.get(),
-              .algorithms = &options_.algorithms};
+              .algorithms = &options_.algorithms,
+              .host_memory = host_memory_.get()};
           body(context, *staging);
           staging->stage_out();
           collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, false);

@@ -7,6 +7,7 @@
 
 #include "base/option_registry.h"
 #include "csrc/algorithm_tuning.h"
+#include "csrc/hierarchical.h"
 #include "csrc/topology.h"
 
 namespace torchwan::engine {
@@ -16,6 +17,13 @@ const std::vector<AlgorithmInfo>& algorithm_table() {
       {Collective::kAllreduce, Algorithm::kHierarchical, "hierarchical",
        "the group has several regions (and fewer regions than ranks): reduce inside regions, "
        "cross between them with as little data as possible"},
+      {Collective::kAllreduce, Algorithm::kSharedMemory, "shared_memory",
+       "every rank runs on one host and the buffer is at least 64 KiB: through shared memory, "
+       "each rank reducing 1/P of every chunk"},
+      {Collective::kAllreduce, Algorithm::kHosts, "hosts",
+       "the ranks run on several hosts of equal size, more than one rank each, and the buffer "
+       "is at least 64 KiB: reduce-scatter inside each host through shared memory, allreduce "
+       "each shard between the hosts (every local rank carrying its own), allgather inside"},
       {Collective::kAllreduce, Algorithm::kDirectAllreduce, "direct",
        "the P-1 copies each rank sends stay below the latency-bound size (64 KiB, or more where "
        "round trips were measured): every rank sends its buffer to every other and reduces them "
@@ -96,6 +104,14 @@ bool has_regions(const SelectionInputs& inputs) {
          inputs.topology->region_count() < inputs.size;
 }
 
+bool on_one_host(const SelectionInputs& inputs) {
+  return inputs.shared_memory && inputs.topology != nullptr && inputs.topology->one_host();
+}
+
+bool has_hosts(const SelectionInputs& inputs) {
+  return inputs.topology != nullptr && has_host_tier(*inputs.topology);
+}
+
 double max_rtt_ms(const SelectionInputs& inputs) {
   return inputs.topology != nullptr ? inputs.topology->max_rtt_ms : 0.0;
 }
@@ -105,6 +121,12 @@ Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
     case Collective::kAllreduce:
       if (has_regions(inputs) && inputs.bytes >= kHierarchicalAllreduceMinBytes) {
         return Algorithm::kHierarchical;
+      }
+      if (on_one_host(inputs) && inputs.bytes >= kSharedMemoryAllreduceMinBytes) {
+        return Algorithm::kSharedMemory;
+      }
+      if (has_hosts(inputs) && inputs.bytes >= kStripedAllreduceMinBytes) {
+        return Algorithm::kHosts;
       }
       if (inputs.bytes * static_cast<size_t>(inputs.size - 1) <
           latency_bound_max_bytes(max_rtt_ms(inputs))) {
@@ -194,6 +216,16 @@ Algorithm choose_algorithm(Collective collective, const SelectionInputs& inputs,
     throw std::invalid_argument(
         "algorithm allreduce:hierarchical needs a group of several regions (set region labels "
         "or topology=regions); this group has one region or one rank per region");
+  }
+  if (*forced == Algorithm::kSharedMemory && !on_one_host(inputs)) {
+    throw std::invalid_argument(
+        "algorithm allreduce:shared_memory needs a group whose ranks all run on one host (see "
+        "host_id) and can share memory");
+  }
+  if (*forced == Algorithm::kHosts && !has_hosts(inputs)) {
+    throw std::invalid_argument(
+        "algorithm allreduce:hosts needs a group on several hosts of equal size with more than "
+        "one rank each (see host_id)");
   }
   return *forced;
 }

@@ -22,6 +22,8 @@ enum class Algorithm {
   kRing,
   kDirectAllreduce,
   kHierarchical,
+  kSharedMemory,
+  kHosts,
   kDirect,
   kBinomialTree,
   kChain,
@@ -45,6 +47,8 @@ struct SelectionInputs {
   size_t bytes = 0;  // the buffer (allreduce, broadcast, reduce) or one rank's block
   int size = 1;
   const Topology* topology = nullptr;
+  // Whether the group may share memory (it has a HostSharedMemory that did not fail to set up).
+  bool shared_memory = false;
 };
 
 // Algorithms forced per collective; empty: every choice is automatic.

@@ -37,6 +37,11 @@ inline constexpr size_t kHierarchicalAllreduceMinBytes = 1;
 // message latencies win.
 inline constexpr size_t kStripedAllreduceMinBytes = kSmallAllreduceMaxBytes;
 
+// Allreduce among ranks of one host goes through shared memory from this many bytes. Its three
+// barriers per chunk cost three latencies of the local transport, which the direct exchange beats
+// below this size; above it, the saved socket copies win.
+inline constexpr size_t kSharedMemoryAllreduceMinBytes = kSmallAllreduceMaxBytes;
+
 // Broadcast whose root copies (P-1 times the message) stay under latency_bound_max_bytes goes
 // directly from the root to every rank: one latency, where the binomial tree takes log2 P.
 // Broadcast of fewer bytes than this uses a binomial tree (log2 P hops, the root sends log2 P

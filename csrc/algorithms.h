@@ -16,11 +16,12 @@ namespace torchwan::engine {
 void direct_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op);
 // The same for allgather (`out` holds this rank's block in its slot), reduce-scatter (`input` is
 // P blocks; `work` has room for P blocks and holds the result in its first block on return) and
-// barrier (one zero-length message each way between every pair).
+// barrier (one zero-length message each way between every pair, with `step`: an algorithm that
+// synchronises several times in one call gives each barrier its own).
 void direct_allgather(Exchange& ex, uint8_t* out, size_t bytes_per_rank);
 void direct_reduce_scatter(Exchange& ex, const uint8_t* input, uint8_t* work, size_t count,
                            DataType dtype, ReduceOp op);
-void direct_barrier(Exchange& ex);
+void direct_barrier(Exchange& ex, uint32_t step = 0);
 
 // Allreduce in ceil(log2 P) exchange rounds (+1 fold-in and +1 fold-out round for the ranks
 // beyond the largest power of two). Every pairwise combination is computed as

@@ -15,8 +15,10 @@
 #include "csrc/argument_checks.h"
 #include "csrc/exchange.h"
 #include "csrc/hierarchical.h"
+#include "csrc/host_shared_memory.h"
 #include "csrc/reduce.h"
 #include "csrc/ring.h"
+#include "csrc/shared_memory_algorithms.h"
 #include "csrc/topology.h"
 
 namespace torchwan::engine {
@@ -44,12 +46,17 @@ void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType 
   check_topology(ctx);
   if (!needs_exchange(ctx, bytes)) return;
   const int size = ctx.transport.size();
-  const Algorithm algorithm =
-      choose_algorithm(Collective::kAllreduce, {bytes, size, ctx.topology}, ctx.algorithms);
+  const bool shared_memory = ctx.host_memory != nullptr && !ctx.host_memory->unavailable();
+  const Algorithm algorithm = choose_algorithm(
+      Collective::kAllreduce, {bytes, size, ctx.topology, shared_memory}, ctx.algorithms);
   Exchange ex(ctx, "allreduce");
   auto* bytes_ptr = static_cast<uint8_t*>(data);
   if (count == 0) {
     // Nothing to reduce; only the signature check runs.
+  } else if (algorithm == Algorithm::kSharedMemory && ctx.host_memory->ready(ex)) {
+    shared_memory_allreduce(ex, *ctx.host_memory, bytes_ptr, count, dtype, op);
+  } else if (algorithm == Algorithm::kHosts) {
+    host_allreduce(ex, *ctx.topology, ctx.host_memory, bytes_ptr, count, dtype, op);
   } else if (algorithm == Algorithm::kHierarchical) {
     hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
   } else if (algorithm == Algorithm::kDirectAllreduce) {

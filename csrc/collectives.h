@@ -31,8 +31,9 @@ struct CallSignature {
   std::string describe;
 };
 
-struct Topology;    // csrc/topology.h
-class ScratchPool;  // csrc/scratch_pool.h
+struct Topology;         // csrc/topology.h
+class ScratchPool;       // csrc/scratch_pool.h
+class HostSharedMemory;  // csrc/host_shared_memory.h
 
 // Identifies one collective call: every rank of the group passes the same `seq` for the same call.
 struct CollectiveContext {
@@ -50,6 +51,9 @@ struct CollectiveContext {
   // Algorithms forced per collective (algorithm_table.h); null or empty: automatic choice. Must
   // be the same on every rank.
   const AlgorithmOverrides* algorithms = nullptr;
+  // The group's shared memory, when every rank runs on one host (topology->one_host()): large
+  // allreduces then go through it. Kept between calls; null: never.
+  HostSharedMemory* host_memory = nullptr;
 };
 // With a signature (and more than one rank):
 // - the error is a TransportError of kind kMismatch, e.g. "allreduce (seq 7, rank 0 of 3) failed

@@ -68,12 +68,12 @@ void direct_reduce_scatter(Exchange& ex, const uint8_t* input, uint8_t* work, si
   fold_in_rank_order(work, block, size, count, dtype, op);  // the result lands in slot 0
 }
 
-void direct_barrier(Exchange& ex) {
+void direct_barrier(Exchange& ex, uint32_t step) {
   uint8_t token = 0;  // zero-length messages still need a valid address for some transports
   for (int peer = 0; peer < ex.size(); ++peer) {
     if (peer == ex.rank()) continue;
-    ex.send(peer, 0, &token, 0);
-    ex.recv(peer, 0, &token, 0);
+    ex.send(peer, step, &token, 0);
+    ex.recv(peer, step, &token, 0);
   }
   ex.wait_all();
 }

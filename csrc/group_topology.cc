@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <stdexcept>
 
@@ -120,7 +123,26 @@ engine::Topology flat_topology(int size) {
   return engine::topology_from_groups(std::vector<int>(size, 0));
 }
 
+std::string first_line_of(const char* path) {
+  std::ifstream file(path);
+  std::string line;
+  std::getline(file, line);
+  return line;
+}
+
 }  // namespace
+
+std::string this_host_id() {
+  std::array<char, 256> hostname{};
+  if (gethostname(hostname.data(), hostname.size() - 1) != 0) hostname[0] = '\0';
+  // The namespace link reads "net:[4026531840]"; an unreadable one leaves the id to the rest.
+  std::array<char, 64> net_namespace{};
+  const ssize_t length =
+      readlink("/proc/self/ns/net", net_namespace.data(), net_namespace.size() - 1);
+  if (length < 0) net_namespace[0] = '\0';
+  return fmt::format("{}/{}/{}", hostname.data(), first_line_of("/proc/sys/kernel/random/boot_id"),
+                     net_namespace.data());
+}
 
 void TopologyOptions::set(const std::string& name, const std::string& value) {
   if (name == "region") {
@@ -129,6 +151,11 @@ void TopologyOptions::set(const std::string& name, const std::string& value) {
       throw std::invalid_argument("region: the label must not contain a newline");
     }
     region = value;
+  } else if (name == "host_id") {
+    if (value.find('\n') != std::string::npos) {
+      throw std::invalid_argument("host_id: the id must not contain a newline");
+    }
+    host_id = value;
   } else if (name == "topology") {
     if (value != "auto" && value != "regions" && value != "flat") {
       throw std::invalid_argument(
@@ -164,17 +191,26 @@ GroupTopology discover_group_topology(transport::Store& store, transport::Transp
     result.source = "flat";
     return result;
   }
-  // Every rank's mode and label, so that all ranks check the same inputs and fail alike.
+  // Every rank's mode, host and label, so that all ranks check the same inputs and fail alike.
+  const std::string host_id = options.host_id.empty() ? this_host_id() : options.host_id;
   store.set(fmt::format("{}options/{}", kKeyPrefix, rank),
-            bytes_of(options.mode + "\n" + options.region));
+            bytes_of(options.mode + "\n" + host_id + "\n" + options.region));
   std::vector<std::string> modes(size);
+  std::vector<std::string> host_ids(size);
   std::vector<std::string> labels(size);
   for (int peer = 0; peer < size; ++peer) {
     const std::string text =
         text_of(store.get(fmt::format("{}options/{}", kKeyPrefix, peer), timeout));
-    const size_t newline = text.find('\n');
-    modes[peer] = text.substr(0, newline);
-    labels[peer] = newline == std::string::npos ? "" : text.substr(newline + 1);
+    const size_t first = text.find('\n');
+    const size_t second = first == std::string::npos ? first : text.find('\n', first + 1);
+    if (second == std::string::npos) {
+      throw std::runtime_error(fmt::format(
+          "topology: rank {} published malformed options '{}' (another torchwan version?)", peer,
+          text));
+    }
+    modes[peer] = text.substr(0, first);
+    host_ids[peer] = text.substr(first + 1, second - first - 1);
+    labels[peer] = text.substr(second + 1);
   }
   for (int peer = 1; peer < size; ++peer) {
     if (modes[peer] != modes[0]) {
@@ -212,10 +248,12 @@ GroupTopology discover_group_topology(transport::Store& store, transport::Transp
     result.topology = engine::choose_topology(labels, result.rtt_ms);
     result.source = "rtt";
   }
+  result.topology.host_of = engine::hosts_from_ids(host_ids);
   if (rank == 0) {
     auto logger = layer_logger("c10d");
-    logger->info("topology: {} region(s) from {}: {}", result.topology.region_count(),
-                 result.source, describe(result.topology));
+    logger->info("topology: {} region(s) from {}: {}; hosts of the ranks: [{}]",
+                 result.topology.region_count(), result.source, describe(result.topology),
+                 fmt::join(result.topology.host_of, ","));
     if (!result.rtt_ms.empty()) {
       std::vector<std::string> rows;
       for (int i = 0; i < size; ++i) {

@@ -25,6 +25,8 @@ struct TopologyOptions {
   // times measured when the group is created; "regions": the labels, required on every rank;
   // "flat": one region, no hierarchy. Set as "topology".   TORCHWAN_TOPOLOGY
   std::string mode = "auto";
+  // Which machine this rank runs on; empty: this_host_id(). Set as "host_id".  TORCHWAN_HOST_ID
+  std::string host_id;
 
   // Sets the field called `name` ("region" or "topology"). Throws std::invalid_argument naming
   // the field when the name is unknown or the value is not accepted.
@@ -33,6 +35,11 @@ struct TopologyOptions {
   // The defaults with every TORCHWAN_REGION / TORCHWAN_TOPOLOGY that is set applied on top.
   static TopologyOptions from_env();
 };
+
+// The machine this process runs on: hostname, kernel boot id and network namespace, so that
+// processes in separate network namespaces of one kernel (containers, the WAN lab's emulated
+// hosts) count as separate hosts, as their traffic takes separate paths.
+std::string this_host_id();
 
 struct GroupTopology {
   engine::Topology topology;

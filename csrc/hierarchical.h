@@ -25,4 +25,16 @@ namespace torchwan::engine {
 void hierarchical_allreduce(Exchange& ex, const Topology& topology, uint8_t* data, size_t count,
                             DataType dtype, ReduceOp op);
 
+class HostSharedMemory;
+// The striped scheme over hosts instead of regions (topology.host_of: several hosts of equal size,
+// more than one rank each): inside each host the reduce-scatter and the allgather go through
+// `memory` (shared by the host's ranks; a host whose ranks cannot share it, or a null `memory`,
+// uses the ring there), and each shard is allreduced between the hosts, every local rank carrying
+// its own shard over its own connections.
+void host_allreduce(Exchange& ex, const Topology& topology, HostSharedMemory* memory, uint8_t* data,
+                    size_t count, DataType dtype, ReduceOp op);
+
+// Whether host_allreduce can serve `topology`: several hosts, all of the same size above one.
+bool has_host_tier(const Topology& topology);
+
 }  // namespace torchwan::engine

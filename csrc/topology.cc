@@ -62,6 +62,28 @@ bool Topology::uniform() const {
   });
 }
 
+bool Topology::one_host() const {
+  return !host_of.empty() && static_cast<int>(host_of.size()) == size() &&
+         std::all_of(host_of.begin(), host_of.end(), [](int host) { return host == 0; });
+}
+
+bool Topology::shares_hosts() const {
+  std::vector<int> sorted = host_of;
+  std::sort(sorted.begin(), sorted.end());
+  return std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end();
+}
+
+std::vector<int> hosts_from_ids(std::span<const std::string> host_ids) {
+  std::map<std::string, int> index_of_id;
+  std::vector<int> host_of;
+  host_of.reserve(host_ids.size());
+  for (const std::string& id : host_ids) {
+    const auto next = static_cast<int>(index_of_id.size());
+    host_of.push_back(index_of_id.try_emplace(id, next).first->second);
+  }
+  return host_of;
+}
+
 Topology topology_from_groups(std::span<const int> group_of) {
   Topology topology;
   std::map<int, int> region_of_group;

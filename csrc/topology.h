@@ -18,6 +18,10 @@ struct Topology {
   // The slowest round trip between two ranks in ms, when an RTT matrix was measured (0 when not):
   // the latency-bound algorithms use it to decide how large a message still counts as small.
   double max_rtt_ms = 0;
+  // Host index of every rank, numbered by lowest rank (ranks with equal indices run on one machine
+  // in one network namespace, so they can share memory and a NIC); empty when not known. Hosts
+  // are independent of regions: a region may hold several hosts.
+  std::vector<int> host_of;
 
   int size() const { return static_cast<int>(region_of.size()); }
   int region_count() const { return static_cast<int>(regions.size()); }
@@ -27,7 +31,15 @@ struct Topology {
   // Whether every region has the same number of ranks (the striped hierarchical allreduce needs
   // it: shard i of every region must have a partner in every other region).
   bool uniform() const;
+  // Whether every rank is known to run on one host.
+  bool one_host() const;
+  // Whether some host is known to run more than one rank of the group.
+  bool shares_hosts() const;
 };
+
+// Host indices from per-rank host identities: equal identities share a host, numbered by lowest
+// rank (as regions are), so every rank derives the same indices from the same list.
+std::vector<int> hosts_from_ids(std::span<const std::string> host_ids);
 
 // The canonical Topology of an arbitrary grouping: ranks with equal `group_of` values share a
 // region. Regions are renumbered by their lowest rank, so equal groupings give equal Topologies.

@@ -38,11 +38,17 @@ def _wait_for_everyone(store, world_size: int) -> None:
         time.sleep(0.01)
 
 
-def _rank_main(fn, rank, world_size, init_file, env, args, results, stderr_path):
+def _rank_main(fn, rank, world_size, init_file, env, args, results, stderr_path, before_init):
     os.environ.update(env)
+    if "TORCHWAN_HOST_ID" not in env:
+        # Every rank its own host: the tests exercise the network algorithms that ranks on
+        # separate machines run, unless they ask for one host (run_ranks(one_host=True)).
+        os.environ["TORCHWAN_HOST_ID"] = f"test-host-{rank}"
     if stderr_path:
         _redirect_stderr(stderr_path)
     try:
+        if before_init is not None:
+            before_init(rank)
         import torchwan  # noqa: F401  registers "wan" in the child
 
         store = dist.FileStore(init_file, world_size)
@@ -78,14 +84,19 @@ def run_ranks(
     env: dict[str, str] | None = None,
     timeout: float = 240.0,
     capture_stderr: bool = False,
+    one_host: bool = False,
+    before_init: Callable[[int], None] | None = None,
 ) -> list[Any]:
     """Runs fn(rank, world_size, *args) on world_size processes after init_process_group("wan")
     (a default group of the wan backend); returns the per-rank return values. With
     capture_stderr, each value is (return value, what the rank wrote to fd 2 up to and including
-    destroy_process_group)."""
+    destroy_process_group). Each rank counts as a host of its own (TORCHWAN_HOST_ID) unless
+    `one_host` or `env` sets otherwise; before_init(rank) runs in each rank before it joins."""
     context = _context()
     results = context.Queue()
     child_env = {"TORCHWAN_HOST": "127.0.0.1", **(env or {})}
+    if one_host:
+        child_env.setdefault("TORCHWAN_HOST_ID", "test-host")
     with tempfile.TemporaryDirectory() as directory:
         init_file = os.path.join(directory, "store")
         processes = [
@@ -100,6 +111,7 @@ def run_ranks(
                     args,
                     results,
                     os.path.join(directory, f"stderr.{rank}") if capture_stderr else None,
+                    before_init,
                 ),
                 daemon=True,
             )

@@ -1,0 +1,240 @@
+// The shared-memory allreduce among ranks of one host: every dtype and op against the reference
+// of reduction_cases.h (forced, at sizes that leave some ranks an empty part), multi-chunk buffers
+// through the automatic choice, bit-identical results for order-sensitive floats, and, over a real
+// transport, that the data really stays off the sockets (the counting decorator's bytes), while a
+// group of two hosts keeps using them.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "csrc/algorithm_table.h"
+#include "csrc/collectives.h"
+#include "csrc/host_shared_memory.h"
+#include "csrc/topology.h"
+#include "memory_transport.h"
+#include "reduction_cases.h"
+#include "test_support.h"
+
+namespace torchwan::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using namespace test_data;
+
+Topology topology_on_hosts(const std::vector<int>& host_of) {
+  Topology topology = topology_from_groups(std::vector<int>(host_of.size(), 0));
+  topology.host_of = host_of;
+  return topology;
+}
+
+// A group whose ranks (threads) each keep their HostSharedMemory between calls, as a process
+// group does.
+class OneHostGroup {
+ public:
+  OneHostGroup(std::vector<std::unique_ptr<transport::Transport>> ranks, std::vector<int> host_of)
+      : ranks_(std::move(ranks)), topology_(topology_on_hosts(host_of)) {
+    for (size_t rank = 0; rank < ranks_.size(); ++rank) {
+      memory_.push_back(std::make_unique<HostSharedMemory>());
+    }
+  }
+
+  int size() const { return static_cast<int>(ranks_.size()); }
+  transport::Transport& transport(int rank) { return *ranks_[static_cast<size_t>(rank)]; }
+
+  void on_every_rank(const std::function<void(int, const CollectiveContext&)>& body,
+                     const AlgorithmOverrides* algorithms = nullptr) {
+    const uint32_t seq = next_seq_++;
+    const auto deadline = Clock::now() + 60s;
+    testing::run_on_threads(size(), [&](int rank) {
+      const CollectiveContext ctx{.transport = transport(rank),
+                                  .seq = seq,
+                                  .deadline = deadline,
+                                  .topology = &topology_,
+                                  .algorithms = algorithms,
+                                  .host_memory = memory_[static_cast<size_t>(rank)].get()};
+      body(rank, ctx);
+    });
+  }
+
+ private:
+  std::vector<std::unique_ptr<transport::Transport>> ranks_;
+  Topology topology_;
+  std::vector<std::unique_ptr<HostSharedMemory>> memory_;
+  uint32_t next_seq_ = 1;
+};
+
+void expect_bit_identical(const std::vector<std::vector<uint8_t>>& outputs) {
+  for (size_t rank = 1; rank < outputs.size(); ++rank) {
+    ASSERT_EQ(0, std::memcmp(outputs[rank].data(), outputs[0].data(), outputs[0].size()))
+        << "rank " << rank << " differs from rank 0";
+  }
+}
+
+void expect_reference(OneHostGroup& group, DataType dtype, ReduceOp op, size_t count,
+                      const AlgorithmOverrides* algorithms) {
+  const ReductionCase c = make_reduction_case(dtype, op, count, group.size(), count + 11);
+  std::vector<std::vector<uint8_t>> outputs = c.inputs;
+  group.on_every_rank(
+      [&](int rank, const CollectiveContext& ctx) {
+        allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
+      },
+      algorithms);
+  for (size_t rank = 0; rank < outputs.size(); ++rank) {
+    ASSERT_TRUE(equal_values(dtype, outputs[rank], c.expected))
+        << dtype_name(dtype) << " " << reduce_op_name(op) << " count " << count << " rank " << rank;
+  }
+  expect_bit_identical(outputs);
+}
+
+class SharedMemoryAllreduce : public ::testing::TestWithParam<int> {};
+
+TEST_P(SharedMemoryAllreduce, EveryTypeAndOpMatchesReference) {
+  OneHostGroup group(testing::connect_memory_ranks(GetParam()), std::vector<int>(GetParam(), 0));
+  const AlgorithmOverrides forced = AlgorithmOverrides::parse("allreduce:shared_memory");
+  for (DataType dtype : kAllTypes) {
+    for (ReduceOp op : kAllOps) {
+      if (!reduce_supported(dtype, op)) continue;
+      // Fewer elements than ranks (empty parts), and a count no rank count divides.
+      for (size_t count : {size_t{1}, size_t{3}, size_t{1001}}) {
+        expect_reference(group, dtype, op, count, &forced);
+      }
+    }
+  }
+}
+
+TEST_P(SharedMemoryAllreduce, ChunksOfLargeBuffersAreChosenAutomatically) {
+  OneHostGroup group(testing::connect_memory_ranks(GetParam()), std::vector<int>(GetParam(), 0));
+  const size_t slot_floats = HostSharedMemory::kSlotBytes / sizeof(float);
+  // Just above the automatic threshold, one slot and a bit, and five slots (slots reused).
+  for (size_t count : {size_t{16385}, slot_floats + 7, 5 * slot_floats + 3}) {
+    expect_reference(group, DataType::kFloat32, ReduceOp::kSum, count, nullptr);
+    expect_reference(group, DataType::kInt64, ReduceOp::kMax, count / 2, nullptr);
+  }
+}
+
+TEST_P(SharedMemoryAllreduce, OrderSensitiveFloatsAreBitIdenticalOnEveryRank) {
+  OneHostGroup group(testing::connect_memory_ranks(GetParam()), std::vector<int>(GetParam(), 0));
+  const size_t count = (size_t{3} << 20) + 5;
+  std::vector<std::vector<float>> data(static_cast<size_t>(group.size()),
+                                       std::vector<float>(count));
+  std::mt19937 random(7);
+  std::uniform_real_distribution<float> value(-1e3f, 1e3f);
+  for (auto& floats : data) {
+    for (float& f : floats) f = value(random);
+  }
+  group.on_every_rank([&](int rank, const CollectiveContext& ctx) {
+    allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+              ReduceOp::kSum);
+  });
+  for (size_t rank = 1; rank < data.size(); ++rank) {
+    ASSERT_EQ(0, std::memcmp(data[rank].data(), data[0].data(), count * sizeof(float)))
+        << "rank " << rank << " differs from rank 0";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, SharedMemoryAllreduce, ::testing::Values(2, 3, 4));
+
+// Hosts of equal size: shared memory inside each, a shard per local rank between them. Hosts whose
+// ranks interleave, three hosts, and counts below the threshold (forced) and over several slots.
+TEST(HostTier, MatchesReferenceOnEveryLayout) {
+  const AlgorithmOverrides forced = AlgorithmOverrides::parse("allreduce:hosts");
+  for (const std::vector<int>& hosts :
+       {std::vector<int>{0, 0, 1, 1}, std::vector<int>{0, 1, 0, 1},
+        std::vector<int>{0, 1, 2, 0, 1, 2}, std::vector<int>{0, 0, 0, 1, 1, 1}}) {
+    OneHostGroup group(testing::connect_memory_ranks(static_cast<int>(hosts.size())), hosts);
+    for (size_t count : {size_t{1}, size_t{999}}) {
+      expect_reference(group, DataType::kFloat32, ReduceOp::kSum, count, &forced);
+      expect_reference(group, DataType::kInt32, ReduceOp::kBxor, count, &forced);
+    }
+    expect_reference(group, DataType::kFloat32, ReduceOp::kSum, (size_t{5} << 20) + 3, nullptr);
+    expect_reference(group, DataType::kBFloat16, ReduceOp::kMax, (size_t{3} << 20) + 1, nullptr);
+  }
+}
+
+TEST(HostTier, IsChosenOnlyForHostsOfEqualSizeAboveOne) {
+  const auto chosen = [](const std::vector<int>& hosts) {
+    const Topology topology = topology_on_hosts(hosts);
+    return choose_algorithm(
+        Collective::kAllreduce,
+        {.bytes = 1 << 20, .size = static_cast<int>(hosts.size()), .topology = &topology}, nullptr);
+  };
+  EXPECT_EQ(chosen({0, 0, 1, 1}), Algorithm::kHosts);
+  EXPECT_NE(chosen({0, 0, 1}), Algorithm::kHosts);     // unequal hosts
+  EXPECT_NE(chosen({0, 1, 2, 3}), Algorithm::kHosts);  // one rank per host
+  const AlgorithmOverrides forced = AlgorithmOverrides::parse("allreduce:hosts");
+  const Topology unequal = topology_on_hosts({0, 0, 1});
+  EXPECT_THROW(choose_algorithm(Collective::kAllreduce,
+                                {.bytes = 16, .size = 3, .topology = &unequal}, &forced),
+               std::invalid_argument);
+}
+
+uint64_t bytes_sent(transport::Transport& transport) {
+  uint64_t total = 0;
+  for (const transport::PeerTraffic& peer : transport.traffic()) total += peer.bytes_sent;
+  return total;
+}
+
+// 16 MiB over real sockets: on one host only the barriers and signatures cross them; on two
+// hosts (same processes, another topology) the ring moves megabytes.
+TEST(SharedMemoryAllreduceTransport, DataStaysOffTheSocketsOnlyOnOneHost) {
+  for (const std::string& kind : testing::transport_kinds()) {
+    for (const std::vector<int>& hosts : {std::vector<int>{0, 0, 0}, std::vector<int>{0, 0, 1}}) {
+      OneHostGroup group(make_group(kind, 3), hosts);
+      std::vector<uint64_t> before(3);
+      for (int rank = 0; rank < 3; ++rank) before[rank] = bytes_sent(group.transport(rank));
+      const size_t count = size_t{4} << 20;
+      std::vector<std::vector<float>> data(3, std::vector<float>(count));
+      for (int rank = 0; rank < 3; ++rank) {
+        for (size_t i = 0; i < count; ++i) data[rank][i] = static_cast<float>(rank + i % 7);
+      }
+      group.on_every_rank([&](int rank, const CollectiveContext& ctx) {
+        allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+                  ReduceOp::kSum);
+      });
+      for (int rank = 0; rank < 3; ++rank) {
+        for (size_t i = 0; i < count; i += 4099) {
+          ASSERT_EQ(data[rank][i], static_cast<float>(3 + 3 * (i % 7))) << kind << " " << i;
+        }
+        const uint64_t sent = bytes_sent(group.transport(rank)) - before[rank];
+        if (hosts[2] == 0) {
+          EXPECT_LT(sent, uint64_t{64} << 10) << kind << " rank " << rank;
+        } else {
+          EXPECT_GT(sent, uint64_t{8} << 20) << kind << " rank " << rank;
+        }
+      }
+    }
+  }
+}
+
+TEST(SharedMemoryAllreduceTransport, ForcingItOnTwoHostsIsRefused) {
+  const Topology two_hosts = topology_on_hosts({0, 1});
+  const AlgorithmOverrides forced = AlgorithmOverrides::parse("allreduce:shared_memory");
+  EXPECT_THROW(
+      choose_algorithm(Collective::kAllreduce,
+                       {.bytes = 1 << 20, .size = 2, .topology = &two_hosts, .shared_memory = true},
+                       &forced),
+      std::invalid_argument);
+  const Topology one_host = topology_on_hosts({0, 0});
+  EXPECT_EQ(
+      choose_algorithm(Collective::kAllreduce,
+                       {.bytes = 1 << 20, .size = 2, .topology = &one_host, .shared_memory = true},
+                       nullptr),
+      Algorithm::kSharedMemory);
+  // A group whose memory could not be shared (or that has none) never picks it.
+  EXPECT_NE(
+      choose_algorithm(Collective::kAllreduce,
+                       {.bytes = 1 << 20, .size = 2, .topology = &one_host, .shared_memory = false},
+                       nullptr),
+      Algorithm::kSharedMemory);
+}
+
+}  // namespace
+}  // namespace torchwan::engine
