@@ -22,6 +22,7 @@
 #include "csrc/algorithm_table.h"
 #include "csrc/compressed_allreduce.h"
 #include "csrc/group_topology.h"
+#include "csrc/host_shared_memory.h"
 #include "csrc/scratch_pool.h"
 #include "transport/options.h"
 #include "transport/traffic.h"
@@ -219,6 +220,9 @@ class ProcessGroupWan final : public c10d::Backend {
   std::unique_ptr<transport::Transport> transport_;
   engine::GroupTopology topology_;  // read by every collective; set once at construction
   std::unique_ptr<engine::ScratchPool> scratch_;  // the collectives' temporaries, between calls
+  // When ranks of this group share a host: the segments large allreduces use there (set up on
+  // first use). Collective thread only.
+  std::unique_ptr<engine::HostSharedMemory> host_memory_;
   std::unique_ptr<c10d_backend::DeviceStreams> streams_;
   std::unique_ptr<c10d_backend::PinnedSlots> pinned_;  // collective thread only
   // Collectives run here in issue order, one at a time.
