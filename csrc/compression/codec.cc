@@ -16,9 +16,8 @@ size_t encode_impl(const CodecConfig& config, std::span<const float> input, floa
                    std::span<uint8_t> output) {
   const EncodePlan plan = plan_encode(config, input.size(), output.size());
   write_header(plan.header, output.data());
-  describe(plan.params.codec)
-      .cpu_encode(plan.params, config.seed, input.data(), residual, input.size(), output.data(),
-                  plan.layout);
+  (cpu::kernels().*describe(plan.params.codec).cpu_encode)(
+      plan.params, config.seed, input.data(), residual, input.size(), output.data(), plan.layout);
   return plan.layout.total_size;
 }
 
@@ -41,7 +40,8 @@ void decode_elements(const Header& header, const uint8_t* payload, size_t first,
     }
     layout.data_offset += first * descriptor.code_bits / 8;
   }
-  descriptor.cpu_decode(header, payload, layout, output.size(), output.data(), accumulate);
+  (cpu::kernels().*descriptor.cpu_decode)(header, payload, layout, output.size(), output.data(),
+                                          accumulate);
 }
 
 void decode_impl(std::span<const uint8_t> payload, std::span<float> output, bool accumulate) {

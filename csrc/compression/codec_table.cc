@@ -4,8 +4,6 @@
 
 #include <iterator>
 
-#include "csrc/compression/cpu_kernels.h"
-
 #if defined(TORCHWAN_COMPRESSION_HAVE_CUDA)
 #include "csrc/compression/cuda_kernels.h"
 #endif
@@ -13,103 +11,37 @@
 namespace torchwan::compression {
 namespace {
 
-// CPU kernels in the table's uniform shape. The vectorised ones go through cpu::kernels(), which
-// picks the instruction set this CPU runs.
-void cpu_encode_cast(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
-                     float* residual, size_t count, uint8_t* payload, const Layout& layout) {
-  cpu::kernels().encode_cast(params.codec, input, residual, count, payload, layout);
-}
-void cpu_decode_cast(const Header& header, const uint8_t* payload, const Layout& layout,
-                     size_t count, float* output, bool accumulate) {
-  cpu::kernels().decode_cast(header.codec, payload, layout, count, output, accumulate);
-}
-void cpu_encode_block(const ResolvedParams& params, uint64_t seed, const float* input,
-                      float* residual, size_t count, uint8_t* payload, const Layout& layout) {
-  cpu::kernels().encode_block(params, seed, input, residual, count, payload, layout);
-}
-void cpu_decode_block(const Header& header, const uint8_t* payload, const Layout& layout,
-                      size_t count, float* output, bool accumulate) {
-  cpu::kernels().decode_block(header.codec, header.block_size, payload, layout, count, output,
-                              accumulate);
-}
-void cpu_encode_sign(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
-                     float* residual, size_t count, uint8_t* payload, const Layout& layout) {
-  cpu::kernels().encode_sign(params.block_size, input, residual, count, payload, layout);
-}
-void cpu_decode_sign(const Header& header, const uint8_t* payload, const Layout& layout,
-                     size_t count, float* output, bool accumulate) {
-  cpu::kernels().decode_sign(header.block_size, payload, layout, count, output, accumulate);
-}
-void cpu_encode_topk(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
-                     float* residual, size_t count, uint8_t* payload, const Layout& layout) {
-  cpu::encode_topk(params.aux, input, residual, count, payload, layout);
-}
-void cpu_decode_topk(const Header& header, const uint8_t* payload, const Layout& layout,
-                     size_t count, float* output, bool accumulate) {
-  cpu::decode_topk(header.aux, payload, layout, count, output, accumulate);
-}
-
 #if defined(TORCHWAN_COMPRESSION_HAVE_CUDA)
-constexpr CudaKernels kCudaCast = {
-    [](const ResolvedParams& params, uint64_t, const float* input, float* residual, size_t count,
-       uint8_t* payload, const Layout& layout, cudaStream_t stream) {
-      cuda::launch_encode_cast(params.codec, input, residual, count, payload, layout, stream);
-    },
-    [](const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
-       float* output, bool accumulate, cudaStream_t stream) {
-      cuda::launch_decode_cast(header.codec, payload, layout, count, output, accumulate, stream);
-    }};
-constexpr CudaKernels kCudaBlock = {
-    [](const ResolvedParams& params, uint64_t seed, const float* input, float* residual,
-       size_t count, uint8_t* payload, const Layout& layout, cudaStream_t stream) {
-      cuda::launch_encode_block(params, seed, input, residual, count, payload, layout, stream);
-    },
-    [](const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
-       float* output, bool accumulate, cudaStream_t stream) {
-      cuda::launch_decode_block(header.codec, header.block_size, payload, layout, count, output,
-                                accumulate, stream);
-    }};
-constexpr CudaKernels kCudaSign = {
-    [](const ResolvedParams& params, uint64_t, const float* input, float* residual, size_t count,
-       uint8_t* payload, const Layout& layout, cudaStream_t stream) {
-      cuda::launch_encode_sign(params.block_size, input, residual, count, payload, layout, stream);
-    },
-    [](const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
-       float* output, bool accumulate, cudaStream_t stream) {
-      cuda::launch_decode_sign(header.block_size, payload, layout, count, output, accumulate,
-                               stream);
-    }};
-constexpr CudaKernels kCudaTopK = {
-    [](const ResolvedParams& params, uint64_t, const float* input, float* residual, size_t count,
-       uint8_t* payload, const Layout& layout, cudaStream_t stream) {
-      cuda::run_encode_topk(params.aux, input, residual, count, payload, layout, stream);
-    },
-    [](const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
-       float* output, bool accumulate, cudaStream_t stream) {
-      cuda::run_decode_topk(header.aux, payload, layout, count, output, accumulate, stream);
-    }};
+constexpr CudaKernels kCudaCast = {cuda::launch_encode_cast, cuda::launch_decode_cast};
+constexpr CudaKernels kCudaBlock = {cuda::launch_encode_block, cuda::launch_decode_block};
+constexpr CudaKernels kCudaSign = {cuda::launch_encode_sign, cuda::launch_decode_sign};
+constexpr CudaKernels kCudaTopK = {cuda::run_encode_topk, cuda::run_decode_topk};
 #define TORCHWAN_CUDA_KERNELS(kernels) (&(kernels))
 #else
 #define TORCHWAN_CUDA_KERNELS(kernels) nullptr
 #endif
 
+using cpu::KernelTable;
+
 // In wire-id order, so describe() can index it.
 constexpr CodecDescriptor kCodecs[] = {
-    {Codec::kFloat16, "fp16", nullptr, Sections::kCodes, 16, false, false, true, cpu_encode_cast,
-     cpu_decode_cast, TORCHWAN_CUDA_KERNELS(kCudaCast), "IEEE half, round to nearest even (2x)"},
-    {Codec::kBFloat16, "bf16", nullptr, Sections::kCodes, 16, false, false, true, cpu_encode_cast,
-     cpu_decode_cast, TORCHWAN_CUDA_KERNELS(kCudaCast), "bfloat16, round to nearest even (2x)"},
+    {Codec::kFloat16, "fp16", nullptr, Sections::kCodes, 16, false, false, true,
+     &KernelTable::encode_cast, &KernelTable::decode_cast, TORCHWAN_CUDA_KERNELS(kCudaCast),
+     "IEEE half, round to nearest even (2x)"},
+    {Codec::kBFloat16, "bf16", nullptr, Sections::kCodes, 16, false, false, true,
+     &KernelTable::encode_cast, &KernelTable::decode_cast, TORCHWAN_CUDA_KERNELS(kCudaCast),
+     "bfloat16, round to nearest even (2x)"},
     {Codec::kInt8Block, "int8", "int8_block", Sections::kScaledCodes, 8, false, true, true,
-     cpu_encode_block, cpu_decode_block, TORCHWAN_CUDA_KERNELS(kCudaBlock),
+     &KernelTable::encode_block, &KernelTable::decode_block, TORCHWAN_CUDA_KERNELS(kCudaBlock),
      "int8 codes, one absmax/127 scale per block (3.94x at block 256)"},
     {Codec::kFloat8Block, "fp8", "fp8_e4m3_block", Sections::kScaledCodes, 8, false, false, true,
-     cpu_encode_block, cpu_decode_block, TORCHWAN_CUDA_KERNELS(kCudaBlock),
+     &KernelTable::encode_block, &KernelTable::decode_block, TORCHWAN_CUDA_KERNELS(kCudaBlock),
      "float8 e4m3 codes (saturating), one absmax/448 scale per block (3.94x)"},
     {Codec::kSignBlock, "sign", "sign_block", Sections::kScaledCodes, 1, true, false, false,
-     cpu_encode_sign, cpu_decode_sign, TORCHWAN_CUDA_KERNELS(kCudaSign),
+     &KernelTable::encode_sign, &KernelTable::decode_sign, TORCHWAN_CUDA_KERNELS(kCudaSign),
      "one sign bit per element, one mean-|x| scale per block (28x); needs error feedback"},
-    {Codec::kTopK, "topk", nullptr, Sections::kSparse, 0, true, false, false, cpu_encode_topk,
-     cpu_decode_topk, TORCHWAN_CUDA_KERNELS(kCudaTopK),
+    {Codec::kTopK, "topk", nullptr, Sections::kSparse, 0, true, false, false,
+     &KernelTable::encode_topk, &KernelTable::decode_topk, TORCHWAN_CUDA_KERNELS(kCudaTopK),
      "the largest magnitudes as (index, fp32 value) pairs; needs error feedback"},
 };
 #undef TORCHWAN_CUDA_KERNELS

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "csrc/compression/codec_types.h"
+#include "csrc/compression/cpu_kernels.h"
 #include "csrc/compression/wire_format.h"
 
 namespace torchwan::compression {
@@ -20,14 +21,6 @@ enum class Sections : uint8_t {
   kScaledCodes,  // one float scale per block, then one code of code_bits per element
   kSparse,       // aux u32 indices (ascending), then aux float values
 };
-
-// Uniform kernel signatures, so the entry points call every codec alike. `residual` is null for a
-// plain encode; otherwise every element is encoded as input + residual and residual keeps what
-// decoding loses (error feedback).
-using CpuEncode = void (*)(const ResolvedParams& params, uint64_t seed, const float* input,
-                           float* residual, size_t count, uint8_t* payload, const Layout& layout);
-using CpuDecode = void (*)(const Header& header, const uint8_t* payload, const Layout& layout,
-                           size_t count, float* output, bool accumulate);
 
 // The launchers of one codec's CUDA kernels (cuda_kernels.h); only defined when the library was
 // built with CUDA.
@@ -42,10 +35,11 @@ struct CodecDescriptor {
   bool needs_error_feedback;  // biased: only useful with residuals (sign, top-k)
   bool stochastic_rounding;   // offers unbiased rounding seeded per call
   bool range_decode;          // decode_accumulate_range can start inside a payload
-  CpuEncode cpu_encode;       // CPU kernels
-  CpuDecode cpu_decode;
-  const CudaKernels* cuda;    // null when built without CUDA
-  const char* description;    // one line for documentation and error messages
+  // The CPU kernels: members of the table of the instruction set this CPU runs (cpu::kernels()).
+  CpuEncode cpu::KernelTable::*cpu_encode;
+  CpuDecode cpu::KernelTable::*cpu_decode;
+  const CudaKernels* cuda;  // null when built without CUDA
+  const char* description;  // one line for documentation and error messages
 
   bool blocked() const { return sections == Sections::kScaledCodes; }
   // Elements a shard or piece is cut at so codec blocks stay whole: the block size for blocked

@@ -84,11 +84,12 @@ void encode_block(const ResolvedParams& params, uint64_t seed, const float* inpu
   }
 }
 
-void decode_block(Codec codec, uint32_t block_size, const uint8_t* payload, const Layout& layout,
-                  size_t count, float* output, bool accumulate) {
+void decode_block(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
+                  float* output, bool accumulate) {
   const uint8_t* scales = payload + layout.scales_offset;
   const uint8_t* codes = payload + layout.data_offset;
-  if (codec == Codec::kFloat8Block) {
+  const uint32_t block_size = header.block_size;
+  if (header.codec == Codec::kFloat8Block) {
     accumulate ? decode_blocks<Float8Code, true>(scales, codes, count, block_size, output)
                : decode_blocks<Float8Code, false>(scales, codes, count, block_size, output);
   } else {

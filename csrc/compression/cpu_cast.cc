@@ -40,10 +40,10 @@ void decode_loop(const uint8_t* __restrict data, size_t count, float* __restrict
 
 }  // namespace
 
-void encode_cast(Codec codec, const float* input, float* residual, size_t count, uint8_t* payload,
-                 const Layout& layout) {
+void encode_cast(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
+                 float* residual, size_t count, uint8_t* payload, const Layout& layout) {
   uint8_t* data = payload + layout.data_offset;
-  const bool bf16 = codec == Codec::kBFloat16;
+  const bool bf16 = params.codec == Codec::kBFloat16;
   if (residual == nullptr) {
     bf16 ? encode_loop<true, false>(input, nullptr, count, data)
          : encode_loop<false, false>(input, nullptr, count, data);
@@ -53,10 +53,10 @@ void encode_cast(Codec codec, const float* input, float* residual, size_t count,
   }
 }
 
-void decode_cast(Codec codec, const uint8_t* payload, const Layout& layout, size_t count,
+void decode_cast(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
                  float* output, bool accumulate) {
   const uint8_t* data = payload + layout.data_offset;
-  const bool bf16 = codec == Codec::kBFloat16;
+  const bool bf16 = header.codec == Codec::kBFloat16;
   if (accumulate) {
     bf16 ? decode_loop<true, true>(data, count, output)
          : decode_loop<false, true>(data, count, output);

@@ -12,17 +12,18 @@
 
 namespace torchwan::compression::cpu::TORCHWAN_CPU_ISA {
 
-void encode_cast(Codec codec, const float* input, float* residual, size_t count, uint8_t* payload,
-                 const Layout& layout);
-void decode_cast(Codec codec, const uint8_t* payload, const Layout& layout, size_t count,
+// In the uniform shapes of the codec table (CpuEncode, CpuDecode).
+void encode_cast(const ResolvedParams& params, uint64_t seed, const float* input, float* residual,
+                 size_t count, uint8_t* payload, const Layout& layout);
+void decode_cast(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
                  float* output, bool accumulate);
 void encode_block(const ResolvedParams& params, uint64_t seed, const float* input, float* residual,
                   size_t count, uint8_t* payload, const Layout& layout);
-void decode_block(Codec codec, uint32_t block_size, const uint8_t* payload, const Layout& layout,
-                  size_t count, float* output, bool accumulate);
-void encode_sign(uint32_t block_size, const float* input, float* residual, size_t count,
-                 uint8_t* payload, const Layout& layout);
-void decode_sign(uint32_t block_size, const uint8_t* payload, const Layout& layout, size_t count,
+void decode_block(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
+                  float* output, bool accumulate);
+void encode_sign(const ResolvedParams& params, uint64_t seed, const float* input, float* residual,
+                 size_t count, uint8_t* payload, const Layout& layout);
+void decode_sign(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
                  float* output, bool accumulate);
 
 }  // namespace torchwan::compression::cpu::TORCHWAN_CPU_ISA

@@ -11,24 +11,33 @@
 
 #include "csrc/compression/wire_format.h"
 
+namespace torchwan::compression {
+
+// Uniform kernel signatures, so the entry points call every codec alike (the codec table names
+// them). `params` and `header` carry the codec, block size and top-k count; `seed` feeds
+// stochastic rounding.
+using CpuEncode = void (*)(const ResolvedParams& params, uint64_t seed, const float* input,
+                           float* residual, size_t count, uint8_t* payload, const Layout& layout);
+using CpuDecode = void (*)(const Header& header, const uint8_t* payload, const Layout& layout,
+                           size_t count, float* output, bool accumulate);
+
+}  // namespace torchwan::compression
+
 namespace torchwan::compression::cpu {
 
 // The vectorised loops are compiled once per instruction set (cpu_isa_kernels.h); kernels()
 // picks the best one this CPU runs. Every variant gives identical bytes: the operations are the
-// same IEEE ones, only the vector width differs.
+// same IEEE ones, only the vector width differs. A codec's row in the codec table names its two
+// members.
 struct KernelTable {
-  void (*encode_cast)(Codec codec, const float* input, float* residual, size_t count,
-                      uint8_t* payload, const Layout& layout);
-  void (*decode_cast)(Codec codec, const uint8_t* payload, const Layout& layout, size_t count,
-                      float* output, bool accumulate);
-  void (*encode_block)(const ResolvedParams& params, uint64_t seed, const float* input,
-                       float* residual, size_t count, uint8_t* payload, const Layout& layout);
-  void (*decode_block)(Codec codec, uint32_t block_size, const uint8_t* payload,
-                       const Layout& layout, size_t count, float* output, bool accumulate);
-  void (*encode_sign)(uint32_t block_size, const float* input, float* residual, size_t count,
-                      uint8_t* payload, const Layout& layout);
-  void (*decode_sign)(uint32_t block_size, const uint8_t* payload, const Layout& layout,
-                      size_t count, float* output, bool accumulate);
+  CpuEncode encode_cast;
+  CpuDecode decode_cast;
+  CpuEncode encode_block;
+  CpuDecode decode_block;
+  CpuEncode encode_sign;
+  CpuDecode decode_sign;
+  CpuEncode encode_topk;
+  CpuDecode decode_topk;
 };
 
 const KernelTable& kernels();
@@ -42,12 +51,12 @@ namespace avx2 {
 const KernelTable& table();  // only built on x86-64
 }  // namespace avx2
 
-// Top-k is dominated by histogram passes that do not vectorise: one variant.
-void encode_topk(uint64_t k, const float* input, float* residual, size_t count, uint8_t* payload,
-                 const Layout& layout);
+// Top-k is dominated by histogram passes that do not vectorise: one variant, in every table.
+void encode_topk(const ResolvedParams& params, uint64_t seed, const float* input, float* residual,
+                 size_t count, uint8_t* payload, const Layout& layout);
 // Throws CompressionError (before writing anything) if an index is out of range or the indices
 // are not strictly ascending.
-void decode_topk(uint64_t k, const uint8_t* payload, const Layout& layout, size_t count,
+void decode_topk(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
                  float* output, bool accumulate);
 
 }  // namespace torchwan::compression::cpu

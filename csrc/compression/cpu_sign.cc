@@ -80,16 +80,18 @@ void decode_blocks(const uint8_t* __restrict scales, const uint8_t* __restrict w
 
 }  // namespace
 
-void encode_sign(uint32_t block_size, const float* input, float* residual, size_t count,
-                 uint8_t* payload, const Layout& layout) {
+void encode_sign(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
+                 float* residual, size_t count, uint8_t* payload, const Layout& layout) {
+  const uint32_t block_size = params.block_size;
   uint8_t* scales = payload + layout.scales_offset;
   uint8_t* words = payload + layout.data_offset;
   residual == nullptr ? encode_blocks<false>(input, nullptr, count, block_size, scales, words)
                       : encode_blocks<true>(input, residual, count, block_size, scales, words);
 }
 
-void decode_sign(uint32_t block_size, const uint8_t* payload, const Layout& layout, size_t count,
+void decode_sign(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
                  float* output, bool accumulate) {
+  const uint32_t block_size = header.block_size;
   const uint8_t* scales = payload + layout.scales_offset;
   const uint8_t* words = payload + layout.data_offset;
   accumulate ? decode_blocks<true>(scales, words, count, block_size, output)

@@ -4,8 +4,10 @@
 namespace torchwan::compression::cpu::TORCHWAN_CPU_ISA {
 
 const KernelTable& table() {
-  static constexpr KernelTable kTable = {encode_cast,  decode_cast, encode_block,
-                                         decode_block, encode_sign, decode_sign};
+  // Top-k has one variant, shared by every table.
+  static constexpr KernelTable kTable = {encode_cast,      decode_cast,     encode_block,
+                                         decode_block,     encode_sign,     decode_sign,
+                                         cpu::encode_topk, cpu::decode_topk};
   return kTable;
 }
 

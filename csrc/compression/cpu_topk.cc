@@ -10,8 +10,9 @@
 
 namespace torchwan::compression::cpu {
 
-void encode_topk(uint64_t k, const float* input, float* residual, size_t count, uint8_t* payload,
-                 const Layout& layout) {
+void encode_topk(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
+                 float* residual, size_t count, uint8_t* payload, const Layout& layout) {
+  const uint64_t k = params.aux;
   const float* source = input;
   if (residual != nullptr) {
     // Error feedback: the candidates are t = input + residual, built in the residual buffer.
@@ -50,8 +51,9 @@ void encode_topk(uint64_t k, const float* input, float* residual, size_t count, 
   }
 }
 
-void decode_topk(uint64_t k, const uint8_t* payload, const Layout& layout, size_t count,
+void decode_topk(const Header& header, const uint8_t* payload, const Layout& layout, size_t count,
                  float* output, bool accumulate) {
+  const uint64_t k = header.aux;
   const uint8_t* indices = payload + layout.indices_offset;
   const uint8_t* values = payload + layout.values_offset;
   // Validate every index before writing anything: a corrupted payload must not scribble.

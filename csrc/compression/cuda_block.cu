@@ -111,13 +111,13 @@ void launch_encode_block(const ResolvedParams& params, uint64_t seed, const floa
   }
 }
 
-void launch_decode_block(Codec codec, uint32_t block_size, const uint8_t* payload,
-                         const Layout& layout, size_t count, float* output, bool accumulate,
-                         cudaStream_t stream) {
+void launch_decode_block(const Header& header, const uint8_t* payload, const Layout& layout,
+                         size_t count, float* output, bool accumulate, cudaStream_t stream) {
   if (count == 0) return;
   const auto* scales = reinterpret_cast<const float*>(payload + layout.scales_offset);
   const uint8_t* codes = payload + layout.data_offset;
-  if (codec == Codec::kFloat8Block) {
+  const uint32_t block_size = header.block_size;
+  if (header.codec == Codec::kFloat8Block) {
     decode_with<Float8Code>(scales, codes, count, block_size, output, accumulate, stream);
   } else {
     decode_with<Int8Code>(scales, codes, count, block_size, output, accumulate, stream);

@@ -67,22 +67,23 @@ void decode_typed(const uint16_t* codes, size_t count, float* output, bool accum
 
 }  // namespace
 
-void launch_encode_cast(Codec codec, const float* input, float* residual, size_t count,
-                        uint8_t* payload, const Layout& layout, cudaStream_t stream) {
+void launch_encode_cast(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
+                        float* residual, size_t count, uint8_t* payload, const Layout& layout,
+                        cudaStream_t stream) {
   if (count == 0) return;
   auto* codes = reinterpret_cast<uint16_t*>(payload + layout.data_offset);
-  if (codec == Codec::kBFloat16) {
+  if (params.codec == Codec::kBFloat16) {
     encode_typed<true>(input, residual, count, codes, stream);
   } else {
     encode_typed<false>(input, residual, count, codes, stream);
   }
 }
 
-void launch_decode_cast(Codec codec, const uint8_t* payload, const Layout& layout, size_t count,
-                        float* output, bool accumulate, cudaStream_t stream) {
+void launch_decode_cast(const Header& header, const uint8_t* payload, const Layout& layout,
+                        size_t count, float* output, bool accumulate, cudaStream_t stream) {
   if (count == 0) return;
   const auto* codes = reinterpret_cast<const uint16_t*>(payload + layout.data_offset);
-  if (codec == Codec::kBFloat16) {
+  if (header.codec == Codec::kBFloat16) {
     decode_typed<true>(codes, count, output, accumulate, stream);
   } else {
     decode_typed<false>(codes, count, output, accumulate, stream);

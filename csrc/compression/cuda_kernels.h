@@ -27,30 +27,33 @@ namespace torchwan::compression::cuda {
 void launch_write_header(const uint8_t (&header)[kHeaderSize], uint8_t* payload,
                          cudaStream_t stream);
 
-void launch_encode_cast(Codec codec, const float* input, float* residual, size_t count,
-                        uint8_t* payload, const Layout& layout, cudaStream_t stream);
-void launch_decode_cast(Codec codec, const uint8_t* payload, const Layout& layout, size_t count,
-                        float* output, bool accumulate, cudaStream_t stream);
+// Every launcher in the uniform shapes of CudaKernels.
+void launch_encode_cast(const ResolvedParams& params, uint64_t seed, const float* input,
+                        float* residual, size_t count, uint8_t* payload, const Layout& layout,
+                        cudaStream_t stream);
+void launch_decode_cast(const Header& header, const uint8_t* payload, const Layout& layout,
+                        size_t count, float* output, bool accumulate, cudaStream_t stream);
 
 void launch_encode_block(const ResolvedParams& params, uint64_t seed, const float* input,
                          float* residual, size_t count, uint8_t* payload, const Layout& layout,
                          cudaStream_t stream);
-void launch_decode_block(Codec codec, uint32_t block_size, const uint8_t* payload,
-                         const Layout& layout, size_t count, float* output, bool accumulate,
-                         cudaStream_t stream);
+void launch_decode_block(const Header& header, const uint8_t* payload, const Layout& layout,
+                         size_t count, float* output, bool accumulate, cudaStream_t stream);
 
-void launch_encode_sign(uint32_t block_size, const float* input, float* residual, size_t count,
-                        uint8_t* payload, const Layout& layout, cudaStream_t stream);
-void launch_decode_sign(uint32_t block_size, const uint8_t* payload, const Layout& layout,
+void launch_encode_sign(const ResolvedParams& params, uint64_t seed, const float* input,
+                        float* residual, size_t count, uint8_t* payload, const Layout& layout,
+                        cudaStream_t stream);
+void launch_decode_sign(const Header& header, const uint8_t* payload, const Layout& layout,
                         size_t count, float* output, bool accumulate, cudaStream_t stream);
 
 // Synchronises `stream` (histograms and chunk counts are read back to the host).
-void run_encode_topk(uint64_t k, const float* input, float* residual, size_t count,
-                     uint8_t* payload, const Layout& layout, cudaStream_t stream);
+void run_encode_topk(const ResolvedParams& params, uint64_t seed, const float* input,
+                     float* residual, size_t count, uint8_t* payload, const Layout& layout,
+                     cudaStream_t stream);
 // Validates the indices first (synchronising `stream`); throws CompressionError if they are out of
 // range or not ascending, before anything is written.
-void run_decode_topk(uint64_t k, const uint8_t* payload, const Layout& layout, size_t count,
-                     float* output, bool accumulate, cudaStream_t stream);
+void run_decode_topk(const Header& header, const uint8_t* payload, const Layout& layout,
+                     size_t count, float* output, bool accumulate, cudaStream_t stream);
 
 // Grid size for a grid-stride loop over `work` items with `threads` threads per CTA.
 unsigned grid_for(size_t work, unsigned threads);

@@ -63,9 +63,11 @@ __global__ void decode_sign_kernel(const float* __restrict__ scales,
 
 }  // namespace
 
-void launch_encode_sign(uint32_t block_size, const float* input, float* residual, size_t count,
-                        uint8_t* payload, const Layout& layout, cudaStream_t stream) {
+void launch_encode_sign(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
+                        float* residual, size_t count, uint8_t* payload, const Layout& layout,
+                        cudaStream_t stream) {
   if (count == 0) return;
+  const uint32_t block_size = params.block_size;
   auto* scales = reinterpret_cast<float*>(payload + layout.scales_offset);
   auto* words = reinterpret_cast<uint32_t*>(payload + layout.data_offset);
   const size_t blocks = layout.block_count;
@@ -79,9 +81,10 @@ void launch_encode_sign(uint32_t block_size, const float* input, float* residual
   }
 }
 
-void launch_decode_sign(uint32_t block_size, const uint8_t* payload, const Layout& layout,
+void launch_decode_sign(const Header& header, const uint8_t* payload, const Layout& layout,
                         size_t count, float* output, bool accumulate, cudaStream_t stream) {
   if (count == 0) return;
+  const uint32_t block_size = header.block_size;
   const auto* scales = reinterpret_cast<const float*>(payload + layout.scales_offset);
   const auto* words = reinterpret_cast<const uint32_t*>(payload + layout.data_offset);
   unsigned shift = 0;

@@ -157,8 +157,10 @@ void copy_to_host(std::vector<T>& destination, const T* source, cudaStream_t str
 
 }  // namespace
 
-void run_encode_topk(uint64_t k, const float* input, float* residual, size_t count,
-                     uint8_t* payload, const Layout& layout, cudaStream_t stream) {
+void run_encode_topk(const ResolvedParams& params, uint64_t /*seed*/, const float* input,
+                     float* residual, size_t count, uint8_t* payload, const Layout& layout,
+                     cudaStream_t stream) {
+  const uint64_t k = params.aux;
   const float* source = input;
   if (residual != nullptr) {
     if (count > 0) {
@@ -226,8 +228,9 @@ void run_encode_topk(uint64_t k, const float* input, float* residual, size_t cou
   check(cudaStreamSynchronize(stream), "stream synchronize");
 }
 
-void run_decode_topk(uint64_t k, const uint8_t* payload, const Layout& layout, size_t count,
-                     float* output, bool accumulate, cudaStream_t stream) {
+void run_decode_topk(const Header& header, const uint8_t* payload, const Layout& layout,
+                     size_t count, float* output, bool accumulate, cudaStream_t stream) {
+  const uint64_t k = header.aux;
   const auto* indices = reinterpret_cast<const uint32_t*>(payload + layout.indices_offset);
   const auto* values = reinterpret_cast<const float*>(payload + layout.values_offset);
   if (k > 0) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -11,6 +12,7 @@
 
 #include "compression_test_util.h"
 #include "csrc/compression/codec.h"
+#include "csrc/compression/codec_table.h"
 #include "csrc/compression/cpu_kernels.h"
 #include "csrc/compression/scalar_math.h"
 
@@ -368,45 +370,21 @@ TEST(CompressionCpuVariants, EveryVariantGivesIdenticalBytes) {
   const std::vector<float> start = gradient_like(40009, 17);
   for (const CodecConfig& config : testing::all_configs()) {
     if (config.codec == Codec::kTopK) continue;  // one variant only
-    const ResolvedParams params = resolve(config, input.size());
-    const Layout layout = compute_layout(params.codec, params.block_size, input.size(), params.aux);
+    const EncodePlan plan = plan_encode(config, input.size(), SIZE_MAX);
+    const ResolvedParams& params = plan.params;
+    const Layout& layout = plan.layout;
     std::vector<std::vector<uint8_t>> payloads;
     std::vector<std::vector<float>> residuals;
     std::vector<std::vector<float>> decoded;
     for (const cpu::KernelTable* table : tables) {
       std::vector<uint8_t> payload(layout.total_size, 0);
       std::vector<float> residual = start;
-      switch (params.codec) {
-        case Codec::kFloat16:
-        case Codec::kBFloat16:
-          table->encode_cast(params.codec, input.data(), residual.data(), input.size(),
-                             payload.data(), layout);
-          break;
-        case Codec::kSignBlock:
-          table->encode_sign(params.block_size, input.data(), residual.data(), input.size(),
-                             payload.data(), layout);
-          break;
-        default:
-          table->encode_block(params, config.seed, input.data(), residual.data(), input.size(),
-                              payload.data(), layout);
-          break;
-      }
+      const CodecDescriptor& codec = describe(params.codec);
+      (table->*codec.cpu_encode)(params, config.seed, input.data(), residual.data(), input.size(),
+                                 payload.data(), layout);
       std::vector<float> output = start;
-      switch (params.codec) {
-        case Codec::kFloat16:
-        case Codec::kBFloat16:
-          table->decode_cast(params.codec, payload.data(), layout, input.size(), output.data(),
-                             true);
-          break;
-        case Codec::kSignBlock:
-          table->decode_sign(params.block_size, payload.data(), layout, input.size(), output.data(),
-                             true);
-          break;
-        default:
-          table->decode_block(params.codec, params.block_size, payload.data(), layout, input.size(),
-                              output.data(), true);
-          break;
-      }
+      (table->*codec.cpu_decode)(plan.header, payload.data(), layout, input.size(), output.data(),
+                                 true);
       payloads.push_back(payload);
       residuals.push_back(residual);
       decoded.push_back(output);

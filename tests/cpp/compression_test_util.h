@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "csrc/compression/codec.h"
+#include "csrc/compression/codec_table.h"
 
 namespace torchwan::compression::testing {
 
@@ -57,29 +58,14 @@ inline float scale_of_block(const std::vector<uint8_t>& payload, size_t block) {
 // Every codec configuration worth testing.
 inline std::vector<CodecConfig> all_configs() {
   std::vector<CodecConfig> configs;
-  for (Codec codec : {Codec::kFloat16, Codec::kBFloat16, Codec::kInt8Block, Codec::kFloat8Block,
-                      Codec::kSignBlock, Codec::kTopK}) {
-    CodecConfig config;
-    config.codec = codec;
-    configs.push_back(config);
+  for (const CodecDescriptor* row = codec_table_begin(); row != codec_table_end(); ++row) {
+    configs.push_back({.codec = row->codec});  // every codec of the table, at its defaults
   }
-  CodecConfig stochastic;
-  stochastic.codec = Codec::kInt8Block;
-  stochastic.stochastic_rounding = true;
-  stochastic.seed = 0x1234'5678'9ABC'DEF0ull;
-  configs.push_back(stochastic);
-  CodecConfig small_blocks;
-  small_blocks.codec = Codec::kSignBlock;
-  small_blocks.block_size = 32;
-  configs.push_back(small_blocks);
-  CodecConfig big_blocks;
-  big_blocks.codec = Codec::kInt8Block;
-  big_blocks.block_size = 4096;
-  configs.push_back(big_blocks);
-  CodecConfig dense_topk;
-  dense_topk.codec = Codec::kTopK;
-  dense_topk.topk_fraction = 0.3;
-  configs.push_back(dense_topk);
+  configs.push_back(
+      {.codec = Codec::kInt8Block, .stochastic_rounding = true, .seed = 0x1234'5678'9ABC'DEF0ull});
+  configs.push_back({.codec = Codec::kSignBlock, .block_size = 32});
+  configs.push_back({.codec = Codec::kInt8Block, .block_size = 4096});
+  configs.push_back({.codec = Codec::kTopK, .topk_fraction = 0.3});
   return configs;
 }
 
