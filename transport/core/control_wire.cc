@@ -139,6 +139,15 @@ std::string describe(const ControlMessage& message) {
   return "a control message";
 }
 
+Hello expected_hello(const TransportOptions& options, int size) {
+  Hello hello;
+  hello.size = static_cast<uint32_t>(size);
+  hello.lanes = static_cast<uint32_t>(options.lanes);
+  hello.chunk_bytes = options.chunk_bytes;
+  hello.stripe_min_bytes = options.stripe_min_bytes;
+  return hello;
+}
+
 std::string check_hello(const Hello& hello, int peer, int lane, const Hello& expected) {
   if (hello.rank != static_cast<uint32_t>(peer) || hello.lane != static_cast<uint32_t>(lane)) {
     return "hello claims rank " + std::to_string(hello.rank) + " lane " +

@@ -14,6 +14,7 @@
 
 #include "security/job_secret.h"
 #include "transport/core/wire_header.h"
+#include "transport/options.h"
 
 namespace torchwan::transport::core {
 
@@ -57,6 +58,10 @@ inline ControlMessage decode_control(const std::vector<uint8_t>& bytes) {
 }
 // What a control message is, for errors ("a heartbeat").
 std::string describe(const ControlMessage& message);
+
+// What every peer's hello must carry in a `size`-rank group using `options` (rank, lane and proof
+// left empty): the settings sender and receiver both cut messages by.
+Hello expected_hello(const TransportOptions& options, int size);
 
 // Empty when `hello` is what rank `peer` must send on `lane` of a group shaped like `expected`
 // (whose rank, lane and proof are ignored); else why not.

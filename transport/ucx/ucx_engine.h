@@ -154,8 +154,6 @@ class Engine {
       Store& store, std::chrono::steady_clock::time_point deadline);
   void create_endpoints(const std::vector<std::vector<std::vector<uint8_t>>>& addresses);
   void exchange_hellos(std::chrono::steady_clock::time_point deadline);
-  // The settings every peer's hello must carry (rank, lane and proof left empty).
-  core::Hello expected_hello() const;
   // Sets the chosen congestion control on UCX's TCP connections (see ucx_socket_census.h).
   void tune_connections();
 

@@ -142,15 +142,6 @@ void Engine::create_endpoints(const std::vector<std::vector<std::vector<uint8_t>
   }
 }
 
-core::Hello Engine::expected_hello() const {
-  core::Hello hello;
-  hello.size = static_cast<uint32_t>(size_);
-  hello.lanes = static_cast<uint32_t>(options_.lanes);
-  hello.chunk_bytes = options_.chunk_bytes;
-  hello.stripe_min_bytes = options_.stripe_min_bytes;
-  return hello;
-}
-
 void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
   const int lanes = options_.lanes;
   hello_in_.resize(static_cast<size_t>(size_) * static_cast<size_t>(lanes));
@@ -158,7 +149,7 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
   hello_out_.resize(static_cast<size_t>(size_) * static_cast<size_t>(lanes));
   for (int peer = 0; peer < size_; ++peer) {
     for (int lane = 0; lane < lanes && peer != rank_; ++lane) {
-      core::Hello hello = expected_hello();
+      core::Hello hello = core::expected_hello(options_, size_);
       hello.rank = static_cast<uint32_t>(rank_);
       hello.lane = static_cast<uint32_t>(lane);
       hello.proof = auth_.prove(peer, lane);
@@ -235,7 +226,8 @@ void Engine::exchange_hellos(std::chrono::steady_clock::time_point deadline) {
       if (hello == nullptr) {
         why = "it sent " + core::describe(message) + " instead of its hello";
       } else {
-        why = core::check_hello(*hello, exchange.peer, exchange.lane, expected_hello());
+        why = core::check_hello(*hello, exchange.peer, exchange.lane,
+                                core::expected_hello(options_, size_));
         if (why.empty() && !auth_.verify(exchange.peer, exchange.lane, hello->proof)) {
           why = "its hello does not prove the job secret for this job and epoch (wrong job secret)";
         }

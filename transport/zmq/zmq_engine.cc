@@ -73,31 +73,37 @@ std::function<void()> Engine::cancel_hook(uint64_t id) {
   };
 }
 
-std::shared_ptr<Request> Engine::send(int peer, Tag tag, const void* data, size_t length,
-                                      Request::Callback callback) {
+std::shared_ptr<Request> Engine::admit(bool is_send, int peer, Tag tag, size_t length,
+                                       Request::Callback callback, std::optional<uint64_t>& id) {
   auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
-  if (auto refusal = peers_.refusal(peer, /*is_send=*/true)) {
+  if (auto refusal = peers_.refusal(peer, is_send)) {
     request->fail(refusal->error());
     return request;
   }
-  const uint64_t id = next_request_id_.fetch_add(1);
-  request->set_cancel_hook(cancel_hook(id));
-  inbox_->commands.push(
-      SendCommand{request, id, peer, tag, static_cast<const uint8_t*>(data), length});
+  id = next_request_id_.fetch_add(1);
+  request->set_cancel_hook(cancel_hook(*id));
+  return request;
+}
+
+std::shared_ptr<Request> Engine::send(int peer, Tag tag, const void* data, size_t length,
+                                      Request::Callback callback) {
+  std::optional<uint64_t> id;
+  auto request = admit(/*is_send=*/true, peer, tag, length, std::move(callback), id);
+  if (id) {
+    inbox_->commands.push(
+        SendCommand{request, *id, peer, tag, static_cast<const uint8_t*>(data), length});
+  }
   return request;
 }
 
 std::shared_ptr<Request> Engine::recv(int peer, Tag tag, void* data, size_t length,
                                       Request::Callback callback) {
-  auto request = std::make_shared<Request>(peer, tag, length, std::move(callback));
-  if (auto refusal = peers_.refusal(peer, /*is_send=*/false)) {
-    request->fail(refusal->error());
-    return request;
+  std::optional<uint64_t> id;
+  auto request = admit(/*is_send=*/false, peer, tag, length, std::move(callback), id);
+  if (id) {
+    inbox_->commands.push(
+        RecvCommand{PostedRecv{request, *id, peer, tag, static_cast<uint8_t*>(data), length}});
   }
-  const uint64_t id = next_request_id_.fetch_add(1);
-  request->set_cancel_hook(cancel_hook(id));
-  inbox_->commands.push(
-      RecvCommand{PostedRecv{request, id, peer, tag, static_cast<uint8_t*>(data), length}});
   return request;
 }
 

@@ -33,6 +33,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -141,8 +142,6 @@ class Engine {
       Store& store, std::chrono::steady_clock::time_point deadline);
   void connect_lanes(const std::vector<std::vector<std::string>>& endpoints);
   void await_hellos(std::chrono::steady_clock::time_point deadline);
-  // The settings every peer's hello must carry (rank, lane and proof left empty).
-  core::Hello expected_hello() const;
   static OutgoingFrame control_frame(const core::ControlMessage& message);
   // Peers with at least one lane whose hello has not arrived yet.
   int missing_hello_peers() const;
@@ -201,6 +200,10 @@ class Engine {
     return send_lanes_[static_cast<size_t>(peer * options_.lanes + lane)];
   }
   std::function<void()> cancel_hook(uint64_t id);
+  // A new request: failed at once when the peer table refuses it, else given a command id in
+  // `id` and a cancel hook.
+  std::shared_ptr<Request> admit(bool is_send, int peer, Tag tag, size_t length,
+                                 Request::Callback callback, std::optional<uint64_t>& id);
 
   const TransportOptions options_;
   const int rank_;

@@ -81,7 +81,7 @@ std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
 
 void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoints) {
   send_lanes_.resize(static_cast<size_t>(size_ * options_.lanes));
-  core::Hello hello = expected_hello();
+  core::Hello hello = core::expected_hello(options_, size_);
   hello.rank = static_cast<uint32_t>(rank_);
   for (int peer = 0; peer < size_; ++peer) {
     if (peer == rank_) continue;
@@ -104,15 +104,6 @@ void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoint
       ++hellos_missing_;
     }
   }
-}
-
-core::Hello Engine::expected_hello() const {
-  core::Hello hello;
-  hello.size = static_cast<uint32_t>(size_);
-  hello.lanes = static_cast<uint32_t>(options_.lanes);
-  hello.chunk_bytes = options_.chunk_bytes;
-  hello.stripe_min_bytes = options_.stripe_min_bytes;
-  return hello;
 }
 
 OutgoingFrame Engine::control_frame(const core::ControlMessage& message) {

@@ -119,9 +119,8 @@ void Engine::handle_control(int peer, int lane, const ::zmq::message_t& routing,
       handle_hello(peer, lane, header_frame, *hello);
       return;
     }
-    const std::string why =
-        "it sent " + core::describe(message) + " on lane " + std::to_string(lane) +
-        " before its hello";
+    const std::string why = "it sent " + core::describe(message) + " on lane " +
+                            std::to_string(lane) + " before its hello";
     if (auth_.enabled()) {
       refuse_connection(peer, lane, header_frame, why);
     } else {
@@ -194,8 +193,8 @@ void Engine::drain_dealer(SendLane& link) {
         link.bye_acked = true;
       }
     } catch (const core::WireError& malformed) {
-      log_->debug("{}: ignoring what rank {} sent back on lane {}: {}", who(), link.peer,
-                  link.lane, malformed.what());
+      log_->debug("{}: ignoring what rank {} sent back on lane {}: {}", who(), link.peer, link.lane,
+                  malformed.what());
     }
   }
 }
@@ -210,7 +209,8 @@ void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_fra
                       "job secret, or not a member of this group)");
     return;
   }
-  const std::string why = core::check_hello(hello, peer, lane, expected_hello());
+  const std::string why =
+      core::check_hello(hello, peer, lane, core::expected_hello(options_, size_));
   if (!why.empty()) {
     lose_peer(peer, ErrorKind::kProtocol,
               "its hello on lane " + std::to_string(lane) + " was rejected: " + why);
