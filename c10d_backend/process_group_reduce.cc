@@ -61,7 +61,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::allreduce(std::vector<at::Tensor
         at::Tensor host = staged.host(0);
         scaling.premultiply(host);
         if (codec) {
-          c10d_backend::compressed_allreduce(context, host, *codec);
+          c10d_backend::compressed_allreduce(context, host, {.codec = *codec});
         } else {
           engine::allreduce(context, host.mutable_data_ptr(), elements(host), dtype, op);
         }

@@ -45,6 +45,7 @@ class DeviceStreams;
 class PinnedSlots;
 class SharedDevice;
 struct SignatureFields;
+struct Residuals;
 }  // namespace c10d_backend
 
 struct WanOptions {
@@ -91,6 +92,13 @@ class ProcessGroupWan final : public c10d::Backend {
                                                   const c10d::AllreduceOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> reduce(std::vector<at::Tensor>& tensors,
                                         const c10d::ReduceOptions& opts) override;
+  // SUM or AVG of a floating-point tensor through `config`'s codec, with optional error-feedback
+  // residuals: what torchwan.hooks runs, its future completed by this Work
+  // (c10d_backend/compressed_allreduce.cc).
+  c10::intrusive_ptr<c10d::Work> compressed_allreduce(at::Tensor& tensor,
+                                                      const compression::CodecConfig& config,
+                                                      const c10d::ReduceOp& reduce_op,
+                                                      const c10d_backend::Residuals* residuals);
   c10::intrusive_ptr<c10d::Work> reduce_scatter(std::vector<at::Tensor>& outputs,
                                                 std::vector<std::vector<at::Tensor>>& inputs,
                                                 const c10d::ReduceScatterOptions& opts) override;

@@ -1,9 +1,11 @@
-// torchwan._C.compression: the gradient codecs of csrc/compression on CPU torch tensors. The codec
-// reads and writes the tensors' own memory (no copies), and runs without the GIL so a hook on one
-// thread does not stall Python threads elsewhere. Malformed payloads and invalid parameters raise
+// torchwan._C.compression: the gradient codecs of csrc/compression on CPU torch tensors, and the
+// compressed allreduce torchwan.hooks queues on a wan backend. The codec reads and writes the
+// tensors' own memory (no copies), and runs without the GIL so a hook on one thread does not stall
+// Python threads elsewhere. Malformed payloads and invalid parameters raise
 // ValueError carrying the library's message, which names the field at fault.
 #include <ATen/ATen.h>
 #include <pybind11/pybind11.h>
+#include <torch/csrc/jit/python/pybind_utils.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include <cstddef>
@@ -12,7 +14,11 @@
 #include <span>
 #include <string>
 
+#include "c10d_backend/compressed_allreduce.h"
+#include "c10d_backend/process_group_wan.h"
+#include "csrc/compressed_allreduce.h"
 #include "csrc/compression/codec.h"
+#include "csrc/compression/codec_table.h"
 
 namespace py = pybind11;
 
@@ -22,44 +28,21 @@ namespace {
 namespace tc = torchwan::compression;
 
 tc::Codec parse_codec(const std::string& name) {
-  if (name == "fp16") return tc::Codec::kFloat16;
-  if (name == "bf16") return tc::Codec::kBFloat16;
-  if (name == "int8") return tc::Codec::kInt8Block;
-  if (name == "fp8") return tc::Codec::kFloat8Block;
-  if (name == "sign") return tc::Codec::kSignBlock;
-  if (name == "topk") return tc::Codec::kTopK;
-  throw py::value_error("torchwan compression: unknown codec '" + name +
-                        "' (expected fp16, bf16, int8, fp8, sign or topk)");
-}
-
-const char* python_codec_name(tc::Codec codec) {
-  switch (codec) {
-    case tc::Codec::kFloat16:
-      return "fp16";
-    case tc::Codec::kBFloat16:
-      return "bf16";
-    case tc::Codec::kInt8Block:
-      return "int8";
-    case tc::Codec::kFloat8Block:
-      return "fp8";
-    case tc::Codec::kSignBlock:
-      return "sign";
-    case tc::Codec::kTopK:
-      return "topk";
+  const tc::CodecDescriptor* descriptor = tc::find_codec(name);
+  if (descriptor == nullptr) {
+    throw py::value_error("torchwan compression: unknown codec '" + name + "' (expected " +
+                          tc::codec_names() + ")");
   }
-  return "unknown";
+  return descriptor->codec;
 }
 
 tc::CodecConfig make_config(const std::string& codec, uint32_t block_size, double topk_fraction,
                             bool stochastic_rounding, uint64_t seed) {
   tc::CodecConfig config;
   config.codec = parse_codec(codec);
-  // The casts and top-k have no blocks; a caller passing one default for every codec should not
-  // have to zero it for them.
-  const bool blocked = config.codec == tc::Codec::kInt8Block ||
-                       config.codec == tc::Codec::kFloat8Block ||
-                       config.codec == tc::Codec::kSignBlock;
-  config.block_size = blocked ? block_size : 0;
+  // Codecs without blocks ignore the size: a caller passing one default for every codec should
+  // not have to zero it for them.
+  config.block_size = tc::describe(config.codec).blocked() ? block_size : 0;
   config.topk_fraction = topk_fraction;
   config.stochastic_rounding = stochastic_rounding;
   config.seed = seed;
@@ -172,7 +155,7 @@ py::dict inspect(const at::Tensor& payload) {
   check_tensor(payload, at::kByte, "payload");
   const tc::Header header = run_codec([&] { return tc::inspect(bytes(payload)); });
   py::dict fields;
-  fields["codec"] = python_codec_name(header.codec);
+  fields["codec"] = tc::codec_name(header.codec);
   fields["stochastic_rounding"] = (header.flags & tc::kFlagStochastic) != 0;
   fields["block_size"] = header.block_size;
   fields["element_count"] = header.element_count;
@@ -188,12 +171,64 @@ size_t encoded_size(int64_t element_count, const std::string& codec, uint32_t bl
   return run_codec([&] { return tc::encoded_size(config, static_cast<size_t>(element_count)); });
 }
 
+// The hook's compressed allreduce on `backend`: queued at once, its future completed by the
+// backend's Work when the collective thread has run it (SUM, or AVG with `average`).
+std::shared_ptr<torch::jit::PythonFutureWrapper> allreduce(
+    ProcessGroupWan& backend, at::Tensor& tensor, const std::optional<at::Tensor>& contribution,
+    const std::optional<at::Tensor>& reduction, const std::string& codec, uint32_t block_size,
+    double topk_fraction, bool stochastic_rounding, uint64_t seed, bool average) {
+  if (contribution.has_value() != reduction.has_value()) {
+    throw py::value_error(
+        "torchwan compression: pass both error-feedback residuals (contribution and reduction) "
+        "or neither");
+  }
+  const auto config = make_config(codec, block_size, topk_fraction, stochastic_rounding, seed);
+  std::optional<c10d_backend::Residuals> residuals;
+  if (contribution) residuals = c10d_backend::Residuals{*contribution, *reduction};
+  c10::intrusive_ptr<c10d::Work> work;
+  {
+    py::gil_scoped_release no_gil;
+    work = backend.compressed_allreduce(tensor, config,
+                                        average ? c10d::ReduceOp::AVG : c10d::ReduceOp::SUM,
+                                        residuals ? &*residuals : nullptr);
+  }
+  return std::make_shared<torch::jit::PythonFutureWrapper>(work->getFuture());
+}
+
+size_t allreduce_bytes_sent(int64_t element_count, int size, int rank, const std::string& codec,
+                            uint32_t block_size, double topk_fraction) {
+  if (element_count < 0) throw py::value_error("torchwan compression: negative element count");
+  const auto config = make_config(codec, block_size, topk_fraction, false, 0);
+  return run_codec([&] {
+    return engine::compressed_allreduce_bytes_sent(static_cast<size_t>(element_count), size, rank,
+                                                   config);
+  });
+}
+
 }  // namespace
 
 void register_compression_bindings(py::module& parent) {
   py::module module = parent.def_submodule(
       "compression", "Gradient codecs on CPU float32 tensors (see docs/compression.md)");
-  module.attr("codecs") = py::make_tuple("fp16", "bf16", "int8", "fp8", "sign", "topk");
+  py::list names;
+  py::list table;
+  for (const tc::CodecDescriptor* row = tc::codec_table_begin(); row != tc::codec_table_end();
+       ++row) {
+    names.append(row->name);
+    py::dict entry;
+    entry["name"] = row->name;
+    entry["alias"] = row->alias != nullptr ? py::object(py::str(row->alias)) : py::none();
+    entry["wire_id"] = static_cast<int>(row->codec);
+    entry["needs_error_feedback"] = row->needs_error_feedback;
+    entry["blocked"] = row->blocked();
+    entry["stochastic_rounding"] = row->stochastic_rounding;
+    entry["cuda"] = row->cuda != nullptr;
+    entry["description"] = row->description;
+    table.append(entry);
+  }
+  module.attr("codecs") = py::tuple(names);
+  // The codec table (csrc/compression/codec_table.cc), one dict per codec in wire-id order.
+  module.attr("codec_table") = py::tuple(table);
   module.attr("header_size") = tc::kHeaderSize;
   module.def("encoded_size", &encoded_size, py::arg("element_count"), py::arg("codec") = "int8",
              py::arg("block_size") = 0, py::arg("topk_fraction") = 0.01,
@@ -213,6 +248,17 @@ void register_compression_bindings(py::module& parent) {
              "Decodes a payload into out (float32, its element count) or a new tensor.");
   module.def("decode_accumulate", &decode_accumulate, py::arg("payload"), py::arg("accumulator"),
              "accumulator += decode(payload), in place.");
+  module.def(
+      "allreduce", &allreduce, py::arg("backend"), py::arg("tensor"),
+      py::arg("contribution_residual") = py::none(), py::arg("reduction_residual") = py::none(),
+      py::arg("codec") = "int8", py::arg("block_size") = 0, py::arg("topk_fraction") = 0.01,
+      py::arg("stochastic_rounding") = false, py::arg("seed") = 0, py::arg("average") = false,
+      "Compressed allreduce of tensor in place on a wan backend, with optional "
+      "error-feedback residuals; returns the backend's future.");
+  module.def("allreduce_bytes_sent", &allreduce_bytes_sent, py::arg("element_count"),
+             py::arg("size"), py::arg("rank"), py::arg("codec") = "int8", py::arg("block_size") = 0,
+             py::arg("topk_fraction") = 0.01,
+             "Payload bytes one rank sends for one compressed allreduce of element_count floats.");
   module.def("inspect", &inspect, py::arg("payload"),
              "Validates a payload's header and returns its fields as a dict.");
 }

@@ -21,6 +21,9 @@ _native = _C.compression
 #: Codec names, in wire-format order: fp16 and bf16 casts, int8 and fp8 (e4m3) with one scale per
 #: block, sign (1 bit per element plus a scale per block), topk (the largest magnitudes).
 CODECS: tuple[str, ...] = tuple(_native.codecs)
+#: The codec table (csrc/compression/codec_table.cc) by name: wire_id, alias (an older spelling
+#: also accepted), needs_error_feedback, blocked, stochastic_rounding, cuda, description.
+CODEC_TABLE: dict[str, dict[str, Any]] = {row["name"]: dict(row) for row in _native.codec_table}
 HEADER_SIZE: int = int(_native.header_size)
 
 
@@ -85,6 +88,15 @@ def decode_accumulate(payload: torch.Tensor, accumulator: torch.Tensor) -> None:
     _native.decode_accumulate(payload, accumulator)
 
 
+def allreduce_bytes_sent(element_count: int, world_size: int, rank: int,
+                         config: CodecConfig = CodecConfig()) -> int:
+    """Payload bytes ``rank`` sends for one compressed allreduce of ``element_count`` floats over
+    ``world_size`` ranks (both phases; the headers of pieces after a shard's first not counted)."""
+    return int(_native.allreduce_bytes_sent(element_count, world_size, rank, codec=config.codec,
+                                            block_size=config.block_size,
+                                            topk_fraction=config.topk_fraction))
+
+
 def inspect(payload: torch.Tensor) -> dict[str, Any]:
     """Validates the header against the payload's length and returns its fields."""
     return dict(_native.inspect(payload))
@@ -92,7 +104,9 @@ def inspect(payload: torch.Tensor) -> dict[str, Any]:
 
 __all__ = [
     "CODECS",
+    "CODEC_TABLE",
     "HEADER_SIZE",
+    "allreduce_bytes_sent",
     "CodecConfig",
     "decode",
     "decode_accumulate",

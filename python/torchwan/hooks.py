@@ -7,39 +7,37 @@
     # equivalently, one function per codec (the codec in the state is then ignored):
     model.register_comm_hook(torchwan.hooks.State(), torchwan.hooks.int8)
 
-The result is the average over ranks, as with DDP's default hook.
+The result is the average over ranks, as with DDP's default hook. The group must use the wan
+backend.
 
-int8, fp8, sign, fp16, bf16 quantise twice end to end, whatever the world size: each rank encodes
-its bucket in W shards (with error feedback), an all-to-all hands shard j to rank j, which sums
-the W payloads in fp32, re-encodes the mean (with a second error-feedback residual) and all-gathers
-it. Each rank thus sends about 2·(W−1)/W of the bucket's compressed size, as a ring allreduce does
-of the uncompressed one. topk all-gathers every rank's sparse payload and sums in fp32: one
-quantisation, and bytes growing with W, which is fine while W·fraction stays small.
+Every codec runs the backend's one compressed allreduce (csrc/compressed_allreduce.h), the same the
+``compression`` option uses, here with error feedback: each rank encodes the other ranks' shards of
+its bucket (adding back what its last encode lost), an all-to-all hands shard j to rank j, which
+sums the W contributions in fp32, re-encodes the sum (with a second residual) and sends it to every
+rank. Each element is quantised twice whatever the world size, each rank sends about 2·(W−1)/W of
+the bucket's compressed size, and every rank gets the same bits.
 
-The hook returns at once: one thread per State encodes, communicates and decodes the buckets in
-the order DDP hands them over (the same on every rank, so every rank issues the same collectives
-in the same order) and completes each bucket's future, while backward goes on computing the next
-buckets' gradients. Gradients on a GPU are copied to the CPU on the caller's thread, where DDP
-guarantees they are ready, and back by that thread (the CUDA codecs are not wired in yet).
+The hook returns at once with the backend's own future: the bucket is queued on the group's
+collective thread like any collective (in the order DDP hands buckets over, the same on every
+rank), so DDP overlaps its communication with the rest of backward. Gradients on a GPU are staged
+through pinned host memory by the backend.
 """
 
-import concurrent.futures
-import math
-import threading
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 
-from . import compression
+from . import _C, compression
 from .compression import CodecConfig
 
 _MASK64 = (1 << 64) - 1
 
 
 def _mix(*values: int) -> int:
-    """A 64-bit hash of the values: distinct seeds for every (step, bucket, rank, stage, shard),
-    because the codec's random numbers depend only on (seed, element index)."""
+    """A 64-bit hash of the values: distinct seeds for every (step, key), because the codec's
+    random numbers depend only on (seed, element index); the backend mixes in the rank, stage
+    and piece of each encode."""
     h = 0x9E3779B97F4A7C15
     for value in values:
         h ^= value & _MASK64
@@ -76,29 +74,21 @@ class State:
         self.seed = seed
         self.stochastic_rounding = stochastic_rounding
         self.step = 0
-        # Bucket index -> residual of what this rank's encode lost (padded bucket length), and of
-        # what the re-encode of the shard this rank reduces lost (shard length).
+        # Key (bucket index, DiLoCo fragment) -> the error-feedback residuals the backend's
+        # compressed allreduce keeps for it: what this rank's encodes of the other ranks' shards
+        # lost, and what the re-encode of the shard this rank sums lost (both the key's length).
         self.residuals: dict[int, torch.Tensor] = {}
         self.shard_residuals: dict[int, torch.Tensor] = {}
         self.bytes_sent = 0
         self.bytes_dense = 0
-        self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        self._worker_lock = threading.Lock()
-
-    def worker(self) -> concurrent.futures.ThreadPoolExecutor:
-        """The thread that runs this state's buckets one after another, started on first use."""
-        with self._worker_lock:
-            if self._worker is None:
-                self._worker = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="torchwan-hook")
-            return self._worker
 
     def config(self, codec: str, seed: int) -> CodecConfig:
         return CodecConfig(
             codec=codec,
             block_size=self.block_size,
             topk_fraction=self.topk_fraction,
-            stochastic_rounding=self.stochastic_rounding and codec == "int8",
+            stochastic_rounding=(self.stochastic_rounding
+                                 and compression.CODEC_TABLE[codec]["stochastic_rounding"]),
             seed=seed,
         )
 
@@ -112,137 +102,77 @@ class State:
         return residual
 
     def reset_bucket(self, bucket: int) -> None:
-        """Forgets a bucket's residuals: after a non-finite gradient they hold NaN or Inf, which
-        would otherwise poison every later step even when the optimizer skips this one."""
+        """Forgets a bucket's residuals. (After a non-finite result the backend zeroes them
+        itself: NaN or Inf kept there would poison every later step.)"""
         self.residuals.pop(bucket, None)
         self.shard_residuals.pop(bucket, None)
 
 
-def _encode(
-    config: CodecConfig, tensor: torch.Tensor, residual: Optional[torch.Tensor], out: torch.Tensor
-) -> None:
-    if residual is None:
-        compression.encode(tensor, config, out=out)
-    else:
-        compression.encode_with_error_feedback(tensor, residual, config, out=out)
+def _backend(group: Optional[dist.ProcessGroup]) -> "_C.ProcessGroupWan":
+    """The wan backend behind ``group`` (default: the default group)."""
+    if isinstance(group, _C.ProcessGroupWan):
+        return group
+    group = group if group is not None else dist.group.WORLD
+    if group is None:
+        raise RuntimeError("torchwan.hooks: no default process group; set State.process_group")
+    try:
+        backend = group._get_backend(torch.device("cpu"))
+    except RuntimeError as error:
+        raise ValueError(f"torchwan.hooks: the group has no CPU backend: {error}") from None
+    if not isinstance(backend, _C.ProcessGroupWan):
+        raise ValueError("torchwan.hooks: the process group must use the 'wan' backend (its CPU "
+                         f"backend is {type(backend).__name__})")
+    return backend
 
 
-def _sharded_allreduce(
-    state: State, codec: str, group: Optional[dist.ProcessGroup], bucket: int, flat: torch.Tensor,
-    rank: int, world: int, step: int,
-) -> torch.Tensor:
-    """Two quantisations: encode W shards, all-to-all, reduce one shard in fp32, re-encode it,
-    all-gather, decode. Returns the mean."""
-    n = flat.numel()
-    # Equal shards give equal payload sizes, so plain equal-split collectives suffice; the zero
-    # padding (under W elements) encodes to zeros and keeps a zero residual. Shards are not
-    # rounded to whole blocks: a partial last block costs one scale, padding could cost a block.
-    shard = math.ceil(n / world)
-    padded = torch.zeros(world * shard, dtype=torch.float32)
-    padded[:n].copy_(flat)
-    use_ef = state.error_feedback
-    residual = state.residual(state.residuals, bucket, world * shard) if use_ef else None
-
-    payload_size = compression.encoded_size(shard, state.config(codec, 0))
-    send = torch.empty(world, payload_size, dtype=torch.uint8)
-    for j in range(world):
-        piece = slice(j * shard, (j + 1) * shard)
-        config = state.config(codec, _mix(state.seed, step, bucket, rank, 0, j))
-        _encode(config, padded[piece], None if residual is None else residual[piece], send[j])
-    received = torch.empty_like(send)
-    dist.all_to_all_single(received, send, group=group)
-
-    reduced = torch.zeros(shard, dtype=torch.float32)
-    for j in range(world):
-        compression.decode_accumulate(received[j], reduced)
-    reduced.div_(world)
-
-    shard_residual = state.residual(state.shard_residuals, bucket, shard) if use_ef else None
-    mine = torch.empty(payload_size, dtype=torch.uint8)
-    _encode(state.config(codec, _mix(state.seed, step, bucket, rank, 1)), reduced,
-            shard_residual, mine)
-    gathered = torch.empty(world * payload_size, dtype=torch.uint8)
-    dist.all_gather_into_tensor(gathered, mine, group=group)
-
-    result = torch.empty(world * shard, dtype=torch.float32)
-    for j in range(world):
-        compression.decode(gathered[j * payload_size:(j + 1) * payload_size],
-                           out=result[j * shard:(j + 1) * shard])
-    state.bytes_sent += 2 * (world - 1) * payload_size
-    return result[:n]
-
-
-def _topk_allreduce(
-    state: State, group: Optional[dist.ProcessGroup], bucket: int, flat: torch.Tensor, rank: int,
-    world: int, step: int,
-) -> torch.Tensor:
-    """One quantisation: every rank's top-k payload is all-gathered and summed in fp32."""
-    n = flat.numel()
-    config = state.config("topk", _mix(state.seed, step, bucket, rank))
-    payload_size = compression.encoded_size(n, config)
-    residual = state.residual(state.residuals, bucket, n) if state.error_feedback else None
-    mine = torch.empty(payload_size, dtype=torch.uint8)
-    _encode(config, flat, residual, mine)
-    gathered = torch.empty(world * payload_size, dtype=torch.uint8)
-    dist.all_gather_into_tensor(gathered, mine, group=group)
-    total = torch.zeros(n, dtype=torch.float32)
-    for j in range(world):
-        compression.decode_accumulate(gathered[j * payload_size:(j + 1) * payload_size], total)
-    state.bytes_sent += (world - 1) * payload_size
-    return total.div_(world)
+def compressed_allreduce(
+    state: State, codec: str, key: int, tensor: torch.Tensor, step: Optional[int] = None
+) -> torch.futures.Future:
+    """Queues the mean over ``state.process_group`` of the contiguous floating-point ``tensor``
+    (same length on every rank; CPU or GPU), in place, sent through ``codec`` with the
+    error-feedback residuals stored under ``key``, and returns the backend's future (its value:
+    ``[tensor]``); bit-identical on every rank. Counts ``state.bytes_sent``. ``step`` (default
+    ``state.step``) seeds the codecs' random numbers."""
+    step = state.step if step is None else step
+    backend = _backend(state.process_group)
+    numel = tensor.numel()
+    config = state.config(codec, _mix(state.seed, step, key))
+    contribution = reduction = None
+    if state.error_feedback:
+        contribution = state.residual(state.residuals, key, numel)
+        reduction = state.residual(state.shard_residuals, key, numel)
+    future = _C.compression.allreduce(backend, tensor, contribution, reduction, average=True,
+                                      **config.native_kwargs())
+    state.bytes_sent += compression.allreduce_bytes_sent(numel, backend.size(), backend.rank(),
+                                                         config)
+    return future
 
 
 def compressed_mean(
     state: State, codec: str, key: int, flat: torch.Tensor, step: Optional[int] = None
 ) -> torch.Tensor:
-    """The mean over ``state.process_group`` of the float32 CPU vector ``flat`` (same length on
-    every rank), sent through ``codec`` with the error-feedback residuals stored under ``key``;
-    bit-identical on every rank. Counts ``state.bytes_sent``. Shared by the DDP hooks (key: the
-    bucket index) and torchwan.DiLoCo (key: the fragment). ``step`` (default ``state.step``)
-    seeds the codecs' random numbers."""
-    step = state.step if step is None else step
-    group = state.process_group
-    # The group's own rank and size: a torchwan.elastic epoch's group is built without
-    # init_process_group, so torch.distributed's registry (dist.get_rank) does not know it.
-    world = group.size() if group is not None else dist.get_world_size()
-    rank = group.rank() if group is not None else dist.get_rank()
-    if codec == "topk":
-        mean = _topk_allreduce(state, group, key, flat, rank, world, step)
-    else:
-        mean = _sharded_allreduce(state, codec, group, key, flat, rank, world, step)
-    if not bool(torch.isfinite(mean).all()):
-        state.reset_bucket(key)
-    return mean
+    """:func:`compressed_allreduce` of the float32 vector ``flat``, waited for; returns ``flat``
+    holding the mean. Shared by the DDP hooks' tests and torchwan.DiLoCo (key: the fragment)."""
+    compressed_allreduce(state, codec, key, flat, step).wait()
+    return flat
 
 
 def _run(state: State, bucket: dist.GradBucket, codec: str) -> torch.futures.Future[torch.Tensor]:
     grad = bucket.buffer()
-    world = dist.get_world_size(state.process_group)
+    world = _backend(state.process_group).size()
     # Read on the caller's thread: the step and bucket order are what every rank agrees on.
     step = state.step
     index = bucket.index()
     if bucket.is_last():
         state.step += 1
-    future: torch.futures.Future[torch.Tensor] = torch.futures.Future(
-        devices=[grad.device] if grad.device.type != "cpu" else None)
     if world <= 1 or grad.numel() == 0:
+        future: torch.futures.Future[torch.Tensor] = torch.futures.Future(
+            devices=[grad.device] if grad.device.type != "cpu" else None)
         future.set_result(grad)
         return future
-    # A copy is needed anyway for non-fp32 or device buckets; fp32 CPU ones are used in place
-    # (DDP leaves the bucket alone until its future completes).
-    flat = grad.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
-
-    def reduce() -> None:
-        try:
-            mean = compressed_mean(state, codec, index, flat, step)
-            grad.copy_(mean.view_as(grad))
-            state.bytes_dense += 2 * (world - 1) * grad.numel() * 4 // world
-            future.set_result(grad)
-        except BaseException as error:  # the bucket's future carries it to DDP's wait
-            future.set_exception(error)
-
-    state.worker().submit(reduce)
-    return future
+    queued = compressed_allreduce(state, codec, index, grad, step)
+    state.bytes_dense += 2 * (world - 1) * grad.numel() * 4 // world
+    return queued.then(lambda done: done.value()[0])
 
 
 # DDP inspects the hook's annotations: the bucket must be annotated as dist.GradBucket (or not at
@@ -252,34 +182,25 @@ def compressed(state: State, bucket: dist.GradBucket) -> torch.futures.Future[to
     return _run(state, bucket, state.codec)
 
 
-def int8(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """int8 codes with one absmax scale per block (3.94x smaller than fp32 at block 256)."""
-    return _run(state, bucket, "int8")
+def _codec_hook(codec: str):
+    """The hook that always uses ``codec`` (``state.codec`` is then ignored); its documentation is
+    the codec's line of the codec table."""
+
+    def hook(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+        return _run(state, bucket, codec)
+
+    hook.__name__ = hook.__qualname__ = codec
+    hook.__doc__ = compression.CODEC_TABLE[codec]["description"]
+    return hook
 
 
-def fp8(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """fp8 e4m3 codes with one scale per block (3.94x)."""
-    return _run(state, bucket, "fp8")
+int8 = _codec_hook("int8")
+fp8 = _codec_hook("fp8")
+fp16 = _codec_hook("fp16")
+bf16 = _codec_hook("bf16")
+sign = _codec_hook("sign")
+topk = _codec_hook("topk")
 
 
-def fp16(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """IEEE half (2x)."""
-    return _run(state, bucket, "fp16")
-
-
-def bf16(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """bfloat16 (2x)."""
-    return _run(state, bucket, "bf16")
-
-
-def sign(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """One bit per element and a mean-magnitude scale per block (28x); needs error feedback."""
-    return _run(state, bucket, "sign")
-
-
-def topk(state: State, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """The ``topk_fraction`` largest magnitudes per rank; needs error feedback."""
-    return _run(state, bucket, "topk")
-
-
-__all__ = ["State", "bf16", "compressed", "compressed_mean", "fp16", "fp8", "int8", "sign", "topk"]
+__all__ = ["State", "bf16", "compressed", "compressed_allreduce", "compressed_mean", "fp16", "fp8",
+           "int8", "sign", "topk"]

@@ -63,6 +63,21 @@ def test_error_feedback_keeps_what_was_lost(codec: str) -> None:
     assert torch.equal(residual, t - compression.decode(payload))
 
 
+def test_the_codec_table_names_every_codec_once() -> None:
+    assert list(compression.CODEC_TABLE) == list(compression.CODECS) == [
+        "fp16", "bf16", "int8", "fp8", "sign", "topk"]
+    assert [row["wire_id"] for row in compression.CODEC_TABLE.values()] == [1, 2, 3, 4, 5, 6]
+    biased = {name for name, row in compression.CODEC_TABLE.items() if row["needs_error_feedback"]}
+    assert biased == {"sign", "topk"}
+    # The older spellings still work and decode under the one name.
+    x = sample()
+    for alias, name in (("int8_block", "int8"), ("fp8_e4m3_block", "fp8"), ("sign_block", "sign")):
+        assert compression.CODEC_TABLE[name]["alias"] == alias
+        payload = compression.encode(x, CodecConfig(codec=alias))
+        assert torch.equal(payload, compression.encode(x, CodecConfig(codec=name)))
+        assert compression.inspect(payload)["codec"] == name
+
+
 def test_writes_into_given_memory() -> None:
     x = sample()
     out = torch.empty(compression.encoded_size(x.numel()) + 16, dtype=torch.uint8)
