@@ -23,6 +23,7 @@ rank), so DDP overlaps its communication with the rest of backward. Gradients on
 through pinned host memory by the backend.
 """
 
+import dataclasses
 from typing import Optional
 
 import torch
@@ -46,6 +47,7 @@ def _mix(*values: int) -> int:
     return h
 
 
+@dataclasses.dataclass(eq=False)
 class State:
     """Per-model hook state: the codec settings and, per DDP bucket, the error-feedback residuals.
 
@@ -53,34 +55,28 @@ class State:
     other ranks and what a ring allreduce of the same fp32 buckets would send; their ratio is the
     saving on the wire."""
 
-    def __init__(
-        self,
-        process_group: Optional[dist.ProcessGroup] = None,
-        codec: str = "int8",
-        block_size: int = 256,
-        error_feedback: bool = True,
-        topk_fraction: float = 0.01,
-        seed: int = 0,
-        stochastic_rounding: bool = False,
-    ) -> None:
-        if codec not in compression.CODECS:
-            raise ValueError(f"torchwan.hooks: unknown codec {codec!r}, expected one of "
+    process_group: Optional[dist.ProcessGroup] = None
+    codec: str = "int8"
+    block_size: int = 256
+    error_feedback: bool = True
+    topk_fraction: float = 0.01
+    seed: int = 0
+    stochastic_rounding: bool = False
+    step: int = dataclasses.field(default=0, init=False)
+    # Key (bucket index, DiLoCo fragment) -> the error-feedback residuals the backend's compressed
+    # allreduce keeps for it: what this rank's encodes of the other ranks' shards lost, and what
+    # the re-encode of the shard this rank sums lost (both the key's length).
+    residuals: dict[int, torch.Tensor] = dataclasses.field(
+        default_factory=dict, init=False, repr=False)
+    shard_residuals: dict[int, torch.Tensor] = dataclasses.field(
+        default_factory=dict, init=False, repr=False)
+    bytes_sent: int = dataclasses.field(default=0, init=False)
+    bytes_dense: int = dataclasses.field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.codec not in compression.CODECS:
+            raise ValueError(f"torchwan.hooks: unknown codec {self.codec!r}, expected one of "
                              f"{', '.join(compression.CODECS)}")
-        self.process_group = process_group
-        self.codec = codec
-        self.block_size = block_size
-        self.error_feedback = error_feedback
-        self.topk_fraction = topk_fraction
-        self.seed = seed
-        self.stochastic_rounding = stochastic_rounding
-        self.step = 0
-        # Key (bucket index, DiLoCo fragment) -> the error-feedback residuals the backend's
-        # compressed allreduce keeps for it: what this rank's encodes of the other ranks' shards
-        # lost, and what the re-encode of the shard this rank sums lost (both the key's length).
-        self.residuals: dict[int, torch.Tensor] = {}
-        self.shard_residuals: dict[int, torch.Tensor] = {}
-        self.bytes_sent = 0
-        self.bytes_dense = 0
 
     def config(self, codec: str, seed: int) -> CodecConfig:
         return CodecConfig(
