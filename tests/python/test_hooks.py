@@ -266,3 +266,29 @@ def test_the_hook_does_not_wait_for_the_network() -> None:
     results = run_ranks(hook_returns_before_communication, 2, timeout=120)
     assert results[0]["returned_done"] == [False], results
     assert all(result["grad_ok"] for result in results), results
+
+
+def hook_and_option(rank: int, world_size: int) -> dict:
+    """The hooks' allreduce and Options(compression=...) are one engine path: on the first call
+    (residuals still zero) both give the same bits."""
+    import torch.distributed as dist
+    import torchwan.hooks as hooks
+
+    group = dist.new_group(backend="wan", pg_options=torchwan.Options(compression="int8"))
+    x = torch.randn(100_000, generator=torch.Generator().manual_seed(rank)) * 3
+    through_option = x.clone()
+    dist.all_reduce(through_option, op=dist.ReduceOp.AVG, group=group)
+    results = {}
+    for error_feedback in (False, True):
+        through_hook = x.clone()
+        state = hooks.State(codec="int8", error_feedback=error_feedback)
+        hooks.compressed_allreduce(state, "int8", 0, through_hook).wait()
+        results[error_feedback] = torch.equal(through_hook, through_option)
+    with pytest.raises(ValueError, match="error feedback"):
+        hooks.compressed_allreduce(hooks.State(error_feedback=False), "sign", 0, x.clone())
+    return results
+
+
+def test_the_hook_and_the_compression_option_share_one_allreduce() -> None:
+    for result in run_ranks(hook_and_option, 3, timeout=120):
+        assert result == {False: True, True: True}, result
