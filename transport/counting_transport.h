@@ -16,12 +16,7 @@ class CountingTransport final : public ForwardingTransport {
  public:
   explicit CountingTransport(std::unique_ptr<Transport> inner);
 
-  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
-                                     Request::Callback callback = {}) override;
+  std::shared_ptr<Request> post(Posting posting) override;
   std::vector<PeerTraffic> traffic() const override { return counters_->snapshot(); }
 
  private:

@@ -148,17 +148,16 @@ std::string EncryptedTransport::name() const {
 
 Cipher EncryptedTransport::cipher() const { return session_->cipher.cipher(); }
 
-void EncryptedTransport::check_arguments(const char* operation, std::optional<int> peer, Tag tag,
-                                         const void* data, size_t length) const {
-  check_request_arguments(session_->who, operation, rank(), size(), peer, tag, data, length);
+void EncryptedTransport::check_arguments(const Posting& posting) const {
+  check_request_arguments(session_->who, rank(), size(), posting);
   // Sealing adds a limit of its own: one message must fit the cipher's counter space.
-  if (length > session_->cipher.max_message_bytes()) {
+  if (posting.length > session_->cipher.max_message_bytes()) {
     throw TransportError(
         ErrorKind::kInvalidArgument,
         fmt::format("{}: {}: {} bytes exceed the {} bytes {} can seal in one message",
-                    session_->who, operation, length, session_->cipher.max_message_bytes(),
-                    cipher_name(session_->cipher.cipher())),
-        peer.value_or(-1));
+                    session_->who, posting.call(), posting.length,
+                    session_->cipher.max_message_bytes(), cipher_name(session_->cipher.cipher())),
+        posting.peer);
   }
 }
 
@@ -172,16 +171,23 @@ struct Staged {
 
 }  // namespace
 
-std::shared_ptr<Request> EncryptedTransport::isend(int peer, Tag tag, const void* data,
-                                                   size_t length, Request::Callback callback) {
-  check_arguments("isend", peer, tag, data, length);
+std::shared_ptr<Request> EncryptedTransport::post(Posting posting) {
+  check_arguments(posting);
+  return posting.is_send() ? send(std::move(posting)) : receive(std::move(posting));
+}
+
+std::shared_ptr<Request> EncryptedTransport::send(Posting posting) {
+  const int peer = posting.peer;
+  const Tag tag = posting.tag;
+  const size_t length = posting.length;
   Session& session = *session_;
   auto staged = std::make_shared<Staged>();
-  staged->outer = std::make_shared<Request>(peer, tag, length, std::move(callback));
+  staged->outer = std::make_shared<Request>(peer, tag, length, std::move(posting.callback));
   const size_t sealed_length = length + kSealOverheadBytes;
   staged->buffer = session.pool.acquire(sealed_length);
   const uint64_t counter = session.send_counters[static_cast<size_t>(peer)].fetch_add(1);
-  session.cipher.seal({session.rank, peer, tag}, counter, data, length, staged->buffer.data());
+  session.cipher.seal({session.rank, peer, tag}, counter, posting.data, length,
+                      staged->buffer.data());
   const auto outer = staged->outer;
   auto inner = inner_->isend(peer, tag, staged->buffer.data(), sealed_length,
                              [session = session_, staged](Request& request) {
@@ -197,23 +203,13 @@ std::shared_ptr<Request> EncryptedTransport::isend(int peer, Tag tag, const void
   return outer;
 }
 
-std::shared_ptr<Request> EncryptedTransport::irecv(int peer, Tag tag, void* data, size_t length,
-                                                   Request::Callback callback) {
-  check_arguments("irecv", peer, tag, data, length);
-  return receive(peer, tag, data, length, std::move(callback));
-}
-
-std::shared_ptr<Request> EncryptedTransport::irecv_any(Tag tag, void* data, size_t length,
-                                                       Request::Callback callback) {
-  check_arguments("irecv_any", std::nullopt, tag, data, length);
-  return receive(kAnySource, tag, data, length, std::move(callback));
-}
-
-std::shared_ptr<Request> EncryptedTransport::receive(int peer, Tag tag, void* data, size_t length,
-                                                     Request::Callback callback) {
+std::shared_ptr<Request> EncryptedTransport::receive(Posting posting) {
+  const Tag tag = posting.tag;
+  void* data = posting.data;
   auto staged = std::make_shared<Staged>();
-  staged->outer = std::make_shared<Request>(peer, tag, length, std::move(callback));
-  const size_t sealed_length = length + kSealOverheadBytes;
+  staged->outer =
+      std::make_shared<Request>(posting.peer, tag, posting.length, std::move(posting.callback));
+  const size_t sealed_length = posting.length + kSealOverheadBytes;
   staged->buffer = session_->pool.acquire(sealed_length);
   auto on_done = [session = session_, staged, data, tag, sealed_length](Request& request) {
     Request& outer = *staged->outer;
@@ -244,10 +240,10 @@ std::shared_ptr<Request> EncryptedTransport::receive(int peer, Tag tag, void* da
     outer.complete_part();
   };
   const auto outer = staged->outer;
-  std::shared_ptr<Request> inner =
-      peer == kAnySource
-          ? inner_->irecv_any(tag, staged->buffer.data(), sealed_length, std::move(on_done))
-          : inner_->irecv(peer, tag, staged->buffer.data(), sealed_length, std::move(on_done));
+  posting.data = staged->buffer.data();
+  posting.length = sealed_length;
+  posting.callback = std::move(on_done);
+  std::shared_ptr<Request> inner = inner_->post(std::move(posting));
   outer->forward_cancel_to(inner);
   return outer;
 }

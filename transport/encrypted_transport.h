@@ -31,12 +31,7 @@ class EncryptedTransport final : public ForwardingTransport {
 
   std::string name() const override;
 
-  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
-                                     Request::Callback callback = {}) override;
+  std::shared_ptr<Request> post(Posting posting) override;
 
   Cipher cipher() const;
 
@@ -45,11 +40,10 @@ class EncryptedTransport final : public ForwardingTransport {
   // transport is being destroyed still finds it.
   struct Session;
 
-  // The checks every transport makes (nullopt peer: irecv_any), plus the cipher's size limit.
-  void check_arguments(const char* operation, std::optional<int> peer, Tag tag, const void* data,
-                       size_t length) const;
-  std::shared_ptr<Request> receive(int peer, Tag tag, void* data, size_t length,
-                                   Request::Callback callback);
+  // The checks every transport makes, plus the cipher's size limit.
+  void check_arguments(const Posting& posting) const;
+  std::shared_ptr<Request> send(Posting posting);
+  std::shared_ptr<Request> receive(Posting posting);
 
   std::shared_ptr<Session> session_;
 };

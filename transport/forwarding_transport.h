@@ -20,17 +20,8 @@ class ForwardingTransport : public Transport {
   std::string name() const override { return inner_->name(); }
   const TransportOptions& options() const override { return inner_->options(); }
 
-  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
-                                 Request::Callback callback = {}) override {
-    return inner_->isend(peer, tag, data, length, std::move(callback));
-  }
-  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
-                                 Request::Callback callback = {}) override {
-    return inner_->irecv(peer, tag, data, length, std::move(callback));
-  }
-  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
-                                     Request::Callback callback = {}) override {
-    return inner_->irecv_any(tag, data, length, std::move(callback));
+  std::shared_ptr<Request> post(Posting posting) override {
+    return inner_->post(std::move(posting));
   }
   void abort(const std::string& reason) override { inner_->abort(reason); }
   void set_peer_failure_handler(PeerFailureHandler handler) override {

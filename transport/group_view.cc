@@ -99,37 +99,28 @@ GroupView::~GroupView() {
   for (auto& request : inner) request->cancel();
 }
 
-std::shared_ptr<Request> GroupView::isend(int peer, Tag tag, const void* data, size_t length,
-                                          Request::Callback callback) {
-  check_request_arguments(name(), "isend", rank_, size(), peer, tag, data, length);
-  return post("isend", peer, tag, length, std::move(callback),
-              [&](Tag device_tag, Request::Callback done) {
-                return device_->links().isend(members_[static_cast<size_t>(peer)], device_tag, data,
-                                              length, std::move(done));
-              });
+std::shared_ptr<Request> GroupView::post(Posting posting) {
+  check_request_arguments(name(), rank_, size(), posting);
+  const int peer = posting.peer;
+  const char* call = posting.call();
+  const Tag tag = posting.tag;
+  const size_t length = posting.length;
+  Request::Callback callback = std::move(posting.callback);
+  return post_on_channel(call, peer, tag, length, std::move(callback),
+                         [&](Tag device_tag, Request::Callback done) {
+                           Posting on_device = posting;
+                           if (peer != kAnySource) {
+                             on_device.peer = members_[static_cast<size_t>(peer)];
+                           }
+                           on_device.tag = device_tag;
+                           on_device.callback = std::move(done);
+                           return device_->links().post(std::move(on_device));
+                         });
 }
 
-std::shared_ptr<Request> GroupView::irecv(int peer, Tag tag, void* data, size_t length,
-                                          Request::Callback callback) {
-  check_request_arguments(name(), "irecv", rank_, size(), peer, tag, data, length);
-  return post("irecv", peer, tag, length, std::move(callback),
-              [&](Tag device_tag, Request::Callback done) {
-                return device_->links().irecv(members_[static_cast<size_t>(peer)], device_tag, data,
-                                              length, std::move(done));
-              });
-}
-
-std::shared_ptr<Request> GroupView::irecv_any(Tag tag, void* data, size_t length,
-                                              Request::Callback callback) {
-  check_request_arguments(name(), "irecv_any", rank_, size(), std::nullopt, tag, data, length);
-  return post("irecv_any", kAnySource, tag, length, std::move(callback),
-              [&](Tag device_tag, Request::Callback done) {
-                return device_->links().irecv_any(device_tag, data, length, std::move(done));
-              });
-}
-
-std::shared_ptr<Request> GroupView::post(const char* operation, int peer, Tag tag, size_t length,
-                                         Request::Callback callback, const Post& post_on_device) {
+std::shared_ptr<Request> GroupView::post_on_channel(const char* operation, int peer, Tag tag,
+                                                    size_t length, Request::Callback callback,
+                                                    const Post& post_on_device) {
   if (tag >= kMaxGroupTag) {
     throw TransportError(ErrorKind::kInvalidArgument,
                          fmt::format("{}: {}: tag {} is not below 2^32 (the bits above carry the "

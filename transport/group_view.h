@@ -26,12 +26,7 @@ class GroupView final : public Transport {
   std::string name() const override { return device_->links().name(); }
   const TransportOptions& options() const override { return device_->options(); }
 
-  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
-                                     Request::Callback callback = {}) override;
+  std::shared_ptr<Request> post(Posting posting) override;
   void abort(const std::string& reason) override;
   void set_peer_failure_handler(PeerFailureHandler handler) override;
   std::vector<PeerTraffic> traffic() const override;
@@ -40,8 +35,8 @@ class GroupView final : public Transport {
   struct Shared;  // what completion callbacks use; they may outlive the view
   using Post = std::function<std::shared_ptr<Request>(Tag tag, Request::Callback done)>;
 
-  std::shared_ptr<Request> post(const char* operation, int peer, Tag tag, size_t length,
-                                Request::Callback callback, const Post& post_on_device);
+  std::shared_ptr<Request> post_on_channel(const char* operation, int peer, Tag tag, size_t length,
+                                           Request::Callback callback, const Post& post_on_device);
 
   std::shared_ptr<Device> device_;
   std::vector<int> members_;  // group rank -> device rank

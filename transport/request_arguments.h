@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "transport/posting.h"
 #include "transport/request.h"
 
 namespace torchwan::transport {
@@ -19,5 +20,11 @@ std::string request_argument_problem(int rank, int size, std::optional<int> peer
 // Throws TransportError(kInvalidArgument) "`who`: `call`: <problem>" when there is a problem.
 void check_request_arguments(const std::string& who, const char* call, int rank, int size,
                              std::optional<int> peer, Tag tag, const void* data, size_t length);
+// The same for what a Transport's post() receives.
+inline void check_request_arguments(const std::string& who, int rank, int size,
+                                    const Posting& posting) {
+  check_request_arguments(who, posting.call(), rank, size, posting.named_peer(), posting.tag,
+                          posting.data, posting.length);
+}
 
 }  // namespace torchwan::transport

@@ -10,6 +10,7 @@
 
 #include "transport/errors.h"
 #include "transport/options.h"
+#include "transport/posting.h"
 #include "transport/request.h"
 #include "transport/store.h"
 #include "transport/traffic.h"
@@ -33,17 +34,26 @@ class Transport {
   virtual const TransportOptions& options() const = 0;
 
   // `data` must stay valid until the request is done. `peer` must not be this rank; tag < kMaxTag.
-  virtual std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
-                                         Request::Callback callback = {}) = 0;
-  virtual std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
-                                         Request::Callback callback = {}) = 0;
+  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
+                                 Request::Callback callback = {}) {
+    return post(
+        {Posting::Kind::kSend, peer, tag, const_cast<void*>(data), length, std::move(callback)});
+  }
+  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
+                                 Request::Callback callback = {}) {
+    return post({Posting::Kind::kReceive, peer, tag, data, length, std::move(callback)});
+  }
   // Receives one `length`-byte message with `tag` from whichever rank sends one first; once the
   // request is done, source() names that rank (peer() stays kAnySource). Messages from one sender
   // still match in order, and a message goes to the oldest posted receive that accepts it, exact
   // or any-source, as far as the implementation can tell (each documents its rule). A sender that
   // is lost does not fail a pending any-source receive: other ranks may still send.
-  virtual std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
-                                             Request::Callback callback = {}) = 0;
+  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
+                                     Request::Callback callback = {}) {
+    return post({Posting::Kind::kReceiveAny, kAnySource, tag, data, length, std::move(callback)});
+  }
+  // What isend, irecv and irecv_any become: the one call an implementation overrides.
+  virtual std::shared_ptr<Request> post(Posting posting) = 0;
 
   // Fails every pending request with kAborted and `reason`; later calls fail at once.
   virtual void abort(const std::string& reason) = 0;

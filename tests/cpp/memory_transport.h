@@ -220,24 +220,10 @@ class MemoryTransport final : public transport::Transport {
   int size() const override { return size_; }
   std::string name() const override { return "memory"; }
   const transport::TransportOptions& options() const override { return options_; }
-  std::shared_ptr<transport::Request> isend(int peer, transport::Tag tag, const void* data,
-                                            size_t length,
-                                            transport::Request::Callback callback) override {
-    transport::check_request_arguments(who(), "isend", rank_, size_, peer, tag, data, length);
-    return fabric_->post(true, rank_, peer, tag, const_cast<void*>(data), length,
-                         std::move(callback));
-  }
-  std::shared_ptr<transport::Request> irecv(int peer, transport::Tag tag, void* data, size_t length,
-                                            transport::Request::Callback callback) override {
-    transport::check_request_arguments(who(), "irecv", rank_, size_, peer, tag, data, length);
-    return fabric_->post(false, rank_, peer, tag, data, length, std::move(callback));
-  }
-  std::shared_ptr<transport::Request> irecv_any(transport::Tag tag, void* data, size_t length,
-                                                transport::Request::Callback callback) override {
-    transport::check_request_arguments(who(), "irecv_any", rank_, size_, std::nullopt, tag, data,
-                                       length);
-    return fabric_->post(false, rank_, transport::kAnySource, tag, data, length,
-                         std::move(callback));
+  std::shared_ptr<transport::Request> post(transport::Posting posting) override {
+    transport::check_request_arguments(who(), rank_, size_, posting);
+    return fabric_->post(posting.is_send(), rank_, posting.peer, posting.tag, posting.data,
+                         posting.length, std::move(posting.callback));
   }
   void abort(const std::string& reason) override { fabric_->abort_rank(rank_, reason); }
   void set_peer_failure_handler(PeerFailureHandler) override {}

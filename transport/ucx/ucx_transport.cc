@@ -82,23 +82,10 @@ void UcxTransport::run(Store& store, std::promise<void>& connected) {
   engine->shutdown();
 }
 
-std::shared_ptr<Request> UcxTransport::isend(int peer, Tag tag, const void* data, size_t length,
-                                             Request::Callback callback) {
-  check_request_arguments(who(), "isend", rank_, size_, peer, tag, data, length);
-  // UCX only reads a send buffer; the engine's pieces share one pointer type for both directions.
-  return submit(true, peer, tag, const_cast<void*>(data), length, std::move(callback));
-}
-
-std::shared_ptr<Request> UcxTransport::irecv(int peer, Tag tag, void* data, size_t length,
-                                             Request::Callback callback) {
-  check_request_arguments(who(), "irecv", rank_, size_, peer, tag, data, length);
-  return submit(false, peer, tag, data, length, std::move(callback));
-}
-
-std::shared_ptr<Request> UcxTransport::irecv_any(Tag tag, void* data, size_t length,
-                                                 Request::Callback callback) {
-  check_request_arguments(who(), "irecv_any", rank_, size_, std::nullopt, tag, data, length);
-  return submit(false, kAnySource, tag, data, length, std::move(callback));
+std::shared_ptr<Request> UcxTransport::post(Posting posting) {
+  check_request_arguments(who(), rank_, size_, posting);
+  return submit(posting.is_send(), posting.peer, posting.tag, posting.data, posting.length,
+                std::move(posting.callback));
 }
 
 std::shared_ptr<Request> UcxTransport::submit(bool is_send, int peer, Tag tag, void* data,

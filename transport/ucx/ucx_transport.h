@@ -39,12 +39,7 @@ class UcxTransport final : public Transport {
   std::string name() const override { return "ucx"; }
   const TransportOptions& options() const override { return options_; }
 
-  std::shared_ptr<Request> isend(int peer, Tag tag, const void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv(int peer, Tag tag, void* data, size_t length,
-                                 Request::Callback callback = {}) override;
-  std::shared_ptr<Request> irecv_any(Tag tag, void* data, size_t length,
-                                     Request::Callback callback = {}) override;
+  std::shared_ptr<Request> post(Posting posting) override;
   void abort(const std::string& reason) override;
   void set_peer_failure_handler(PeerFailureHandler handler) override;
 

@@ -23,23 +23,14 @@ ZmqTransport::ZmqTransport(const TransportOptions& options, Store& store, int ra
 
 ZmqTransport::~ZmqTransport() = default;
 
-std::shared_ptr<Request> ZmqTransport::isend(int peer, Tag tag, const void* data, size_t length,
-                                             Request::Callback callback) {
-  check_request_arguments(engine_->who(), "isend", rank_, size_, peer, tag, data, length);
-  return engine_->send(peer, tag, data, length, std::move(callback));
-}
-
-std::shared_ptr<Request> ZmqTransport::irecv(int peer, Tag tag, void* data, size_t length,
-                                             Request::Callback callback) {
-  check_request_arguments(engine_->who(), "irecv", rank_, size_, peer, tag, data, length);
-  return engine_->recv(peer, tag, data, length, std::move(callback));
-}
-
-std::shared_ptr<Request> ZmqTransport::irecv_any(Tag tag, void* data, size_t length,
-                                                 Request::Callback callback) {
-  check_request_arguments(engine_->who(), "irecv_any", rank_, size_, std::nullopt, tag, data,
-                          length);
-  return engine_->recv(kAnySource, tag, data, length, std::move(callback));
+std::shared_ptr<Request> ZmqTransport::post(Posting posting) {
+  check_request_arguments(engine_->who(), rank_, size_, posting);
+  if (posting.is_send()) {
+    return engine_->send(posting.peer, posting.tag, posting.data, posting.length,
+                         std::move(posting.callback));
+  }
+  return engine_->recv(posting.peer, posting.tag, posting.data, posting.length,
+                       std::move(posting.callback));
 }
 
 void ZmqTransport::abort(const std::string& reason) { engine_->abort(reason); }
