@@ -605,36 +605,42 @@ TEST(UcxPeerDeath, PeerKilledMidTransferFailsPendingReceives) {
   EXPECT_EQ(failure_of(*later).kind(), ErrorKind::kPeerLost);
 }
 
-// Rank 1 connects and then only sleeps: no traffic is in flight when it dies, so only liveness
-// checking can notice.
+// Rank 1 in a child process that connects and then only sleeps, and rank 0 here with a receive
+// from it that nothing will satisfy.
+struct IdlePeer {
+  explicit IdlePeer(const TransportOptions& options)
+      : child(options,
+              [](Transport&) {
+                for (;;) std::this_thread::sleep_for(1s);
+              }),
+        transport(Transport::create(options, child.store(), 0, 2)),
+        pending(transport->irecv(1, 2, never.data(), never.size())) {}
+
+  ChildPeer child;
+  std::unique_ptr<Transport> transport;
+  std::vector<uint8_t> never = std::vector<uint8_t>(16);
+  std::shared_ptr<Request> pending;
+};
+
+// No traffic is in flight when the idle peer dies, so only liveness checking can notice.
 TEST(UcxPeerDeath, IdlePeerKilledFailsPendingReceive) {
   const TransportOptions options = peer_death_options();
-  ChildPeer child(options, [](Transport&) {
-    for (;;) std::this_thread::sleep_for(1s);
-  });
-  auto transport = Transport::create(options, child.store(), 0, 2);
-  std::vector<uint8_t> never(16);
-  auto pending = transport->irecv(1, 2, never.data(), never.size());
+  IdlePeer peer(options);
   std::this_thread::sleep_for(100ms);
-  child.kill_now();
-  expect_lost_in_time(*pending, Clock::now(), options.peer_timeout);
+  peer.child.kill_now();
+  expect_lost_in_time(*peer.pending, Clock::now(), options.peer_timeout);
 }
 
 // Rank 1 is stopped with SIGSTOP: its sockets stay open and its kernel still acknowledges data, so
 // only the missing heartbeats give it away.
 TEST(UcxPeerDeath, StoppedPeerIsLostAfterPeerTimeout) {
   const TransportOptions options = peer_death_options();
-  ChildPeer child(options, [](Transport&) {
-    for (;;) std::this_thread::sleep_for(1s);
-  });
-  auto transport = Transport::create(options, child.store(), 0, 2);
-  std::vector<uint8_t> never(16);
-  auto pending = transport->irecv(1, 2, never.data(), never.size());
+  IdlePeer peer(options);
   std::this_thread::sleep_for(options.peer_timeout);  // heartbeats keep a live peer alive
-  EXPECT_FALSE(pending->done());
-  ASSERT_EQ(child.signal(SIGSTOP), 0);
+  EXPECT_FALSE(peer.pending->done());
+  ASSERT_EQ(peer.child.signal(SIGSTOP), 0);
   const auto stopped_at = Clock::now();
-  const TransportError error = failure_of(*pending, options.peer_timeout + 2s);
+  const TransportError error = failure_of(*peer.pending, options.peer_timeout + 2s);
   const auto detected_after = Clock::now() - stopped_at;
   EXPECT_EQ(error.kind(), ErrorKind::kPeerLost) << error.what();
   EXPECT_NE(std::string(error.what()).find("nothing arrived from it"), std::string::npos)
