@@ -14,16 +14,17 @@ namespace torchwan::engine {
 
 const std::vector<AlgorithmInfo>& algorithm_table() {
   static const std::vector<AlgorithmInfo> table = {
+      {Collective::kAllreduce, Algorithm::kHosts, "hosts",
+       "the ranks run on several hosts of equal size, more than one rank each, the buffer is at "
+       "least 64 KiB, and the group has no regions other than its hosts: reduce-scatter inside "
+       "each host through shared memory, allreduce each shard between the hosts (every local "
+       "rank carrying its own), allgather inside"},
       {Collective::kAllreduce, Algorithm::kHierarchical, "hierarchical",
        "the group has several regions (and fewer regions than ranks): reduce inside regions, "
        "cross between them with as little data as possible"},
       {Collective::kAllreduce, Algorithm::kSharedMemory, "shared_memory",
        "every rank runs on one host and the buffer is at least 64 KiB: through shared memory, "
        "each rank reducing 1/P of every chunk"},
-      {Collective::kAllreduce, Algorithm::kHosts, "hosts",
-       "the ranks run on several hosts of equal size, more than one rank each, and the buffer "
-       "is at least 64 KiB: reduce-scatter inside each host through shared memory, allreduce "
-       "each shard between the hosts (every local rank carrying its own), allgather inside"},
       {Collective::kAllreduce, Algorithm::kDirectAllreduce, "direct",
        "the P-1 copies each rank sends stay below the latency-bound size (64 KiB, or more where "
        "round trips were measured): every rank sends its buffer to every other and reduces them "
@@ -112,6 +113,11 @@ bool has_hosts(const SelectionInputs& inputs) {
   return inputs.topology != nullptr && has_host_tier(*inputs.topology);
 }
 
+bool regions_are_hosts(const SelectionInputs& inputs) {
+  // Both numberings are canonical (by lowest rank), so equal groupings compare equal.
+  return inputs.topology->region_of == topology_from_groups(inputs.topology->host_of).region_of;
+}
+
 double max_rtt_ms(const SelectionInputs& inputs) {
   return inputs.topology != nullptr ? inputs.topology->max_rtt_ms : 0.0;
 }
@@ -119,14 +125,17 @@ double max_rtt_ms(const SelectionInputs& inputs) {
 Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
   switch (collective) {
     case Collective::kAllreduce:
+      // Regions that are exactly the hosts (the round trips between a host's ranks set them
+      // apart) are served better by the host tier, which shares memory inside each.
+      if (has_hosts(inputs) && inputs.bytes >= kStripedAllreduceMinBytes &&
+          (!has_regions(inputs) || regions_are_hosts(inputs))) {
+        return Algorithm::kHosts;
+      }
       if (has_regions(inputs) && inputs.bytes >= kHierarchicalAllreduceMinBytes) {
         return Algorithm::kHierarchical;
       }
       if (on_one_host(inputs) && inputs.bytes >= kSharedMemoryAllreduceMinBytes) {
         return Algorithm::kSharedMemory;
-      }
-      if (has_hosts(inputs) && inputs.bytes >= kStripedAllreduceMinBytes) {
-        return Algorithm::kHosts;
       }
       if (inputs.bytes * static_cast<size_t>(inputs.size - 1) <
           latency_bound_max_bytes(max_rtt_ms(inputs))) {

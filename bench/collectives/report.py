@@ -28,6 +28,7 @@ def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[d
                 if r["backend"] == backend}
 
     gloo, gloo_bbr, flat, plain = times("gloo"), times("gloo-bbr"), times("wan-flat"), times("wan")
+    ring = times("wan-ring")
     rows = []
     for record in records:
         world, size, seconds = record["world_size"], record["bytes"], record["seconds"]
@@ -41,6 +42,9 @@ def derive(records: list[dict[str, Any]], link: dict[str, Any] | None) -> list[d
         row["speedup_vs_gloo_bbr"] = tuned / seconds if tuned else None
         if record["backend"] == "wan-hier" and (record["collective"], size) in flat:
             row["speedup_vs_flat"] = flat[(record["collective"], size)] / seconds
+        # The default group (host tier where ranks share hosts) against the flat ring.
+        if record["backend"] == "wan" and (record["collective"], size) in ring:
+            row["speedup_vs_flat"] = ring[(record["collective"], size)] / seconds
         # A compressed variant of "wan" (worker.CODEC_BACKENDS) is also compared with plain "wan".
         if record.get("compression") and (record["collective"], size) in plain:
             row["speedup_vs_wan"] = plain[(record["collective"], size)] / seconds

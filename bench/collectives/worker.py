@@ -145,7 +145,8 @@ def main() -> None:
     parser.add_argument("--sizes", required=True, help="comma-separated byte counts")
     parser.add_argument("--backends", default="wan,gloo",
                         help="wan (default group), wan-hier (regions from TORCHWAN_LAB_REGION), "
-                             "wan-flat (topology=flat), wan-fp16/-bf16/-int8/-fp8 (that "
+                             "wan-flat (topology=flat), wan-ring (allreduce forced to the "
+                             "flat ring: no regions, no host tier), wan-fp16/-bf16/-int8/-fp8 (that "
                              "compression), gloo, gloo-bbr (Gloo with the lab hosts' TCP tuned "
                              "as wan tunes its sockets; WAN lab only)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
@@ -176,6 +177,9 @@ def main() -> None:
     if "wan-flat" in backends:
         groups["wan-flat"] = dist.new_group(backend="wan", timeout=timedelta(minutes=10),
                                             pg_options=torchwan.Options(topology="flat"))
+    if "wan-ring" in backends:
+        groups["wan-ring"] = dist.new_group(backend="wan", timeout=timedelta(minutes=10),
+                                            pg_options=torchwan.Options(algorithm="allreduce:ring"))
     for name in backends:
         if name in CODEC_BACKENDS:
             groups[name] = dist.new_group(

@@ -169,6 +169,18 @@ TEST(HostTier, IsChosenOnlyForHostsOfEqualSizeAboveOne) {
   EXPECT_EQ(chosen({0, 0, 1, 1}), Algorithm::kHosts);
   EXPECT_NE(chosen({0, 0, 1}), Algorithm::kHosts);     // unequal hosts
   EXPECT_NE(chosen({0, 1, 2, 3}), Algorithm::kHosts);  // one rank per host
+  // Regions that are the hosts give way to the host tier; regions of several hosts do not.
+  Topology regions_are_hosts = topology_from_groups(std::vector<int>{0, 1, 0, 1});
+  regions_are_hosts.host_of = {0, 1, 0, 1};
+  EXPECT_EQ(
+      choose_algorithm(Collective::kAllreduce,
+                       {.bytes = 1 << 20, .size = 4, .topology = &regions_are_hosts}, nullptr),
+      Algorithm::kHosts);
+  Topology regions_of_hosts = topology_from_groups(std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1});
+  regions_of_hosts.host_of = {0, 0, 1, 1, 2, 2, 3, 3};
+  EXPECT_EQ(choose_algorithm(Collective::kAllreduce,
+                             {.bytes = 1 << 20, .size = 8, .topology = &regions_of_hosts}, nullptr),
+            Algorithm::kHierarchical);
   const AlgorithmOverrides forced = AlgorithmOverrides::parse("allreduce:hosts");
   const Topology unequal = topology_on_hosts({0, 0, 1});
   EXPECT_THROW(choose_algorithm(Collective::kAllreduce,
