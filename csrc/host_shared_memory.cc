@@ -12,6 +12,7 @@
 #include <random>
 #include <utility>
 
+#include "base/file_descriptor.h"
 #include "base/log.h"
 #include "csrc/exchange.h"
 
@@ -38,21 +39,6 @@ bool is_segment_name(const std::string& name) {
   }
   return true;
 }
-
-// Closes a file descriptor when it goes out of scope.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 std::string errno_text(const char* what, int error) {
   return fmt::format("{}: {}", what, std::strerror(error));
@@ -94,7 +80,7 @@ std::string HostSharedMemory::create_own(int rank, std::string& why) {
   std::random_device random;
   const uint64_t nonce = (static_cast<uint64_t>(random()) << 32) | random();
   const std::string name = fmt::format("{}{}-{:016x}", kNamePrefix, getpid(), nonce);
-  const FileDescriptor fd(shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600));
+  const base::FileDescriptor fd(shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600));
   if (fd.get() < 0) {
     why = errno_text("shm_open", errno);
     return "";
@@ -122,7 +108,7 @@ bool HostSharedMemory::map_peer(int peer, const std::string& name, std::string& 
     why = fmt::format("rank {} sent no valid segment name", peer);
     return false;
   }
-  const FileDescriptor fd(shm_open(name.c_str(), O_RDONLY, 0));
+  const base::FileDescriptor fd(shm_open(name.c_str(), O_RDONLY, 0));
   struct stat status {};
   if (fd.get() < 0 || fstat(fd.get(), &status) != 0) {
     why = fmt::format("rank {}'s segment {}: {}", peer, name, std::strerror(errno));

@@ -4,11 +4,11 @@
 #pragma once
 
 #include <ucp/api/ucp.h>
-#include <unistd.h>
 
 #include <memory>
 #include <string>
 
+#include "base/file_descriptor.h"
 #include "transport/errors.h"
 
 namespace torchwan::transport::ucx {
@@ -27,20 +27,8 @@ using ConfigPtr = std::unique_ptr<ucp_config_t, ConfigRelease>;
 using ContextPtr = std::unique_ptr<ucp_context, ContextCleanup>;
 using WorkerPtr = std::unique_ptr<ucp_worker, WorkerDestroy>;
 
-// An owned file descriptor (the progress thread's epoll set).
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+// The progress thread's epoll set.
+using FileDescriptor = base::FileDescriptor;
 
 // Throws TransportError(kind) saying which call failed and why when `status` is not UCS_OK.
 inline void check_ucs(ucs_status_t status, const std::string& what,
