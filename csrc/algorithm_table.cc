@@ -7,6 +7,7 @@
 
 #include "base/option_registry.h"
 #include "csrc/algorithm_tuning.h"
+#include "csrc/cost_model.h"
 #include "csrc/hierarchical.h"
 #include "csrc/topology.h"
 
@@ -26,28 +27,39 @@ const std::vector<AlgorithmInfo>& algorithm_table() {
        "every rank runs on one host and the buffer is at least 64 KiB: through shared memory, "
        "each rank reducing 1/P of every chunk"},
       {Collective::kAllreduce, Algorithm::kDirectAllreduce, "direct",
-       "the P-1 copies each rank sends stay below the latency-bound size (64 KiB, or more where "
-       "round trips were measured): every rank sends its buffer to every other and reduces them "
-       "all in rank order, one latency"},
+       "where round trips were measured, whenever the cost model predicts it fastest (its "
+       "scratch, P x the buffer, stays within 64 MiB); otherwise while the P-1 copies each rank "
+       "sends stay below 64 KiB: every rank sends its buffer to every other and reduces them all "
+       "in rank order, one latency"},
       {Collective::kAllreduce, Algorithm::kRecursiveDoubling, "recursive_doubling",
-       "below the latency-bound size: log2 P latencies"},
-      {Collective::kAllreduce, Algorithm::kRing, "ring", "otherwise: pipelined ring"},
+       "measured round trips: when predicted fastest; otherwise below 64 KiB: log2 P latencies"},
+      {Collective::kAllreduce, Algorithm::kRing, "ring",
+       "measured round trips: when predicted fastest; otherwise: pipelined ring"},
       {Collective::kBroadcast, Algorithm::kDirect, "direct",
-       "the root's P-1 copies stay below the latency-bound size: one latency"},
-      {Collective::kBroadcast, Algorithm::kBinomialTree, "binomial_tree", "below 4 MiB"},
+       "measured round trips: when predicted fastest; otherwise the root's P-1 copies stay "
+       "below 64 KiB: one latency"},
+      {Collective::kBroadcast, Algorithm::kBinomialTree, "binomial_tree",
+       "measured round trips: when predicted fastest; otherwise below 4 MiB"},
       {Collective::kBroadcast, Algorithm::kChain, "chain",
-       "otherwise: pipelined chain, every link carries the data once"},
-      {Collective::kReduce, Algorithm::kBinomialTree, "binomial_tree", "below 4 MiB"},
-      {Collective::kReduce, Algorithm::kChain, "chain", "otherwise: pipelined chain"},
+       "measured round trips: when predicted fastest; otherwise: pipelined chain, every link "
+       "carries the data once"},
+      {Collective::kReduce, Algorithm::kBinomialTree, "binomial_tree",
+       "measured round trips: when predicted fastest; otherwise below 4 MiB"},
+      {Collective::kReduce, Algorithm::kChain, "chain",
+       "measured round trips: when predicted fastest; otherwise: pipelined chain"},
       {Collective::kAllgather, Algorithm::kDirect, "direct",
-       "the P-1 copies of its block a rank sends stay below the latency-bound size: one latency"},
-      {Collective::kAllgather, Algorithm::kRing, "ring", "otherwise"},
+       "measured round trips: when predicted fastest; otherwise the P-1 copies of its block a "
+       "rank sends stay below 64 KiB: one latency"},
+      {Collective::kAllgather, Algorithm::kRing, "ring",
+       "measured round trips: when predicted fastest; otherwise: pipelined ring"},
       {Collective::kReduceScatter, Algorithm::kDirect, "direct",
-       "the P-1 blocks a rank sends stay below the latency-bound size: one latency, each rank "
-       "folds its block in rank order"},
-      {Collective::kReduceScatter, Algorithm::kRing, "ring", "otherwise"},
+       "measured round trips: when predicted fastest; otherwise the P-1 blocks a rank sends "
+       "stay below 64 KiB: one latency, each rank folds its block in rank order"},
+      {Collective::kReduceScatter, Algorithm::kRing, "ring",
+       "measured round trips: when predicted fastest; otherwise: pipelined ring"},
       {Collective::kBarrier, Algorithm::kDirect, "direct",
-       "up to 64 ranks: one zero-length message each way between every pair, one latency"},
+       "up to 64 ranks (and, with measured round trips, when predicted fastest): one "
+       "zero-length message each way between every pair, one latency"},
       {Collective::kBarrier, Algorithm::kDissemination, "dissemination",
        "otherwise: log2 P rounds"},
   };
@@ -72,17 +84,21 @@ std::string_view collective_name(Collective collective) {
   return "?";
 }
 
-namespace {
-
-// A direct barrier posts 2(P-1) messages per rank; beyond this the log2 P rounds are cheaper.
-constexpr int kDirectBarrierMaxRanks = 64;
-
 std::string_view algorithm_name(Collective collective, Algorithm algorithm) {
   for (const AlgorithmInfo& info : algorithm_table()) {
     if (info.collective == collective && info.algorithm == algorithm) return info.name;
   }
   return "?";
 }
+
+std::optional<Collective> find_collective(std::string_view name) {
+  for (const AlgorithmInfo& info : algorithm_table()) {
+    if (collective_name(info.collective) == name) return info.collective;
+  }
+  return std::nullopt;
+}
+
+namespace {
 
 std::string accepted() {
   std::string text;
@@ -91,13 +107,6 @@ std::string accepted() {
     text += fmt::format("{}:{}", collective_name(info.collective), info.name);
   }
   return text;
-}
-
-std::optional<Collective> find_collective(std::string_view name) {
-  for (const AlgorithmInfo& info : algorithm_table()) {
-    if (collective_name(info.collective) == name) return info.collective;
-  }
-  return std::nullopt;
 }
 
 bool has_regions(const SelectionInputs& inputs) {
@@ -122,7 +131,15 @@ double max_rtt_ms(const SelectionInputs& inputs) {
   return inputs.topology != nullptr ? inputs.topology->max_rtt_ms : 0.0;
 }
 
+// Where round trips were measured, the cost model picks among the flat algorithms; the tiers it
+// does not describe (hosts, regions, shared memory) keep their own rules, checked first.
+bool use_cost_model(const SelectionInputs& inputs) { return max_rtt_ms(inputs) > 0; }
+
 Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
+  if (collective != Collective::kAllreduce && use_cost_model(inputs)) {
+    return cheapest_algorithm(collective, inputs.bytes, inputs.size,
+                              link_model(max_rtt_ms(inputs)));
+  }
   switch (collective) {
     case Collective::kAllreduce:
       // Regions that are exactly the hosts (the round trips between a host's ranks set them
@@ -136,6 +153,10 @@ Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
       }
       if (on_one_host(inputs) && inputs.bytes >= kSharedMemoryAllreduceMinBytes) {
         return Algorithm::kSharedMemory;
+      }
+      if (use_cost_model(inputs)) {
+        return cheapest_algorithm(collective, inputs.bytes, inputs.size,
+                                  link_model(max_rtt_ms(inputs)));
       }
       if (inputs.bytes * static_cast<size_t>(inputs.size - 1) <
           latency_bound_max_bytes(max_rtt_ms(inputs))) {

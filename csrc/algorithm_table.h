@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,9 @@ struct AlgorithmInfo {
 const std::vector<AlgorithmInfo>& algorithm_table();
 
 std::string_view collective_name(Collective collective);
+// As an override writes them ("reduce_scatter", "ring"); nullopt / "?" when not in the table.
+std::optional<Collective> find_collective(std::string_view name);
+std::string_view algorithm_name(Collective collective, Algorithm algorithm);
 
 // What the automatic rules look at; equal on every rank of a group.
 struct SelectionInputs {
@@ -69,7 +73,10 @@ class AlgorithmOverrides {
 };
 
 // The algorithm `collective` runs with: the override's when it names one (checked against the
-// inputs: a hierarchical allreduce needs regions), else the automatic rule.
+// inputs: a hierarchical allreduce needs regions), else the automatic rule. Where round trips
+// were measured (topology->max_rtt_ms > 0) the automatic rule is the cost model's cheapest flat
+// algorithm (cost_model.h), after the host, region and shared-memory tiers' own rules; where not,
+// the size thresholds of algorithm_tuning.h.
 Algorithm choose_algorithm(Collective collective, const SelectionInputs& inputs,
                            const AlgorithmOverrides* overrides);
 

@@ -6,6 +6,9 @@
 
 namespace torchwan::engine {
 
+// The thresholds below decide where no round trip was measured (no RTT matrix: labels, a flat
+// topology, two ranks). Where one was, the cost model (cost_model.h) chooses instead.
+//
 // Allreduce of fewer bytes than this uses recursive doubling: ceil(log2 P) (+2 when P is not a
 // power of two) message latencies instead of the ring's 2(P-1); below it, where the P-1 copies a
 // rank sends stay under the same limit, the direct exchange takes one latency. At 20-300 ms RTT
@@ -55,6 +58,10 @@ inline constexpr size_t kTreeBroadcastMaxBytes = size_t{4} << 20;
 // above. The chain also beats a ring reduce-scatter followed by a gather to the root, whose root
 // link carries 2(P-1)/P of the data against the chain's 1, at (P-1) more hop latencies.
 inline constexpr size_t kTreeReduceMaxBytes = kTreeBroadcastMaxBytes;
+
+// A direct barrier posts 2(P-1) messages per rank; beyond this many ranks the log2 P rounds of the
+// dissemination barrier are taken whatever the latency.
+inline constexpr int kDirectBarrierMaxRanks = 64;
 
 // Pipelines cut each ring segment (or a broadcast buffer) into chunks of about
 // 1/kTargetChunksPerSegment of it, clamped to [kMinChunkBytes, kMaxChunkBytes] (and never longer
