@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace torchwan::transport {
 
@@ -22,15 +23,20 @@ enum class ErrorKind {
 
 const char* error_kind_name(ErrorKind kind);
 
+// The message is held in a std::string of its own, not in std::runtime_error's reference-counted
+// buffer: a request's error is created and finally released on the progress thread while a caller
+// reads a copy of it, and copies must not share storage across those threads.
 class TransportError : public std::runtime_error {
  public:
-  TransportError(ErrorKind kind, const std::string& message, int peer = -1)
-      : std::runtime_error(message), kind_(kind), peer_(peer) {}
+  TransportError(ErrorKind kind, std::string message, int peer = -1)
+      : std::runtime_error(std::string()), message_(std::move(message)), kind_(kind), peer_(peer) {}
+  const char* what() const noexcept override { return message_.c_str(); }
   ErrorKind kind() const { return kind_; }
   // The peer rank involved, or -1 when the error is not tied to one peer.
   int peer() const { return peer_; }
 
  private:
+  std::string message_;
   ErrorKind kind_;
   int peer_;
 };
