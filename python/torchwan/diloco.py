@@ -303,12 +303,18 @@ class DiLoCo:
         self.outer.load_state_dict(copy.deepcopy(state["outer"]))
         self.inner_steps = int(state["inner_steps"])
         self._synced_through = int(state.get("synced_through", self.inner_steps))
-        self.bytes_sent = int(state["bytes_sent"])
         self.syncs = list(state["syncs"])
         codec = self._codec_state
         codec.step = int(state["codec_step"])
-        codec.residuals = {int(k): v.clone() for k, v in state["residuals"].items()}
-        codec.shard_residuals = {int(k): v.clone() for k, v in state["shard_residuals"].items()}
+        # Another member's state (an ElasticGroup handing a joiner, or a member that fell behind,
+        # the state of one ahead): its error-feedback residuals are the error that member still
+        # owes the sum, and its byte count is its own; adopting them would count that error
+        # twice. This rank keeps its own (none yet on a joiner).
+        if not (self._elastic and getattr(self.group, "receiving_state", False)):
+            self.bytes_sent = int(state["bytes_sent"])
+            codec.residuals = {int(k): v.clone() for k, v in state["residuals"].items()}
+            codec.shard_residuals = {int(k): v.clone()
+                                     for k, v in state["shard_residuals"].items()}
         self._pending = []
         for p in state["pending"]:
             fragment = int(p["fragment"])

@@ -144,6 +144,7 @@ class ElasticGroup:
         self._stop_reason: Optional[str] = None
         self._closed = threading.Event()
         self._callbacks: list[Callable[[dist.ProcessGroup], None]] = []
+        self._receiving_state = False
         #: Steps applied so far; -1 until the first synchronisation (founders then take rank 0's
         #: state, so differently initialised models start out equal).
         self.step = -1
@@ -240,7 +241,21 @@ class ElasticGroup:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def receiving_state(self) -> bool:
+        """True while ``set_state`` runs with another member's state (a joiner's first state, or
+        a member behind after a failure catching up): per-member state in it, such as a codec's
+        error-feedback residuals, belongs to the member that sent it."""
+        return self._receiving_state
+
     # ----------------------------------------------------------------------------- internals
+    def _receive_state(self, state: StateDict) -> None:
+        self._receiving_state = True
+        try:
+            self._set_state(state)
+        finally:
+            self._receiving_state = False
+
     def _latest_epoch(self) -> int:
         current = self._member.current()
         return current.epoch if current is not None else 0
@@ -321,7 +336,7 @@ class ElasticGroup:
         with self._lock:
             self._group = group
             self._view = view
-        step, sent = synchronize(group, self.step, self._get_state, self._set_state)
+        step, sent = synchronize(group, self.step, self._get_state, self._receive_state)
         if sent:
             log.info("ElasticGroup '%s': state synchronised at step %d", self.name, step)
         self.step = step
