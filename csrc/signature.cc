@@ -1,7 +1,8 @@
 #include "csrc/signature.h"
 
 #include <algorithm>
-#include <cstring>
+
+#include "base/byte_io.h"
 
 namespace torchwan::engine {
 namespace {
@@ -9,28 +10,11 @@ namespace {
 // Record layout (little-endian):
 //   0 magic "TWSG" | 4 version | 5 kind | 6 dtype | 7 op | 8 root:i32 | 12 flags:u32
 //   16 count:u64 | 24 pair_send:u64 | 32 pair_recv:u64 | 40.. describe, NUL-padded
-constexpr uint8_t kMagic[4] = {'T', 'W', 'S', 'G'};
+constexpr uint32_t kMagic = 0x47535754;  // "TWSG" in little-endian byte order
 constexpr uint8_t kVersion = 1;
 constexpr uint32_t kFlagHasPair = 1;
 constexpr size_t kDescribeOffset = 40;
 constexpr size_t kDescribeBytes = kSignatureBytes - kDescribeOffset;
-
-void put_u32(uint8_t* out, uint32_t value) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<uint8_t>(value >> (8 * i));
-}
-void put_u64(uint8_t* out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(value >> (8 * i));
-}
-uint32_t get_u32(const uint8_t* in) {
-  uint32_t value = 0;
-  for (int i = 0; i < 4; ++i) value |= static_cast<uint32_t>(in[i]) << (8 * i);
-  return value;
-}
-uint64_t get_u64(const uint8_t* in) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) value |= static_cast<uint64_t>(in[i]) << (8 * i);
-  return value;
-}
 
 // Printable ASCII only: the text ends up in exception messages and logs.
 std::string printable(const uint8_t* text, size_t length) {
@@ -65,58 +49,59 @@ WireSignature wire_signature(const CallSignature& signature) {
 
 EncodedSignature encode_signature(const WireSignature& signature) {
   EncodedSignature out{};
-  std::memcpy(out.data(), kMagic, sizeof(kMagic));
-  out[4] = kVersion;
-  out[5] = signature.kind;
-  out[6] = signature.dtype;
-  out[7] = signature.op;
-  put_u32(out.data() + 8, static_cast<uint32_t>(signature.root));
-  put_u32(out.data() + 12, signature.has_pair ? kFlagHasPair : 0);
-  put_u64(out.data() + 16, signature.count);
-  put_u64(out.data() + 24, signature.pair_send_bytes);
-  put_u64(out.data() + 32, signature.pair_recv_bytes);
+  base::ByteWriter writer(out);
+  writer.put(kMagic);
+  writer.put(kVersion);
+  writer.put(signature.kind);
+  writer.put(signature.dtype);
+  writer.put(signature.op);
+  writer.put(signature.root);
+  writer.put(signature.has_pair ? kFlagHasPair : 0);
+  writer.put(signature.count);
+  writer.put(signature.pair_send_bytes);
+  writer.put(signature.pair_recv_bytes);
   // At most kDescribeBytes - 1 characters, so the text is always NUL-terminated.
-  const size_t length = std::min(signature.describe.size(), kDescribeBytes - 1);
-  std::memcpy(out.data() + kDescribeOffset, signature.describe.data(), length);
+  writer.put_bytes(signature.describe.data(),
+                   std::min(signature.describe.size(), kDescribeBytes - 1));
   return out;
 }
 
 std::optional<WireSignature> decode_signature(const uint8_t* bytes, size_t length,
                                               std::string& why) {
-  if (length != kSignatureBytes) {
-    why = "a call signature is " + std::to_string(kSignatureBytes) + " bytes, got " +
-          std::to_string(length);
+  base::ByteReader in(bytes, length, "call signature");
+  try {
+    if (length != kSignatureBytes) {
+      in.fail("a call signature is " + std::to_string(kSignatureBytes) + " bytes, got " +
+              std::to_string(length));
+    }
+    if (in.get<uint32_t>("magic") != kMagic)
+      in.reject("magic", "bad magic (not a torchwan call signature)");
+    const auto version = in.get<uint8_t>("version");
+    if (version != kVersion) {
+      in.reject("version", "call signature version " + std::to_string(version) +
+                               ", this rank speaks " + std::to_string(kVersion));
+    }
+    WireSignature signature;
+    signature.kind = in.get<uint8_t>("kind");
+    signature.dtype = in.get<uint8_t>("dtype");
+    signature.op = in.get<uint8_t>("op");
+    signature.root = in.get<int32_t>("root");
+    const auto flags = in.get<uint32_t>("flags");
+    if ((flags & ~kFlagHasPair) != 0) {
+      in.reject("flags", "unknown call signature flags " + std::to_string(flags));
+    }
+    signature.has_pair = (flags & kFlagHasPair) != 0;
+    signature.count = in.get<uint64_t>("count");
+    signature.pair_send_bytes = in.get<uint64_t>("pair send bytes");
+    signature.pair_recv_bytes = in.get<uint64_t>("pair receive bytes");
+    const auto text = in.get_bytes(kDescribeBytes, "description");
+    if (text.back() != 0) in.reject("description", "call signature text is not terminated");
+    signature.describe = printable(text.data(), text.size());
+    return signature;
+  } catch (const base::MalformedBytes& malformed) {
+    why = malformed.what();
     return std::nullopt;
   }
-  if (std::memcmp(bytes, kMagic, sizeof(kMagic)) != 0) {
-    why = "bad magic (not a torchwan call signature)";
-    return std::nullopt;
-  }
-  if (bytes[4] != kVersion) {
-    why = "call signature version " + std::to_string(bytes[4]) + ", this rank speaks " +
-          std::to_string(kVersion);
-    return std::nullopt;
-  }
-  const uint32_t flags = get_u32(bytes + 12);
-  if ((flags & ~kFlagHasPair) != 0) {
-    why = "unknown call signature flags " + std::to_string(flags);
-    return std::nullopt;
-  }
-  if (bytes[kSignatureBytes - 1] != 0) {
-    why = "call signature text is not terminated";
-    return std::nullopt;
-  }
-  WireSignature signature;
-  signature.kind = bytes[5];
-  signature.dtype = bytes[6];
-  signature.op = bytes[7];
-  signature.root = static_cast<int32_t>(get_u32(bytes + 8));
-  signature.has_pair = (flags & kFlagHasPair) != 0;
-  signature.count = get_u64(bytes + 16);
-  signature.pair_send_bytes = get_u64(bytes + 24);
-  signature.pair_recv_bytes = get_u64(bytes + 32);
-  signature.describe = printable(bytes + kDescribeOffset, kDescribeBytes);
-  return signature;
 }
 
 std::string signature_mismatch(const WireSignature& mine, int my_rank, const WireSignature& theirs,

@@ -1,5 +1,7 @@
 #include "elastic/errors.h"
 
+#include "base/byte_io.h"
+
 namespace torchwan::elastic {
 
 const char* wire_error_kind_name(WireErrorKind kind) {
@@ -30,5 +32,11 @@ const char* wire_error_kind_name(WireErrorKind kind) {
 
 WireError::WireError(WireErrorKind kind, const std::string& message)
     : std::runtime_error(std::string(wire_error_kind_name(kind)) + ": " + message), kind_(kind) {}
+
+WireError::WireError(const base::MalformedBytes& malformed)
+    : std::runtime_error(malformed.what()),
+      kind_(malformed.problem() == base::MalformedBytes::Problem::kTrailing
+                ? WireErrorKind::kTrailingBytes
+                : WireErrorKind::kMalformedPayload) {}
 
 }  // namespace torchwan::elastic

@@ -5,6 +5,10 @@
 #include <stdexcept>
 #include <string>
 
+namespace torchwan::base {
+class MalformedBytes;
+}
+
 namespace torchwan::elastic {
 
 // Why a frame was refused. Every rejection path of the decoder has its own kind so that tests (and
@@ -26,7 +30,11 @@ const char* wire_error_kind_name(WireErrorKind kind);
 
 class WireError : public std::runtime_error {
  public:
+  // "<kind name>: <message>".
   WireError(WireErrorKind kind, const std::string& message);
+  // A payload field the byte reader refused (base/byte_io.h): kTrailingBytes for bytes left over,
+  // else kMalformedPayload; the reader's message, which names the payload, field and offset.
+  explicit WireError(const base::MalformedBytes& malformed);
   WireErrorKind kind() const { return kind_; }
 
  private:

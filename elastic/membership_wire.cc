@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "elastic/byte_codec.h"
+#include "base/byte_io.h"
 #include "elastic/errors.h"
 
 namespace torchwan::elastic {
@@ -28,57 +28,150 @@ std::string hex(uint64_t value) {
   return text;
 }
 
+// Payload and header fields are read with the one byte reader (base/byte_io.h); what it refuses
+// is a WireError (kMalformedPayload, or kTrailingBytes for bytes left over) with its message.
+class Reader : public base::ByteReader {
+ public:
+  using base::ByteReader::ByteReader;
+
+ protected:
+  [[noreturn]] void raise(const base::MalformedBytes& malformed) const override {
+    throw WireError(malformed);
+  }
+};
+
+using Writer = base::ByteWriter;
+
 // Identifiers are short and must be present: an empty or huge name is a bug or an attack.
-std::string read_name(ByteReader& reader, const char* what, bool may_be_empty = false) {
-  std::string value = reader.str();
-  if ((!may_be_empty && value.empty()) || value.size() > kMaxNameBytes) {
-    throw WireError(WireErrorKind::kMalformedPayload,
-                    std::string(what) + " of " + std::to_string(value.size()) +
-                        " bytes (must be 1.." + std::to_string(kMaxNameBytes) + ")");
+std::string read_name(Reader& reader, const char* field, bool may_be_empty = false) {
+  std::string value = reader.get_string(field, kMaxNameBytes);
+  if (!may_be_empty && value.empty()) {
+    reader.reject(field, "empty (must be 1.." + std::to_string(kMaxNameBytes) + " bytes)");
   }
   return value;
 }
 
-void write_member_ref(ByteWriter& writer, const MemberRef& value) {
-  writer.str(value.name);
-  writer.u64(value.incarnation);
+// Free text (reasons, capabilities): bounded by the frame.
+std::string read_text(Reader& reader, const char* field) {
+  return reader.get_string(field, kMaxPayloadBytes);
 }
 
-MemberRef read_member_ref(ByteReader& reader) {
-  MemberRef value;
+void write_strings(Writer& writer, const std::vector<std::string>& values) {
+  writer.put(static_cast<uint32_t>(values.size()));
+  for (const auto& value : values) writer.put_string(value);
+}
+
+std::vector<std::string> read_strings(Reader& reader, const char* field) {
+  // Every string has at least its 4-byte length.
+  std::vector<std::string> values(reader.get_count(field, 4));
+  for (auto& value : values) value = read_text(reader, field);
+  return values;
+}
+
+// One write and one read per payload type; encode and decode below frame them.
+void write(Writer& writer, const MemberRef& value) {
+  writer.put_string(value.name);
+  writer.put(value.incarnation);
+}
+
+void read(Reader& reader, MemberRef& value) {
   value.name = read_name(reader, "member name");
-  value.incarnation = reader.u64();
-  return value;
+  value.incarnation = reader.get<uint64_t>("incarnation");
 }
 
-void write_member_info(ByteWriter& writer, const MemberInfo& value) {
-  writer.str(value.name);
-  writer.str(value.address);
-  writer.str(value.region);
-  writer.str_list(value.capabilities);
+void write(Writer& writer, const MemberInfo& value) {
+  writer.put_string(value.name);
+  writer.put_string(value.address);
+  writer.put_string(value.region);
+  write_strings(writer, value.capabilities);
 }
 
-MemberInfo read_member_info(ByteReader& reader) {
-  MemberInfo value;
+void read(Reader& reader, MemberInfo& value) {
   value.name = read_name(reader, "member name");
-  value.address = reader.str();
-  if (value.address.size() > kMaxNameBytes) {
-    throw WireError(WireErrorKind::kMalformedPayload,
-                    "member address longer than " + std::to_string(kMaxNameBytes) + " bytes");
-  }
+  value.address = read_name(reader, "member address", /*may_be_empty=*/true);
   value.region = read_name(reader, "region", /*may_be_empty=*/true);
-  value.capabilities = reader.str_list();
-  return value;
+  value.capabilities = read_strings(reader, "capabilities");
 }
 
-MemberState read_state(ByteReader& reader) {
-  const uint8_t state = reader.u8();
+void write(Writer& writer, const RegisterPayload& value) {
+  writer.put_string(value.job_id);
+  write(writer, value.member);
+  writer.put(value.incarnation);
+  writer.put(value.last_epoch);
+  write_strings(writer, value.last_members);
+}
+
+void read(Reader& reader, RegisterPayload& value) {
+  value.job_id = read_name(reader, "job id");
+  read(reader, value.member);
+  value.incarnation = reader.get<uint64_t>("incarnation");
+  value.last_epoch = reader.get<uint64_t>("last epoch");
+  value.last_members = read_strings(reader, "last members");
+}
+
+void write(Writer& writer, const StatusPayload& value) {
+  writer.put(value.state);
+  writer.put(value.epoch);
+  writer.put(value.num_waiting);
+}
+
+void read(Reader& reader, StatusPayload& value) {
+  const auto state = reader.get<uint8_t>("member state");
   if (state < static_cast<uint8_t>(MemberState::kWaiting) ||
       state > static_cast<uint8_t>(MemberState::kStopped)) {
-    throw WireError(WireErrorKind::kMalformedPayload,
-                    "unknown member state " + std::to_string(state));
+    reader.reject("member state", "unknown member state " + std::to_string(state));
   }
-  return static_cast<MemberState>(state);
+  value.state = static_cast<MemberState>(state);
+  value.epoch = reader.get<uint64_t>("epoch");
+  value.num_waiting = reader.get<uint32_t>("waiting count");
+}
+
+void write(Writer& writer, const PeerLostPayload& value) {
+  write(writer, value.reporter);
+  writer.put_string(value.peer);
+  writer.put_string(value.reason);
+}
+
+void read(Reader& reader, PeerLostPayload& value) {
+  read(reader, value.reporter);
+  value.peer = read_name(reader, "lost peer name");
+  value.reason = read_text(reader, "reason");
+}
+
+void write(Writer& writer, const EpochPayload& value) {
+  writer.put(value.epoch);
+  writer.put(value.num_waiting);
+  writer.put(static_cast<uint32_t>(value.members.size()));
+  for (const auto& member : value.members) write(writer, member);
+}
+
+void read(Reader& reader, EpochPayload& value) {
+  value.epoch = reader.get<uint64_t>("epoch");
+  value.num_waiting = reader.get<uint32_t>("waiting count");
+  // name, address, region lengths and the capability count: 16 bytes at least per member.
+  value.members.resize(reader.get_count("member count", 16));
+  for (auto& member : value.members) read(reader, member);
+}
+
+void write(Writer& writer, const ReasonPayload& value) { writer.put_string(value.reason); }
+
+void read(Reader& reader, ReasonPayload& value) { value.reason = read_text(reader, "reason"); }
+
+template <typename Payload>
+std::vector<uint8_t> encode(const Payload& value) {
+  Writer writer;
+  write(writer, value);
+  return writer.take();
+}
+
+// The whole payload, nothing left over.
+template <typename Payload>
+Payload decode(std::span<const uint8_t> payload, const char* what) {
+  Reader reader(payload, what);
+  Payload value;
+  read(reader, value);
+  reader.expect_end();
+  return value;
 }
 
 }  // namespace
@@ -142,18 +235,17 @@ std::vector<uint8_t> encode_message(MessageType type, uint64_t job, uint64_t epo
                                                   " bytes exceeds the " +
                                                   std::to_string(kMaxPayloadBytes) + " cap");
   }
-  ByteWriter writer;
-  writer.u32(kWireMagic);
-  writer.u16(kProtocolVersion);
-  writer.u16(static_cast<uint16_t>(type));
-  writer.u64(job);
-  writer.u64(epoch);
-  writer.u64(sequence);
-  writer.u32(static_cast<uint32_t>(payload.size()));
-  writer.u32(payload_checksum(payload));
-  std::vector<uint8_t> frame = writer.take();
-  frame.insert(frame.end(), payload.begin(), payload.end());
-  return frame;
+  Writer writer;
+  writer.put(kWireMagic);
+  writer.put(kProtocolVersion);
+  writer.put(type);
+  writer.put(job);
+  writer.put(epoch);
+  writer.put(sequence);
+  writer.put(static_cast<uint32_t>(payload.size()));
+  writer.put(payload_checksum(payload));
+  writer.put_bytes(payload);
+  return writer.take();
 }
 
 Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> expected_job) {
@@ -162,34 +254,34 @@ Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> e
                                                    " bytes is shorter than the " +
                                                    std::to_string(kHeaderBytes) + "-byte header");
   }
-  ByteReader reader(frame.first(kHeaderBytes));
+  Reader reader(frame.first(kHeaderBytes), "membership message header");
   Message message;
   Header& header = message.header;
-  header.magic = reader.u32();
+  header.magic = reader.get<uint32_t>("magic");
   if (header.magic != kWireMagic) {
     throw WireError(WireErrorKind::kBadMagic, "magic " + hex(header.magic));
   }
-  header.version = reader.u16();
+  header.version = reader.get<uint16_t>("version");
   if (header.version != kProtocolVersion) {
     throw WireError(WireErrorKind::kBadVersion,
                     fmt::format("protocol version {}, this build speaks {} (run the same torchwan "
                                 "version on coordinator and members)",
                                 header.version, kProtocolVersion));
   }
-  const uint16_t type = reader.u16();
+  const auto type = reader.get<uint16_t>("type");
   if (!is_known_type(type)) {
     throw WireError(WireErrorKind::kBadType, "type " + std::to_string(type));
   }
   header.type = static_cast<MessageType>(type);
-  header.job = reader.u64();
+  header.job = reader.get<uint64_t>("job hash");
   if (expected_job && header.job != *expected_job) {
     throw WireError(WireErrorKind::kWrongJob,
                     "job hash " + hex(header.job) + ", expected " + hex(*expected_job));
   }
-  header.epoch = reader.u64();
-  header.sequence = reader.u64();
-  header.payload_length = reader.u32();
-  header.checksum = reader.u32();
+  header.epoch = reader.get<uint64_t>("epoch");
+  header.sequence = reader.get<uint64_t>("sequence");
+  header.payload_length = reader.get<uint32_t>("payload length");
+  header.checksum = reader.get<uint32_t>("checksum");
   if (header.payload_length > kMaxPayloadBytes) {
     throw WireError(WireErrorKind::kOversize,
                     "payload length " + std::to_string(header.payload_length) + " exceeds the " +
@@ -217,120 +309,41 @@ Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> e
 
 std::optional<uint64_t> peek_job_hash(std::span<const uint8_t> frame) {
   if (frame.size() < kHeaderBytes) return std::nullopt;
-  ByteReader reader(frame.first(kHeaderBytes));
-  if (reader.u32() != kWireMagic) return std::nullopt;
-  (void)reader.u16();  // version
-  (void)reader.u16();  // type
-  return reader.u64();
+  Reader reader(frame.first(kHeaderBytes), "membership message header");
+  if (reader.get<uint32_t>("magic") != kWireMagic) return std::nullopt;
+  (void)reader.get<uint16_t>("version");
+  (void)reader.get<uint16_t>("type");
+  return reader.get<uint64_t>("job hash");
 }
 
-std::vector<uint8_t> encode_payload(const MemberRef& value) {
-  ByteWriter writer;
-  write_member_ref(writer, value);
-  return writer.take();
-}
-
-std::vector<uint8_t> encode_payload(const RegisterPayload& value) {
-  ByteWriter writer;
-  writer.str(value.job_id);
-  write_member_info(writer, value.member);
-  writer.u64(value.incarnation);
-  writer.u64(value.last_epoch);
-  writer.str_list(value.last_members);
-  return writer.take();
-}
-
-std::vector<uint8_t> encode_payload(const StatusPayload& value) {
-  ByteWriter writer;
-  writer.u8(static_cast<uint8_t>(value.state));
-  writer.u64(value.epoch);
-  writer.u32(value.num_waiting);
-  return writer.take();
-}
-
-std::vector<uint8_t> encode_payload(const PeerLostPayload& value) {
-  ByteWriter writer;
-  write_member_ref(writer, value.reporter);
-  writer.str(value.peer);
-  writer.str(value.reason);
-  return writer.take();
-}
-
-std::vector<uint8_t> encode_payload(const EpochPayload& value) {
-  ByteWriter writer;
-  writer.u64(value.epoch);
-  writer.u32(value.num_waiting);
-  writer.u32(static_cast<uint32_t>(value.members.size()));
-  for (const auto& member : value.members) write_member_info(writer, member);
-  return writer.take();
-}
-
-std::vector<uint8_t> encode_payload(const ReasonPayload& value) {
-  ByteWriter writer;
-  writer.str(value.reason);
-  return writer.take();
-}
+std::vector<uint8_t> encode_payload(const MemberRef& value) { return encode(value); }
+std::vector<uint8_t> encode_payload(const RegisterPayload& value) { return encode(value); }
+std::vector<uint8_t> encode_payload(const StatusPayload& value) { return encode(value); }
+std::vector<uint8_t> encode_payload(const PeerLostPayload& value) { return encode(value); }
+std::vector<uint8_t> encode_payload(const EpochPayload& value) { return encode(value); }
+std::vector<uint8_t> encode_payload(const ReasonPayload& value) { return encode(value); }
 
 MemberRef decode_member_ref(std::span<const uint8_t> payload) {
-  ByteReader reader(payload);
-  MemberRef value = read_member_ref(reader);
-  reader.expect_end();
-  return value;
+  return decode<MemberRef>(payload, "member reference");
 }
-
 RegisterPayload decode_register(std::span<const uint8_t> payload) {
-  ByteReader reader(payload);
-  RegisterPayload value;
-  value.job_id = read_name(reader, "job id");
-  value.member = read_member_info(reader);
-  value.incarnation = reader.u64();
-  value.last_epoch = reader.u64();
-  value.last_members = reader.str_list();
-  reader.expect_end();
-  return value;
+  return decode<RegisterPayload>(payload, "register payload");
 }
-
 StatusPayload decode_status(std::span<const uint8_t> payload) {
-  ByteReader reader(payload);
-  StatusPayload value;
-  value.state = read_state(reader);
-  value.epoch = reader.u64();
-  value.num_waiting = reader.u32();
-  reader.expect_end();
-  return value;
+  return decode<StatusPayload>(payload, "status payload");
 }
-
 PeerLostPayload decode_peer_lost(std::span<const uint8_t> payload) {
-  ByteReader reader(payload);
-  PeerLostPayload value;
-  value.reporter = read_member_ref(reader);
-  value.peer = read_name(reader, "lost peer name");
-  value.reason = reader.str();
-  reader.expect_end();
-  return value;
+  return decode<PeerLostPayload>(payload, "peer-lost payload");
 }
-
 EpochPayload decode_epoch(std::span<const uint8_t> payload) {
-  ByteReader reader(payload);
-  EpochPayload value;
-  value.epoch = reader.u64();
-  value.num_waiting = reader.u32();
-  // name, address, region lengths and the capability count: 16 bytes at least per member.
-  const uint32_t count = reader.count(16);
-  value.members.reserve(count);
-  for (uint32_t i = 0; i < count; ++i) value.members.push_back(read_member_info(reader));
-  reader.expect_end();
-  return value;
+  return decode<EpochPayload>(payload, "epoch payload");
 }
-
 ReasonPayload decode_reason(std::span<const uint8_t> payload) {
-  ByteReader reader(payload);
-  ReasonPayload value;
-  value.reason = reader.str();
-  reader.expect_end();
-  return value;
+  return decode<ReasonPayload>(payload, "reason payload");
 }
 
-void expect_empty(std::span<const uint8_t> payload) { ByteReader(payload).expect_end(); }
+void expect_empty(std::span<const uint8_t> payload) {
+  Reader(payload, "payload of a message that has none").expect_end();
+}
 
 }  // namespace torchwan::elastic

@@ -1,5 +1,6 @@
 // What members and the coordinator put on the wire. A message is one ZMQ frame: a fixed 40-byte
-// little-endian header followed by a payload encoded field by field with ByteWriter.
+// little-endian header followed by a payload encoded field by field with the byte codec
+// (base/byte_io.h).
 //
 //   offset  size  field
 //        0     4  magic "TWEL"

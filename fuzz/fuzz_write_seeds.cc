@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "base/byte_io.h"
 #include "csrc/compression/codec.h"
 #include "csrc/signature.h"
-#include "elastic/byte_codec.h"
 #include "elastic/membership_wire.h"
 #include "transport/core/control_wire.h"
 #include "transport/data_auth.h"
@@ -104,15 +104,17 @@ void elastic_seeds(const fs::path& root) {
   write(root, "elastic_message", "truncated", text("TWEL"));
   // Script: u32, str, str_list, count(1), expect_end; then bytes for them.
   Bytes script{5, 2, 4, 5, 6, 7};
-  ByteWriter writer;
-  writer.u32(1);
-  writer.str("name");
-  writer.str_list({"a", "bc"});
-  writer.u32(0);
+  torchwan::base::ByteWriter writer;
+  writer.put<uint32_t>(1);
+  writer.put_string("name");
+  writer.put<uint32_t>(2);  // a list of two strings
+  writer.put_string("a");
+  writer.put_string("bc");
+  writer.put<uint32_t>(0);
   const Bytes body = writer.take();
   script.insert(script.end(), body.begin(), body.end());
-  write(root, "elastic_byte_reader", "valid", script);
-  write(root, "elastic_byte_reader", "huge_length", Bytes{1, 4, 0xff, 0xff, 0xff, 0x7f, 'x'});
+  write(root, "byte_reader", "valid", script);
+  write(root, "byte_reader", "huge_length", Bytes{1, 4, 0xff, 0xff, 0xff, 0x7f, 'x'});
 }
 
 void zmq_seeds(const fs::path& root) {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <set>
 
+#include "base/byte_io.h"
 #include "base/log.h"
 #include "transport/errors.h"
 #include "transport/peer_records.h"
@@ -29,16 +30,10 @@ constexpr std::string_view kSessionKeyLabel = "torchwan data session key v1";
 
 using Clock = std::chrono::steady_clock;
 
-template <typename Int>
-void put(std::vector<uint8_t>& out, Int value) {
-  for (size_t i = 0; i < sizeof(Int); ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
-}
-
-template <typename Int>
-Int get(const uint8_t*& in) {
-  Int value = 0;
-  for (size_t i = 0; i < sizeof(Int); ++i) value |= static_cast<Int>(Int{*in++} << (8 * i));
-  return value;
+// A string as the proofs and the session key bind it: its u64 length, then its bytes.
+void put_bound_string(base::ByteWriter& out, const std::string& text) {
+  out.put<uint64_t>(text.size());
+  out.put_bytes(text.data(), text.size());
 }
 
 std::string auth_record_key(int rank) { return fmt::format("tw/auth/{}", rank); }
@@ -97,74 +92,78 @@ uint64_t job_id_hash(const std::string& job_id) {
 }
 
 std::vector<uint8_t> encode_auth_record(const AuthRecord& record) {
-  std::vector<uint8_t> out;
-  out.reserve(kAuthRecordBytes);
-  put<uint32_t>(out, kRecordMagic);
-  put<uint32_t>(out, kRecordVersion);
-  put<uint32_t>(out, (record.has_secret ? kHasSecret : 0) | (record.has_aes ? kHasAes : 0));
+  base::ByteWriter out;
+  out.put(kRecordMagic);
+  out.put(kRecordVersion);
+  out.put((record.has_secret ? kHasSecret : 0) | (record.has_aes ? kHasAes : 0));
   std::string fingerprint = record.fingerprint;
   fingerprint.resize(kFingerprintChars, '\0');
-  out.insert(out.end(), fingerprint.begin(), fingerprint.end());
-  put<uint64_t>(out, record.job_hash);
-  put<uint64_t>(out, record.epoch);
-  put<uint32_t>(out, static_cast<uint32_t>(record.encryption));
-  out.insert(out.end(), record.nonce.begin(), record.nonce.end());
-  return out;
+  out.put_bytes(fingerprint.data(), fingerprint.size());
+  out.put(record.job_hash);
+  out.put(record.epoch);
+  out.put(static_cast<uint32_t>(record.encryption));
+  out.put_bytes(record.nonce);
+  return out.take();
 }
 
-std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, std::string& why) {
-  if (bytes.size() >= 8) {
-    // The version first: a record of another version has another size, and "mixed torchwan
+namespace {
+
+AuthRecord read_auth_record(base::ByteReader& in) {
+  const auto magic = in.get<uint32_t>("magic");
+  const auto version = in.get<uint32_t>("version");
+  if (magic == kRecordMagic && version != kRecordVersion) {
+    // Before the size: a record of another version has another size, and "mixed torchwan
     // versions" says more than a byte count.
-    const uint8_t* head = bytes.data();
-    const auto magic = get<uint32_t>(head);
-    const auto version = get<uint32_t>(head);
-    if (magic == kRecordMagic && version != kRecordVersion) {
-      why = fmt::format(
-          "auth record of version {}, this rank speaks version {} (mixed torchwan "
-          "versions?)",
-          version, kRecordVersion);
-      return std::nullopt;
-    }
+    in.reject("version", fmt::format("version {}, this rank speaks version {} (mixed torchwan "
+                                     "versions?)",
+                                     version, kRecordVersion));
   }
-  if (bytes.size() != kAuthRecordBytes) {
-    why = fmt::format("auth record of {} bytes, expected {}", bytes.size(), kAuthRecordBytes);
-    return std::nullopt;
+  if (in.size() != kAuthRecordBytes) {
+    in.fail(fmt::format("{} bytes, expected {}", in.size(), kAuthRecordBytes));
   }
-  const uint8_t* in = bytes.data();
-  const auto magic = get<uint32_t>(in);
-  const auto version = get<uint32_t>(in);
-  const auto flags = get<uint32_t>(in);
-  if (magic != kRecordMagic || version != kRecordVersion || (flags & ~kKnownFlags) != 0) {
-    why = fmt::format("not a version {} auth record (mixed torchwan versions?)", kRecordVersion);
-    return std::nullopt;
+  if (magic != kRecordMagic) {
+    in.fail(fmt::format("not a version {} auth record (mixed torchwan versions?)", kRecordVersion));
   }
+  const auto flags = in.get<uint32_t>("flags");
+  if ((flags & ~kKnownFlags) != 0) in.reject("flags", fmt::format("unknown flags {:#x}", flags));
   AuthRecord record;
   record.has_secret = (flags & kHasSecret) != 0;
   record.has_aes = (flags & kHasAes) != 0;
-  for (size_t i = 0; i < kFingerprintChars; ++i, ++in) {
-    if (!record.has_secret) continue;
-    if (!std::isxdigit(*in)) {
-      why = "auth record with a malformed secret fingerprint";
-      return std::nullopt;
+  const auto fingerprint = in.get_bytes(kFingerprintChars, "fingerprint");
+  if (record.has_secret) {
+    if (!std::all_of(fingerprint.begin(), fingerprint.end(),
+                     [](uint8_t c) { return std::isxdigit(c) != 0; })) {
+      in.reject("fingerprint", "not hex digits");
     }
-    record.fingerprint += static_cast<char>(*in);
+    record.fingerprint.assign(fingerprint.begin(), fingerprint.end());
   }
-  record.job_hash = get<uint64_t>(in);
-  record.epoch = get<uint64_t>(in);
-  const auto encryption = get<uint32_t>(in);
+  record.job_hash = in.get<uint64_t>("job hash");
+  record.epoch = in.get<uint64_t>("epoch");
+  const auto encryption = in.get<uint32_t>("encryption");
   if (encryption > kLastEncryptionSetting) {
-    why = fmt::format("auth record with unknown encryption setting {}", encryption);
-    return std::nullopt;
+    in.reject("encryption", fmt::format("unknown encryption setting {}", encryption));
   }
   record.encryption = static_cast<EncryptionSetting>(encryption);
   if (record.encryption != EncryptionSetting::kNone && !record.has_secret) {
     // Transport::create refuses this combination, so no torchwan rank publishes it.
-    why = "auth record asking for encryption without a job secret";
+    in.reject("encryption", "asks for encryption without a job secret");
+  }
+  const auto nonce = in.get_bytes(record.nonce.size(), "nonce");
+  std::copy(nonce.begin(), nonce.end(), record.nonce.begin());
+  in.expect_end();
+  return record;
+}
+
+}  // namespace
+
+std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, std::string& why) {
+  base::ByteReader in(bytes, "auth record");
+  try {
+    return read_auth_record(in);
+  } catch (const base::MalformedBytes& malformed) {
+    why = malformed.what();
     return std::nullopt;
   }
-  std::copy(in, in + security::kNonceBytes, record.nonce.begin());
-  return record;
 }
 
 DataAuth::DataAuth(const TransportOptions& options, int rank, int size, std::string who)
@@ -328,30 +327,26 @@ std::vector<AuthRecord> read_auth_records(Store& store, int size, std::chrono::m
 security::DerivedKey derive_session_key(const security::JobSecret& secret,
                                         const std::string& job_id, uint64_t epoch, Cipher cipher,
                                         const std::vector<AuthRecord>& records) {
-  std::vector<uint8_t> context;
-  put<uint64_t>(context, job_id.size());
-  context.insert(context.end(), job_id.begin(), job_id.end());
-  put<uint64_t>(context, epoch);
-  put<uint32_t>(context, static_cast<uint32_t>(cipher));
-  put<uint32_t>(context, static_cast<uint32_t>(records.size()));
+  base::ByteWriter context;
+  put_bound_string(context, job_id);
+  context.put(epoch);
+  context.put(static_cast<uint32_t>(cipher));
+  context.put(static_cast<uint32_t>(records.size()));
   // Every rank's fresh nonce: a new group gets a new key even with the same job, epoch and ranks.
-  for (const AuthRecord& record : records) {
-    context.insert(context.end(), record.nonce.begin(), record.nonce.end());
-  }
-  return secret.derive_key(kSessionKeyLabel, context);
+  for (const AuthRecord& record : records) context.put_bytes(record.nonce);
+  return secret.derive_key(kSessionKeyLabel, context.take());
 }
 
 std::vector<uint8_t> DataAuth::proof_message(int sender, int receiver, int lane,
                                              const security::Nonce& nonce) const {
-  std::vector<uint8_t> message;
-  put<uint64_t>(message, job_id_.size());
-  message.insert(message.end(), job_id_.begin(), job_id_.end());
-  put<uint64_t>(message, epoch_);
-  put<uint32_t>(message, static_cast<uint32_t>(sender));
-  put<uint32_t>(message, static_cast<uint32_t>(receiver));
-  put<uint32_t>(message, static_cast<uint32_t>(lane));
-  message.insert(message.end(), nonce.begin(), nonce.end());
-  return message;
+  base::ByteWriter message;
+  put_bound_string(message, job_id_);
+  message.put(epoch_);
+  message.put(static_cast<uint32_t>(sender));
+  message.put(static_cast<uint32_t>(receiver));
+  message.put(static_cast<uint32_t>(lane));
+  message.put_bytes(nonce);
+  return message.take();
 }
 
 security::Proof DataAuth::prove(int peer, int lane) const {

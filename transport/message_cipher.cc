@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/byte_io.h"
 #include "transport/errors.h"
 
 namespace torchwan::transport {
@@ -22,32 +23,23 @@ static_assert(crypto_aead_aes256gcm_KEYBYTES == security::kDerivedKeyBytes &&
 using Nonce = std::array<uint8_t, 12>;
 using AssociatedData = std::array<uint8_t, 4 + 4 + 8 + 8>;
 
-template <typename Int>
-void store_le(uint8_t* out, Int value) {
-  for (size_t i = 0; i < sizeof(Int); ++i) out[i] = static_cast<uint8_t>(value >> (8 * i));
-}
-
-uint64_t load_le64(const uint8_t* in) {
-  uint64_t value = 0;
-  for (size_t i = 0; i < 8; ++i) value |= uint64_t{in[i]} << (8 * i);
-  return value;
-}
-
 // Ranks are below 65536 (Transport::create checks), so two bytes each name them exactly.
 Nonce make_nonce(const MessageRoute& route, uint64_t counter) {
   Nonce nonce{};
-  store_le(nonce.data(), static_cast<uint16_t>(route.sender));
-  store_le(nonce.data() + 2, static_cast<uint16_t>(route.receiver));
-  store_le(nonce.data() + 4, counter);
+  base::ByteWriter out(nonce);
+  out.put(static_cast<uint16_t>(route.sender));
+  out.put(static_cast<uint16_t>(route.receiver));
+  out.put(counter);
   return nonce;
 }
 
 AssociatedData make_associated_data(const MessageRoute& route, size_t length) {
   AssociatedData data{};
-  store_le(data.data(), static_cast<uint32_t>(route.sender));
-  store_le(data.data() + 4, static_cast<uint32_t>(route.receiver));
-  store_le(data.data() + 8, static_cast<uint64_t>(route.tag));
-  store_le(data.data() + 16, static_cast<uint64_t>(length));
+  base::ByteWriter out(data);
+  out.put(static_cast<uint32_t>(route.sender));
+  out.put(static_cast<uint32_t>(route.receiver));
+  out.put(static_cast<uint64_t>(route.tag));
+  out.put(static_cast<uint64_t>(length));
   return data;
 }
 
@@ -95,7 +87,7 @@ void MessageCipher::seal(const MessageRoute& route, uint64_t counter, const void
                          size_t length, uint8_t* sealed) const {
   const Nonce nonce = make_nonce(route, counter);
   const AssociatedData associated = make_associated_data(route, length);
-  store_le(sealed, counter);
+  base::ByteWriter(std::span<uint8_t>(sealed, kSealedHeaderBytes)).put(counter);
   uint8_t* ciphertext = sealed + kSealedHeaderBytes;
   uint8_t* mac = ciphertext + length;
   const uint8_t* message = non_null(plaintext);
@@ -114,7 +106,8 @@ std::optional<uint64_t> MessageCipher::open_in_place(const MessageRoute& route, 
                                                      size_t sealed_length) const {
   if (sealed_length < kSealOverheadBytes) return std::nullopt;
   const size_t length = sealed_length - kSealOverheadBytes;
-  const uint64_t counter = load_le64(sealed);
+  const auto counter =
+      base::ByteReader(sealed, kSealedHeaderBytes, "sealed message").get<uint64_t>("counter");
   const Nonce nonce = make_nonce(route, counter);
   const AssociatedData associated = make_associated_data(route, length);
   uint8_t* ciphertext = sealed + kSealedHeaderBytes;

@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstring>
 
+#include "base/byte_io.h"
 #include "csrc/compression/codec_table.h"
 
 namespace torchwan::compression {
@@ -12,18 +13,16 @@ static_assert(std::endian::native == std::endian::little,
 
 namespace {
 
-void put_u32(uint8_t* destination, uint32_t value) { std::memcpy(destination, &value, 4); }
-void put_u64(uint8_t* destination, uint64_t value) { std::memcpy(destination, &value, 8); }
-uint32_t get_u32(const uint8_t* source) {
-  uint32_t value;
-  std::memcpy(&value, source, 4);
-  return value;
-}
-uint64_t get_u64(const uint8_t* source) {
-  uint64_t value;
-  std::memcpy(&value, source, 8);
-  return value;
-}
+// The byte reader's failures (base/byte_io.h) are CompressionErrors with its message.
+class Reader : public base::ByteReader {
+ public:
+  using base::ByteReader::ByteReader;
+
+ protected:
+  [[noreturn]] void raise(const base::MalformedBytes& malformed) const override {
+    throw CompressionError("torchwan compression: " + std::string(malformed.what()));
+  }
+};
 
 constexpr size_t kChecksumOffset = 12;
 
@@ -87,16 +86,18 @@ Layout compute_layout(Codec codec, uint32_t block_size, uint64_t element_count, 
 }
 
 void write_header(const Header& header, uint8_t* destination) {
-  std::memset(destination, 0, kHeaderSize);
-  put_u32(destination, kMagic);
-  destination[4] = kVersion;
-  destination[5] = static_cast<uint8_t>(header.codec);
-  destination[6] = header.flags;
-  put_u32(destination + 8, header.block_size);
-  put_u64(destination + 16, header.element_count);
-  put_u64(destination + 24, header.aux);
-  put_u64(destination + 32, header.payload_length);
-  put_u32(destination + kChecksumOffset, header_checksum(destination));
+  base::ByteWriter out(std::span<uint8_t>(destination, kHeaderSize));
+  out.put(kMagic);
+  out.put(kVersion);
+  out.put(header.codec);
+  out.put(header.flags);
+  out.put<uint8_t>(0);  // reserved
+  out.put(header.block_size);
+  out.put<uint32_t>(0);  // the checksum, over the header with this field zero
+  out.put(header.element_count);
+  out.put(header.aux);
+  out.put(header.payload_length);
+  out.put_at(kChecksumOffset, header_checksum(destination));
 }
 
 Header parse_header(const uint8_t* bytes, size_t buffer_size) {
@@ -104,34 +105,44 @@ Header parse_header(const uint8_t* bytes, size_t buffer_size) {
     fail("payload truncated: " + std::to_string(buffer_size) + " bytes, the header alone needs " +
          std::to_string(kHeaderSize));
   }
-  if (get_u32(bytes) != kMagic) fail("bad magic: not a torchwan compressed payload");
-  if (bytes[4] != kVersion) {
-    fail("unsupported format version " + std::to_string(bytes[4]) + " (this build reads " +
-         std::to_string(kVersion) + ")");
+  Reader in(bytes, kHeaderSize, "compressed payload header");
+  if (in.get<uint32_t>("magic") != kMagic) {
+    in.reject("magic", "bad magic: not a torchwan compressed payload");
   }
-  const uint32_t stored_checksum = get_u32(bytes + kChecksumOffset);
-  if (stored_checksum != header_checksum(bytes)) fail("header checksum mismatch: header corrupted");
+  const auto version = in.get<uint8_t>("version");
+  if (version != kVersion) {
+    in.reject("version", "unsupported format version " + std::to_string(version) +
+                             " (this build reads " + std::to_string(kVersion) + ")");
+  }
+  // The checksum before the other fields: a corrupted header is named as such, not by the field
+  // the corruption happened to hit.
+  Reader checksum(bytes + kChecksumOffset, 4, "compressed payload header");
+  if (checksum.get<uint32_t>("checksum") != header_checksum(bytes)) {
+    fail("header checksum mismatch: header corrupted");
+  }
   Header header;
-  header.codec = static_cast<Codec>(bytes[5]);
-  header.flags = bytes[6];
+  header.codec = static_cast<Codec>(in.get<uint8_t>("codec"));
+  header.flags = in.get<uint8_t>("flags");
   if ((header.flags & ~kKnownFlags) != 0) {
-    fail("unknown flag bits " + std::to_string(header.flags & ~kKnownFlags) + " in header");
+    in.reject("flags", "unknown flag bits " + std::to_string(header.flags & ~kKnownFlags));
   }
   if ((header.flags & kFlagStochastic) != 0 && !describe(header.codec).stochastic_rounding) {
-    fail("stochastic-rounding flag set for a codec that has no stochastic rounding");
+    in.reject("flags", "stochastic-rounding flag set for a codec that has no stochastic rounding");
   }
-  if (bytes[7] != 0) fail("reserved header byte is not zero");
-  header.block_size = get_u32(bytes + 8);
-  header.element_count = get_u64(bytes + 16);
-  header.aux = get_u64(bytes + 24);
-  header.payload_length = get_u64(bytes + 32);
+  if (in.get<uint8_t>("reserved") != 0) in.reject("reserved", "reserved header byte is not zero");
+  header.block_size = in.get<uint32_t>("block size");
+  (void)in.get<uint32_t>("checksum");  // checked above
+  header.element_count = in.get<uint64_t>("element count");
+  header.aux = in.get<uint64_t>("aux");
+  header.payload_length = in.get<uint64_t>("payload length");
   const Layout layout =
       compute_layout(header.codec, header.block_size, header.element_count, header.aux);
   if (header.payload_length != layout.total_size - kHeaderSize) {
-    fail("payload length field " + std::to_string(header.payload_length) + " does not match the " +
-         std::to_string(layout.total_size - kHeaderSize) + " bytes that " +
-         codec_name(header.codec) + " needs for " + std::to_string(header.element_count) +
-         " elements");
+    in.reject("payload length", "payload length field " + std::to_string(header.payload_length) +
+                                    " does not match the " +
+                                    std::to_string(layout.total_size - kHeaderSize) +
+                                    " bytes that " + codec_name(header.codec) + " needs for " +
+                                    std::to_string(header.element_count) + " elements");
   }
   if (buffer_size != layout.total_size) {
     fail(std::string(buffer_size < layout.total_size ? "payload truncated" : "payload oversize") +

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <random>
 
-#include "elastic/byte_codec.h"
+#include "base/byte_io.h"
 #include "elastic/errors.h"
 #include "elastic/membership_wire.h"
 
@@ -155,20 +155,18 @@ TEST(ElasticWire, RejectsCorruptedPayload) {
 }
 
 TEST(ElasticWire, RejectsStringRunningPastTheEnd) {
-  ByteWriter writer;
-  writer.u32(1000);  // name length, but only 3 bytes follow
-  writer.u8('a');
-  writer.u8('b');
-  writer.u8('c');
+  base::ByteWriter writer;
+  writer.put<uint32_t>(1000);  // name length, but only 3 bytes follow
+  writer.put_bytes("abc", 3);
   EXPECT_EQ(rejection([&] { decode_member_ref(writer.bytes()); }),
             WireErrorKind::kMalformedPayload);
 }
 
 TEST(ElasticWire, RejectsListCountLargerThanItsBytes) {
-  ByteWriter writer;
-  writer.u64(1);           // epoch
-  writer.u32(0);           // waiting
-  writer.u32(0x7FFFFFFF);  // member count: must not be trusted for an allocation
+  base::ByteWriter writer;
+  writer.put<uint64_t>(1);           // epoch
+  writer.put<uint32_t>(0);           // waiting
+  writer.put<uint32_t>(0x7FFFFFFF);  // member count: must not be trusted for an allocation
   EXPECT_EQ(rejection([&] { decode_epoch(writer.bytes()); }), WireErrorKind::kMalformedPayload);
 }
 

@@ -31,8 +31,7 @@ ControlType type_of(const ControlMessage& message) {
       message);
 }
 
-size_t encode_body(const ControlMessage& message, ByteWriter& out) {
-  const uint8_t* start = out.position();
+void encode_body(const ControlMessage& message, ByteWriter& out) {
   if (const auto* hello = std::get_if<Hello>(&message)) {
     for (uint32_t field : {hello->rank, hello->size, hello->lane, hello->lanes}) {
       out.put<uint32_t>(field);
@@ -46,7 +45,6 @@ size_t encode_body(const ControlMessage& message, ByteWriter& out) {
     out.put<uint16_t>(static_cast<uint16_t>(reason_length));
     out.put_bytes(goodbye->reason.data(), reason_length);
   }
-  return static_cast<size_t>(out.position() - start);
 }
 
 Hello decode_hello(ByteReader& in) {
@@ -57,8 +55,8 @@ Hello decode_hello(ByteReader& in) {
   hello.lanes = in.get<uint32_t>("hello lanes");
   hello.chunk_bytes = in.get<uint64_t>("hello chunk_bytes");
   hello.stripe_min_bytes = in.get<uint64_t>("hello stripe_min_bytes");
-  const uint8_t* proof = in.get_bytes(hello.proof.size(), "hello proof");
-  std::copy(proof, proof + hello.proof.size(), hello.proof.begin());
+  const auto proof = in.get_bytes(hello.proof.size(), "hello proof");
+  std::copy(proof.begin(), proof.end(), hello.proof.begin());
   return hello;
 }
 
@@ -67,12 +65,12 @@ Goodbye decode_goodbye(ByteReader& in) {
   const auto departure = in.get<uint16_t>("goodbye departure");
   if (departure != static_cast<uint16_t>(Departure::kShutdown) &&
       departure != static_cast<uint16_t>(Departure::kAbort)) {
-    in.fail("goodbye with unknown departure " + std::to_string(departure));
+    in.reject("goodbye departure", "unknown departure " + std::to_string(departure));
   }
   goodbye.departure = static_cast<Departure>(departure);
   const auto reason_length = in.get<uint16_t>("goodbye reason length");
-  const uint8_t* reason = in.get_bytes(reason_length, "goodbye reason");
-  goodbye.reason.assign(reason, reason + reason_length);
+  const auto reason = in.get_bytes(reason_length, "goodbye reason");
+  goodbye.reason.assign(reason.begin(), reason.end());
   return goodbye;
 }
 
@@ -80,11 +78,12 @@ Goodbye decode_goodbye(ByteReader& in) {
 
 std::vector<uint8_t> encode_control(const ControlMessage& message) {
   std::vector<uint8_t> bytes(kControlBytes, 0);
-  ByteWriter out(bytes.data());
+  ByteWriter out(bytes);
   write_preamble(out, static_cast<uint16_t>(type_of(message)));
-  ByteWriter body(bytes.data() + kControlHeaderBytes);
-  out.put<uint32_t>(static_cast<uint32_t>(encode_body(message, body)));
-  return bytes;
+  out.put<uint32_t>(0);  // the body's length, known below
+  encode_body(message, out);
+  out.put_at<uint32_t>(kPreambleBytes, static_cast<uint32_t>(out.size() - kControlHeaderBytes));
+  return bytes;  // the rest stays zero
 }
 
 ControlMessage decode_control(const void* bytes, size_t size) {
@@ -93,16 +92,19 @@ ControlMessage decode_control(const void* bytes, size_t size) {
     in.fail(std::to_string(size) + " bytes, expected " + std::to_string(kControlBytes));
   }
   const uint16_t type = read_preamble(in);
+  if (type < static_cast<uint16_t>(ControlType::kHello) ||
+      type > static_cast<uint16_t>(ControlType::kGoodbyeAck)) {
+    in.reject("type", "unknown control type " + std::to_string(type));
+  }
   const auto body_length = in.get<uint32_t>("body length");
   if (body_length > kMaxBodyBytes) {
-    in.fail("body of " + std::to_string(body_length) + " bytes, at most " +
-            std::to_string(kMaxBodyBytes) + " fit");
+    in.reject("body length", "body of " + std::to_string(body_length) + " bytes, at most " +
+                                 std::to_string(kMaxBodyBytes) + " fit");
   }
-  ByteReader body(in.get_bytes(body_length, "body"), body_length, "control message body");
-  const size_t padding_length = in.remaining();
-  const uint8_t* padding = in.get_bytes(padding_length, "padding");
-  if (std::any_of(padding, padding + padding_length, [](uint8_t byte) { return byte != 0; })) {
-    in.fail("nonzero bytes after its body");
+  ByteReader body(in.get_bytes(body_length, "body"), "control message body");
+  const auto padding = in.get_bytes(in.remaining(), "padding");
+  if (std::any_of(padding.begin(), padding.end(), [](uint8_t byte) { return byte != 0; })) {
+    in.reject("padding", "nonzero bytes after its body");
   }
   ControlMessage message;
   switch (static_cast<ControlType>(type)) {
@@ -118,8 +120,6 @@ ControlMessage decode_control(const void* bytes, size_t size) {
     case ControlType::kGoodbyeAck:
       message = GoodbyeAck{};
       break;
-    default:
-      in.fail("unknown control type " + std::to_string(type));
   }
   body.expect_end();
   return message;

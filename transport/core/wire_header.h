@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <string_view>
 
+#include "base/byte_io.h"
 #include "transport/errors.h"
 
 namespace torchwan::transport::core {
@@ -25,50 +25,16 @@ class WireError : public TransportError {
       : TransportError(ErrorKind::kProtocol, message, peer) {}
 };
 
-// Little-endian fixed-width writes into a buffer the caller sized.
-class ByteWriter {
+// The one byte codec (base/byte_io.h). The transport's reader reports what base::ByteReader finds
+// as a WireError (kind kProtocol) with the same message, e.g. "malformed control message: magic at
+// offset 0: bad magic 0x1234 (not a torchwan peer?)".
+using ByteWriter = base::ByteWriter;
+class ByteReader : public base::ByteReader {
  public:
-  explicit ByteWriter(uint8_t* out) : out_(out) {}
-  template <typename Int>
-  void put(Int value) {
-    for (size_t i = 0; i < sizeof(Int); ++i) *out_++ = static_cast<uint8_t>(value >> (8 * i));
-  }
-  void put_bytes(const void* bytes, size_t length);
-  uint8_t* position() const { return out_; }
+  using base::ByteReader::ByteReader;
 
- private:
-  uint8_t* out_;
-};
-
-// Little-endian reads that check every length first; `what` names the message in errors.
-class ByteReader {
- public:
-  ByteReader(const void* bytes, size_t size, std::string_view what)
-      : bytes_(static_cast<const uint8_t*>(bytes)), size_(size), what_(what) {}
-  template <typename Int>
-  Int get(std::string_view field) {
-    require(sizeof(Int), field);
-    Int value = 0;
-    for (size_t i = 0; i < sizeof(Int); ++i) {
-      value |= static_cast<Int>(Int{bytes_[offset_ + i]} << (8 * i));
-    }
-    offset_ += sizeof(Int);
-    return value;
-  }
-  // The next `length` bytes, which stay owned by the caller's buffer.
-  const uint8_t* get_bytes(size_t length, std::string_view field);
-  size_t remaining() const { return size_ - offset_; }
-  // Throws unless every byte was read.
-  void expect_end() const;
-  [[noreturn]] void fail(const std::string& problem) const;
-
- private:
-  void require(size_t length, std::string_view field) const;
-
-  const uint8_t* bytes_;
-  size_t size_;
-  size_t offset_ = 0;
-  std::string_view what_;
+ protected:
+  [[noreturn]] void raise(const base::MalformedBytes& malformed) const override;
 };
 
 void write_preamble(ByteWriter& out, uint16_t type);

@@ -20,7 +20,7 @@ constexpr size_t kMaxRecordBytes = 64 * 1024;
 
 std::array<uint8_t, kHeaderBytes> encode_header(const Header& header) {
   std::array<uint8_t, kHeaderBytes> bytes{};
-  core::ByteWriter out(bytes.data());
+  core::ByteWriter out(bytes);
   core::write_preamble(out, static_cast<uint16_t>(header.type));
   for (uint64_t field : {header.tag, header.index, header.total_length, header.offset,
                          header.length, header.job, header.epoch}) {
