@@ -8,13 +8,13 @@
 #include <mutex>
 #include <vector>
 
+#include "base/buffer_pool.h"
 #include "base/log.h"
 #include "security/job_secret.h"
 #include "transport/data_auth.h"
 #include "transport/message_cipher.h"
 #include "transport/replay_window.h"
 #include "transport/request_arguments.h"
-#include "transport/staging_pool.h"
 
 namespace torchwan::transport {
 
@@ -39,7 +39,7 @@ struct EncryptedTransport::Session {
         cipher(cipher, key),
         send_counters(static_cast<size_t>(size)),
         windows(static_cast<size_t>(size)),
-        pool(kPoolBytes, kPoolBuffers) {}
+        pool({.max_cached_bytes = kPoolBytes, .max_cached_buffers = kPoolBuffers}) {}
 
   // Accepts `counter` from `sender` once; an empty string when fresh, else why not.
   std::string accept(int sender, uint64_t counter) {
@@ -90,7 +90,7 @@ struct EncryptedTransport::Session {
   std::vector<std::atomic<uint64_t>> send_counters;  // next counter per receiver
   std::mutex windows_mutex;
   std::vector<std::unique_ptr<ReplayWindow>> windows;  // per sender
-  StagingPool pool;
+  base::BufferPool pool;  // the messages' sealed forms
 };
 
 EncryptedTransport::EncryptedTransport(std::unique_ptr<Transport> inner, Store& store)
@@ -166,7 +166,7 @@ namespace {
 // One message in flight: its staging buffer stays alive until the inner request is done.
 struct Staged {
   std::shared_ptr<Request> outer;
-  StagingPool::Buffer buffer;
+  base::BufferPool::Buffer buffer;
 };
 
 }  // namespace
@@ -184,7 +184,7 @@ std::shared_ptr<Request> EncryptedTransport::send(Posting posting) {
   auto staged = std::make_shared<Staged>();
   staged->outer = std::make_shared<Request>(peer, tag, length, std::move(posting.callback));
   const size_t sealed_length = length + kSealOverheadBytes;
-  staged->buffer = session.pool.acquire(sealed_length);
+  staged->buffer = session.pool.take(sealed_length);
   const uint64_t counter = session.send_counters[static_cast<size_t>(peer)].fetch_add(1);
   session.cipher.seal({session.rank, peer, tag}, counter, posting.data, length,
                       staged->buffer.data());
@@ -192,7 +192,7 @@ std::shared_ptr<Request> EncryptedTransport::send(Posting posting) {
   auto inner = inner_->isend(peer, tag, staged->buffer.data(), sealed_length,
                              [session = session_, staged](Request& request) {
                                const auto error = request.error();
-                               session->pool.release(std::move(staged->buffer));
+                               staged->buffer.reset();  // back to the pool
                                if (error) {
                                  staged->outer->fail(session->explain(error));
                                } else {
@@ -210,11 +210,11 @@ std::shared_ptr<Request> EncryptedTransport::receive(Posting posting) {
   staged->outer =
       std::make_shared<Request>(posting.peer, tag, posting.length, std::move(posting.callback));
   const size_t sealed_length = posting.length + kSealOverheadBytes;
-  staged->buffer = session_->pool.acquire(sealed_length);
+  staged->buffer = session_->pool.take(sealed_length);
   auto on_done = [session = session_, staged, data, tag, sealed_length](Request& request) {
     Request& outer = *staged->outer;
     if (const auto error = request.error()) {
-      session->pool.release(std::move(staged->buffer));
+      staged->buffer.reset();  // back to the pool
       outer.fail(session->explain(error));
       return;
     }
@@ -232,7 +232,7 @@ std::shared_ptr<Request> EncryptedTransport::receive(Posting posting) {
     if (why.empty() && outer.length() > 0) {
       std::memcpy(data, sealed + kSealedHeaderBytes, outer.length());
     }
-    session->pool.release(std::move(staged->buffer));
+    staged->buffer.reset();  // back to the pool
     if (!why.empty()) {
       session->reject(outer, sender, tag, why);
       return;

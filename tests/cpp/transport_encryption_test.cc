@@ -21,7 +21,6 @@
 #include "transport/encrypted_transport.h"
 #include "transport/message_cipher.h"
 #include "transport/replay_window.h"
-#include "transport/staging_pool.h"
 #include "transport/transport.h"
 
 namespace torchwan {
@@ -395,23 +394,6 @@ TEST(ReplayWindow, AcceptsEachCounterOnceInAnyOrderWithinTheSpan) {
   EXPECT_EQ(window.accept(70), Verdict::kTooOld);
   EXPECT_EQ(window.accept(1000), Verdict::kReplayed);
   EXPECT_EQ(window.accept(999), Verdict::kFresh);
-}
-
-TEST(StagingPool, ReusesTheSmallestBufferThatFitsAndBoundsWhatItKeeps) {
-  transport::StagingPool pool(1 << 20, 2);
-  auto small = pool.acquire(100);
-  auto large = pool.acquire(4096);
-  const uint8_t* small_bytes = small.data();
-  pool.release(std::move(small));
-  pool.release(std::move(large));
-  EXPECT_EQ(pool.idle_buffers(), 2u);
-  auto again = pool.acquire(50);
-  EXPECT_EQ(again.data(), small_bytes);
-  pool.release(transport::StagingPool::Buffer(2 << 20));  // over the byte bound: freed
-  EXPECT_EQ(pool.idle_buffers(), 1u);
-  pool.release(std::move(again));
-  pool.release(transport::StagingPool::Buffer(10));  // over the count bound: freed
-  EXPECT_EQ(pool.idle_buffers(), 2u);
 }
 
 TEST(SessionKey, DependsOnEveryNonceTheCipherAndTheEpoch) {
