@@ -145,7 +145,8 @@ Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
       // Regions that are exactly the hosts (the round trips between a host's ranks set them
       // apart) are served better by the host tier, which shares memory inside each.
       if (has_hosts(inputs) && inputs.bytes >= kStripedAllreduceMinBytes &&
-          (!has_regions(inputs) || regions_are_hosts(inputs))) {
+          (!has_regions(inputs) || regions_are_hosts(inputs) ||
+           hosts_compose_with_regions(*inputs.topology))) {
         return Algorithm::kHosts;
       }
       if (has_regions(inputs) && inputs.bytes >= kHierarchicalAllreduceMinBytes) {

@@ -10,10 +10,14 @@
 #include <vector>
 
 #include "base/option_registry.h"
+#include "csrc/algorithm_table.h"
+#include "csrc/algorithm_tuning.h"
 #include "csrc/argument_checks.h"
 #include "csrc/compression/codec.h"
 #include "csrc/compression/codec_table.h"
 #include "csrc/exchange.h"
+#include "csrc/hierarchical.h"
+#include "csrc/topology.h"
 #include "transport/options.h"
 
 namespace torchwan::engine {
@@ -178,48 +182,17 @@ void reset_if_not_finite(std::span<const float> result, const ErrorFeedback& fee
   std::fill(feedback.reduction.begin(), feedback.reduction.end(), 0.0f);
 }
 
-}  // namespace
-
-size_t compressed_piece_elements(const CodecConfig& config, size_t stripe_min_bytes) {
-  const size_t block = compression::describe(config.codec).granularity(config);
-  size_t low = 1;  // blocks; kept even when it is too large
-  size_t high = std::max<size_t>(kCompressedPieceElements / block, 1);
-  if (compression::encoded_size(config, high * block) < stripe_min_bytes) return high * block;
-  while (high - low > 1) {  // invariant: high blocks are too many
-    const size_t middle = low + (high - low) / 2;
-    if (compression::encoded_size(config, middle * block) < stripe_min_bytes) {
-      low = middle;
-    } else {
-      high = middle;
-    }
-  }
-  return low * block;
-}
-
-void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
-                          const CodecConfig& config, size_t piece_elements,
-                          const ErrorFeedback* feedback) {
-  constexpr const char* kName = "allreduce";
+// The algorithm over the ranks of `ex` (all of them, or the current subgroup). Returns with every
+// request complete; the caller finishes the exchange.
+void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& wire, float* data,
+                              size_t count, const CodecConfig& config, size_t piece_elements,
+                              const ErrorFeedback* feedback) {
   const compression::CodecDescriptor& codec = compression::describe(config.codec);
-  if (codec.needs_error_feedback && feedback == nullptr) {
-    throw std::invalid_argument(
-        fmt::format("{}: codec {} needs error feedback: pass residuals", kName, codec.name));
-  }
-  if (feedback != nullptr &&
-      (feedback->contribution.size() != count || feedback->reduction.size() != count)) {
-    throw std::invalid_argument(
-        fmt::format("{}: error-feedback residuals have {} and {} elements, the buffer {}", kName,
-                    feedback->contribution.size(), feedback->reduction.size(), count));
-  }
-  const size_t bytes = checked_bytes(kName, count, sizeof(float));
-  require_buffer(kName, data, bytes);
-  if (!needs_exchange(ctx, bytes)) return;  // one rank: the sum is the data, exactly
-  const int size = ctx.transport.size();
-  const int rank = ctx.transport.rank();
+  const int size = ex.size();
+  const int rank = ex.rank();
   const auto ranks = static_cast<size_t>(size);
   const auto me = static_cast<size_t>(rank);
   const Shards shards(count, size, config);
-  const transport::TransportOptions& wire = ctx.transport.options();
   const Pieces pieces(shards, config,
                       piece_elements != 0
                           ? piece_elements
@@ -231,7 +204,6 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
   const size_t own_pieces = pieces.count(own_length);
   const float* own = data + shards.offset(count, me);
 
-  Exchange ex(ctx, kName);
   // outgoing: this rank's encoding of every other shard (the layout without shard `me`);
   // incoming: every peer's encoding of shard `me` (one slot per peer, in rank order without this
   // rank); gathered: every rank's encoded sum.
@@ -393,6 +365,93 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
     if (!progressed) ex.wait_for_completion(seen);
   }
   ex.wait_all();
+}
+
+
+
+// The phase of the step between hosts (host_tier_allreduce keeps 0 and 2 for the host's own).
+constexpr uint32_t kBetweenHostsPhase = 1;
+
+// Whether the call goes through the host tier: ranks share hosts in the way host_allreduce serves
+// (several hosts of equal size, more than one rank each), the buffer is large enough for the
+// striped scheme, and no other allreduce algorithm was forced.
+bool uses_host_tier(const CollectiveContext& ctx, size_t bytes) {
+  if (ctx.topology == nullptr || !has_host_tier(*ctx.topology)) return false;
+  if (bytes < kStripedAllreduceMinBytes) return false;
+  const Algorithm* forced =
+      ctx.algorithms != nullptr ? ctx.algorithms->forced(Collective::kAllreduce) : nullptr;
+  return forced == nullptr || *forced == Algorithm::kHosts;
+}
+
+// Only the links between hosts carry compressed data: the host's ranks reduce-scatter the fp32
+// buffer exactly (through shared memory where they can), each runs the compressed allreduce of
+// its own shard with the ranks holding the same shard on the other hosts, then they allgather the
+// results inside the host. Inside a host the bytes are cheap, so quantising there would lose
+// accuracy for nothing; between hosts every local rank carries 1/m of the compressed data over
+// its own connections. Error feedback covers the shard a rank compresses, the part of the
+// residuals this rank uses.
+void host_compressed_allreduce(Exchange& ex, const CollectiveContext& ctx, float* data,
+                               size_t count, const CodecConfig& config, size_t piece_elements,
+                               const ErrorFeedback* feedback) {
+  const auto across = [&](const std::vector<int>& peers, uint8_t* shard, size_t shard_count) {
+    auto* values = reinterpret_cast<float*>(shard);
+    const auto first = static_cast<size_t>(values - data);
+    std::optional<ErrorFeedback> part;
+    if (feedback != nullptr) {
+      part = ErrorFeedback{feedback->contribution.subspan(first, shard_count),
+                           feedback->reduction.subspan(first, shard_count)};
+    }
+    Exchange::Subgroup between_hosts(ex, peers, kBetweenHostsPhase);
+    run_compressed_allreduce(ex, ctx.transport.options(), values, shard_count, config,
+                             piece_elements, part ? &*part : nullptr);
+  };
+  host_tier_allreduce(ex, *ctx.topology, ctx.host_memory, reinterpret_cast<uint8_t*>(data), count,
+                      DataType::kFloat32, ReduceOp::kSum, across);
+}
+
+}  // namespace
+
+size_t compressed_piece_elements(const CodecConfig& config, size_t stripe_min_bytes) {
+  const size_t block = compression::describe(config.codec).granularity(config);
+  size_t low = 1;  // blocks; kept even when it is too large
+  size_t high = std::max<size_t>(kCompressedPieceElements / block, 1);
+  if (compression::encoded_size(config, high * block) < stripe_min_bytes) return high * block;
+  while (high - low > 1) {  // invariant: high blocks are too many
+    const size_t middle = low + (high - low) / 2;
+    if (compression::encoded_size(config, middle * block) < stripe_min_bytes) {
+      low = middle;
+    } else {
+      high = middle;
+    }
+  }
+  return low * block;
+}
+
+void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
+                          const CodecConfig& config, size_t piece_elements,
+                          const ErrorFeedback* feedback) {
+  constexpr const char* kName = "allreduce";
+  const compression::CodecDescriptor& codec = compression::describe(config.codec);
+  if (codec.needs_error_feedback && feedback == nullptr) {
+    throw std::invalid_argument(
+        fmt::format("{}: codec {} needs error feedback: pass residuals", kName, codec.name));
+  }
+  if (feedback != nullptr &&
+      (feedback->contribution.size() != count || feedback->reduction.size() != count)) {
+    throw std::invalid_argument(
+        fmt::format("{}: error-feedback residuals have {} and {} elements, the buffer {}", kName,
+                    feedback->contribution.size(), feedback->reduction.size(), count));
+  }
+  const size_t bytes = checked_bytes(kName, count, sizeof(float));
+  require_buffer(kName, data, bytes);
+  if (!needs_exchange(ctx, bytes)) return;  // one rank: the sum is the data, exactly
+  Exchange ex(ctx, kName);
+  if (uses_host_tier(ctx, bytes)) {
+    host_compressed_allreduce(ex, ctx, data, count, config, piece_elements, feedback);
+  } else {
+    run_compressed_allreduce(ex, ctx.transport.options(), data, count, config, piece_elements,
+                             feedback);
+  }
   ex.finish();
   if (feedback != nullptr) reset_if_not_finite(std::span<const float>(data, count), *feedback);
 }

@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "csrc/dtype.h"
 #include "csrc/exchange.h"
@@ -30,11 +32,26 @@ class HostSharedMemory;
 // more than one rank each): inside each host the reduce-scatter and the allgather go through
 // `memory` (shared by the host's ranks; a host whose ranks cannot share it, or a null `memory`,
 // uses the ring there), and each shard is allreduced between the hosts, every local rank carrying
-// its own shard over its own connections.
+// its own shard over its own connections. Where the hosts form several regions of equal size
+// (several hosts each), that step goes through the regions in turn (host -> region -> world).
 void host_allreduce(Exchange& ex, const Topology& topology, HostSharedMemory* memory, uint8_t* data,
                     size_t count, DataType dtype, ReduceOp op);
 
+// Allreduces one shard among `peers` (global ranks in rank order, this rank among them), the
+// ranks holding the same shard in every host or region. Called outside any Subgroup scope; it
+// opens its own, in phase 1 (the phases 0 and 2 belong to the steps inside the host or region).
+using ShardAllreduce =
+    std::function<void(const std::vector<int>& peers, uint8_t* shard, size_t count)>;
+// host_allreduce with the step between hosts given by the caller (the compressed allreduce
+// compresses only that step).
+void host_tier_allreduce(Exchange& ex, const Topology& topology, HostSharedMemory* memory,
+                         uint8_t* data, size_t count, DataType dtype, ReduceOp op,
+                         const ShardAllreduce& across);
+
 // Whether host_allreduce can serve `topology`: several hosts, all of the same size above one.
 bool has_host_tier(const Topology& topology);
+// Whether host_allreduce also goes through the regions: the hosts form several regions, each of
+// more than one host and all of the same number.
+bool hosts_compose_with_regions(const Topology& topology);
 
 }  // namespace torchwan::engine

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <stdexcept>
 #include <vector>
 
 #include "csrc/algorithm_tuning.h"
@@ -29,18 +30,29 @@ void subgroup_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtyp
   }
 }
 
+// The phases of one striped scheme: the reduce-scatter and the allgather inside each group need
+// their own (the same pairs of ranks talk in both). The allreduce between the groups runs in
+// `across`, which opens its own scopes.
+struct StripePhases {
+  uint32_t inside;
+  uint32_t spread;
+};
+constexpr StripePhases kOuterStripe{kInsideRegionPhase, kSpreadPhase};
+
 // `groups` are regions or hosts, `group` the one holding this rank at `position`. With `memory`,
 // the group's ranks try to share it for the phases inside the group (all of them agree whether
-// they can); without, or when they cannot, those phases run the ring.
+// they can); without, or when they cannot, those phases run the ring. `across` allreduces this
+// rank's shard among the ranks at the same position in every group.
 void striped_allreduce(Exchange& ex, const std::vector<std::vector<int>>& groups,
                        const std::vector<int>& group, int position, HostSharedMemory* memory,
-                       uint8_t* data, size_t count, DataType dtype, ReduceOp op) {
+                       StripePhases phases, uint8_t* data, size_t count, DataType dtype,
+                       ReduceOp op, const ShardAllreduce& across) {
   const size_t element_bytes = element_size(dtype);
   const RingLayout layout =
       balanced_ring_layout(count, element_bytes, static_cast<int>(group.size()));
   bool shared = false;
   {
-    Exchange::Subgroup inside(ex, group, kInsideRegionPhase);
+    Exchange::Subgroup inside(ex, group, phases.inside);
     shared = memory != nullptr && memory->ready(ex);
     if (shared) {
       shared_memory_reduce_scatter(ex, *memory, data, layout, dtype, op);
@@ -53,18 +65,78 @@ void striped_allreduce(Exchange& ex, const std::vector<std::vector<int>>& groups
   for (const std::vector<int>& other : groups) {
     shard_peers.push_back(other[static_cast<size_t>(position)]);
   }
-  {
-    const auto shard = static_cast<size_t>(position);
-    Exchange::Subgroup across(ex, shard_peers, kAcrossRegionsPhase);
-    subgroup_allreduce(ex, data + layout.offset[shard], layout.length[shard] / element_bytes, dtype,
-                       op);
-  }
-  Exchange::Subgroup inside(ex, group, kSpreadPhase);
+  const auto shard = static_cast<size_t>(position);
+  across(shard_peers, data + layout.offset[shard], layout.length[shard] / element_bytes);
+  Exchange::Subgroup inside(ex, group, phases.spread);
   if (shared) {
     shared_memory_allgather(ex, *memory, data, layout);
   } else {
     ring_allgather(ex, data, layout);
   }
+}
+
+// The allreduce between groups when nothing finer is known about the links between them.
+ShardAllreduce flat_across(Exchange& ex, DataType dtype, ReduceOp op) {
+  return [&ex, dtype, op](const std::vector<int>& peers, uint8_t* shard, size_t count) {
+    Exchange::Subgroup across(ex, peers, kAcrossRegionsPhase);
+    subgroup_allreduce(ex, shard, count, dtype, op);
+  };
+}
+
+// Where `members` (in rank order) stand in `groups`, and which of them holds this rank.
+struct Placement {
+  const std::vector<int>* group;
+  int position;
+};
+Placement place(const std::vector<std::vector<int>>& groups, int rank) {
+  for (const std::vector<int>& group : groups) {
+    const auto found = std::find(group.begin(), group.end(), rank);
+    if (found != group.end()) {
+      return {&group, static_cast<int>(found - group.begin())};
+    }
+  }
+  throw std::logic_error("hierarchical allreduce: rank in no group");
+}
+
+// The regions of `peers` (global ranks), numbered by position in `peers`.
+Topology regions_among(const Topology& topology, const std::vector<int>& peers) {
+  std::vector<int> region_of_peer;
+  for (const int peer : peers) {
+    region_of_peer.push_back(topology.region_of[static_cast<size_t>(peer)]);
+  }
+  return topology_from_groups(region_of_peer);
+}
+
+// Whether the striped scheme serves `groups`: several, all of the same size above one.
+bool stripes_through(const Topology& groups) {
+  return groups.region_count() > 1 && groups.region_count() < groups.size() && groups.uniform();
+}
+
+// The allreduce between hosts, composed with regions (host -> region -> world): when the shard's
+// peers (one rank per host) span several regions, each holding more than one of them and all the
+// same number, the shard is striped once more, through the regions. There are only three phases,
+// so the inner scheme reuses the host's: its reduce-scatter and allgather pair ranks on different
+// hosts of one region (phases 0 and 2, where the host's own steps pair ranks of one host), the
+// step between regions pairs ranks of different regions (phase 1). No pair of ranks meets in two
+// scopes of one phase, so their messages can never be matched across scopes.
+ShardAllreduce regional_across(Exchange& ex, const Topology& topology, DataType dtype,
+                               ReduceOp op) {
+  return [&ex, &topology, dtype, op](const std::vector<int>& peers, uint8_t* shard,
+                                     size_t count) {
+    const Topology regions = regions_among(topology, peers);
+    if (!stripes_through(regions) || count * element_size(dtype) < kStripedAllreduceMinBytes) {
+      flat_across(ex, dtype, op)(peers, shard, count);
+      return;
+    }
+    std::vector<std::vector<int>> groups;  // the regions, as global ranks
+    for (const std::vector<int>& region : regions.regions) {
+      groups.emplace_back();
+      for (const int index : region) groups.back().push_back(peers[static_cast<size_t>(index)]);
+    }
+    const Placement mine = place(groups, ex.rank());
+    striped_allreduce(ex, groups, *mine.group, mine.position, nullptr, kOuterStripe, shard, count,
+                      dtype, op, flat_across(ex, dtype, op));
+  };
 }
 
 void leader_allreduce(Exchange& ex, const Topology& topology, const std::vector<int>& region,
@@ -106,7 +178,8 @@ void hierarchical_allreduce(Exchange& ex, const Topology& topology, uint8_t* dat
   const auto position =
       static_cast<int>(std::find(region.begin(), region.end(), rank) - region.begin());
   if (topology.uniform() && count * element_size(dtype) >= kStripedAllreduceMinBytes) {
-    striped_allreduce(ex, topology.regions, region, position, nullptr, data, count, dtype, op);
+    striped_allreduce(ex, topology.regions, region, position, nullptr, kOuterStripe, data, count,
+                      dtype, op, flat_across(ex, dtype, op));
   } else {
     leader_allreduce(ex, topology, region, position, data, count, dtype, op);
   }
@@ -114,19 +187,33 @@ void hierarchical_allreduce(Exchange& ex, const Topology& topology, uint8_t* dat
 
 bool has_host_tier(const Topology& topology) {
   if (topology.host_of.size() != static_cast<size_t>(topology.size())) return false;
+  return stripes_through(topology_from_groups(topology.host_of));
+}
+
+bool hosts_compose_with_regions(const Topology& topology) {
+  if (!has_host_tier(topology)) return false;
+  // The first rank of every host stands for its host (a host lies in one region).
+  std::vector<int> host_leaders;
+  for (const std::vector<int>& host : topology_from_groups(topology.host_of).regions) {
+    host_leaders.push_back(host[0]);
+  }
+  return stripes_through(regions_among(topology, host_leaders));
+}
+
+void host_tier_allreduce(Exchange& ex, const Topology& topology, HostSharedMemory* memory,
+                         uint8_t* data, size_t count, DataType dtype, ReduceOp op,
+                         const ShardAllreduce& across) {
+  if (count == 0) return;
   const Topology hosts = topology_from_groups(topology.host_of);
-  return hosts.region_count() > 1 && hosts.uniform() && hosts.regions[0].size() > 1;
+  const Placement mine = place(hosts.regions, ex.rank());
+  striped_allreduce(ex, hosts.regions, *mine.group, mine.position, memory, kOuterStripe, data,
+                    count, dtype, op, across);
 }
 
 void host_allreduce(Exchange& ex, const Topology& topology, HostSharedMemory* memory, uint8_t* data,
                     size_t count, DataType dtype, ReduceOp op) {
-  if (count == 0) return;
-  const Topology hosts = topology_from_groups(topology.host_of);
-  const std::vector<int>& host =
-      hosts.regions[static_cast<size_t>(hosts.region_of[static_cast<size_t>(ex.rank())])];
-  const auto position =
-      static_cast<int>(std::find(host.begin(), host.end(), ex.rank()) - host.begin());
-  striped_allreduce(ex, hosts.regions, host, position, memory, data, count, dtype, op);
+  host_tier_allreduce(ex, topology, memory, data, count, dtype, op,
+                      regional_across(ex, topology, dtype, op));
 }
 
 }  // namespace torchwan::engine

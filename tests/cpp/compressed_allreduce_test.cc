@@ -12,12 +12,17 @@
 #include <memory>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "csrc/compression/codec.h"
+#include "csrc/host_shared_memory.h"
+#include "csrc/ring.h"
+#include "csrc/topology.h"
 #include "csrc/compression/codec_table.h"
 #include "csrc/scratch_pool.h"
 #include "memory_transport.h"
+#include "reduction_cases.h"
 #include "test_support.h"
 
 namespace torchwan::engine {
@@ -274,6 +279,84 @@ TEST(CompressedAllreduce, BytesSentFollowTheCodecRatio) {
   EXPECT_LT(int8, 4.0);
   EXPECT_GT(bf16, 1.99);
   EXPECT_LE(bf16, 2.0);
+}
+
+// Two hosts of two ranks over real sockets, with shared memory inside each host: every rank gets
+// the same bits, within two quantisations of the hosts' exact partial sums, and the only bytes on
+// the sockets are the compressed shards between the hosts (a flat compressed allreduce would send
+// twice as many between them, and uncompressed ones inside them).
+TEST(CompressedAllreduce, HostTierCompressesOnlyBetweenHosts) {
+  constexpr int kSize = 4;
+  const std::vector<int> host_of{0, 0, 1, 1};
+  const size_t count = (size_t{3} << 20) + 77;
+  const CodecConfig config{.codec = Codec::kInt8Block};
+  Topology topology = topology_from_groups(std::vector<int>(kSize, 0));
+  topology.host_of = host_of;
+  auto ranks = test_data::make_group("ucx", kSize);
+  std::vector<std::unique_ptr<HostSharedMemory>> memory;
+  for (int rank = 0; rank < kSize; ++rank) memory.push_back(std::make_unique<HostSharedMemory>());
+  const auto inputs = random_inputs(kSize, count, 5);
+  auto outputs = inputs;
+  std::vector<std::vector<transport::PeerTraffic>> before;
+  for (const auto& rank : ranks) before.push_back(rank->traffic());
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  testing::run_on_threads(kSize, [&](int rank) {
+    const auto index = static_cast<size_t>(rank);
+    const CollectiveContext ctx{.transport = *ranks[index],
+                                .seq = 1,
+                                .deadline = deadline,
+                                .topology = &topology,
+                                .host_memory = memory[index].get()};
+    compressed_allreduce(ctx, outputs[index].data(), count, config);
+  });
+  for (size_t rank = 1; rank < kSize; ++rank) {
+    ASSERT_EQ(0, std::memcmp(outputs[rank].data(), outputs[0].data(), count * sizeof(float)))
+        << "rank " << rank << " differs from rank 0";
+  }
+  // Each host's exact partial sum is quantised once, the sum once more, in blocks that start at
+  // the host's shard boundaries: any block holding element i lies within kBlock of it.
+  std::vector<double> host_sum[2] = {std::vector<double>(count), std::vector<double>(count)};
+  for (size_t rank = 0; rank < kSize; ++rank) {
+    for (size_t i = 0; i < count; ++i) host_sum[host_of[rank]][i] += inputs[rank][i];
+  }
+  const auto window_absmax = [&](const std::vector<double>& values, size_t i) {
+    double absmax = 0;
+    for (size_t j = i < kBlock ? 0 : i - kBlock; j < std::min(count, i + kBlock); ++j) {
+      absmax = std::max(absmax, std::fabs(values[j]));
+    }
+    return absmax;
+  };
+  std::vector<double> exact(count);
+  for (size_t i = 0; i < count; ++i) exact[i] = host_sum[0][i] + host_sum[1][i];
+  for (size_t i = 0; i < count; i += 997) {
+    const double bound = stage_bound(config.codec, window_absmax(host_sum[0], i)) +
+                         stage_bound(config.codec, window_absmax(host_sum[1], i)) +
+                         stage_bound(config.codec, window_absmax(exact, i)) +
+                         1e-6 * window_absmax(exact, i);
+    ASSERT_LE(std::fabs(outputs[0][i] - exact[i]), bound) << "element " << i;
+  }
+  // Between the hosts: shard p (p = a rank's place on its host) is compressed-allreduced by the
+  // two ranks holding it.
+  uint64_t between = 0;
+  uint64_t inside = 0;
+  for (size_t rank = 0; rank < kSize; ++rank) {
+    const std::vector<transport::PeerTraffic> after = ranks[rank]->traffic();
+    for (size_t peer = 0; peer < kSize; ++peer) {
+      const uint64_t sent = after[peer].bytes_sent - before[rank][peer].bytes_sent;
+      (host_of[peer] == host_of[rank] ? inside : between) += sent;
+    }
+  }
+  const RingLayout shards = balanced_ring_layout(count, sizeof(float), 2);
+  uint64_t optimum = 0;
+  for (size_t shard = 0; shard < 2; ++shard) {
+    for (int rank = 0; rank < 2; ++rank) {
+      optimum +=
+          compressed_allreduce_bytes_sent(shards.length[shard] / sizeof(float), 2, rank, config);
+    }
+  }
+  EXPECT_GE(between, optimum);
+  EXPECT_LE(between, optimum + (uint64_t{64} << 10));
+  EXPECT_LT(inside, uint64_t{64} << 10);
 }
 
 TEST(AllreduceCompressionPolicy, ParsesAndDecides) {

@@ -12,10 +12,12 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "csrc/algorithm_table.h"
 #include "csrc/collectives.h"
+#include "csrc/hierarchical.h"
 #include "csrc/host_shared_memory.h"
 #include "csrc/topology.h"
 #include "memory_transport.h"
@@ -40,7 +42,9 @@ Topology topology_on_hosts(const std::vector<int>& host_of) {
 class OneHostGroup {
  public:
   OneHostGroup(std::vector<std::unique_ptr<transport::Transport>> ranks, std::vector<int> host_of)
-      : ranks_(std::move(ranks)), topology_(topology_on_hosts(host_of)) {
+      : OneHostGroup(std::move(ranks), topology_on_hosts(host_of)) {}
+  OneHostGroup(std::vector<std::unique_ptr<transport::Transport>> ranks, Topology topology)
+      : ranks_(std::move(ranks)), topology_(std::move(topology)) {
     for (size_t rank = 0; rank < ranks_.size(); ++rank) {
       memory_.push_back(std::make_unique<HostSharedMemory>());
     }
@@ -169,7 +173,8 @@ TEST(HostTier, IsChosenOnlyForHostsOfEqualSizeAboveOne) {
   EXPECT_EQ(chosen({0, 0, 1, 1}), Algorithm::kHosts);
   EXPECT_NE(chosen({0, 0, 1}), Algorithm::kHosts);     // unequal hosts
   EXPECT_NE(chosen({0, 1, 2, 3}), Algorithm::kHosts);  // one rank per host
-  // Regions that are the hosts give way to the host tier; regions of several hosts do not.
+  // Regions that are the hosts give way to the host tier, and so do regions of equally many
+  // hosts (the tier goes through them); regions of unequal numbers of hosts do not.
   Topology regions_are_hosts = topology_from_groups(std::vector<int>{0, 1, 0, 1});
   regions_are_hosts.host_of = {0, 1, 0, 1};
   EXPECT_EQ(
@@ -180,12 +185,44 @@ TEST(HostTier, IsChosenOnlyForHostsOfEqualSizeAboveOne) {
   regions_of_hosts.host_of = {0, 0, 1, 1, 2, 2, 3, 3};
   EXPECT_EQ(choose_algorithm(Collective::kAllreduce,
                              {.bytes = 1 << 20, .size = 8, .topology = &regions_of_hosts}, nullptr),
+            Algorithm::kHosts);
+  Topology uneven_regions = topology_from_groups(std::vector<int>{0, 0, 0, 0, 1, 1});
+  uneven_regions.host_of = {0, 0, 1, 1, 2, 2};
+  EXPECT_EQ(choose_algorithm(Collective::kAllreduce,
+                             {.bytes = 1 << 20, .size = 6, .topology = &uneven_regions}, nullptr),
             Algorithm::kHierarchical);
   const AlgorithmOverrides forced = AlgorithmOverrides::parse("allreduce:hosts");
   const Topology unequal = topology_on_hosts({0, 0, 1});
   EXPECT_THROW(choose_algorithm(Collective::kAllreduce,
                                 {.bytes = 16, .size = 3, .topology = &unequal}, &forced),
                std::invalid_argument);
+}
+
+// Two regions of two hosts of two ranks each, and the same with the hosts interleaved in rank
+// order: host -> region -> world.
+std::vector<Topology> regions_of_hosts() {
+  std::vector<Topology> layouts;
+  for (const auto& [regions, hosts] :
+       {std::pair{std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1}, std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3}},
+        std::pair{std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1}, std::vector<int>{0, 1, 2, 3, 0, 1, 2, 3}},
+        std::pair{std::vector<int>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1},
+                  std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5}}}) {
+    Topology topology = topology_from_groups(regions);
+    topology.host_of = hosts;
+    layouts.push_back(std::move(topology));
+  }
+  return layouts;
+}
+
+TEST(HostTier, ThroughRegionsMatchesReference) {
+  for (Topology& topology : regions_of_hosts()) {
+    ASSERT_TRUE(hosts_compose_with_regions(topology));
+    const int size = topology.size();
+    OneHostGroup group(testing::connect_memory_ranks(size), std::move(topology));
+    ASSERT_EQ(group.size(), size);
+    expect_reference(group, DataType::kFloat32, ReduceOp::kSum, (size_t{3} << 20) + 5, nullptr);
+    expect_reference(group, DataType::kInt64, ReduceOp::kProduct, (size_t{1} << 17) + 1, nullptr);
+  }
 }
 
 uint64_t bytes_sent(transport::Transport& transport) {
@@ -246,6 +283,56 @@ TEST(SharedMemoryAllreduceTransport, ForcingItOnTwoHostsIsRefused) {
                        {.bytes = 1 << 20, .size = 2, .topology = &one_host, .shared_memory = false},
                        nullptr),
       Algorithm::kSharedMemory);
+}
+
+// Bytes that ranks in region `from` sent to ranks in other regions.
+uint64_t bytes_leaving_region(OneHostGroup& group, const Topology& topology, int from,
+                              const std::vector<std::vector<uint64_t>>& before) {
+  uint64_t total = 0;
+  for (int rank = 0; rank < group.size(); ++rank) {
+    if (topology.region_of[static_cast<size_t>(rank)] != from) continue;
+    const std::vector<transport::PeerTraffic> traffic = group.transport(rank).traffic();
+    for (size_t peer = 0; peer < traffic.size(); ++peer) {
+      if (topology.region_of[peer] == from) continue;
+      total += traffic[peer].bytes_sent - before[static_cast<size_t>(rank)][peer];
+    }
+  }
+  return total;
+}
+
+// Over real sockets, 2 regions x 2 hosts x 2 ranks: the slow links between the regions carry
+// what an allreduce between two regions must, 2(R-1)S in all (S out of each region), not the
+// 3S of a flat ring over the four hosts' shards.
+TEST(HostTierTransport, BytesBetweenRegionsAreTheOptimum) {
+  Topology topology = regions_of_hosts()[0];
+  OneHostGroup group(make_group("ucx", 8), topology);
+  const size_t count = size_t{4} << 20;
+  const uint64_t payload = count * sizeof(float);
+  std::vector<std::vector<float>> data(8, std::vector<float>(count));
+  for (int rank = 0; rank < 8; ++rank) {
+    for (size_t i = 0; i < count; ++i) data[rank][i] = static_cast<float>(rank + i % 5);
+  }
+  std::vector<std::vector<uint64_t>> before(8, std::vector<uint64_t>(8, 0));
+  for (int rank = 0; rank < 8; ++rank) {
+    const std::vector<transport::PeerTraffic> traffic = group.transport(rank).traffic();
+    for (size_t peer = 0; peer < traffic.size(); ++peer) {
+      before[static_cast<size_t>(rank)][peer] = traffic[peer].bytes_sent;
+    }
+  }
+  group.on_every_rank([&](int rank, const CollectiveContext& ctx) {
+    allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+              ReduceOp::kSum);
+  });
+  for (int rank = 0; rank < 8; ++rank) {
+    for (size_t i = 0; i < count; i += 4099) {
+      ASSERT_EQ(data[rank][i], static_cast<float>(28 + 8 * (i % 5))) << rank << " " << i;
+    }
+  }
+  for (int region = 0; region < 2; ++region) {
+    const uint64_t left = bytes_leaving_region(group, topology, region, before);
+    EXPECT_GE(left, payload) << "region " << region;
+    EXPECT_LE(left, payload + payload / 100 + (uint64_t{64} << 10)) << "region " << region;
+  }
 }
 
 }  // namespace
