@@ -5,9 +5,9 @@
 
 #include <vector>
 
-#include "elastic/control_security.h"
 #include "elastic/log.h"
 #include "elastic/membership_wire.h"
+#include "transport/secure/control_security.h"
 
 namespace torchwan::elastic {
 namespace {

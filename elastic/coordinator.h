@@ -12,7 +12,7 @@
 
 #include "elastic/coordinator_core.h"
 #include "elastic/coordinator_options.h"
-#include "elastic/zap_handler.h"
+#include "transport/secure/zap_handler.h"
 
 namespace spdlog {
 class logger;

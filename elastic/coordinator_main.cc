@@ -11,7 +11,7 @@
 #include <zmq.hpp>
 
 #include "elastic/coordinator.h"
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace {
 

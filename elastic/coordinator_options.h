@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace torchwan::elastic {
 

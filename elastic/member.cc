@@ -6,9 +6,9 @@
 #include <random>
 #include <zmq.hpp>
 
-#include "elastic/control_security.h"
 #include "elastic/errors.h"
 #include "elastic/log.h"
+#include "transport/secure/control_security.h"
 
 namespace torchwan::elastic {
 namespace {

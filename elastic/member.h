@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "elastic/membership_wire.h"
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace spdlog {
 class logger;

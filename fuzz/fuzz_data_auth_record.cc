@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/data_auth.h"
+#include "transport/secure/data_auth.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace torchwan::transport;

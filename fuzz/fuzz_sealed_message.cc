@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "transport/message_cipher.h"
+#include "transport/secure/message_cipher.h"
 
 namespace {
 

@@ -16,8 +16,8 @@
 #include "csrc/signature.h"
 #include "elastic/membership_wire.h"
 #include "transport/core/control_wire.h"
-#include "transport/data_auth.h"
-#include "transport/message_cipher.h"
+#include "transport/secure/data_auth.h"
+#include "transport/secure/message_cipher.h"
 #include "transport/ucx/ucx_wire.h"
 #include "transport/zmq/zmq_wire.h"
 

@@ -1,7 +1,7 @@
 #include <fmt/format.h>
 
 #include "transport/counting_transport.h"
-#include "transport/encrypted_transport.h"
+#include "transport/secure/encrypted_transport.h"
 #include "transport/transport.h"
 #include "transport/ucx/ucx_transport.h"
 #include "transport/zmq/zmq_transport.h"

@@ -12,7 +12,7 @@
 #include <stdexcept>
 
 #include "base/option_registry.h"
-#include "transport/encryption.h"
+#include "transport/secure/encryption.h"
 
 namespace torchwan::transport {
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 #include "transport/transport.h"
 
 namespace {

@@ -14,7 +14,7 @@
 #include "elastic/coordinator.h"
 #include "elastic/errors.h"
 #include "elastic/member.h"
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace py = pybind11;
 

@@ -15,7 +15,7 @@
 #include "elastic/errors.h"
 #include "elastic/member.h"
 #include "elastic/membership_wire.h"
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace torchwan::elastic {
 namespace {

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace torchwan::security {
 namespace {

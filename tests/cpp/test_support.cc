@@ -13,7 +13,7 @@
 #include <system_error>
 #include <thread>
 
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace torchwan::testing {
 

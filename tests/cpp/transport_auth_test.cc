@@ -26,9 +26,9 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "security/job_secret.h"
 #include "test_support.h"
-#include "transport/data_auth.h"
+#include "transport/secure/data_auth.h"
+#include "transport/secure/job_secret.h"
 #include "transport/transport.h"
 #include "transport/zmq/zmq_wire.h"
 #include "zmq_hand_rolled_peer.h"

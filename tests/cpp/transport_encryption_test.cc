@@ -15,12 +15,12 @@
 #include <tuple>
 #include <vector>
 
-#include "security/job_secret.h"
 #include "test_support.h"
-#include "transport/data_auth.h"
-#include "transport/encrypted_transport.h"
-#include "transport/message_cipher.h"
-#include "transport/replay_window.h"
+#include "transport/secure/data_auth.h"
+#include "transport/secure/encrypted_transport.h"
+#include "transport/secure/job_secret.h"
+#include "transport/secure/message_cipher.h"
+#include "transport/secure/replay_window.h"
 #include "transport/transport.h"
 
 namespace torchwan {

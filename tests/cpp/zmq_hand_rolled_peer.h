@@ -12,8 +12,8 @@
 #include <zmq.hpp>
 
 #include "transport/core/control_wire.h"
-#include "transport/data_auth.h"
 #include "transport/options.h"
+#include "transport/secure/data_auth.h"
 #include "transport/store.h"
 #include "transport/zmq/zmq_wire.h"
 

@@ -27,7 +27,7 @@
 #include <zmq.hpp>
 
 #include "test_support.h"
-#include "transport/data_auth.h"
+#include "transport/secure/data_auth.h"
 #include "transport/transport.h"
 #include "transport/zmq/zmq_inbound.h"
 #include "transport/zmq/zmq_wire.h"

@@ -12,9 +12,9 @@
 #include <variant>
 #include <vector>
 
-#include "security/job_secret.h"
 #include "transport/core/wire_header.h"
 #include "transport/options.h"
+#include "transport/secure/job_secret.h"
 
 namespace torchwan::transport::core {
 

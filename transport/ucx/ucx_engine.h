@@ -34,7 +34,7 @@
 #include "base/log.h"
 #include "transport/core/control_wire.h"
 #include "transport/core/peer_table.h"
-#include "transport/data_auth.h"
+#include "transport/secure/data_auth.h"
 #include "transport/errors.h"
 #include "transport/options.h"
 #include "transport/request.h"

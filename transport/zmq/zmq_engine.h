@@ -45,7 +45,7 @@
 #include "transport/core/control_wire.h"
 #include "transport/core/mailbox.h"
 #include "transport/core/peer_table.h"
-#include "transport/data_auth.h"
+#include "transport/secure/data_auth.h"
 #include "transport/errors.h"
 #include "transport/options.h"
 #include "transport/request.h"

@@ -1,4 +1,4 @@
-#include "transport/message_cipher.h"
+#include "transport/secure/message_cipher.h"
 
 #include <sodium.h>
 

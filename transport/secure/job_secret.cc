@@ -1,4 +1,4 @@
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 #include <fmt/format.h>
 #include <sodium.h>

@@ -8,7 +8,7 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "security/job_secret.h"
+#include "transport/secure/job_secret.h"
 
 namespace torchwan::elastic {
 

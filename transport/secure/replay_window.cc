@@ -1,4 +1,4 @@
-#include "transport/replay_window.h"
+#include "transport/secure/replay_window.h"
 
 #include <algorithm>
 

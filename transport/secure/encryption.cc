@@ -1,4 +1,4 @@
-#include "transport/encryption.h"
+#include "transport/secure/encryption.h"
 
 #include <sodium.h>
 

@@ -16,8 +16,8 @@
 #include <optional>
 #include <string>
 
-#include "transport/encryption.h"
 #include "transport/forwarding_transport.h"
+#include "transport/secure/encryption.h"
 
 namespace torchwan::transport {
 

@@ -13,9 +13,9 @@
 #include <memory>
 #include <optional>
 
-#include "security/job_secret.h"
-#include "transport/encryption.h"
 #include "transport/request.h"
+#include "transport/secure/encryption.h"
+#include "transport/secure/job_secret.h"
 
 namespace torchwan::transport {
 

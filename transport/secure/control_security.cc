@@ -1,4 +1,4 @@
-#include "elastic/control_security.h"
+#include "transport/secure/control_security.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "elastic/zap_handler.h"
+#include "transport/secure/zap_handler.h"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "elastic/log.h"
+#include "base/log.h"
 
 namespace torchwan::elastic {
 namespace {
@@ -18,7 +18,7 @@ constexpr auto kPollInterval = std::chrono::milliseconds(50);
 }  // namespace
 
 ZapHandler::ZapHandler(::zmq::context_t& context, const std::string& allowed_public_key)
-    : log_(elastic_logger()), socket_(context, ::zmq::socket_type::rep) {
+    : log_(layer_logger("elastic")), socket_(context, ::zmq::socket_type::rep) {
   if (allowed_public_key.size() != 40 ||
       zmq_z85_decode(allowed_.data(), allowed_public_key.c_str()) == nullptr) {
     throw std::invalid_argument("torchwan: ZAP handler needs a Z85 CURVE public key");

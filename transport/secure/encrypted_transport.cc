@@ -1,4 +1,4 @@
-#include "transport/encrypted_transport.h"
+#include "transport/secure/encrypted_transport.h"
 
 #include <fmt/format.h>
 
@@ -10,11 +10,11 @@
 
 #include "base/buffer_pool.h"
 #include "base/log.h"
-#include "security/job_secret.h"
-#include "transport/data_auth.h"
-#include "transport/message_cipher.h"
-#include "transport/replay_window.h"
 #include "transport/request_arguments.h"
+#include "transport/secure/data_auth.h"
+#include "transport/secure/job_secret.h"
+#include "transport/secure/message_cipher.h"
+#include "transport/secure/replay_window.h"
 
 namespace torchwan::transport {
 
@@ -90,7 +90,7 @@ struct EncryptedTransport::Session {
   std::vector<std::atomic<uint64_t>> send_counters;  // next counter per receiver
   std::mutex windows_mutex;
   std::vector<std::unique_ptr<ReplayWindow>> windows;  // per sender
-  base::BufferPool pool;  // the messages' sealed forms
+  base::BufferPool pool;                               // the messages' sealed forms
 };
 
 EncryptedTransport::EncryptedTransport(std::unique_ptr<Transport> inner, Store& store)

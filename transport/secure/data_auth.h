@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
-#include "security/job_secret.h"
-#include "transport/encryption.h"
 #include "transport/options.h"
+#include "transport/secure/encryption.h"
+#include "transport/secure/job_secret.h"
 #include "transport/store.h"
 
 namespace torchwan::transport {

@@ -1,4 +1,4 @@
-#include "transport/data_auth.h"
+#include "transport/secure/data_auth.h"
 
 #include <fmt/format.h>
 
