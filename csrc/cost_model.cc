@@ -127,9 +127,11 @@ std::optional<double> barrier(Algorithm algorithm, const Terms& t, int size) {
 }
 
 bool ruled_out(Collective collective, Algorithm algorithm, size_t bytes, int size) {
-  if (collective == Collective::kAllreduce && algorithm == Algorithm::kDirectAllreduce) {
-    return bytes > kDirectAllreduceMaxScratchBytes / static_cast<size_t>(size);
-  }
+  const bool symmetric_direct =
+      (collective == Collective::kAllreduce && algorithm == Algorithm::kDirectAllreduce) ||
+      ((collective == Collective::kAllgather || collective == Collective::kReduceScatter) &&
+       algorithm == Algorithm::kDirect);
+  if (symmetric_direct) return bytes > kDirectBurstMaxBytes / static_cast<size_t>(size - 1);
   if (collective == Collective::kBarrier && algorithm == Algorithm::kDirect) {
     return size > kDirectBarrierMaxRanks;
   }

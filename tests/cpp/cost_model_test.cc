@@ -47,8 +47,7 @@ TEST(CostModel, SmallAllreduceOnEightRanks) {
   // 14 x (25 ms + 4.096 us + 400 us) = 355.657344 ms.
   EXPECT_NEAR(predicted(Collective::kAllreduce, Algorithm::kRing, 4096, 8), 355.657344 * kMs,
               kTolerance);
-  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 4096, 8, kLab),
-            Algorithm::kDirectAllreduce);
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 4096, 8, kLab), Algorithm::kDirectAllreduce);
 }
 
 TEST(CostModel, LargeAllreduceOnFourRanksIsTheLinkRate) {
@@ -57,9 +56,9 @@ TEST(CostModel, LargeAllreduceOnFourRanksIsTheLinkRate) {
   EXPECT_NEAR(predicted(Collective::kAllreduce, Algorithm::kRing, size_t{256} << 20, 4),
               3246.625472 * kMs, kTolerance);
   // Recursive doubling: 2 rounds of 25 ms + 2147.483648 ms + 0.4 ms + 268.435456 ms.
-  EXPECT_NEAR(predicted(Collective::kAllreduce, Algorithm::kRecursiveDoubling, size_t{256} << 20,
-                        4),
-              4882.638208 * kMs, kTolerance);
+  EXPECT_NEAR(
+      predicted(Collective::kAllreduce, Algorithm::kRecursiveDoubling, size_t{256} << 20, 4),
+      4882.638208 * kMs, kTolerance);
   EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{256} << 20, 4, kLab),
             Algorithm::kRing);
 }
@@ -70,9 +69,8 @@ TEST(CostModel, FourRanksCrossFromDirectToDoublingToRing) {
   //   doubling 2 x (25 + 8.388608 + 0.4 + 1.048576) = 69.674368 ms.
   EXPECT_NEAR(predicted(Collective::kAllreduce, Algorithm::kDirectAllreduce, size_t{1} << 20, 4),
               54.511552 * kMs, kTolerance);
-  EXPECT_NEAR(
-      predicted(Collective::kAllreduce, Algorithm::kRecursiveDoubling, size_t{1} << 20, 4),
-      69.674368 * kMs, kTolerance);
+  EXPECT_NEAR(predicted(Collective::kAllreduce, Algorithm::kRecursiveDoubling, size_t{1} << 20, 4),
+              69.674368 * kMs, kTolerance);
   EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{1} << 20, 4, kLab),
             Algorithm::kDirectAllreduce);
   // 4 MiB: direct 25 + 3 x 33.954432 + 3 x 4.194304 = 139.446208 ms; doubling
@@ -86,8 +84,7 @@ TEST(CostModel, FourRanksCrossFromDirectToDoublingToRing) {
   // in 512 KiB chunks, 5 x (25 + 4.194304 + 0.4) + 16.777216 + 25.4 = 190.148736 ms.
   EXPECT_NEAR(predicted(Collective::kAllreduce, Algorithm::kRing, size_t{8} << 20, 4),
               190.148736 * kMs, kTolerance);
-  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{8} << 20, 4, kLab),
-            Algorithm::kRing);
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{8} << 20, 4, kLab), Algorithm::kRing);
 }
 
 TEST(CostModel, BroadcastAllgatherReduceScatterAndBarrier) {
@@ -169,14 +166,24 @@ TEST(CostModel, TheTableChoosesByTheModelWhereRoundTripsWereMeasured) {
             Algorithm::kBinomialTree);
 }
 
-TEST(CostModel, TheDirectAllreduceStaysWithinItsScratch) {
-  // On 2 ranks with a 300 ms round trip the model would pick the direct exchange for any size;
-  // its P copies of the buffer are capped at 64 MiB.
+TEST(CostModel, SymmetricDirectExchangesStayWithinTheirBurst) {
+  // 1 MiB on 8 ranks: the model alone would take the direct exchange (94.9 ms against doubling's
+  // 104.5 ms), but every rank would post 7 MiB at once; it is ruled out above 4 MiB per rank.
+  EXPECT_LT(predicted(Collective::kAllreduce, Algorithm::kDirectAllreduce, size_t{1} << 20, 8),
+            predicted(Collective::kAllreduce, Algorithm::kRecursiveDoubling, size_t{1} << 20, 8));
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{1} << 20, 8, kLab),
+            Algorithm::kRecursiveDoubling);
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{512} << 10, 8, kLab),
+            Algorithm::kDirectAllreduce);  // 3.5 MiB per rank
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllgather, size_t{1} << 20, 8, kLab), Algorithm::kRing);
+  // A broadcast's root bursts alone: the 1 MiB direct broadcast above stays a candidate.
+  // On 2 ranks 300 ms apart the direct allreduce (tied with doubling, earlier in the table) wins
+  // up to 4 MiB, then doubling takes over.
   const LinkModel far = link_model(300);
-  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{16} << 20, 2, far),
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, size_t{4} << 20, 2, far),
             Algorithm::kDirectAllreduce);
-  EXPECT_NE(cheapest_algorithm(Collective::kAllreduce, size_t{64} << 20, 2, far),
-            Algorithm::kDirectAllreduce);
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, (size_t{4} << 20) + 4, 2, far),
+            Algorithm::kRecursiveDoubling);
 }
 
 }  // namespace
