@@ -6,12 +6,15 @@
 #include <torch/version.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "base/option_registry.h"
 #include "c10d_backend/device_resources.h"
 #include "c10d_backend/errors.h"
 #include "c10d_backend/process_group_wan.h"
+#include "csrc/algorithm_table.h"
+#include "csrc/cost_model.h"
 
 namespace py = pybind11;
 
@@ -224,6 +227,25 @@ PYBIND11_MODULE(_C, module) {
              result["peers"] = peers;
              result["collectives"] = collectives;
              return result;
+           })
+      // The algorithm this group runs `collective` with on `bytes` (the engine's convention: the
+      // buffer, or one rank's block for allgather and reduce_scatter) and the cost model's
+      // predicted seconds for it, None where the model has no formula: the benchmarks print it
+      // beside the measured time. Shared memory is assumed available where every rank is on one
+      // host.
+      .def("predict",
+           [](const ProcessGroupWan& self, const std::string& collective, size_t bytes) {
+             namespace engine = torchwan::engine;
+             const std::optional<engine::Collective> which = engine::find_collective(collective);
+             if (!which) throw py::value_error("predict: unknown collective '" + collective + "'");
+             const engine::Topology& topology = self.group_topology().topology;
+             const int size = self.getSize();
+             const engine::Algorithm algorithm = engine::choose_algorithm(
+                 *which, {bytes, size, &topology, topology.one_host()}, &self.options().algorithms);
+             const std::optional<double> seconds = engine::predict_seconds(
+                 *which, algorithm, bytes, size, engine::link_model(topology.max_rtt_ms));
+             return py::make_tuple(std::string(engine::algorithm_name(*which, algorithm)),
+                                   seconds ? py::cast(*seconds) : py::none());
            })
       .def_property_readonly("rtt_ms", [](const ProcessGroupWan& self) {
         const auto& group = self.group_topology();

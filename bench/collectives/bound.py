@@ -27,8 +27,11 @@ def bytes_on_the_wire(collective: str, size: int, hosts: int) -> float:
     (nccl-tests' size convention), counted per element: a reduction of n inputs needs n-1
     transfers wherever it happens, and delivering a value to the n-1 hosts that lack it needs
     n-1 more. Allreduce: 2(n-1) per element; reduce-scatter: n-1; allgather: n-1 per element of
-    the output; broadcast: n-1, of which the root must send every byte at least once."""
+    the output; broadcast: n-1, of which the root must send every byte at least once; barrier:
+    none (only its one-way delay per call counts)."""
     n = hosts
+    if collective == "barrier":
+        return 0
     if collective == "allreduce":
         return 2 * (n - 1) * size
     if collective in ("reduce_scatter", "allgather", "broadcast"):

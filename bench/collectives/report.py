@@ -81,6 +81,7 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
     has_tuned = any(r.get("speedup_vs_gloo_bbr") for r in rows)
     has_flat = any("speedup_vs_flat" in r for r in rows)
     has_plain = any("speedup_vs_wan" in r for r in rows)
+    has_prediction = any(r.get("algorithm") for r in rows)
     header = "| collective | size | backend | time (ms) | algbw (GB/s) | busbw (GB/s) | vs Gloo |"
     rule = "|---|---|---|---|---|---|---|"
     if has_tuned:
@@ -93,8 +94,11 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
         header += " vs uncompressed wan |"
         rule += "---|"
     if has_link:
-        header += " of lower bound | busbw / link rate |"
+        header += " of the floor | busbw / link rate |"
         rule += "---|---|"
+    if has_prediction:
+        header += " algorithm | predicted (ms) | predicted / measured |"
+        rule += "---|---|---|"
     lines = [f"# Collectives, {world} ranks, scenario `{scenario}`", "",
              "Time per call: first rank's start to last rank's end of back-to-back calls, divided "
              "by the calls (one machine, one clock); busbw per nccl-tests; 'vs Gloo' = Gloo time "
@@ -104,11 +108,17 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
                   "with 64 MiB TCP buffer maxima (what the wan backend asks for on its own "
                   "sockets); 'vs Gloo+BBR' = its time / this time.", ""]
     if has_link:
-        lines += ["'of lower bound' = the least time per call the emulated link allows any "
+        lines += ["'of the floor' = the least time per call the emulated link allows any "
                   "algorithm (bench/collectives/bound.py: the bytes that must cross the shaped "
                   "uplinks plus one one-way delay, and one delay per call where each call waits "
                   "for every rank's input) / this time; it cannot exceed 100%. Compressed rows "
                   "move fewer bytes and have none.", ""]
+    if has_prediction:
+        lines += ["'algorithm' = what the wan group chose for the call; 'predicted' = the cost "
+                  "model's time for it (csrc/cost_model.h: the group's slowest measured round "
+                  "trip, an assumed 1 Gbit/s per uplink, 0.4 ms per message sent), the same "
+                  "figure the group chose the algorithm by; 'predicted / measured' near 100% means "
+                  "the model describes the run, below it the run is slower than modelled.", ""]
     checked = sorted({r["backend"] for r in rows if r.get("checked")})
     lines += [("Checked: every result of " + ", ".join(f"`{b}`" for b in checked)
                + " was compared with Gloo's before it was timed.") if checked
@@ -149,6 +159,11 @@ def write(rows: list[dict[str, Any]], name: str, world: int, scenario: str,
             bound = r.get("fraction_of_lower_bound")
             line += f" {bound:.0%} |" if bound else " |"
             line += f" {r['busbw_fraction_of_rate']:.0%} |"
+        if has_prediction:
+            predicted = r.get("predicted_s")
+            line += f" {r.get('algorithm') or ''} |"
+            line += (f" {predicted * 1e3:.2f} | {predicted / r['seconds']:.0%} |" if predicted
+                     else " | |")
         lines.append(line)
     (results / f"collectives_{name}.md").write_text("\n".join(lines) + "\n")
     plot(rows, name, scenario, results)
@@ -163,7 +178,10 @@ def plot(rows: list[dict[str, Any]], name: str, scenario: str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    collectives = sorted({r["collective"] for r in rows})
+    # A barrier moves no bytes: nothing to draw on a bytes axis.
+    collectives = sorted({r["collective"] for r in rows if r["bytes"] > 0})
+    if not collectives:
+        return
     figure, axes = plt.subplots(1, len(collectives), figsize=(4.5 * len(collectives), 3.8),
                                 squeeze=False)
     for axis, collective in zip(axes[0], collectives):

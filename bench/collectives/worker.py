@@ -53,7 +53,30 @@ def make_call(collective: str, total_bytes: int, world: int, group) -> Callable[
         full = torch.ones(numel)
         shard = torch.empty(numel // world)
         return lambda: dist.reduce_scatter_tensor(shard, full, group=group)
+    if collective == "barrier":
+        return lambda: dist.barrier(group=group)
     raise ValueError(f"unknown collective {collective}")
+
+
+def engine_bytes(collective: str, total_bytes: int, world: int) -> int:
+    """`total_bytes` (nccl-tests' convention, as make_call reads it) in the engine's convention,
+    which the cost model takes: the buffer, one rank's block for allgather and reduce-scatter,
+    nothing for a barrier."""
+    if collective == "barrier":
+        return 0
+    numel = max(total_bytes // ELEMENT_BYTES, world)
+    numel -= numel % world
+    if collective in ("allgather", "reduce_scatter"):
+        return numel // world * ELEMENT_BYTES
+    return numel * ELEMENT_BYTES
+
+
+def prediction(collective: str, total_bytes: int, world: int, group) -> dict:
+    """The algorithm a wan group runs this call with and the cost model's predicted seconds for
+    it (csrc/cost_model.h; None where the model has no formula)."""
+    backend = (group or dist.group.WORLD)._get_backend(torch.device("cpu"))
+    algorithm, seconds = backend.predict(collective, engine_bytes(collective, total_bytes, world))
+    return {"algorithm": algorithm, "predicted_s": seconds}
 
 
 def check_call(collective: str, total_bytes: int, world: int, group, reference_group,
@@ -212,10 +235,14 @@ def main() -> None:
             print(json.dumps(record), flush=True)
     printed_tuning = False
     for collective in args.collectives.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
+        # A barrier moves no data: one row, whatever the sizes.
+        sizes = [0] if collective == "barrier" else [int(s) for s in args.sizes.split(",")]
+        for size in sizes:
             for backend in backends:
-                # Gloo is the reference the others are checked against.
-                checked = args.check and not backend.startswith("gloo")
+                # Gloo is the reference the others are checked against; a barrier has no
+                # result to compare.
+                checked = (args.check and not backend.startswith("gloo")
+                           and collective != "barrier")
                 if checked:
                     lossy = backend in CODEC_BACKENDS or os.environ.get(
                         "TORCHWAN_COMPRESSION", "none") not in ("", "none")
@@ -238,6 +265,8 @@ def main() -> None:
                               "world_size": world, "seconds": seconds, "calls": calls,
                               "checked": checked,
                               "compression": CODEC_BACKENDS.get(backend)}
+                    if not backend.startswith("gloo") and backend not in CODEC_BACKENDS:
+                        record.update(prediction(collective, size, world, groups[backend]))
                     print(json.dumps(record), flush=True)
     dist.barrier(group=gloo)
     dist.destroy_process_group()

@@ -82,3 +82,11 @@ def test_back_to_back_calls_share_the_bucket_and_broadcasts_their_delay() -> Non
 def test_unshaped_uplinks_give_no_bound() -> None:
     sc = scenario.parse({"name": "open", "hosts": 2, "defaults": {"rtt_ms": 10, "rate": "0"}})
     assert lower_bound_seconds("allreduce", MIB, describe_link(Lab(sc, "twlbound"), 2)) is None
+
+
+def test_a_barrier_moves_no_bytes_and_pays_one_delay_per_call() -> None:
+    wan8 = link("wan-8")
+    one_way = (50 - 0.35) / 2 / 1e3
+    assert lower_bound_seconds("barrier", 0, wan8) == pytest.approx(one_way)
+    # Each call waits for every rank's entry into it: one delay per call, however many calls.
+    assert lower_bound_seconds("barrier", 0, wan8, calls=10) == pytest.approx(one_way)
