@@ -5,7 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 
+#include "base/enum_names.h"
 #include "elastic/errors.h"
 #include "elastic/log.h"
 
@@ -26,17 +28,9 @@ std::string printable_id(const std::string& routing_id) {
 }  // namespace
 
 const char* coordinator_phase_name(CoordinatorPhase phase) {
-  switch (phase) {
-    case CoordinatorPhase::kForming:
-      return "forming";
-    case CoordinatorPhase::kRecovering:
-      return "recovering";
-    case CoordinatorPhase::kRunning:
-      return "running";
-    case CoordinatorPhase::kStopped:
-      return "stopped";
-  }
-  return "invalid";
+  static constexpr const char* kNames[] = {"forming", "recovering", "running", "stopped"};
+  static_assert(std::size(kNames) == static_cast<size_t>(CoordinatorPhase::kStopped) + 1);
+  return base::enum_name(phase, kNames, "invalid");
 }
 
 CoordinatorCore::CoordinatorCore(CoordinatorOptions options, Clock::time_point /*now*/)
@@ -111,7 +105,7 @@ void CoordinatorCore::reject_frame(const std::string& routing_id, const std::str
 
 void CoordinatorCore::on_register(const std::string& routing_id, const Message& message,
                                   Clock::time_point now) {
-  RegisterPayload request = decode_register(message.payload);
+  RegisterPayload request = decode_payload<RegisterPayload>(message.payload);
   if (job_hash(request.job_id) != message.header.job) {
     throw WireError(WireErrorKind::kMalformedPayload,
                     "job id '" + request.job_id + "' does not match the header's job hash");
@@ -187,7 +181,7 @@ void CoordinatorCore::on_register(const std::string& routing_id, const Message& 
 
 void CoordinatorCore::on_heartbeat(const std::string& routing_id, const Message& message,
                                    Clock::time_point now) {
-  const MemberRef ref = decode_member_ref(message.payload);
+  const MemberRef ref = decode_payload<MemberRef>(message.payload);
   Tracked* tracked = find_known(routing_id, ref, now);
   if (tracked == nullptr) return;
   const MemberState state = state_of(ref.name);
@@ -198,7 +192,7 @@ void CoordinatorCore::on_heartbeat(const std::string& routing_id, const Message&
 
 void CoordinatorCore::on_leave(const std::string& routing_id, const Message& message,
                                Clock::time_point now) {
-  const MemberRef ref = decode_member_ref(message.payload);
+  const MemberRef ref = decode_payload<MemberRef>(message.payload);
   if (find_known(routing_id, ref, now) == nullptr) return;
   send(routing_id, MessageType::kGoodbye, {});
   if (find_waiting(ref.name) != nullptr) {
@@ -216,7 +210,7 @@ void CoordinatorCore::on_leave(const std::string& routing_id, const Message& mes
 
 void CoordinatorCore::on_peer_lost(const std::string& routing_id, const Message& message,
                                    Clock::time_point now) {
-  const PeerLostPayload report = decode_peer_lost(message.payload);
+  const PeerLostPayload report = decode_payload<PeerLostPayload>(message.payload);
   if (find_known(routing_id, report.reporter, now) == nullptr) return;
   if (find_member(report.reporter.name) == nullptr) {
     reject(routing_id, "only members of the current epoch may report a lost peer");
@@ -237,7 +231,7 @@ void CoordinatorCore::on_peer_lost(const std::string& routing_id, const Message&
 
 void CoordinatorCore::on_request_epoch(const std::string& routing_id, const Message& message,
                                        Clock::time_point now) {
-  const MemberRef ref = decode_member_ref(message.payload);
+  const MemberRef ref = decode_payload<MemberRef>(message.payload);
   if (find_known(routing_id, ref, now) == nullptr) return;
   Tracked* member = find_member(ref.name);
   if (member == nullptr || phase_ != CoordinatorPhase::kRunning) {

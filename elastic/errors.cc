@@ -1,33 +1,24 @@
 #include "elastic/errors.h"
 
+#include <iterator>
+
 #include "base/byte_io.h"
+#include "base/enum_names.h"
 
 namespace torchwan::elastic {
 
+namespace {
+
+constexpr const char* kWireErrorKindNames[] = {
+    "truncated", "bad magic",       "bad protocol version", "bad message type",  "wrong job",
+    "oversize",  "length mismatch", "bad checksum",         "malformed payload", "trailing bytes"};
+static_assert(std::size(kWireErrorKindNames) ==
+              static_cast<size_t>(WireErrorKind::kTrailingBytes) + 1);
+
+}  // namespace
+
 const char* wire_error_kind_name(WireErrorKind kind) {
-  switch (kind) {
-    case WireErrorKind::kTruncated:
-      return "truncated";
-    case WireErrorKind::kBadMagic:
-      return "bad magic";
-    case WireErrorKind::kBadVersion:
-      return "bad protocol version";
-    case WireErrorKind::kBadType:
-      return "bad message type";
-    case WireErrorKind::kWrongJob:
-      return "wrong job";
-    case WireErrorKind::kOversize:
-      return "oversize";
-    case WireErrorKind::kLengthMismatch:
-      return "length mismatch";
-    case WireErrorKind::kBadChecksum:
-      return "bad checksum";
-    case WireErrorKind::kMalformedPayload:
-      return "malformed payload";
-    case WireErrorKind::kTrailingBytes:
-      return "trailing bytes";
-  }
-  return "unknown";
+  return base::enum_name(kind, kWireErrorKindNames);
 }
 
 WireError::WireError(WireErrorKind kind, const std::string& message)

@@ -350,7 +350,7 @@ void Member::handle(const Message& message) {
   switch (message.header.type) {
     case MessageType::kWelcome:
     case MessageType::kStatus: {
-      const StatusPayload status = decode_status(message.payload);
+      const StatusPayload status = decode_payload<StatusPayload>(message.payload);
       if (message.header.type == MessageType::kWelcome) {
         registered_ = true;
         reject_reason_.clear();
@@ -366,7 +366,7 @@ void Member::handle(const Message& message) {
       break;
     }
     case MessageType::kEpoch: {
-      EpochPayload payload = decode_epoch(message.payload);
+      EpochPayload payload = decode_payload<EpochPayload>(message.payload);
       num_waiting_ = payload.num_waiting;
       if (view_ && payload.epoch < view_->epoch) break;  // stale
       if (view_ && payload.epoch == view_->epoch) {
@@ -391,7 +391,7 @@ void Member::handle(const Message& message) {
       return;
     }
     case MessageType::kStop: {
-      const ReasonPayload stop = decode_reason(message.payload);
+      const ReasonPayload stop = decode_payload<ReasonPayload>(message.payload);
       if (state_ == MemberState::kStopped) break;
       state_ = MemberState::kStopped;
       stop_reason_ = stop.reason;
@@ -404,7 +404,7 @@ void Member::handle(const Message& message) {
       return;
     }
     case MessageType::kReject: {
-      const ReasonPayload reject = decode_reason(message.payload);
+      const ReasonPayload reject = decode_payload<ReasonPayload>(message.payload);
       log_->warn("member '{}': coordinator refused a request: {}", options_.name, reject.reason);
       if (!registered_) reject_reason_ = reject.reason;
       break;

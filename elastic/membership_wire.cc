@@ -2,31 +2,33 @@
 
 #include <fmt/format.h>
 
+#include <iterator>
+#include <string_view>
+
 #include "base/byte_io.h"
+#include "base/enum_names.h"
 #include "elastic/errors.h"
 
 namespace torchwan::elastic {
 namespace {
 
+// Message type names, in wire-id order from each direction's first type.
+constexpr const char* kToCoordinatorNames[] = {"register", "heartbeat", "leave", "peer-lost",
+                                               "request-epoch"};
+constexpr const char* kToMemberNames[] = {"welcome", "status", "epoch",         "goodbye",
+                                          "stop",    "reject", "unknown-member"};
+static_assert(std::size(kToCoordinatorNames) == static_cast<size_t>(MessageType::kRequestEpoch) -
+                                                    static_cast<size_t>(MessageType::kRegister) +
+                                                    1);
+static_assert(std::size(kToMemberNames) == static_cast<size_t>(MessageType::kUnknownMember) -
+                                               static_cast<size_t>(MessageType::kWelcome) + 1);
+constexpr const char* kInvalidType = "invalid";
+
 bool is_known_type(uint16_t type) {
-  return (type >= static_cast<uint16_t>(MessageType::kRegister) &&
-          type <= static_cast<uint16_t>(MessageType::kRequestEpoch)) ||
-         (type >= static_cast<uint16_t>(MessageType::kWelcome) &&
-          type <= static_cast<uint16_t>(MessageType::kUnknownMember));
+  return message_type_name(static_cast<MessageType>(type)) != std::string_view(kInvalidType);
 }
 
-std::string hex(uint64_t value) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string text = "0x";
-  bool leading = true;
-  for (int shift = 60; shift >= 0; shift -= 4) {
-    const int digit = static_cast<int>((value >> shift) & 0xF);
-    if (leading && digit == 0 && shift != 0) continue;
-    leading = false;
-    text += kDigits[digit];
-  }
-  return text;
-}
+std::string hex(uint64_t value) { return fmt::format("{:#x}", value); }
 
 // Payload and header fields are read with the one byte reader (base/byte_io.h); what it refuses
 // is a WireError (kMalformedPayload, or kTrailingBytes for bytes left over) with its message.
@@ -164,46 +166,12 @@ std::vector<uint8_t> encode(const Payload& value) {
   return writer.take();
 }
 
-// The whole payload, nothing left over.
-template <typename Payload>
-Payload decode(std::span<const uint8_t> payload, const char* what) {
-  Reader reader(payload, what);
-  Payload value;
-  read(reader, value);
-  reader.expect_end();
-  return value;
-}
-
 }  // namespace
 
 const char* message_type_name(MessageType type) {
-  switch (type) {
-    case MessageType::kRegister:
-      return "register";
-    case MessageType::kHeartbeat:
-      return "heartbeat";
-    case MessageType::kLeave:
-      return "leave";
-    case MessageType::kPeerLost:
-      return "peer-lost";
-    case MessageType::kRequestEpoch:
-      return "request-epoch";
-    case MessageType::kWelcome:
-      return "welcome";
-    case MessageType::kStatus:
-      return "status";
-    case MessageType::kEpoch:
-      return "epoch";
-    case MessageType::kGoodbye:
-      return "goodbye";
-    case MessageType::kStop:
-      return "stop";
-    case MessageType::kReject:
-      return "reject";
-    case MessageType::kUnknownMember:
-      return "unknown-member";
-  }
-  return "invalid";
+  return is_member_to_coordinator(type)
+             ? base::enum_name(type, kToCoordinatorNames, kInvalidType, MessageType::kRegister)
+             : base::enum_name(type, kToMemberNames, kInvalidType, MessageType::kWelcome);
 }
 
 bool is_member_to_coordinator(MessageType type) {
@@ -257,16 +225,16 @@ Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> e
   Reader reader(frame.first(kHeaderBytes), "membership message header");
   Message message;
   Header& header = message.header;
-  header.magic = reader.get<uint32_t>("magic");
-  if (header.magic != kWireMagic) {
-    throw WireError(WireErrorKind::kBadMagic, "magic " + hex(header.magic));
+  const auto magic = reader.get<uint32_t>("magic");
+  if (magic != kWireMagic) {
+    throw WireError(WireErrorKind::kBadMagic, "magic " + hex(magic));
   }
-  header.version = reader.get<uint16_t>("version");
-  if (header.version != kProtocolVersion) {
+  const auto version = reader.get<uint16_t>("version");
+  if (version != kProtocolVersion) {
     throw WireError(WireErrorKind::kBadVersion,
                     fmt::format("protocol version {}, this build speaks {} (run the same torchwan "
                                 "version on coordinator and members)",
-                                header.version, kProtocolVersion));
+                                version, kProtocolVersion));
   }
   const auto type = reader.get<uint16_t>("type");
   if (!is_known_type(type)) {
@@ -281,7 +249,7 @@ Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> e
   header.epoch = reader.get<uint64_t>("epoch");
   header.sequence = reader.get<uint64_t>("sequence");
   header.payload_length = reader.get<uint32_t>("payload length");
-  header.checksum = reader.get<uint32_t>("checksum");
+  const auto announced_checksum = reader.get<uint32_t>("checksum");
   if (header.payload_length > kMaxPayloadBytes) {
     throw WireError(WireErrorKind::kOversize,
                     "payload length " + std::to_string(header.payload_length) + " exceeds the " +
@@ -300,9 +268,9 @@ Message decode_message(std::span<const uint8_t> frame, std::optional<uint64_t> e
   }
   message.payload = frame.subspan(kHeaderBytes);
   const uint32_t checksum = payload_checksum(message.payload);
-  if (checksum != header.checksum) {
+  if (checksum != announced_checksum) {
     throw WireError(WireErrorKind::kBadChecksum,
-                    "checksum " + hex(checksum) + ", header says " + hex(header.checksum));
+                    "checksum " + hex(checksum) + ", header says " + hex(announced_checksum));
   }
   return message;
 }
@@ -323,24 +291,21 @@ std::vector<uint8_t> encode_payload(const PeerLostPayload& value) { return encod
 std::vector<uint8_t> encode_payload(const EpochPayload& value) { return encode(value); }
 std::vector<uint8_t> encode_payload(const ReasonPayload& value) { return encode(value); }
 
-MemberRef decode_member_ref(std::span<const uint8_t> payload) {
-  return decode<MemberRef>(payload, "member reference");
+template <typename Payload>
+Payload decode_payload(std::span<const uint8_t> payload) {
+  Reader reader(payload, Payload::kWireName);
+  Payload value;
+  read(reader, value);
+  reader.expect_end();
+  return value;
 }
-RegisterPayload decode_register(std::span<const uint8_t> payload) {
-  return decode<RegisterPayload>(payload, "register payload");
-}
-StatusPayload decode_status(std::span<const uint8_t> payload) {
-  return decode<StatusPayload>(payload, "status payload");
-}
-PeerLostPayload decode_peer_lost(std::span<const uint8_t> payload) {
-  return decode<PeerLostPayload>(payload, "peer-lost payload");
-}
-EpochPayload decode_epoch(std::span<const uint8_t> payload) {
-  return decode<EpochPayload>(payload, "epoch payload");
-}
-ReasonPayload decode_reason(std::span<const uint8_t> payload) {
-  return decode<ReasonPayload>(payload, "reason payload");
-}
+
+template MemberRef decode_payload<MemberRef>(std::span<const uint8_t>);
+template RegisterPayload decode_payload<RegisterPayload>(std::span<const uint8_t>);
+template StatusPayload decode_payload<StatusPayload>(std::span<const uint8_t>);
+template PeerLostPayload decode_payload<PeerLostPayload>(std::span<const uint8_t>);
+template EpochPayload decode_payload<EpochPayload>(std::span<const uint8_t>);
+template ReasonPayload decode_payload<ReasonPayload>(std::span<const uint8_t>);
 
 void expect_empty(std::span<const uint8_t> payload) {
   Reader(payload, "payload of a message that has none").expect_end();

@@ -59,15 +59,13 @@ bool is_member_to_coordinator(MessageType type);
 uint64_t job_hash(std::string_view job_id);
 uint32_t payload_checksum(std::span<const uint8_t> payload);
 
+// The fields of a decoded header that vary (magic, version and checksum were checked).
 struct Header {
-  uint32_t magic = kWireMagic;
-  uint16_t version = kProtocolVersion;
   MessageType type = MessageType::kHeartbeat;
-  uint64_t job = 0;
-  uint64_t epoch = 0;
-  uint64_t sequence = 0;
+  uint64_t job = 0;       // job_hash() of the sender's job id
+  uint64_t epoch = 0;     // the epoch the sender holds (0: none yet)
+  uint64_t sequence = 0;  // per sender, from 1
   uint32_t payload_length = 0;
-  uint32_t checksum = 0;
 };
 
 // A decoded frame: its header and a view of its payload (valid while the frame's bytes are).
@@ -89,6 +87,7 @@ std::optional<uint64_t> peek_job_hash(std::span<const uint8_t> frame);
 // ---- payloads ----
 
 struct MemberRef {
+  static constexpr const char* kWireName = "member reference";
   std::string name;
   uint64_t incarnation = 0;  // random per member process: tells a restarted process from the old
 };
@@ -102,6 +101,7 @@ struct MemberInfo {
 };
 
 struct RegisterPayload {
+  static constexpr const char* kWireName = "register payload";
   std::string job_id;
   MemberInfo member;
   uint64_t incarnation = 0;
@@ -119,24 +119,28 @@ enum class MemberState : uint8_t {
 };
 
 struct StatusPayload {
+  static constexpr const char* kWireName = "status payload";
   MemberState state = MemberState::kWaiting;
   uint64_t epoch = 0;
   uint32_t num_waiting = 0;
 };
 
 struct PeerLostPayload {
+  static constexpr const char* kWireName = "peer-lost payload";
   MemberRef reporter;
   std::string peer;
   std::string reason;
 };
 
 struct EpochPayload {
+  static constexpr const char* kWireName = "epoch payload";
   uint64_t epoch = 0;
   uint32_t num_waiting = 0;
   std::vector<MemberInfo> members;  // in rank order
 };
 
 struct ReasonPayload {
+  static constexpr const char* kWireName = "reason payload";
   std::string reason;
 };
 
@@ -147,13 +151,11 @@ std::vector<uint8_t> encode_payload(const PeerLostPayload& value);
 std::vector<uint8_t> encode_payload(const EpochPayload& value);
 std::vector<uint8_t> encode_payload(const ReasonPayload& value);
 
-// Each throws WireError on malformed input, including left-over bytes.
-MemberRef decode_member_ref(std::span<const uint8_t> payload);
-RegisterPayload decode_register(std::span<const uint8_t> payload);
-StatusPayload decode_status(std::span<const uint8_t> payload);
-PeerLostPayload decode_peer_lost(std::span<const uint8_t> payload);
-EpochPayload decode_epoch(std::span<const uint8_t> payload);
-ReasonPayload decode_reason(std::span<const uint8_t> payload);
+// Decodes a whole payload of one of the types above (MemberRef, RegisterPayload, StatusPayload,
+// PeerLostPayload, EpochPayload, ReasonPayload). Throws WireError on malformed input, including
+// left-over bytes; its message names the payload (Payload::kWireName), the field and the offset.
+template <typename Payload>
+Payload decode_payload(std::span<const uint8_t> payload);
 // For payload-less messages.
 void expect_empty(std::span<const uint8_t> payload);
 

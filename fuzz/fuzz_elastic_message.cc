@@ -13,26 +13,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const Message message = decode_message({data, size}, job_hash("fuzz"));
     switch (message.header.type) {
       case MessageType::kRegister:
-        decode_register(message.payload);
+        decode_payload<RegisterPayload>(message.payload);
         break;
       case MessageType::kHeartbeat:
       case MessageType::kLeave:
       case MessageType::kRequestEpoch:
-        decode_member_ref(message.payload);
+        decode_payload<MemberRef>(message.payload);
         break;
       case MessageType::kPeerLost:
-        decode_peer_lost(message.payload);
+        decode_payload<PeerLostPayload>(message.payload);
         break;
       case MessageType::kWelcome:
       case MessageType::kStatus:
-        decode_status(message.payload);
+        decode_payload<StatusPayload>(message.payload);
         break;
       case MessageType::kEpoch:
-        decode_epoch(message.payload);
+        decode_payload<EpochPayload>(message.payload);
         break;
       case MessageType::kStop:
       case MessageType::kReject:
-        decode_reason(message.payload);
+        decode_payload<ReasonPayload>(message.payload);
         break;
       case MessageType::kGoodbye:
       case MessageType::kUnknownMember:

@@ -7,33 +7,29 @@
 #include "elastic/errors.h"
 #include "elastic/membership_wire.h"
 
+namespace {
+
+using namespace torchwan::elastic;
+
+// Runs the decoder of the `which`-th of Payloads.
+template <typename... Payloads>
+void decode_one_of(size_t which, std::span<const uint8_t> payload) {
+  size_t index = 0;
+  ((index++ == which ? static_cast<void>(decode_payload<Payloads>(payload)) : void()), ...);
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace torchwan::elastic;
   if (size == 0) return 0;
   const std::span<const uint8_t> payload(data + 1, size - 1);
   try {
-    switch (data[0] % 7) {
-      case 0:
-        decode_member_ref(payload);
-        break;
-      case 1:
-        decode_register(payload);
-        break;
-      case 2:
-        decode_status(payload);
-        break;
-      case 3:
-        decode_peer_lost(payload);
-        break;
-      case 4:
-        decode_epoch(payload);
-        break;
-      case 5:
-        decode_reason(payload);
-        break;
-      default:
-        expect_empty(payload);
-        break;
+    const size_t which = data[0] % 7;
+    if (which == 6) {
+      expect_empty(payload);
+    } else {
+      decode_one_of<MemberRef, RegisterPayload, StatusPayload, PeerLostPayload, EpochPayload,
+                    ReasonPayload>(which, payload);
     }
   } catch (const WireError&) {
   }

@@ -202,13 +202,12 @@ void sealed_message_seeds(const fs::path& root) {
 
 void control_wire_seeds(const fs::path& root) {
   using namespace torchwan::transport::core;
-  Hello hello;
-  hello.rank = 1;
-  hello.size = 4;
-  hello.lane = 1;
-  hello.lanes = 2;
-  hello.chunk_bytes = 1 << 20;
-  hello.stripe_min_bytes = 1 << 16;
+  const Hello hello{.rank = 1,
+                    .size = 4,
+                    .lane = 1,
+                    .lanes = 2,
+                    .chunk_bytes = 1 << 20,
+                    .stripe_min_bytes = 1 << 16};
   write(root, "control_wire", "hello", encode_control(hello));
   write(root, "control_wire", "heartbeat", encode_control(Heartbeat{}));
   write(root, "control_wire", "abort",

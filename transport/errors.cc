@@ -1,31 +1,20 @@
 #include "transport/errors.h"
 
+#include <iterator>
+
+#include "base/enum_names.h"
+
 namespace torchwan::transport {
 
-const char* error_kind_name(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::kPeerLost:
-      return "peer lost";
-    case ErrorKind::kTimeout:
-      return "timeout";
-    case ErrorKind::kCanceled:
-      return "canceled";
-    case ErrorKind::kAborted:
-      return "aborted";
-    case ErrorKind::kBootstrap:
-      return "bootstrap";
-    case ErrorKind::kProtocol:
-      return "protocol";
-    case ErrorKind::kSizeMismatch:
-      return "size mismatch";
-    case ErrorKind::kMismatch:
-      return "call mismatch";
-    case ErrorKind::kInvalidArgument:
-      return "invalid argument";
-    case ErrorKind::kInternal:
-      return "internal";
-  }
-  return "unknown";
-}
+namespace {
+
+constexpr const char* kErrorKindNames[] = {
+    "peer lost", "timeout",       "canceled",      "aborted",          "bootstrap",
+    "protocol",  "size mismatch", "call mismatch", "invalid argument", "internal"};
+static_assert(std::size(kErrorKindNames) == static_cast<size_t>(ErrorKind::kInternal) + 1);
+
+}  // namespace
+
+const char* error_kind_name(ErrorKind kind) { return base::enum_name(kind, kErrorKindNames); }
 
 }  // namespace torchwan::transport

@@ -191,7 +191,7 @@ TEST(ElasticSecurity, OldProtocolVersionGetsAReason) {
   const Message message =
       decode_message({static_cast<const uint8_t*>(reply.data()), reply.size()}, job_hash("job"));
   ASSERT_EQ(message.header.type, MessageType::kReject);
-  const std::string reason = decode_reason(message.payload).reason;
+  const std::string reason = decode_payload<ReasonPayload>(message.payload).reason;
   EXPECT_NE(reason.find("protocol version 0"), std::string::npos) << reason;
   EXPECT_EQ(coordinator.snapshot().rejected_frames, 1u);
 }

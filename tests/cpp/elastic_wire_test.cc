@@ -43,7 +43,7 @@ TEST(ElasticWire, HeaderRoundTrip) {
   EXPECT_EQ(message.header.epoch, 7u);
   EXPECT_EQ(message.header.sequence, 3u);
   EXPECT_EQ(message.header.payload_length, frame.size() - kHeaderBytes);
-  const MemberRef ref = decode_member_ref(message.payload);
+  const MemberRef ref = decode_payload<MemberRef>(message.payload);
   EXPECT_EQ(ref.name, "node-a");
   EXPECT_EQ(ref.incarnation, 42u);
 }
@@ -59,7 +59,7 @@ TEST(ElasticWire, RegisterRoundTrip) {
   in.incarnation = 0xDEADBEEFCAFEull;
   in.last_epoch = 12;
   in.last_members = {"node-a", "node-b"};
-  const RegisterPayload out = decode_register(encode_payload(in));
+  const RegisterPayload out = decode_payload<RegisterPayload>(encode_payload(in));
   EXPECT_EQ(out.job_id, in.job_id);
   EXPECT_EQ(out.member, in.member);
   EXPECT_EQ(out.incarnation, in.incarnation);
@@ -69,24 +69,25 @@ TEST(ElasticWire, RegisterRoundTrip) {
 
 TEST(ElasticWire, EpochStatusPeerLostReasonRoundTrip) {
   EpochPayload epoch{9, 2, {{"a", "x:1", "r1", {}}, {"b", "y:2", "", {"cap"}}}};
-  const EpochPayload epoch_out = decode_epoch(encode_payload(epoch));
+  const EpochPayload epoch_out = decode_payload<EpochPayload>(encode_payload(epoch));
   EXPECT_EQ(epoch_out.epoch, 9u);
   EXPECT_EQ(epoch_out.num_waiting, 2u);
   EXPECT_EQ(epoch_out.members, epoch.members);
 
   const StatusPayload status =
-      decode_status(encode_payload(StatusPayload{MemberState::kRecovering, 5, 1}));
+      decode_payload<StatusPayload>(encode_payload(StatusPayload{MemberState::kRecovering, 5, 1}));
   EXPECT_EQ(status.state, MemberState::kRecovering);
   EXPECT_EQ(status.epoch, 5u);
   EXPECT_EQ(status.num_waiting, 1u);
 
-  const PeerLostPayload lost =
-      decode_peer_lost(encode_payload(PeerLostPayload{{"a", 1}, "b", "connection reset"}));
+  const PeerLostPayload lost = decode_payload<PeerLostPayload>(
+      encode_payload(PeerLostPayload{{"a", 1}, "b", "connection reset"}));
   EXPECT_EQ(lost.reporter.name, "a");
   EXPECT_EQ(lost.peer, "b");
   EXPECT_EQ(lost.reason, "connection reset");
 
-  EXPECT_EQ(decode_reason(encode_payload(ReasonPayload{"quorum lost"})).reason, "quorum lost");
+  EXPECT_EQ(decode_payload<ReasonPayload>(encode_payload(ReasonPayload{"quorum lost"})).reason,
+            "quorum lost");
 }
 
 TEST(ElasticWire, RejectsFrameShorterThanHeader) {
@@ -158,7 +159,7 @@ TEST(ElasticWire, RejectsStringRunningPastTheEnd) {
   base::ByteWriter writer;
   writer.put<uint32_t>(1000);  // name length, but only 3 bytes follow
   writer.put_bytes("abc", 3);
-  EXPECT_EQ(rejection([&] { decode_member_ref(writer.bytes()); }),
+  EXPECT_EQ(rejection([&] { decode_payload<MemberRef>(writer.bytes()); }),
             WireErrorKind::kMalformedPayload);
 }
 
@@ -167,24 +168,25 @@ TEST(ElasticWire, RejectsListCountLargerThanItsBytes) {
   writer.put<uint64_t>(1);           // epoch
   writer.put<uint32_t>(0);           // waiting
   writer.put<uint32_t>(0x7FFFFFFF);  // member count: must not be trusted for an allocation
-  EXPECT_EQ(rejection([&] { decode_epoch(writer.bytes()); }), WireErrorKind::kMalformedPayload);
+  EXPECT_EQ(rejection([&] { decode_payload<EpochPayload>(writer.bytes()); }),
+            WireErrorKind::kMalformedPayload);
 }
 
 TEST(ElasticWire, RejectsTrailingBytesInPayload) {
   auto payload = encode_payload(MemberRef{"node-a", 1});
   payload.push_back(7);
-  EXPECT_EQ(rejection([&] { decode_member_ref(payload); }), WireErrorKind::kTrailingBytes);
+  EXPECT_EQ(rejection([&] { decode_payload<MemberRef>(payload); }), WireErrorKind::kTrailingBytes);
   EXPECT_EQ(rejection([&] { expect_empty(payload); }), WireErrorKind::kTrailingBytes);
 }
 
 TEST(ElasticWire, RejectsEmptyAndHugeNames) {
   EXPECT_EQ(rejection([&] {
-              decode_member_ref(encode_payload(MemberRef{"", 1}));
+              decode_payload<MemberRef>(encode_payload(MemberRef{"", 1}));
             }),
             WireErrorKind::kMalformedPayload);
   const std::string huge(kMaxNameBytes + 1, 'x');
   EXPECT_EQ(rejection([&] {
-              decode_member_ref(encode_payload(MemberRef{huge, 1}));
+              decode_payload<MemberRef>(encode_payload(MemberRef{huge, 1}));
             }),
             WireErrorKind::kMalformedPayload);
 }
@@ -192,7 +194,8 @@ TEST(ElasticWire, RejectsEmptyAndHugeNames) {
 TEST(ElasticWire, RejectsUnknownMemberState) {
   auto payload = encode_payload(StatusPayload{MemberState::kActive, 1, 0});
   payload[0] = 99;
-  EXPECT_EQ(rejection([&] { decode_status(payload); }), WireErrorKind::kMalformedPayload);
+  EXPECT_EQ(rejection([&] { decode_payload<StatusPayload>(payload); }),
+            WireErrorKind::kMalformedPayload);
 }
 
 TEST(ElasticWire, RandomMutationsNeverEscapeAsAnythingButWireError) {
@@ -230,7 +233,8 @@ TEST(ElasticWire, RandomMutationsNeverEscapeAsAnythingButWireError) {
     }
     try {
       const Message message = decode_message(frame, kJob);
-      if (message.header.type == MessageType::kRegister) decode_register(message.payload);
+      if (message.header.type == MessageType::kRegister)
+        decode_payload<RegisterPayload>(message.payload);
       ++accepted;
     } catch (const WireError&) {
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 
 namespace torchwan::transport::core {
 
@@ -13,31 +14,32 @@ constexpr size_t kMaxBodyBytes = kControlBytes - kControlHeaderBytes;
 constexpr size_t kGoodbyeFixedBytes = 2 * sizeof(uint16_t);
 constexpr size_t kMaxReasonBytes = kMaxBodyBytes - kGoodbyeFixedBytes;
 
+// A message's ControlType is its alternative's position in ControlMessage, from 1.
+static_assert(std::is_same_v<std::variant_alternative_t<0, ControlMessage>, Hello> &&
+              std::is_same_v<std::variant_alternative_t<1, ControlMessage>, Heartbeat> &&
+              std::is_same_v<std::variant_alternative_t<2, ControlMessage>, Goodbye> &&
+              std::is_same_v<std::variant_alternative_t<3, ControlMessage>, GoodbyeAck>);
+static_assert(static_cast<uint16_t>(ControlType::kGoodbyeAck) ==
+              std::variant_size_v<ControlMessage>);
+
 ControlType type_of(const ControlMessage& message) {
-  return std::visit(
-      [](const auto& body) {
-        using Body = std::decay_t<decltype(body)>;
-        if constexpr (std::is_same_v<Body, Hello>) {
-          return ControlType::kHello;
-        } else if constexpr (std::is_same_v<Body, Heartbeat>) {
-          return ControlType::kHeartbeat;
-        } else if constexpr (std::is_same_v<Body, Goodbye>) {
-          return ControlType::kGoodbye;
-        } else {
-          static_assert(std::is_same_v<Body, GoodbyeAck>);
-          return ControlType::kGoodbyeAck;
-        }
-      },
-      message);
+  return static_cast<ControlType>(message.index() + 1);
 }
+
+// The hello's fixed fields in wire order, with the names errors use; the proof follows them.
+constexpr std::pair<uint32_t Hello::*, const char*> kHelloCounts[] = {
+    {&Hello::rank, "hello rank"},
+    {&Hello::size, "hello size"},
+    {&Hello::lane, "hello lane"},
+    {&Hello::lanes, "hello lanes"}};
+constexpr std::pair<uint64_t Hello::*, const char*> kHelloSizes[] = {
+    {&Hello::chunk_bytes, "hello chunk_bytes"},
+    {&Hello::stripe_min_bytes, "hello stripe_min_bytes"}};
 
 void encode_body(const ControlMessage& message, ByteWriter& out) {
   if (const auto* hello = std::get_if<Hello>(&message)) {
-    for (uint32_t field : {hello->rank, hello->size, hello->lane, hello->lanes}) {
-      out.put<uint32_t>(field);
-    }
-    out.put<uint64_t>(hello->chunk_bytes);
-    out.put<uint64_t>(hello->stripe_min_bytes);
+    for (const auto& [field, name] : kHelloCounts) out.put(hello->*field);
+    for (const auto& [field, name] : kHelloSizes) out.put(hello->*field);
     out.put_bytes(hello->proof.data(), hello->proof.size());
   } else if (const auto* goodbye = std::get_if<Goodbye>(&message)) {
     const size_t reason_length = std::min(goodbye->reason.size(), kMaxReasonBytes);
@@ -49,12 +51,8 @@ void encode_body(const ControlMessage& message, ByteWriter& out) {
 
 Hello decode_hello(ByteReader& in) {
   Hello hello;
-  hello.rank = in.get<uint32_t>("hello rank");
-  hello.size = in.get<uint32_t>("hello size");
-  hello.lane = in.get<uint32_t>("hello lane");
-  hello.lanes = in.get<uint32_t>("hello lanes");
-  hello.chunk_bytes = in.get<uint64_t>("hello chunk_bytes");
-  hello.stripe_min_bytes = in.get<uint64_t>("hello stripe_min_bytes");
+  for (const auto& [field, name] : kHelloCounts) hello.*field = in.get<uint32_t>(name);
+  for (const auto& [field, name] : kHelloSizes) hello.*field = in.get<uint64_t>(name);
   const auto proof = in.get_bytes(hello.proof.size(), "hello proof");
   std::copy(proof.begin(), proof.end(), hello.proof.begin());
   return hello;
@@ -72,6 +70,20 @@ Goodbye decode_goodbye(ByteReader& in) {
   const auto reason = in.get_bytes(reason_length, "goodbye reason");
   goodbye.reason.assign(reason.begin(), reason.end());
   return goodbye;
+}
+
+ControlMessage decode_body(ControlType type, ByteReader& body) {
+  switch (type) {
+    case ControlType::kHello:
+      return decode_hello(body);
+    case ControlType::kGoodbye:
+      return decode_goodbye(body);
+    case ControlType::kHeartbeat:
+      return Heartbeat{};
+    case ControlType::kGoodbyeAck:
+      return GoodbyeAck{};
+  }
+  return Heartbeat{};  // not reached: decode_control checked the type
 }
 
 }  // namespace
@@ -93,7 +105,7 @@ ControlMessage decode_control(const void* bytes, size_t size) {
   }
   const uint16_t type = read_preamble(in);
   if (type < static_cast<uint16_t>(ControlType::kHello) ||
-      type > static_cast<uint16_t>(ControlType::kGoodbyeAck)) {
+      type > std::variant_size_v<ControlMessage>) {
     in.reject("type", "unknown control type " + std::to_string(type));
   }
   const auto body_length = in.get<uint32_t>("body length");
@@ -106,37 +118,15 @@ ControlMessage decode_control(const void* bytes, size_t size) {
   if (std::any_of(padding.begin(), padding.end(), [](uint8_t byte) { return byte != 0; })) {
     in.reject("padding", "nonzero bytes after its body");
   }
-  ControlMessage message;
-  switch (static_cast<ControlType>(type)) {
-    case ControlType::kHello:
-      message = decode_hello(body);
-      break;
-    case ControlType::kHeartbeat:
-      message = Heartbeat{};
-      break;
-    case ControlType::kGoodbye:
-      message = decode_goodbye(body);
-      break;
-    case ControlType::kGoodbyeAck:
-      message = GoodbyeAck{};
-      break;
-  }
+  ControlMessage message = decode_body(static_cast<ControlType>(type), body);
   body.expect_end();
   return message;
 }
 
 std::string describe(const ControlMessage& message) {
-  switch (type_of(message)) {
-    case ControlType::kHello:
-      return "a hello";
-    case ControlType::kHeartbeat:
-      return "a heartbeat";
-    case ControlType::kGoodbye:
-      return "a goodbye";
-    case ControlType::kGoodbyeAck:
-      return "a goodbye acknowledgement";
-  }
-  return "a control message";
+  static constexpr const char* kDescriptions[] = {"a hello", "a heartbeat", "a goodbye",
+                                                  "a goodbye acknowledgement"};
+  return kDescriptions[message.index()];
 }
 
 Hello expected_hello(const TransportOptions& options, int size) {

@@ -21,9 +21,7 @@ constexpr uint32_t kRecordMagic = 0x55415754;  // "TWAU" in little-endian byte o
 // Version 2 added the encryption setting and the AES flag. Mixed versions are refused by name
 // rather than guessed at: a version 1 rank cannot take part in an encrypted group.
 constexpr uint32_t kRecordVersion = 2;
-constexpr uint32_t kHasSecret = 1;
-constexpr uint32_t kHasAes = 2;
-constexpr uint32_t kKnownFlags = kHasSecret | kHasAes;
+enum RecordFlags : uint32_t { kHasSecret = 1, kHasAes = 2, kKnownFlags = kHasSecret | kHasAes };
 constexpr size_t kFingerprintChars = 8;
 constexpr std::string_view kProofLabel = "torchwan data v1";
 constexpr std::string_view kSessionKeyLabel = "torchwan data session key v1";
@@ -95,7 +93,10 @@ std::vector<uint8_t> encode_auth_record(const AuthRecord& record) {
   base::ByteWriter out;
   out.put(kRecordMagic);
   out.put(kRecordVersion);
-  out.put((record.has_secret ? kHasSecret : 0) | (record.has_aes ? kHasAes : 0));
+  uint32_t flags = 0;
+  if (record.has_secret) flags |= kHasSecret;
+  if (record.has_aes) flags |= kHasAes;
+  out.put(flags);
   std::string fingerprint = record.fingerprint;
   fingerprint.resize(kFingerprintChars, '\0');
   out.put_bytes(fingerprint.data(), fingerprint.size());
@@ -166,6 +167,23 @@ std::optional<AuthRecord> decode_auth_record(const std::vector<uint8_t>& bytes, 
   }
 }
 
+namespace {
+
+// What `rank` published, or the error that names it and the key.
+AuthRecord published_record(const std::vector<uint8_t>& bytes, int rank, const std::string& who) {
+  std::string why;
+  auto record = decode_auth_record(bytes, why);
+  if (!record) {
+    throw TransportError(ErrorKind::kBootstrap,
+                         fmt::format("{}: rank {} published an invalid auth record under '{}': {}",
+                                     who, rank, auth_record_key(rank), why),
+                         rank);
+  }
+  return std::move(*record);
+}
+
+}  // namespace
+
 DataAuth::DataAuth(const TransportOptions& options, int rank, int size, std::string who)
     : rank_(rank),
       size_(size),
@@ -229,21 +247,13 @@ void DataAuth::collect(Store& store, Clock::time_point deadline) {
   std::set<int> without_aes;
   if (!aes_gcm_available()) without_aes.insert(rank_);
   auto on_record = [&](int peer, const std::vector<uint8_t>& bytes) {
-    std::string why;
-    const auto record = decode_auth_record(bytes, why);
-    if (!record) {
-      throw TransportError(
-          ErrorKind::kBootstrap,
-          fmt::format("{}: rank {} published an invalid auth record under '{}': {}", who_, peer,
-                      auth_record_key(peer), why),
-          peer);
-    }
-    jobs[record->job_hash].insert(peer);
-    epochs[record->epoch].insert(peer);
-    holders[record->fingerprint].insert(peer);
-    encryptions[record->encryption].insert(peer);
-    if (!record->has_aes) without_aes.insert(peer);
-    peer_nonces_[static_cast<size_t>(peer)] = record->nonce;
+    const auto record = published_record(bytes, peer, who_);
+    jobs[record.job_hash].insert(peer);
+    epochs[record.epoch].insert(peer);
+    holders[record.fingerprint].insert(peer);
+    encryptions[record.encryption].insert(peer);
+    if (!record.has_aes) without_aes.insert(peer);
+    peer_nonces_[static_cast<size_t>(peer)] = record.nonce;
   };
   const std::vector<int> missing =
       read_peer_records(store, rank_, size_, auth_record_key, deadline, on_record);
@@ -310,16 +320,7 @@ std::vector<AuthRecord> read_auth_records(Store& store, int size, std::chrono::m
   std::vector<AuthRecord> records;
   records.reserve(static_cast<size_t>(size));
   for (int rank = 0; rank < size; ++rank) {
-    std::string why;
-    auto record = decode_auth_record(store.get(auth_record_key(rank), timeout), why);
-    if (!record) {
-      throw TransportError(
-          ErrorKind::kBootstrap,
-          fmt::format("{}: rank {} published an invalid auth record under '{}': {}", who, rank,
-                      auth_record_key(rank), why),
-          rank);
-    }
-    records.push_back(std::move(*record));
+    records.push_back(published_record(store.get(auth_record_key(rank), timeout), rank, who));
   }
   return records;
 }

@@ -2,43 +2,43 @@
 
 #include <sodium.h>
 
+#include <iterator>
 #include <stdexcept>
+
+#include "base/enum_names.h"
 
 namespace torchwan::transport {
 
+namespace {
+
+// In value order; a Cipher's name is that of the setting with its value.
+constexpr const char* kSettingNames[] = {"none", "aes-256-gcm", "chacha20-poly1305", "on"};
+static_assert(std::size(kSettingNames) == kLastEncryptionSetting + 1);
+static_assert(static_cast<int>(Cipher::kAes256Gcm) ==
+                  static_cast<int>(EncryptionSetting::kAes256Gcm) &&
+              static_cast<int>(Cipher::kChacha20Poly1305) ==
+                  static_cast<int>(EncryptionSetting::kChacha20Poly1305));
+
+}  // namespace
+
 EncryptionSetting parse_encryption_setting(const std::string& text) {
-  if (text == "none" || text.empty()) return EncryptionSetting::kNone;
-  if (text == "aes-256-gcm") return EncryptionSetting::kAes256Gcm;
-  if (text == "chacha20-poly1305") return EncryptionSetting::kChacha20Poly1305;
-  if (text == "on") return EncryptionSetting::kOn;
+  if (text.empty()) return EncryptionSetting::kNone;
+  if (const auto setting = base::enum_value<EncryptionSetting>(text, kSettingNames)) {
+    return *setting;
+  }
   throw std::invalid_argument("encryption='" + text +
                               "' is unknown (use none, aes-256-gcm, chacha20-poly1305 or on)");
 }
 
 std::string encryption_setting_name(EncryptionSetting setting) {
-  switch (setting) {
-    case EncryptionSetting::kNone:
-      return "none";
-    case EncryptionSetting::kAes256Gcm:
-      return "aes-256-gcm";
-    case EncryptionSetting::kChacha20Poly1305:
-      return "chacha20-poly1305";
-    case EncryptionSetting::kOn:
-      return "on";
-  }
-  return "unknown";
+  return base::enum_name(setting, kSettingNames);
 }
 
 std::string cipher_name(Cipher cipher) {
-  switch (cipher) {
-    case Cipher::kNone:
-      return "none";
-    case Cipher::kAes256Gcm:
-      return "aes-256-gcm";
-    case Cipher::kChacha20Poly1305:
-      return "chacha20-poly1305";
-  }
-  return "unknown";
+  return cipher == Cipher::kNone || cipher == Cipher::kAes256Gcm ||
+                 cipher == Cipher::kChacha20Poly1305
+             ? encryption_setting_name(static_cast<EncryptionSetting>(cipher))
+             : "unknown";
 }
 
 bool aes_gcm_available() {
