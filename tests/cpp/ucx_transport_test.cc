@@ -292,8 +292,9 @@ TEST(UcxTransport, AbortFailsPendingAndLaterRequestsAndPeersNotice) {
   EXPECT_LT(Clock::now() - start, 1s);
   EXPECT_EQ(peer_error.kind(), ErrorKind::kPeerLost) << peer_error.what();
   EXPECT_EQ(peer_error.peer(), 0);
-  EXPECT_NE(std::string(peer_error.what()).find("rank 0 aborted its transport: test abort"),
-            std::string::npos)
+  EXPECT_NE(
+      std::string(peer_error.what()).find("lost rank 0 (it aborted its transport: test abort)"),
+      std::string::npos)
       << peer_error.what();
   // The handler runs right after the requests failed.
   EXPECT_TRUE(eventually([&] { return lost_peer.load() == 0; }));

@@ -29,7 +29,6 @@
 #include "test_support.h"
 #include "transport/secure/data_auth.h"
 #include "transport/transport.h"
-#include "transport/zmq/zmq_inbound.h"
 #include "transport/zmq/zmq_wire.h"
 #include "zmq_hand_rolled_peer.h"
 
@@ -284,62 +283,6 @@ TEST(ZmqWire, RoutingIdsAndAddressRecords) {
   EXPECT_FALSE(wire::decode_address_record({foreign.begin(), foreign.end()}, why));
   EXPECT_TRUE(contains(why, "another transport"));
   EXPECT_EQ(wire::address_key(7), "tw/zmq/7");
-}
-
-TEST(ZmqInboundMatcher, ReassemblesOutOfOrderPiecesAndRejectsInconsistentOnes) {
-  wire::InboundMatcher matcher(0);
-  auto piece = [](Tag tag, uint64_t index, uint64_t total, uint64_t offset,
-                  const std::vector<uint8_t>& bytes) {
-    wire::Header header;
-    header.tag = tag;
-    header.index = index;
-    header.total_length = total;
-    header.offset = offset;
-    header.length = bytes.size();
-    return std::make_pair(header, ::zmq::message_t(bytes.data(), bytes.size()));
-  };
-  // Message #0 of tag 1 in two pieces, the second first; its receive posted in between.
-  std::vector<uint8_t> buffer(6, 0);
-  auto request = std::make_shared<Request>(1, 1, buffer.size());
-  auto [late_header, late_bytes] = piece(1, 0, 6, 3, {4, 5, 6});
-  EXPECT_EQ(matcher.deliver(1, late_header, std::move(late_bytes)), "");
-  matcher.post({request, 10, 1, 1, buffer.data(), buffer.size()});
-  EXPECT_FALSE(request->done());
-  auto [early_header, early_bytes] = piece(1, 0, 6, 0, {1, 2, 3});
-  EXPECT_EQ(matcher.deliver(1, early_header, std::move(early_bytes)), "");
-  ASSERT_TRUE(request->done());
-  EXPECT_TRUE(request->ok());
-  EXPECT_EQ(buffer, (std::vector<uint8_t>{1, 2, 3, 4, 5, 6}));
-  EXPECT_EQ(matcher.posted_count(), 0u);
-
-  // Message #1: a piece repeated past the announced length, then one announcing another length.
-  auto [first_header, first_bytes] = piece(1, 1, 4, 0, {1, 2, 3});
-  EXPECT_EQ(matcher.deliver(1, first_header, std::move(first_bytes)), "");
-  auto [again_header, again_bytes] = piece(1, 1, 4, 0, {1, 2, 3});
-  EXPECT_TRUE(contains(matcher.deliver(1, again_header, std::move(again_bytes)), "more bytes"));
-  auto [other_header, other_bytes] = piece(1, 1, 9, 3, {4});
-  EXPECT_TRUE(contains(matcher.deliver(1, other_header, std::move(other_bytes)), "disagree"));
-
-  // A receive whose sender canceled the message fails instead of waiting forever.
-  wire::Header notice;
-  notice.type = wire::MessageType::kCancel;
-  notice.tag = 2;
-  matcher.sender_canceled(1, notice);
-  auto canceled = std::make_shared<Request>(1, 2, 8);
-  std::vector<uint8_t> unused(8);
-  matcher.post({canceled, 11, 1, 2, unused.data(), unused.size()});
-  ASSERT_TRUE(canceled->done());
-  ASSERT_TRUE(error_of(*canceled));
-  EXPECT_EQ(error_of(*canceled)->kind(), ErrorKind::kCanceled);
-
-  // Losing the peer fails what is still posted.
-  auto pending = std::make_shared<Request>(1, 3, 8);
-  matcher.post({pending, 12, 1, 3, unused.data(), unused.size()});
-  EXPECT_EQ(matcher.fail_peer(
-                1, std::make_exception_ptr(TransportError(ErrorKind::kPeerLost, "gone", 1))),
-            1u);
-  ASSERT_TRUE(error_of(*pending));
-  EXPECT_EQ(error_of(*pending)->kind(), ErrorKind::kPeerLost);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,8 +650,8 @@ TEST(ZmqTransportBootstrap, HelloFromAMismatchedPeerIsRejectedClearly) {
     std::string expected;
   };
   const TransportOptions defaults = loopback_options("zmq", 1);
-  std::vector<Case> cases(3, {HandRolledPeer::valid_hello(defaults),
-                              transport::core::kWireVersion, ""});
+  std::vector<Case> cases(
+      3, {HandRolledPeer::valid_hello(defaults), transport::core::kWireVersion, ""});
   cases[0].hello.size = 3;
   cases[0].expected = "believes the group has 3 ranks";
   cases[1].version = 7;

@@ -44,8 +44,7 @@ Engine::Engine(const TransportOptions& options, int rank, int size, core::PeerTa
       lost_(static_cast<size_t>(size), false),
       departed_(static_cast<size_t>(size), false),
       last_heard_(static_cast<size_t>(size)),
-      goodbye_lanes_(static_cast<size_t>(size),
-                     std::vector<bool>(static_cast<size_t>(options.lanes), false)) {
+      departures_(size, options.lanes) {
   if (epoll_.get() < 0) {
     throw TransportError(ErrorKind::kInternal,
                          std::string("ucx: epoll_create1 failed: ") + std::strerror(errno));
@@ -117,7 +116,8 @@ void Engine::start(TransferSpec spec) {
     return;
   }
   if (spec.peer == kAnySource) {
-    pending_any_source_.push_back(std::move(spec));
+    any_source_.add(
+        {std::move(spec.request), spec.id, spec.peer, spec.tag, spec.data, spec.length});
     match_any_source();
     return;
   }
@@ -145,53 +145,33 @@ void Engine::start_exact(TransferSpec spec) {
   launch(std::move(spec), plan, wire_tag);
 }
 
+std::optional<int> Engine::probe_sender(const core::PostedReceive& receive) {
+  const int lane = plan_pieces(options_, receive.tag, receive.length).front().lane;
+  ucp_tag_recv_info_t info{};
+  // Without removing: the exact receive started next takes the message from the queue.
+  const ucp_tag_message_h message =
+      ucp_tag_probe_nb(worker(lane), data_wire_tag(0, receive.tag), ~kSourceTagMask, 0, &info);
+  const auto source = static_cast<int>(info.sender_tag >> 48);
+  if (message == nullptr || source >= size_ || source == rank_) return std::nullopt;
+  return source;
+}
+
 bool Engine::match_any_source() {
-  bool matched = false;
-  for (size_t i = 0; i < pending_any_source_.size();) {
-    TransferSpec& spec = pending_any_source_[i];
-    const int lane = plan_pieces(options_, spec.tag, spec.length).front().lane;
-    ucp_tag_recv_info_t info{};
-    // Without removing: the exact receive posted below takes the message from the queue.
-    const ucp_tag_message_h message =
-        ucp_tag_probe_nb(worker(lane), data_wire_tag(0, spec.tag), ~kSourceTagMask, 0, &info);
-    const auto source = static_cast<int>(info.sender_tag >> 48);
-    if (message == nullptr || source >= size_ || source == rank_) {
-      ++i;
-      continue;
-    }
-    TransferSpec exact = std::move(spec);
-    pending_any_source_.erase(pending_any_source_.begin() + static_cast<ptrdiff_t>(i));
-    exact.peer = source;
-    exact.request->set_source(source);
-    start_exact(std::move(exact));
-    matched = true;
-  }
-  return matched;
+  return any_source_.match(
+      std::nullopt, [this](const core::PostedReceive& receive) { return probe_sender(receive); },
+      [this](core::PostedReceive receive) {
+        start_exact({receive.id, std::move(receive.request), /*is_send=*/false, receive.peer,
+                     receive.tag, receive.data, receive.length});
+      });
 }
 
 void Engine::fail_pending_any_source(ErrorKind kind, const std::string& why) {
-  std::vector<TransferSpec> pending;
-  pending.swap(pending_any_source_);
-  for (TransferSpec& spec : pending) {
-    spec.request->fail(std::make_exception_ptr(TransportError(
-        kind, "ucx: " + describe("receive from", kAnySource, spec.tag, spec.length) + ": " + why,
-        kAnySource)));
-  }
+  any_source_.fail_all(std::make_exception_ptr(
+      TransportError(kind, "ucx: receive from any rank failed: " + why, kAnySource)));
 }
 
 void Engine::cancel(uint64_t id) {
-  for (auto it = pending_any_source_.begin(); it != pending_any_source_.end(); ++it) {
-    if (it->id != id) continue;
-    std::shared_ptr<Request> request = std::move(it->request);
-    const Tag tag = it->tag;
-    const size_t length = it->length;
-    pending_any_source_.erase(it);
-    request->fail(std::make_exception_ptr(TransportError(
-        ErrorKind::kCanceled,
-        "ucx: " + describe("receive from", kAnySource, tag, length) + " canceled by its owner",
-        kAnySource)));
-    return;
-  }
+  if (any_source_.cancel(id)) return;
   auto found = transfers_.find(id);
   if (found == transfers_.end()) return;  // already finished
   Transfer& transfer = *found->second;
@@ -275,7 +255,7 @@ bool Engine::progress() {
   settle();
   // Every round, before the thread may sleep: a message that UCX queued as unexpected during this
   // round is found here.
-  const bool matched = !pending_any_source_.empty() && match_any_source();
+  const bool matched = !any_source_.empty() && match_any_source();
   return progressed || settled || matched;
 }
 
@@ -411,8 +391,7 @@ void Engine::settle() {
     std::vector<EndpointError> errors;
     errors.swap(endpoint_errors_);
     for (const EndpointError& error : errors) {
-      const size_t peer = static_cast<size_t>(error.peer);
-      if (goodbye_lanes_[peer][static_cast<size_t>(error.lane)]) {
+      if (departures_.lane_said_goodbye(error.peer, error.lane)) {
         // The peer said goodbye on this lane and closed it; its other lanes may still carry data.
         close_endpoint(error.peer, error.lane, /*force=*/true);
         continue;

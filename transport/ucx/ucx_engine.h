@@ -26,13 +26,16 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "base/log.h"
+#include "transport/core/any_source.h"
 #include "transport/core/control_wire.h"
+#include "transport/core/departures.h"
 #include "transport/core/peer_table.h"
 #include "transport/secure/data_auth.h"
 #include "transport/errors.h"
@@ -165,7 +168,6 @@ class Engine {
   void check_liveness();
   // Tells every live peer on every lane that this rank is leaving, and why.
   std::vector<std::shared_ptr<Request>> say_goodbye(bool aborting, const std::string& reason);
-  bool is_departing(int peer) const;
   // The peer said goodbye on every lane: fails what can no longer complete, keeps what arrived.
   void depart_peer(int peer, const std::string& cause);
   // Starts a receive from a departed peer; it fails at once unless its message already arrived.
@@ -180,6 +182,8 @@ class Engine {
   // True when it did so for any.
   bool match_any_source();
   void fail_pending_any_source(ErrorKind kind, const std::string& why);
+  // The rank whose message for `receive` waits unmatched in UCX, if any.
+  std::optional<int> probe_sender(const core::PostedReceive& receive);
   // Sends or receives one internal message whole on `lane`.
   void launch_internal(std::shared_ptr<Request> request, bool is_send, int peer, int lane,
                        std::vector<uint8_t>& buffer, ucp_tag_t wire_tag);
@@ -229,7 +233,7 @@ class Engine {
   std::vector<bool> lost_;
   std::vector<bool> departed_;  // lost by an orderly goodbye (also set in lost_)
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
-  std::vector<TransferSpec> pending_any_source_;  // in posting order
+  core::AnySourceReceives any_source_{"ucx"};
   std::vector<Completion> completions_;
   std::vector<EndpointError> endpoint_errors_;
   std::vector<LostPeer> unreported_losses_;
@@ -245,8 +249,8 @@ class Engine {
   bool connected_ = false;
 
   // Liveness state.
-  std::vector<Clock::time_point> last_heard_;     // [peer]
-  std::vector<std::vector<bool>> goodbye_lanes_;  // [peer][lane]: its goodbye arrived there
+  std::vector<Clock::time_point> last_heard_;  // [peer]
+  core::Departures departures_;
   std::vector<std::vector<uint8_t>> control_in_;  // [peer * lanes + lane]
   std::vector<uint8_t> heartbeat_out_;
   std::vector<uint8_t> goodbye_out_;

@@ -58,9 +58,8 @@ std::shared_ptr<Request> Engine::send_control(int peer, int lane, std::vector<ui
 void Engine::handle_control(const ControlArrival& arrival) {
   const size_t peer = static_cast<size_t>(arrival.peer);
   if (lost_[peer] || aborted_ || stopping_) return;
-  const std::string name = "rank " + std::to_string(arrival.peer);
   if (!arrival.ok) {
-    lose_peer(arrival.peer, name + " sent a control message this rank could not receive");
+    lose_peer(arrival.peer, "it sent a control message this rank could not receive");
     return;
   }
   core::ControlMessage message;
@@ -68,29 +67,24 @@ void Engine::handle_control(const ControlArrival& arrival) {
     message = core::decode_control(
         control_in_[static_cast<size_t>(arrival.peer * options_.lanes + arrival.lane)]);
   } catch (const core::WireError& malformed) {
-    lose_peer(arrival.peer, name + " sent a " + malformed.what());
+    lose_peer(arrival.peer, std::string("it sent a ") + malformed.what());
     return;
   }
-  if (std::holds_alternative<core::Heartbeat>(message)) {
-    // finish_piece already counted it as a sign of life
-    post_control_receive(arrival.peer, arrival.lane);
-    return;
-  }
-  const auto* goodbye = std::get_if<core::Goodbye>(&message);
-  if (goodbye == nullptr) {
-    lose_peer(arrival.peer, name + " sent " + core::describe(message) + " on a connected lane");
-    return;
-  }
-  if (goodbye->departure == core::Departure::kAbort) {
-    lose_peer(arrival.peer, name + " aborted its transport: " + goodbye->reason);
-    return;
-  }
-  auto& lanes = goodbye_lanes_[peer];
-  lanes[static_cast<size_t>(arrival.lane)] = true;
-  // Gone once every lane said goodbye: each goodbye follows the data of its lane, so nothing the
-  // peer sent is still on the way.
-  if (std::all_of(lanes.begin(), lanes.end(), [](bool said) { return said; })) {
-    depart_peer(arrival.peer, name + " shut down its transport (it left the group)");
+  const core::ControlVerdict verdict = departures_.on_control(arrival.peer, arrival.lane, message);
+  switch (verdict.kind) {
+    case core::ControlVerdict::Kind::kAlive:
+      // finish_piece already counted it as a sign of life
+      post_control_receive(arrival.peer, arrival.lane);
+      return;
+    case core::ControlVerdict::Kind::kLaneLeft:
+      return;
+    case core::ControlVerdict::Kind::kDeparted:
+      // Each goodbye follows the data of its lane, so nothing the peer sent is still on the way.
+      depart_peer(arrival.peer, verdict.cause);
+      return;
+    case core::ControlVerdict::Kind::kLost:
+      lose_peer(arrival.peer, verdict.cause);
+      return;
   }
 }
 
@@ -121,7 +115,7 @@ void Engine::check_liveness() {
                           "): stopped, hung or unreachable");
       continue;
     }
-    if (heartbeat_due && !is_departing(peer)) send_control(peer, 0, heartbeat_out_);
+    if (heartbeat_due && !departures_.departing(peer)) send_control(peer, 0, heartbeat_out_);
   }
 }
 
@@ -167,11 +161,6 @@ void Engine::start_receive_from_departed(TransferSpec spec) {
   const std::string cause = lost ? lost->message : "it left the group";
   record_failure(transfer, peer_lost_error(transfer, cause + "; nothing it sent matches"),
                  /*fail_request_now=*/true);
-}
-
-bool Engine::is_departing(int peer) const {
-  const auto& lanes = goodbye_lanes_[static_cast<size_t>(peer)];
-  return std::any_of(lanes.begin(), lanes.end(), [](bool said) { return said; });
 }
 
 }  // namespace torchwan::transport::ucx

@@ -24,9 +24,9 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
       auth_(options, rank, size, "zmq transport rank " + std::to_string(rank)),
       inbox_(std::make_shared<Inbox>()),
       peers_(size),
-      inbound_(rank),
+      inbound_(who()),
       hello_seen_(static_cast<size_t>(size * options.lanes), 0),
-      bye_seen_(static_cast<size_t>(size * options.lanes), 0),
+      departures_(size, options.lanes),
       refusals_(static_cast<size_t>(size * options.lanes)),
       lost_(static_cast<size_t>(size), 0) {
   const auto deadline = Clock::now() + options_.connect_timeout;
@@ -101,8 +101,8 @@ std::shared_ptr<Request> Engine::recv(int peer, Tag tag, void* data, size_t leng
   std::optional<uint64_t> id;
   auto request = admit(/*is_send=*/false, peer, tag, length, std::move(callback), id);
   if (id) {
-    inbox_->commands.push(
-        RecvCommand{PostedRecv{request, *id, peer, tag, static_cast<uint8_t*>(data), length}});
+    inbox_->commands.push(RecvCommand{
+        core::PostedReceive{request, *id, peer, tag, static_cast<uint8_t*>(data), length}});
   }
   return request;
 }

@@ -8,7 +8,7 @@
 // constructor returns once every peer's hello arrived on every lane.
 //
 // Authentication (with TransportOptions::secret_file): a hello carries a proof of the job secret
-// over the receiver's fresh nonce (see transport/data_auth.h). ZMQ binds a routing id to one
+// over the receiver's fresh nonce (see transport/secure/data_auth.h). ZMQ binds a routing id to one
 // connection for the connection's life, so once a routing id's hello passed, everything under it
 // comes from that authenticated connection. Before that, anything that is not a valid hello is
 // dropped and its connection shut down, with a logged reason, and the rank it claimed to be stays
@@ -43,16 +43,17 @@
 
 #include "base/log.h"
 #include "transport/core/control_wire.h"
+#include "transport/core/departures.h"
+#include "transport/core/inbound_matcher.h"
 #include "transport/core/mailbox.h"
 #include "transport/core/peer_table.h"
-#include "transport/secure/data_auth.h"
 #include "transport/errors.h"
 #include "transport/options.h"
 #include "transport/request.h"
+#include "transport/secure/data_auth.h"
 #include "transport/socket_tuning.h"
 #include "transport/store.h"
 #include "transport/transport.h"
-#include "transport/zmq/zmq_inbound.h"
 #include "transport/zmq/zmq_monitored_socket.h"
 #include "transport/zmq/zmq_outbound.h"
 
@@ -72,7 +73,7 @@ class Engine {
   // Thread-safe. Arguments are already checked by ZmqTransport.
   std::shared_ptr<Request> send(int peer, Tag tag, const void* data, size_t length,
                                 Request::Callback callback);
-  // `peer` may be kAnySource (see zmq_inbound.h for how those match).
+  // `peer` may be kAnySource (see transport/core/inbound_matcher.h for how those match).
   std::shared_ptr<Request> recv(int peer, Tag tag, void* data, size_t length,
                                 Request::Callback callback);
   void abort(const std::string& reason);
@@ -90,7 +91,7 @@ class Engine {
     size_t length;
   };
   struct RecvCommand {
-    PostedRecv recv;
+    core::PostedReceive recv;
   };
   struct CancelCommand {
     uint64_t id;
@@ -165,7 +166,8 @@ class Engine {
                       bool greeted);
   void handle_hello(int peer, int lane, const ::zmq::message_t& header_frame,
                     const core::Hello& hello);
-  void handle_bye(int peer, int lane, const ::zmq::message_t& routing);
+  // Acknowledges a goodbye: everything the peer sent on `lane` arrived.
+  void acknowledge_goodbye(int peer, int lane, const ::zmq::message_t& routing);
   // Reads what comes back on a DEALER: only goodbye acks, while leaving.
   void drain_dealer(SendLane& link);
   void note_stranger(int lane, const std::string& why);
@@ -224,10 +226,10 @@ class Engine {
   ::zmq::context_t context_;
   std::vector<ReceiveLane> receive_lanes_;
   std::vector<SendLane> send_lanes_;  // indexed by peer * lanes + lane; this rank's stay closed
-  InboundMatcher inbound_;
+  core::InboundMatcher inbound_;
   std::unordered_map<uint64_t, uint64_t> next_send_index_;  // per (peer << 48 | tag)
   std::vector<char> hello_seen_;                            // per peer * lanes + lane
-  std::vector<char> bye_seen_;                              // per peer * lanes + lane
+  core::Departures departures_;
   std::vector<std::string> refusals_;  // per peer * lanes + lane: why its last hello was refused
   int hellos_missing_ = 0;
   std::vector<char> lost_;  // per peer; the progress thread's copy of peers_

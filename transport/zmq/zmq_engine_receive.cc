@@ -87,12 +87,15 @@ void Engine::handle_message(int lane, const ::zmq::message_t& routing,
       return;
     case MessageType::kData: {
       if (leaving_ || shut_down_) return;  // every receive failed already; do not hoard data
-      const std::string why = inbound_.deliver(peer, header, std::move(parts[1]));
+      const core::PieceHeader piece{header.tag, header.index, header.total_length, header.offset,
+                                    header.length};
+      const std::string why =
+          inbound_.deliver(peer, piece, core::HeldBytes::hold(std::move(parts[1])));
       if (!why.empty()) lose_peer(peer, ErrorKind::kProtocol, "it broke the protocol: " + why);
       return;
     }
     case MessageType::kCancel:
-      inbound_.sender_canceled(peer, header);
+      inbound_.sender_canceled(peer, header.tag, header.index);
       return;
   }
 }
@@ -128,26 +131,24 @@ void Engine::handle_control(int peer, int lane, const ::zmq::message_t& routing,
     }
     return;
   }
-  if (std::holds_alternative<core::Heartbeat>(message)) return;
-  if (std::holds_alternative<core::Hello>(message)) {
-    lose_peer(peer, ErrorKind::kProtocol,
-              "it sent a second hello on lane " + std::to_string(lane) +
-                  " (did it reconnect after a failure?)");
-    return;
+  const core::ControlVerdict verdict = departures_.on_control(peer, lane, message);
+  switch (verdict.kind) {
+    case core::ControlVerdict::Kind::kAlive:
+      return;
+    case core::ControlVerdict::Kind::kLost:
+      lose_peer(peer, verdict.error, verdict.cause);
+      return;
+    case core::ControlVerdict::Kind::kLaneLeft:
+      acknowledge_goodbye(peer, lane, routing);
+      return;
+    case core::ControlVerdict::Kind::kDeparted:
+      acknowledge_goodbye(peer, lane, routing);
+      lose_peer(peer, ErrorKind::kPeerLost, verdict.cause, /*departed=*/true);
+      return;
   }
-  if (const auto* goodbye = std::get_if<core::Goodbye>(&message)) {
-    if (goodbye->departure == core::Departure::kAbort) {
-      lose_peer(peer, ErrorKind::kPeerLost, "it aborted its transport: " + goodbye->reason);
-    } else {
-      handle_bye(peer, lane, routing);
-    }
-    return;
-  }
-  lose_peer(peer, ErrorKind::kProtocol,
-            "it sent a goodbye acknowledgement to a ROUTER (lane " + std::to_string(lane) + ")");
 }
 
-void Engine::handle_bye(int peer, int lane, const ::zmq::message_t& routing) {
+void Engine::acknowledge_goodbye(int peer, int lane, const ::zmq::message_t& routing) {
   // Everything the peer sent on this lane arrived before its goodbye; acknowledge, so it may
   // close its connections.
   OutgoingFrame ack = control_frame(core::GoodbyeAck{});
@@ -165,12 +166,6 @@ void Engine::handle_bye(int peer, int lane, const ::zmq::message_t& routing) {
     log_->debug("{}: cannot acknowledge rank {}'s goodbye on lane {}: {}", who(), peer, lane,
                 error.what());
   }
-  bye_seen_[static_cast<size_t>(peer * options_.lanes + lane)] = 1;
-  for (int other = 0; other < options_.lanes; ++other) {
-    if (!bye_seen_[static_cast<size_t>(peer * options_.lanes + other)]) return;
-  }
-  lose_peer(peer, ErrorKind::kPeerLost, "it left the group (its transport shut down)",
-            /*departed=*/true);
 }
 
 void Engine::drain_dealer(SendLane& link) {
@@ -277,7 +272,7 @@ void Engine::drain_router_monitor(int lane) {
     // The peer said goodbye on this lane, then closed it: everything it sent here arrived. Its
     // other lanes' goodbyes may still be unread (each lane is its own connection), and they
     // decide whether it left or was lost.
-    if (bye_seen_[static_cast<size_t>(peer * options_.lanes + lane)]) continue;
+    if (departures_.lane_said_goodbye(peer, lane)) continue;
     lose_peer(peer, ErrorKind::kPeerLost,
               "its lane " + std::to_string(lane) +
                   " connection to this rank closed (process exited, connection reset, or no "

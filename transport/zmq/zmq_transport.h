@@ -21,7 +21,7 @@
 //   closes at once.
 // - Memory: a message sent before its receive is posted is held whole by the receiver; each
 //   (peer, tag) ever used keeps a small message counter on both ends (tags are not recycled).
-// - irecv_any: see zmq_inbound.h for which message an any-source receive gets.
+// - irecv_any: see transport/core/inbound_matcher.h for which message an any-source receive gets.
 #pragma once
 
 #include <memory>

@@ -1,13 +1,13 @@
-#include "transport/zmq/zmq_inbound.h"
+#include "transport/core/inbound_matcher.h"
 
 #include <cstring>
 #include <functional>
 #include <utility>
 
+#include "transport/core/received_copy.h"
 #include "transport/errors.h"
-#include "transport/zmq/zmq_copy.h"
 
-namespace torchwan::transport::zmq_detail {
+namespace torchwan::transport::core {
 
 namespace {
 
@@ -23,7 +23,7 @@ size_t InboundMatcher::KeyHash::operator()(const Key& key) const {
   return std::hash<uint64_t>{}(mixed ^ key.index);
 }
 
-void InboundMatcher::post(PostedRecv recv) {
+void InboundMatcher::post(PostedReceive recv) {
   const Tag tag = recv.tag;
   const uint64_t id = recv.id;
   const Key key{recv.peer, tag, next_index_[stream(recv.peer, tag)]++};
@@ -38,48 +38,50 @@ void InboundMatcher::post(PostedRecv recv) {
   match_any(tag);
 }
 
-void InboundMatcher::post_any(PostedRecv recv) {
+void InboundMatcher::post_any(PostedReceive recv) {
   const Tag tag = recv.tag;
-  any_ids_[recv.id] = tag;
-  any_by_tag_[tag].push_back(std::move(recv));
+  any_.add(std::move(recv));
   match_any(tag);
 }
 
-void InboundMatcher::match_any(Tag tag) {
-  auto waiting = any_by_tag_.find(tag);
-  while (waiting != any_by_tag_.end() && !waiting->second.empty()) {
-    const Key* best = nullptr;
-    uint64_t best_arrival = 0;
-    for (const auto& [key, slot] : slots_) {
-      if (key.tag != tag || slot.recv || slot.discarding || !slot.total_length) continue;
-      const auto next = next_index_.find(stream(key.peer, tag));
-      if (key.index != (next == next_index_.end() ? 0 : next->second)) continue;
-      if (best == nullptr || slot.arrival < best_arrival) {
-        best = &key;
-        best_arrival = slot.arrival;
-      }
+std::optional<InboundMatcher::Key> InboundMatcher::oldest_claimable(Tag tag) const {
+  std::optional<Key> best;
+  uint64_t best_arrival = 0;
+  for (const auto& [key, slot] : slots_) {
+    if (key.tag != tag || slot.recv || slot.discarding || !slot.total_length) continue;
+    const auto next = next_index_.find(stream(key.peer, tag));
+    if (key.index != (next == next_index_.end() ? 0 : next->second)) continue;
+    if (!best || slot.arrival < best_arrival) {
+      best = key;
+      best_arrival = slot.arrival;
     }
-    if (best == nullptr) return;
-    const Key key = *best;
-    PostedRecv recv = std::move(waiting->second.front());
-    waiting->second.pop_front();
-    any_ids_.erase(recv.id);
-    recv.peer = key.peer;
-    recv.request->set_source(key.peer);
-    ++next_index_[stream(key.peer, tag)];
-    attach(key, std::move(recv));
   }
+  return best;
 }
 
-void InboundMatcher::attach(const Key& key, PostedRecv recv) {
+void InboundMatcher::match_any(Tag tag) {
+  any_.match(
+      tag,
+      [&](const PostedReceive&) -> std::optional<int> {
+        const std::optional<Key> key = oldest_claimable(tag);
+        if (!key) return std::nullopt;
+        return key->peer;
+      },
+      [&](PostedReceive recv) {
+        const Key key{recv.peer, tag, next_index_[stream(recv.peer, tag)]++};
+        attach(key, std::move(recv));
+      });
+}
+
+void InboundMatcher::attach(const Key& key, PostedReceive recv) {
   Slot& slot = slots_[key];
   posted_by_id_[recv.id] = key;
   slot.recv = std::move(recv);
   if (slot.sender_canceled) {
     fail_recv(slot, std::make_exception_ptr(TransportError(
                         ErrorKind::kCanceled,
-                        "zmq transport rank " + std::to_string(rank_) + ": the sender (" +
-                            describe(key.peer, key.tag, key.index) + ") canceled this message",
+                        who_ + ": the sender (" + describe(key.peer, key.tag, key.index) +
+                            ") canceled this message",
                         key.peer)));
     return;
   }
@@ -102,7 +104,17 @@ void InboundMatcher::attach(const Key& key, PostedRecv recv) {
   }
 }
 
-std::string InboundMatcher::deliver(int peer, const Header& header, ::zmq::message_t payload) {
+std::string InboundMatcher::deliver(int peer, const PieceHeader& header, HeldBytes payload) {
+  if (header.offset > header.total_length || header.length > header.total_length - header.offset) {
+    return "a piece of " + std::to_string(header.length) + " bytes at offset " +
+           std::to_string(header.offset) + " lies outside the " +
+           std::to_string(header.total_length) + "-byte " +
+           describe(peer, header.tag, header.index);
+  }
+  if (payload.size() != header.length) {
+    return "a piece announced as " + std::to_string(header.length) + " bytes came with " +
+           std::to_string(payload.size());
+  }
   const Key key{peer, header.tag, header.index};
   Slot& slot = slots_[key];
   if (slot.total_length && *slot.total_length != header.total_length) {
@@ -119,7 +131,7 @@ std::string InboundMatcher::deliver(int peer, const Header& header, ::zmq::messa
   }
   if (slot.recv && slot.recv->length != header.total_length) fail_size_mismatch(slot);
   if (slot.recv) {
-    // decode_header proved offset + length <= total length, which equals the posted length.
+    // offset + length <= total length (checked above), which equals the posted length.
     if (header.length > 0) {
       copy_received_piece(slot.recv->data + header.offset,
                           static_cast<const uint8_t*>(payload.data()), header.length);
@@ -141,49 +153,32 @@ std::string InboundMatcher::deliver(int peer, const Header& header, ::zmq::messa
   return {};
 }
 
-void InboundMatcher::sender_canceled(int peer, const Header& header) {
-  const Key key{peer, header.tag, header.index};
+void InboundMatcher::sender_canceled(int peer, Tag tag, uint64_t index) {
+  const Key key{peer, tag, index};
   Slot& slot = slots_[key];
   slot.sender_canceled = true;
   slot.discarding = true;
   slot.stash.clear();
   if (slot.recv) {
-    fail_recv(slot, std::make_exception_ptr(TransportError(
-                        ErrorKind::kCanceled,
-                        "zmq transport rank " + std::to_string(rank_) + ": the sender (" +
-                            describe(peer, header.tag, header.index) + ") canceled this message",
-                        peer)));
+    fail_recv(slot,
+              std::make_exception_ptr(TransportError(
+                  ErrorKind::kCanceled,
+                  who_ + ": the sender (" + describe(peer, tag, index) + ") canceled this message",
+                  peer)));
   }
   // The slot stays: pieces that left before the cancel may still arrive and must be dropped.
 }
 
 void InboundMatcher::cancel(uint64_t recv_id) {
-  const auto any = any_ids_.find(recv_id);
-  if (any != any_ids_.end()) {
-    auto& queue = any_by_tag_[any->second];
-    any_ids_.erase(any);
-    for (auto it = queue.begin(); it != queue.end(); ++it) {
-      if (it->id != recv_id) continue;
-      std::shared_ptr<Request> request = std::move(it->request);
-      queue.erase(it);
-      request->fail(
-          std::make_exception_ptr(TransportError(ErrorKind::kCanceled,
-                                                 "zmq transport rank " + std::to_string(rank_) +
-                                                     ": any-source receive canceled by its owner",
-                                                 kAnySource)));
-      return;
-    }
-    return;
-  }
+  if (any_.cancel(recv_id)) return;
   const auto found = posted_by_id_.find(recv_id);
   if (found == posted_by_id_.end()) return;  // already done
   const Key key = found->second;
   Slot& slot = slots_.at(key);
   fail_recv(slot, std::make_exception_ptr(TransportError(
                       ErrorKind::kCanceled,
-                      "zmq transport rank " + std::to_string(rank_) + ": receive from rank " +
-                          std::to_string(key.peer) + " with tag " + std::to_string(key.tag) +
-                          " canceled by its owner",
+                      who_ + ": receive from rank " + std::to_string(key.peer) + " with tag " +
+                          std::to_string(key.tag) + " canceled by its owner",
                       key.peer)));
   retire_if_done(key, slot);
 }
@@ -231,14 +226,10 @@ void InboundMatcher::fail_all(const std::exception_ptr& error) {
   for (auto& [key, slot] : slots_) {
     if (slot.recv) failed.push_back(std::move(slot.recv->request));
   }
-  for (auto& [tag, queue] : any_by_tag_) {
-    for (auto& recv : queue) failed.push_back(std::move(recv.request));
-  }
   slots_.clear();
   posted_by_id_.clear();
-  any_by_tag_.clear();
-  any_ids_.clear();
   for (auto& request : failed) request->fail(error);
+  any_.fail_all(error);
 }
 
 void InboundMatcher::complete(Slot& slot) {
@@ -258,14 +249,13 @@ void InboundMatcher::fail_recv(Slot& slot, std::exception_ptr error) {
 }
 
 void InboundMatcher::fail_size_mismatch(Slot& slot) {
-  const PostedRecv& recv = *slot.recv;
+  const PostedReceive& recv = *slot.recv;
   fail_recv(slot,
             std::make_exception_ptr(TransportError(
                 ErrorKind::kSizeMismatch,
-                "zmq transport rank " + std::to_string(rank_) + ": receive from rank " +
-                    std::to_string(recv.peer) + " with tag " + std::to_string(recv.tag) +
-                    " expected " + std::to_string(recv.length) + " bytes, but the sender sent " +
-                    std::to_string(*slot.total_length) + " bytes",
+                who_ + ": receive from rank " + std::to_string(recv.peer) + " with tag " +
+                    std::to_string(recv.tag) + " expected " + std::to_string(recv.length) +
+                    " bytes, but the sender sent " + std::to_string(*slot.total_length) + " bytes",
                 recv.peer)));
 }
 
@@ -274,4 +264,4 @@ void InboundMatcher::retire_if_done(const Key& key, const Slot& slot) {
   if (!slot.recv && slot.discarding && all_arrived && !slot.sender_canceled) slots_.erase(key);
 }
 
-}  // namespace torchwan::transport::zmq_detail
+}  // namespace torchwan::transport::core

@@ -1,4 +1,4 @@
-#include "transport/zmq/zmq_copy.h"
+#include "transport/core/received_copy.h"
 
 #include <cstring>
 
@@ -6,7 +6,7 @@
 #include <emmintrin.h>
 #endif
 
-namespace torchwan::transport::zmq_detail {
+namespace torchwan::transport::core {
 
 void copy_received_piece(uint8_t* destination, const uint8_t* source, size_t length) {
 #if defined(__SSE2__)
@@ -39,4 +39,4 @@ void copy_received_piece(uint8_t* destination, const uint8_t* source, size_t len
   std::memcpy(destination, source, length);
 }
 
-}  // namespace torchwan::transport::zmq_detail
+}  // namespace torchwan::transport::core
