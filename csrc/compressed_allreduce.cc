@@ -367,8 +367,6 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
   ex.wait_all();
 }
 
-
-
 // The phase of the step between hosts (host_tier_allreduce keeps 0 and 2 for the host's own).
 constexpr uint32_t kBetweenHostsPhase = 1;
 

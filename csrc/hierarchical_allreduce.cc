@@ -121,8 +121,7 @@ bool stripes_through(const Topology& groups) {
 // scopes of one phase, so their messages can never be matched across scopes.
 ShardAllreduce regional_across(Exchange& ex, const Topology& topology, DataType dtype,
                                ReduceOp op) {
-  return [&ex, &topology, dtype, op](const std::vector<int>& peers, uint8_t* shard,
-                                     size_t count) {
+  return [&ex, &topology, dtype, op](const std::vector<int>& peers, uint8_t* shard, size_t count) {
     const Topology regions = regions_among(topology, peers);
     if (!stripes_through(regions) || count * element_size(dtype) < kStripedAllreduceMinBytes) {
       flat_across(ex, dtype, op)(peers, shard, count);

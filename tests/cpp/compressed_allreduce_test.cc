@@ -16,11 +16,11 @@
 #include <vector>
 
 #include "csrc/compression/codec.h"
+#include "csrc/compression/codec_table.h"
 #include "csrc/host_shared_memory.h"
 #include "csrc/ring.h"
-#include "csrc/topology.h"
-#include "csrc/compression/codec_table.h"
 #include "csrc/scratch_pool.h"
+#include "csrc/topology.h"
 #include "memory_transport.h"
 #include "reduction_cases.h"
 #include "test_support.h"

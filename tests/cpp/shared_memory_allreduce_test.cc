@@ -203,8 +203,10 @@ TEST(HostTier, IsChosenOnlyForHostsOfEqualSizeAboveOne) {
 std::vector<Topology> regions_of_hosts() {
   std::vector<Topology> layouts;
   for (const auto& [regions, hosts] :
-       {std::pair{std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1}, std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3}},
-        std::pair{std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1}, std::vector<int>{0, 1, 2, 3, 0, 1, 2, 3}},
+       {std::pair{std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1},
+                  std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3}},
+        std::pair{std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1},
+                  std::vector<int>{0, 1, 2, 3, 0, 1, 2, 3}},
         std::pair{std::vector<int>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1},
                   std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5}}}) {
     Topology topology = topology_from_groups(regions);
@@ -225,6 +227,28 @@ TEST(HostTier, ThroughRegionsMatchesReference) {
   }
 }
 
+// Allreduces `count` floats, rank + i % modulus on each rank, and checks the exact sums.
+void allreduce_pattern(OneHostGroup& group, size_t count, int modulus) {
+  const int size = group.size();
+  std::vector<std::vector<float>> data(static_cast<size_t>(size), std::vector<float>(count));
+  for (int rank = 0; rank < size; ++rank) {
+    for (size_t i = 0; i < count; ++i) {
+      data[static_cast<size_t>(rank)][i] = static_cast<float>(rank + static_cast<int>(i % modulus));
+    }
+  }
+  group.on_every_rank([&](int rank, const CollectiveContext& ctx) {
+    allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+              ReduceOp::kSum);
+  });
+  for (int rank = 0; rank < size; ++rank) {
+    for (size_t i = 0; i < count; i += 4099) {
+      const auto want =
+          static_cast<float>(size * (size - 1) / 2 + size * static_cast<int>(i % modulus));
+      ASSERT_EQ(data[static_cast<size_t>(rank)][i], want) << "rank " << rank << " element " << i;
+    }
+  }
+}
+
 uint64_t bytes_sent(transport::Transport& transport) {
   uint64_t total = 0;
   for (const transport::PeerTraffic& peer : transport.traffic()) total += peer.bytes_sent;
@@ -239,19 +263,8 @@ TEST(SharedMemoryAllreduceTransport, DataStaysOffTheSocketsOnlyOnOneHost) {
       OneHostGroup group(make_group(kind, 3), hosts);
       std::vector<uint64_t> before(3);
       for (int rank = 0; rank < 3; ++rank) before[rank] = bytes_sent(group.transport(rank));
-      const size_t count = size_t{4} << 20;
-      std::vector<std::vector<float>> data(3, std::vector<float>(count));
+      ASSERT_NO_FATAL_FAILURE(allreduce_pattern(group, size_t{4} << 20, 7)) << kind;
       for (int rank = 0; rank < 3; ++rank) {
-        for (size_t i = 0; i < count; ++i) data[rank][i] = static_cast<float>(rank + i % 7);
-      }
-      group.on_every_rank([&](int rank, const CollectiveContext& ctx) {
-        allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
-                  ReduceOp::kSum);
-      });
-      for (int rank = 0; rank < 3; ++rank) {
-        for (size_t i = 0; i < count; i += 4099) {
-          ASSERT_EQ(data[rank][i], static_cast<float>(3 + 3 * (i % 7))) << kind << " " << i;
-        }
         const uint64_t sent = bytes_sent(group.transport(rank)) - before[rank];
         if (hosts[2] == 0) {
           EXPECT_LT(sent, uint64_t{64} << 10) << kind << " rank " << rank;
@@ -308,10 +321,6 @@ TEST(HostTierTransport, BytesBetweenRegionsAreTheOptimum) {
   OneHostGroup group(make_group("ucx", 8), topology);
   const size_t count = size_t{4} << 20;
   const uint64_t payload = count * sizeof(float);
-  std::vector<std::vector<float>> data(8, std::vector<float>(count));
-  for (int rank = 0; rank < 8; ++rank) {
-    for (size_t i = 0; i < count; ++i) data[rank][i] = static_cast<float>(rank + i % 5);
-  }
   std::vector<std::vector<uint64_t>> before(8, std::vector<uint64_t>(8, 0));
   for (int rank = 0; rank < 8; ++rank) {
     const std::vector<transport::PeerTraffic> traffic = group.transport(rank).traffic();
@@ -319,15 +328,7 @@ TEST(HostTierTransport, BytesBetweenRegionsAreTheOptimum) {
       before[static_cast<size_t>(rank)][peer] = traffic[peer].bytes_sent;
     }
   }
-  group.on_every_rank([&](int rank, const CollectiveContext& ctx) {
-    allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
-              ReduceOp::kSum);
-  });
-  for (int rank = 0; rank < 8; ++rank) {
-    for (size_t i = 0; i < count; i += 4099) {
-      ASSERT_EQ(data[rank][i], static_cast<float>(28 + 8 * (i % 5))) << rank << " " << i;
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(allreduce_pattern(group, count, 5));
   for (int region = 0; region < 2; ++region) {
     const uint64_t left = bytes_leaving_region(group, topology, region, before);
     EXPECT_GE(left, payload) << "region " << region;

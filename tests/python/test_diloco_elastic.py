@@ -50,12 +50,33 @@ def digest(params) -> str:
     return sha.hexdigest()
 
 
+def elastic_group(args: argparse.Namespace, job_id: str, model, inner, holder: list,
+                  timeout: timedelta):
+    """The member's ElasticGroup: its state is the model, the inner optimizer and the DiLoCo in
+    ``holder`` (appended once built, after the group, before ``start()``)."""
+    from torchwan.elastic import ElasticGroup
+
+    def get_state() -> dict:
+        return {"model": model.state_dict(), "inner": inner.state_dict(),
+                "diloco": holder[0].state_dict()}
+
+    def set_state(state: dict) -> None:
+        model.load_state_dict(state["model"])
+        inner.load_state_dict(state["inner"])
+        holder[0].load_state_dict(state["diloco"])
+
+    return ElasticGroup(
+        args.coordinator, job_id, name=args.name, get_state=get_state, set_state=set_state,
+        timeout=timeout, recovery_timeout=timeout, heartbeat_interval=timedelta(milliseconds=250),
+        coordinator_timeout=timedelta(seconds=2),
+    )
+
+
 def worker(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
 
     import torchwan
-    from torchwan.elastic import ElasticGroup
 
     torch.set_num_threads(1)
     index = MEMBERS.index(args.name)
@@ -66,29 +87,13 @@ def worker(args: argparse.Namespace) -> int:
     # mean of the members' trained parameters, which the test computes from what they report.
     outer = torch.optim.SGD(model.parameters(), lr=1.0)
 
-    diloco: Optional[torchwan.DiLoCo] = None
-
-    def get_state() -> dict:
-        assert diloco is not None
-        return {"model": model.state_dict(), "inner": inner.state_dict(),
-                "diloco": diloco.state_dict()}
-
-    def set_state(state: dict) -> None:
-        assert diloco is not None
-        model.load_state_dict(state["model"])
-        inner.load_state_dict(state["inner"])
-        diloco.load_state_dict(state["diloco"])
-
-    group = ElasticGroup(
-        args.coordinator, "diloco", name=args.name, get_state=get_state, set_state=set_state,
-        timeout=timedelta(seconds=30), recovery_timeout=timedelta(seconds=30),
-        heartbeat_interval=timedelta(milliseconds=250),
-        coordinator_timeout=timedelta(seconds=2),
-    )
+    holder: list[torchwan.DiLoCo] = []
+    group = elastic_group(args, "diloco", model, inner, holder, timedelta(seconds=30))
     # Built before start(): start() hands every founder rank 0's model and DiLoCo state.
     diloco = torchwan.DiLoCo(model, inner, outer, sync_every=SYNC_EVERY,
                              fragments=args.fragments, delay=args.delay, codec=args.codec,
                              group=group)
+    holder.append(diloco)
     group.start()
     emit("started", rank=group.rank, params=flat_params(model))
     # The local parameters right after each inner step, before DiLoCo syncs anything.

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import pytest
 
-from test_diloco_elastic import digest, emit, flat_params
+from test_diloco_elastic import digest, elastic_group, emit, flat_params
 from test_elastic_support import Coordinator, Worker, free_port, wait_until
 
 SYNC_EVERY = 4
@@ -43,7 +43,6 @@ def worker(args: argparse.Namespace) -> int:
     from torch import nn
 
     import torchwan
-    from torchwan.elastic import ElasticGroup
 
     torch.set_num_threads(1)
     index = (FOUNDERS + [JOINER]).index(args.name)
@@ -52,27 +51,11 @@ def worker(args: argparse.Namespace) -> int:
     inner = torch.optim.AdamW(model.parameters(), lr=0.02)
     outer = torch.optim.SGD(model.parameters(), lr=OUTER_LR, momentum=OUTER_MOMENTUM,
                             nesterov=True)
-    diloco: Optional[torchwan.DiLoCo] = None
-
-    def get_state() -> dict:
-        assert diloco is not None
-        return {"model": model.state_dict(), "inner": inner.state_dict(),
-                "diloco": diloco.state_dict()}
-
-    def set_state(state: dict) -> None:
-        assert diloco is not None
-        model.load_state_dict(state["model"])
-        inner.load_state_dict(state["inner"])
-        diloco.load_state_dict(state["diloco"])
-
-    group = ElasticGroup(
-        args.coordinator, "diloco-join", name=args.name, get_state=get_state,
-        set_state=set_state, timeout=timedelta(seconds=60),
-        recovery_timeout=timedelta(seconds=60), heartbeat_interval=timedelta(milliseconds=250),
-        coordinator_timeout=timedelta(seconds=2),
-    )
+    holder: list[torchwan.DiLoCo] = []
+    group = elastic_group(args, "diloco-join", model, inner, holder, timedelta(seconds=60))
     diloco = torchwan.DiLoCo(model, inner, outer, sync_every=SYNC_EVERY, codec=args.codec,
                              group=group)
+    holder.append(diloco)
     group.start()
     # A joiner learns here at which sync it entered; founders when they first see three members.
     joined_at = diloco.syncs[0] if group.world_size == 3 else None
