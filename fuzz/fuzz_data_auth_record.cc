@@ -1,5 +1,5 @@
-// Data-plane auth record (transport/data_auth.h): what every rank reads from the bootstrap store
-// about each peer's secret fingerprint, job, epoch, encryption setting and nonce before it
+// Data-plane auth record (transport/secure/data_auth.h): what every rank reads from the bootstrap
+// store about each peer's secret fingerprint, job, epoch, encryption setting and nonce before it
 // connects.
 #include <cstddef>
 #include <cstdint>

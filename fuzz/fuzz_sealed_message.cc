@@ -1,7 +1,7 @@
-// Sealed data message (transport/message_cipher.h): what an encrypted transport authenticates and
-// decrypts in place when a receive completes. Input: cipher selector, sender, receiver, tag, then
-// the sealed bytes. Nothing but a genuine seal under the key may open, and what opens re-seals to
-// exactly the input.
+// Sealed data message (transport/secure/message_cipher.h): what an encrypted transport
+// authenticates and decrypts in place when a receive completes. Input: cipher selector, sender,
+// receiver, tag, then the sealed bytes. Nothing but a genuine seal under the key may open, and what
+// opens re-seals to exactly the input.
 #include <array>
 #include <cstddef>
 #include <cstdint>

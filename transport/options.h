@@ -40,12 +40,12 @@ struct TransportOptions {
   // /proc/sys/net/ipv4/tcp_available_congestion_control; else, or when empty, the system
   // default applies.                                   TORCHWAN_CONGESTION
   std::string congestion = "bbr";
-  // File holding the job secret (see security/job_secret.h). When set, every data connection
-  // proves that its sender holds the secret, for this job and epoch, before anything it sends is
-  // accepted; when empty the data plane is unauthenticated.     TORCHWAN_SECRET_FILE
+  // File holding the job secret (see transport/secure/job_secret.h). When set, every data
+  // connection proves that its sender holds the secret, for this job and epoch, before anything it
+  // sends is accepted; when empty the data plane is unauthenticated.     TORCHWAN_SECRET_FILE
   std::string secret_file;
-  // Authenticated encryption of every data message (transport/encrypted_transport.h): "none",
-  // "aes-256-gcm", "chacha20-poly1305", or "on" (AES-256-GCM when every rank's CPU has AES
+  // Authenticated encryption of every data message (transport/secure/encrypted_transport.h):
+  // "none", "aes-256-gcm", "chacha20-poly1305", or "on" (AES-256-GCM when every rank's CPU has AES
   // instructions, else ChaCha20-Poly1305). Needs secret_file; every rank must agree.
   //                                                   TORCHWAN_ENCRYPTION
   std::string encryption = "none";

@@ -1,4 +1,4 @@
-// Tests of data-plane authentication (transport/data_auth.h) on both transports: the right
+// Tests of data-plane authentication (transport/secure/data_auth.h) on both transports: the right
 // secret connects, a wrong or missing secret on one rank fails every rank clearly and in time,
 // connections that cannot prove the secret are refused without harming the group, and hostile
 // bytes on the data ports (garbage, port scans, oversized lengths) leave the group working.

@@ -1,4 +1,4 @@
-// Tests of data-plane encryption (transport/encrypted_transport.h) on real transports over
+// Tests of data-plane encryption (transport/secure/encrypted_transport.h) on real transports over
 // loopback: messages of every shape arrive intact under both ciphers on both transports, what the
 // wire carries is ciphertext 24 bytes longer, forged, tampered, replayed and cross-group messages
 // fail their receive naming the sender and leave the caller's buffer as it was, and a rank with

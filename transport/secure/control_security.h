@@ -1,5 +1,5 @@
 // Authentication of the membership control plane: ZeroMQ CURVE with the key pair every holder of
-// the job secret derives (security/job_secret.h), and a watch on the handshake events of a socket
+// the job secret derives (job_secret.h), and a watch on the handshake events of a socket
 // so that a failed handshake becomes a logged reason or a clear error instead of silence.
 #pragma once
 
