@@ -42,89 +42,87 @@ double ring_chunk(size_t segment) {
   return static_cast<double>(std::min(pipeline_chunk_bytes(segment, 1), segment));
 }
 
+// The chunk broadcast_algorithms.cc and reduce_algorithms.cc cut a chain's message into.
+double chunk_of_chain(size_t bytes, int size) {
+  return static_cast<double>(pipeline_chunk_bytes(bytes / static_cast<size_t>(size), 1));
+}
+
 // A chain from the root to the last rank: the root sends every byte once, and the last chunk
 // then crosses P-1 hops, each a one-way delay and (past the first) the chunk's own time.
 double chain(const Terms& t, int size, size_t bytes, double per_hop_extra) {
-  const auto chunk =
-      static_cast<double>(pipeline_chunk_bytes(bytes / static_cast<size_t>(size), 1));
   return t.wire(static_cast<double>(bytes)) + (size - 1) * (t.a + t.o + per_hop_extra) +
-         (size - 2) * t.wire(chunk);
+         (size - 2) * t.wire(chunk_of_chain(bytes, size));
 }
 
-std::optional<double> allreduce(Algorithm algorithm, const Terms& t, size_t bytes, int size) {
-  const auto s = static_cast<double>(bytes);
-  const int peers = size - 1;
-  switch (algorithm) {
-    case Algorithm::kDirectAllreduce:
-      // P-1 copies leave one after another; then P-1 buffers are folded in rank order.
-      return t.a + peers * (t.wire(s) + t.o) + peers * t.fold(s);
-    case Algorithm::kRecursiveDoubling:
-      return doubling_rounds(size) * (t.a + t.wire(s) + t.o + t.fold(s));
-    case Algorithm::kRing: {
-      const size_t segment = (bytes + static_cast<size_t>(size) - 1) / static_cast<size_t>(size);
-      return pipelined_ring(t, 2 * peers, static_cast<double>(segment), ring_chunk(segment));
-    }
-    default:
-      return std::nullopt;
-  }
+// One call of `bytes` on `size` ranks (bytes as SelectionInputs counts them).
+using Formula = double (*)(const Terms& t, size_t bytes, int size);
+
+struct FormulaRow {
+  Collective collective;
+  Algorithm algorithm;
+  Formula seconds;
+};
+
+double ring_over_segments(const Terms& t, int steps, size_t segment) {
+  return pipelined_ring(t, steps, static_cast<double>(segment), ring_chunk(segment));
 }
 
-std::optional<double> broadcast(Algorithm algorithm, const Terms& t, size_t bytes, int size) {
-  const auto s = static_cast<double>(bytes);
-  switch (algorithm) {
-    case Algorithm::kDirect:
-      return t.a + (size - 1) * (t.wire(s) + t.o);
-    case Algorithm::kBinomialTree:
-      // Every level's first send lies on the path to the deepest rank.
-      return ceil_log2(size) * (t.a + t.wire(s) + t.o);
-    case Algorithm::kChain:
-      return chain(t, size, bytes, 0);
-    default:
-      return std::nullopt;
-  }
-}
-
-std::optional<double> reduce(Algorithm algorithm, const Terms& t, size_t bytes, int size) {
-  const auto s = static_cast<double>(bytes);
-  switch (algorithm) {
-    case Algorithm::kBinomialTree:
-      return ceil_log2(size) * (t.a + t.wire(s) + t.o + t.fold(s));
-    case Algorithm::kChain: {
-      const auto chunk =
-          static_cast<double>(pipeline_chunk_bytes(bytes / static_cast<size_t>(size), 1));
-      return chain(t, size, bytes, t.fold(chunk));
-    }
-    default:
-      return std::nullopt;
-  }
-}
-
-// Allgather and reduce-scatter over blocks of `block` bytes (the reduce-scatter folds P-1 of
-// them on every rank).
-std::optional<double> blocks(Algorithm algorithm, const Terms& t, size_t block, int size,
-                             bool folds) {
-  const auto b = static_cast<double>(block);
-  const int peers = size - 1;
-  switch (algorithm) {
-    case Algorithm::kDirect:
-      return t.a + peers * (t.wire(b) + t.o) + (folds ? peers * t.fold(b) : 0.0);
-    case Algorithm::kRing:
-      return pipelined_ring(t, peers, b, ring_chunk(block));
-    default:
-      return std::nullopt;
-  }
-}
-
-std::optional<double> barrier(Algorithm algorithm, const Terms& t, int size) {
-  switch (algorithm) {
-    case Algorithm::kDirect:
-      return t.a + (size - 1) * t.o;
-    case Algorithm::kDissemination:
-      return ceil_log2(size) * (t.a + t.o);
-    default:
-      return std::nullopt;
-  }
-}
+// Every modelled algorithm's time. P-1 copies posted at once leave one after another; folds of
+// P-1 buffers are in rank order on the rank that reduces.
+constexpr FormulaRow kFormulas[] = {
+    {Collective::kAllreduce, Algorithm::kDirectAllreduce,
+     [](const Terms& t, size_t bytes, int size) {
+       const auto s = static_cast<double>(bytes);
+       return t.a + (size - 1) * (t.wire(s) + t.o + t.fold(s));
+     }},
+    {Collective::kAllreduce, Algorithm::kRecursiveDoubling,
+     [](const Terms& t, size_t bytes, int size) {
+       const auto s = static_cast<double>(bytes);
+       return doubling_rounds(size) * (t.a + t.wire(s) + t.o + t.fold(s));
+     }},
+    {Collective::kAllreduce, Algorithm::kRing,
+     [](const Terms& t, size_t bytes, int size) {
+       const auto ranks = static_cast<size_t>(size);
+       return ring_over_segments(t, 2 * (size - 1), (bytes + ranks - 1) / ranks);
+     }},
+    {Collective::kBroadcast, Algorithm::kDirect,
+     [](const Terms& t, size_t bytes, int size) {
+       return t.a + (size - 1) * (t.wire(static_cast<double>(bytes)) + t.o);
+     }},
+    // Every level's first send lies on the path to the deepest rank.
+    {Collective::kBroadcast, Algorithm::kBinomialTree,
+     [](const Terms& t, size_t bytes, int size) {
+       return ceil_log2(size) * (t.a + t.wire(static_cast<double>(bytes)) + t.o);
+     }},
+    {Collective::kBroadcast, Algorithm::kChain,
+     [](const Terms& t, size_t bytes, int size) { return chain(t, size, bytes, 0); }},
+    {Collective::kReduce, Algorithm::kBinomialTree,
+     [](const Terms& t, size_t bytes, int size) {
+       const auto s = static_cast<double>(bytes);
+       return ceil_log2(size) * (t.a + t.wire(s) + t.o + t.fold(s));
+     }},
+    {Collective::kReduce, Algorithm::kChain,
+     [](const Terms& t, size_t bytes, int size) {
+       return chain(t, size, bytes, t.fold(chunk_of_chain(bytes, size)));
+     }},
+    {Collective::kAllgather, Algorithm::kDirect,
+     [](const Terms& t, size_t block, int size) {
+       return t.a + (size - 1) * (t.wire(static_cast<double>(block)) + t.o);
+     }},
+    {Collective::kAllgather, Algorithm::kRing,
+     [](const Terms& t, size_t block, int size) { return ring_over_segments(t, size - 1, block); }},
+    {Collective::kReduceScatter, Algorithm::kDirect,
+     [](const Terms& t, size_t block, int size) {
+       const auto b = static_cast<double>(block);
+       return t.a + (size - 1) * (t.wire(b) + t.o + t.fold(b));
+     }},
+    {Collective::kReduceScatter, Algorithm::kRing,
+     [](const Terms& t, size_t block, int size) { return ring_over_segments(t, size - 1, block); }},
+    {Collective::kBarrier, Algorithm::kDirect,
+     [](const Terms& t, size_t, int size) { return t.a + (size - 1) * t.o; }},
+    {Collective::kBarrier, Algorithm::kDissemination,
+     [](const Terms& t, size_t, int size) { return ceil_log2(size) * (t.a + t.o); }},
+};
 
 bool ruled_out(Collective collective, Algorithm algorithm, size_t bytes, int size) {
   const bool symmetric_direct =
@@ -150,19 +148,10 @@ std::optional<double> predict_seconds(Collective collective, Algorithm algorithm
                                       int size, const LinkModel& link) {
   if (size < 2) return 0.0;
   const Terms t{link.one_way_s, link.bytes_per_s, link.message_overhead_s, link.reduce_bytes_per_s};
-  switch (collective) {
-    case Collective::kAllreduce:
-      return allreduce(algorithm, t, bytes, size);
-    case Collective::kBroadcast:
-      return broadcast(algorithm, t, bytes, size);
-    case Collective::kReduce:
-      return reduce(algorithm, t, bytes, size);
-    case Collective::kAllgather:
-      return blocks(algorithm, t, bytes, size, false);
-    case Collective::kReduceScatter:
-      return blocks(algorithm, t, bytes, size, true);
-    case Collective::kBarrier:
-      return barrier(algorithm, t, size);
+  for (const FormulaRow& row : kFormulas) {
+    if (row.collective == collective && row.algorithm == algorithm) {
+      return row.seconds(t, bytes, size);
+    }
   }
   return std::nullopt;
 }
