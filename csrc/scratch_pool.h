@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstddef>
-#include <limits>
 #include <string>
 
 #include "base/buffer_pool.h"
@@ -24,11 +23,10 @@ class ScratchPool : public base::BufferPool {
   // option scratch_cache_bytes otherwise.
   static size_t parse_max_cached_bytes(const std::string& text);
 
-  // 0 caches nothing: every buffer is freed on release.
-  explicit ScratchPool(size_t max_cached_bytes)
-      : base::BufferPool({.max_cached_bytes = max_cached_bytes,
-                          .max_cached_buffers = std::numeric_limits<size_t>::max(),
-                          .min_pooled_bytes = kMinPooledBytes}) {}
+  // 0 caches nothing: every buffer is freed on release. Out of line, like the option functions:
+  // whatever constructs a pool then links this file, so the backend's shared library also holds
+  // max_cached_bytes_from_env(), which its public header calls.
+  explicit ScratchPool(size_t max_cached_bytes);
 };
 
 }  // namespace torchwan::engine
