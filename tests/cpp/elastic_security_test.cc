@@ -82,6 +82,18 @@ std::pair<ElasticError, Clock::duration> expect_refused(Member& member) {
   return {ElasticError(ElasticErrorKind::kStopped, ""), Clock::now() - start};
 }
 
+// `member` is refused for its security within kRefusedWithin with an error containing `why`, and
+// the coordinator admitted nobody. Returns the error's text.
+std::string expect_authentication_refused(Member& member, Coordinator& coordinator,
+                                          const std::string& why) {
+  const auto [error, took] = expect_refused(member);
+  EXPECT_EQ(error.kind(), ElasticErrorKind::kAuthentication) << error.what();
+  EXPECT_LE(took, kRefusedWithin);
+  EXPECT_NE(std::string(error.what()).find(why), std::string::npos) << error.what();
+  EXPECT_TRUE(coordinator.snapshot().members.empty());
+  return error.what();
+}
+
 TEST(ElasticSecurity, RightSecretJoins) {
   Coordinator coordinator(coordinator_options(secret_of(1)));
   coordinator.start();
@@ -128,24 +140,14 @@ TEST(ElasticSecurity, MemberWithoutSecretIsRefused) {
   Coordinator coordinator(coordinator_options(secret_of(1)));
   coordinator.start();
   Member open(member_options(coordinator.endpoint(), "open", std::nullopt));
-  const auto [error, took] = expect_refused(open);
-  EXPECT_EQ(error.kind(), ElasticErrorKind::kAuthentication) << error.what();
-  EXPECT_LE(took, kRefusedWithin);
-  EXPECT_NE(std::string(error.what()).find("requires the job secret"), std::string::npos)
-      << error.what();
-  EXPECT_TRUE(coordinator.snapshot().members.empty());
+  expect_authentication_refused(open, coordinator, "requires the job secret");
 }
 
 TEST(ElasticSecurity, MemberWithSecretRefusesOpenCoordinator) {
   Coordinator coordinator(coordinator_options(std::nullopt));
   coordinator.start();
   Member member(member_options(coordinator.endpoint(), "careful", secret_of(1)));
-  const auto [error, took] = expect_refused(member);
-  EXPECT_EQ(error.kind(), ElasticErrorKind::kAuthentication) << error.what();
-  EXPECT_LE(took, kRefusedWithin);
-  EXPECT_NE(std::string(error.what()).find("coordinator without --secret-file"), std::string::npos)
-      << error.what();
-  EXPECT_TRUE(coordinator.snapshot().members.empty());
+  expect_authentication_refused(member, coordinator, "coordinator without --secret-file");
 }
 
 // A client that knows the server key (so the handshake's cryptography succeeds) but not the

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -92,6 +93,14 @@ class TransportAuth : public ::testing::TestWithParam<std::string> {
     result.job_id = "auth-test";
     return result;
   }
+  // Each rank's options with `secret_file(rank)` as its job secret ("" for none).
+  std::function<TransportOptions(int)> secrets(std::function<std::string(int)> secret_file) const {
+    return [this, secret_file](int rank) {
+      TransportOptions result = options();
+      result.secret_file = secret_file(rank);
+      return result;
+    };
+  }
 };
 
 TEST_P(TransportAuth, RightSecretConnectsAndMovesData) {
@@ -127,14 +136,8 @@ TEST_P(TransportAuth, WrongSecretOnOneRankFailsClearlyOnEveryRank) {
   const std::string wrong = dir.create("wrong.secret");
   transport::MemoryStore store;
   const auto start = Clock::now();
-  auto outcomes = connect_each(
-      3,
-      [&](int rank) {
-        TransportOptions result = options();
-        result.secret_file = rank == 2 ? wrong : right;
-        return result;
-      },
-      store);
+  auto outcomes =
+      connect_each(3, secrets([&](int rank) { return rank == 2 ? wrong : right; }), store);
   expect_all_fail(outcomes, start, "rank(s) [2]", "wrong job secret");
   EXPECT_TRUE(contains(outcomes[2].error->what(), "this rank is one of them"));
   // Fingerprints may appear; the secret's bytes never do.
@@ -151,14 +154,8 @@ TEST_P(TransportAuth, NoSecretOnOneRankFailsClearlyOnEveryRank) {
   const std::string secret = dir.create("job.secret");
   transport::MemoryStore store;
   const auto start = Clock::now();
-  auto outcomes = connect_each(
-      3,
-      [&](int rank) {
-        TransportOptions result = options();
-        if (rank != 1) result.secret_file = secret;
-        return result;
-      },
-      store);
+  auto outcomes =
+      connect_each(3, secrets([&](int rank) { return rank != 1 ? secret : std::string(); }), store);
   expect_all_fail(outcomes, start, "rank(s) [1]", "no job secret");
 }
 
