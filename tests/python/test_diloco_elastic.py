@@ -130,10 +130,12 @@ def worker(args: argparse.Namespace) -> int:
 
 
 class Member(Worker):
-    """This file run as a worker (--worker) against the test's coordinator."""
+    """`script` (this file by default) run as a worker (--worker) against the test's
+    coordinator."""
 
-    def __init__(self, name: str, port: int, log_dir: Path, *args: str) -> None:
-        super().__init__(name, port, log_dir, *args, script=__file__, script_args=("--worker",))
+    def __init__(self, name: str, port: int, log_dir: Path, *args: str,
+                 script: str = __file__) -> None:
+        super().__init__(name, port, log_dir, *args, script=script, script_args=("--worker",))
 
     def at(self, step: int) -> Optional[dict[str, Any]]:
         found = [e for e in self.events if e["event"] == "step" and e["step"] == step]

@@ -15,12 +15,12 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
 
 import pytest
 
+from test_diloco_elastic import Member as ElasticMember
 from test_diloco_elastic import digest, elastic_group, emit, flat_params
-from test_elastic_support import Coordinator, Worker, free_port, wait_until
+from test_elastic_support import Coordinator, free_port, wait_until
 
 SYNC_EVERY = 4
 SYNCS_AFTER_JOIN = 3
@@ -90,13 +90,9 @@ def worker(args: argparse.Namespace) -> int:
 # --- the test ---------------------------------------------------------------------------------------
 
 
-class Member(Worker):
+class Member(ElasticMember):
     def __init__(self, name: str, port: int, log_dir: Path, *args: str) -> None:
-        super().__init__(name, port, log_dir, *args, script=__file__, script_args=("--worker",))
-
-    def at(self, step: int) -> Optional[dict[str, Any]]:
-        found = [e for e in self.events if e["event"] == "step" and e["step"] == step]
-        return found[-1] if found else None
+        super().__init__(name, port, log_dir, *args, script=__file__)
 
 
 def replay_outer_steps(members: dict[str, Member], start: dict, end_step: int) -> dict[int, list]:
