@@ -61,7 +61,10 @@ def test_torchrun_two_agents_survive_a_worker_crash(tmp_path: Path) -> None:
                 sys.executable, "-m", "torch.distributed.run",
                 "--nnodes=1:2", "--nproc-per-node=1", "--rdzv-backend=wan",
                 f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=torchrun-test",
-                "--rdzv-conf=last_call_timeout=3", "--max-restarts=2", "--monitor-interval=0.2",
+                # A round closes at once when both agents are in; the long last call only keeps
+                # a slow-starting second agent (a loaded machine) from missing the first round,
+                # which would leave it waiting alone once the first agent's one-node job ends.
+                "--rdzv-conf=last_call_timeout=20", "--max-restarts=2", "--monitor-interval=0.2",
                 str(script), str(tmp_path / "crashed"),
             ]  # fmt: skip
             log = open(tmp_path / f"agent{index}.log", "wb")
