@@ -30,29 +30,20 @@ void subgroup_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtyp
   }
 }
 
-// The phases of one striped scheme: the reduce-scatter and the allgather inside each group need
-// their own (the same pairs of ranks talk in both). The allreduce between the groups runs in
-// `across`, which opens its own scopes.
-struct StripePhases {
-  uint32_t inside;
-  uint32_t spread;
-};
-constexpr StripePhases kOuterStripe{kInsideRegionPhase, kSpreadPhase};
-
 // `groups` are regions or hosts, `group` the one holding this rank at `position`. With `memory`,
 // the group's ranks try to share it for the phases inside the group (all of them agree whether
 // they can); without, or when they cannot, those phases run the ring. `across` allreduces this
 // rank's shard among the ranks at the same position in every group.
 void striped_allreduce(Exchange& ex, const std::vector<std::vector<int>>& groups,
                        const std::vector<int>& group, int position, HostSharedMemory* memory,
-                       StripePhases phases, uint8_t* data, size_t count, DataType dtype,
-                       ReduceOp op, const ShardAllreduce& across) {
+                       uint8_t* data, size_t count, DataType dtype, ReduceOp op,
+                       const ShardAllreduce& across) {
   const size_t element_bytes = element_size(dtype);
   const RingLayout layout =
       balanced_ring_layout(count, element_bytes, static_cast<int>(group.size()));
   bool shared = false;
   {
-    Exchange::Subgroup inside(ex, group, phases.inside);
+    Exchange::Subgroup inside(ex, group, kInsideRegionPhase);
     shared = memory != nullptr && memory->ready(ex);
     if (shared) {
       shared_memory_reduce_scatter(ex, *memory, data, layout, dtype, op);
@@ -67,7 +58,7 @@ void striped_allreduce(Exchange& ex, const std::vector<std::vector<int>>& groups
   }
   const auto shard = static_cast<size_t>(position);
   across(shard_peers, data + layout.offset[shard], layout.length[shard] / element_bytes);
-  Exchange::Subgroup inside(ex, group, phases.spread);
+  Exchange::Subgroup inside(ex, group, kSpreadPhase);
   if (shared) {
     shared_memory_allgather(ex, *memory, data, layout);
   } else {
@@ -83,7 +74,7 @@ ShardAllreduce flat_across(Exchange& ex, DataType dtype, ReduceOp op) {
   };
 }
 
-// Where `members` (in rank order) stand in `groups`, and which of them holds this rank.
+// The group of `groups` that holds `rank`, and the rank's position in it.
 struct Placement {
   const std::vector<int>* group;
   int position;
@@ -133,8 +124,8 @@ ShardAllreduce regional_across(Exchange& ex, const Topology& topology, DataType 
       for (const int index : region) groups.back().push_back(peers[static_cast<size_t>(index)]);
     }
     const Placement mine = place(groups, ex.rank());
-    striped_allreduce(ex, groups, *mine.group, mine.position, nullptr, kOuterStripe, shard, count,
-                      dtype, op, flat_across(ex, dtype, op));
+    striped_allreduce(ex, groups, *mine.group, mine.position, nullptr, shard, count, dtype, op,
+                      flat_across(ex, dtype, op));
   };
 }
 
@@ -177,8 +168,8 @@ void hierarchical_allreduce(Exchange& ex, const Topology& topology, uint8_t* dat
   const auto position =
       static_cast<int>(std::find(region.begin(), region.end(), rank) - region.begin());
   if (topology.uniform() && count * element_size(dtype) >= kStripedAllreduceMinBytes) {
-    striped_allreduce(ex, topology.regions, region, position, nullptr, kOuterStripe, data, count,
-                      dtype, op, flat_across(ex, dtype, op));
+    striped_allreduce(ex, topology.regions, region, position, nullptr, data, count, dtype, op,
+                      flat_across(ex, dtype, op));
   } else {
     leader_allreduce(ex, topology, region, position, data, count, dtype, op);
   }
@@ -205,8 +196,8 @@ void host_tier_allreduce(Exchange& ex, const Topology& topology, HostSharedMemor
   if (count == 0) return;
   const Topology hosts = topology_from_groups(topology.host_of);
   const Placement mine = place(hosts.regions, ex.rank());
-  striped_allreduce(ex, hosts.regions, *mine.group, mine.position, memory, kOuterStripe, data,
-                    count, dtype, op, across);
+  striped_allreduce(ex, hosts.regions, *mine.group, mine.position, memory, data, count, dtype, op,
+                    across);
 }
 
 void host_allreduce(Exchange& ex, const Topology& topology, HostSharedMemory* memory, uint8_t* data,
