@@ -24,8 +24,8 @@ enum class ErrorKind {
 const char* error_kind_name(ErrorKind kind);
 
 // The message is held in a std::string of its own, not in std::runtime_error's reference-counted
-// buffer: a request's error is created and finally released on the progress thread while a caller
-// reads a copy of it, and copies must not share storage across those threads.
+// buffer, so that a copy shares no storage with the original: a request's error is created and
+// finally released on the progress thread, and callers get a copy of it (Request::error, wait).
 class TransportError : public std::runtime_error {
  public:
   TransportError(ErrorKind kind, std::string message, int peer = -1)

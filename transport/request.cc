@@ -6,6 +6,25 @@
 #include "transport/errors.h"
 
 namespace torchwan::transport {
+namespace {
+
+// A copy of `error` that shares no storage with it. The original is created and finally released
+// on the progress thread; the reference count of std::exception_ptr lives in libstdc++, whose
+// atomics ThreadSanitizer cannot see, so a caller that read the shared object and the progress
+// thread that later frees it look unordered. Copying under the request's mutex gives the caller an
+// object of its own and orders the only cross-thread read by that mutex.
+std::exception_ptr private_copy(const std::exception_ptr& error) {
+  if (!error) return error;
+  try {
+    std::rethrow_exception(error);
+  } catch (const TransportError& transport_error) {
+    return std::make_exception_ptr(TransportError(transport_error));
+  } catch (...) {
+    return error;  // not ours: its type may not be copyable here
+  }
+}
+
+}  // namespace
 
 Request::Request(int peer, Tag tag, size_t length, Callback callback)
     : peer_(peer), source_(peer), tag_(tag), length_(length), callback_(std::move(callback)) {}
@@ -32,7 +51,7 @@ bool Request::ok() const {
 
 std::exception_ptr Request::error() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return error_;
+  return private_copy(error_);
 }
 
 void Request::wait(std::chrono::milliseconds timeout) {
@@ -48,7 +67,10 @@ void Request::wait(std::chrono::milliseconds timeout) {
                              " ms",
                          peer_);
   }
-  if (error_) std::rethrow_exception(error_);
+  if (!error_) return;
+  std::exception_ptr error = private_copy(error_);
+  lock.unlock();
+  std::rethrow_exception(error);
 }
 
 void Request::cancel() {
