@@ -10,6 +10,8 @@
 Topology: namespace "<prefix>-sw" holds bridge br0; host i is namespace "<prefix>-<name>" whose
 eth0 (subnet.<i+1>/24) is a veth to switch port p<i>. The root namespace has no route into the
 lab, so lab traffic never leaves it. See shaping.py for where rate, delay and loss are applied.
+A host the scenario puts behind a NAT has a router namespace in front of it, which holds that
+address and the shaping; the host itself has a private address (nat.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import build, requirements, scenario, shaping, state
+from . import build, nat, requirements, scenario, shaping, state
 from .errors import LabError
 from .sh import in_ns, run, run_ns
 
@@ -95,8 +97,18 @@ class Lab:
     def ns(self, key: HostKey) -> str:
         return f"{self.prefix}-{self.host(key).name}"
 
+    def edge_ns(self, key: HostKey) -> str:
+        """The namespace holding the host's address on the bridge and its shaping: the host's own,
+        or its NAT router's."""
+        return f"{self.ns(key)}-gw" if self.host(key).nat else self.ns(key)
+
     def ip(self, key: HostKey) -> str:
+        """The host's address as the rest of the lab sees it (its router's, behind a NAT)."""
         return self.host(key).ip
+
+    def local_ip(self, key: HostKey) -> str:
+        """The address on the host's own interface (private, behind a NAT)."""
+        return nat.HOST_PRIVATE_IP if self.host(key).nat else self.host(key).ip
 
     @property
     def ips(self) -> list[str]:
@@ -113,25 +125,42 @@ class Lab:
         logs.mkdir(parents=True, exist_ok=True)
         delayers: dict[str, int] = {}
         for h in sc.hosts:
-            ns, port = self.ns(h.index), f"p{h.index}"
-            run(["ip", "netns", "add", ns])
-            run(["ip", "link", "add", "eth0", "netns", ns, "mtu", str(sc.mtu), "type", "veth",
+            edge, port = self.edge_ns(h.index), f"p{h.index}"
+            run(["ip", "netns", "add", edge])
+            run(["ip", "link", "add", "eth0", "netns", edge, "mtu", str(sc.mtu), "type", "veth",
                  "peer", "name", port, "netns", sw, "mtu", str(sc.mtu)])
             run(["ip", "-n", sw, "link", "set", port, "master", "br0", "up"])
-            run(["ip", "-n", ns, "-batch", "-"], input="link set lo up\n"
+            run(["ip", "-n", edge, "-batch", "-"], input="link set lo up\n"
                 f"addr add {h.ip}/24 dev eth0\nlink set eth0 up\n")
-            self._sysctls(ns)
+            if h.nat:
+                self._build_behind_router(h)
+            self._sysctls(self.ns(h.index))
             plan = shaping.plan(sc, h.index)
             if plan.tc:
-                run(["tc", "-n", ns, "-batch", "-"], input="".join(" ".join(c) + "\n" for c in plan.tc))
+                run(["tc", "-n", edge, "-batch", "-"], input="".join(" ".join(c) + "\n" for c in plan.tc))
             if plan.queues:
-                delayers[h.name] = self._start_delayer(ns, delayer, plan.queues, logs / f"{h.name}.log")
-            run_ns(ns, ["iptables-restore"], input=plan.iptables_restore)
+                delayers[h.name] = self._start_delayer(edge, delayer, plan.queues, logs / f"{h.name}.log")
+            run_ns(edge, ["iptables-restore"], input=plan.iptables_restore)
         run(["ip", "-n", sw, "link", "set", "br0", "up"])
         data = state.read(self.prefix) or {}
         data["delayers"] = delayers
         state.write(self.prefix, data)
         self._wait_reachable()
+
+    def _build_behind_router(self, h: scenario.Host) -> None:
+        """The host's own namespace on a private network behind its router (edge_ns)."""
+        ns, router, mtu = self.ns(h.index), self.edge_ns(h.index), str(self.scenario.mtu)
+        run(["ip", "netns", "add", ns])
+        run(["ip", "link", "add", "eth0", "netns", ns, "mtu", mtu, "type", "veth",
+             "peer", "name", nat.INSIDE_IFACE, "netns", router, "mtu", mtu])
+        run(["ip", "-n", router, "-batch", "-"],
+            input=f"addr add {nat.ROUTER_PRIVATE_IP}/24 dev {nat.INSIDE_IFACE}\n"
+            f"link set {nat.INSIDE_IFACE} up\n")
+        run(["ip", "-n", ns, "-batch", "-"], input="link set lo up\n"
+            f"addr add {nat.HOST_PRIVATE_IP}/24 dev eth0\nlink set eth0 up\n"
+            f"route add default via {nat.ROUTER_PRIVATE_IP}\n")
+        run_ns(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        run_ns(router, ["iptables-restore"], input=nat.router_rules(self.scenario, h))
 
     def _sysctls(self, ns: str) -> None:
         sc = self.scenario
@@ -167,9 +196,17 @@ class Lab:
     def _wait_reachable(self) -> None:
         first = self.hosts[0]
         for h in self.hosts[1:]:
-            p = self.exec(first.index, ["ping", "-U", "-q", "-c", "1", "-W", "5", h.ip], check=False)
+            # From the edge: a host behind a restrictive NAT may not be allowed to ping out.
+            p = run_ns(self.edge_ns(first.index), ["ping", "-U", "-q", "-c", "1", "-W", "5", h.ip],
+                       check=False)
             if p.returncode != 0:
                 raise LabError(f"{first.name} cannot reach {h.name} ({h.ip}) after setup")
+        for h in self.hosts:
+            if h.nat:
+                p = self.exec(h.index, ["ping", "-q", "-c", "1", "-W", "5", nat.ROUTER_PRIVATE_IP],
+                              check=False)
+                if p.returncode != 0:
+                    raise LabError(f"{h.name} cannot reach its NAT router after setup")
 
     # ---- running things inside hosts -----------------------------------------------------------
 
@@ -217,13 +254,14 @@ class Lab:
             for x, y in ((ha, hb), (hb, ha)):
                 present = self.partitioned(x.index, y.index)
                 if on and not present:
-                    run_ns(self.ns(x.index), ["iptables", *shaping.partition_rule("-A", y.ip)])
+                    run_ns(self.edge_ns(x.index), ["iptables", *shaping.partition_rule("-A", y.ip)])
                 elif not on and present:
-                    run_ns(self.ns(x.index), ["iptables", *shaping.partition_rule("-D", y.ip)])
+                    run_ns(self.edge_ns(x.index), ["iptables", *shaping.partition_rule("-D", y.ip)])
 
     def partitioned(self, a: HostKey, b: HostKey) -> bool:
         """True when a drops what arrives from b."""
-        p = run_ns(self.ns(a), ["iptables", *shaping.partition_rule("-C", self.ip(b))], check=False)
+        p = run_ns(self.edge_ns(a), ["iptables", *shaping.partition_rule("-C", self.ip(b))],
+                   check=False)
         return p.returncode == 0
 
     @contextmanager

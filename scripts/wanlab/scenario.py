@@ -15,6 +15,10 @@ A scenario is TOML (or JSON with the same keys):
     [[hosts]]
     name = "eu1"
     region = "eu"         # optional; links may name regions
+    nat = true            # optional: behind a NAT router of its own (MASQUERADE, nothing
+                          # forwarded inward); its address inside is private (see lab.py)
+    egress_only = "pub:443"  # optional, implies nat: the router lets out only TCP to that
+                          # host and port (a network whose only way out is one port)
     rtt_ms = 30           # optional per-host: RTT(i, j) = (rtt_i + rtt_j) / 2
     rate = "500mbit"      # optional per-host uplink
     [[links]]             # optional per-pair overrides; a/b are host or region names
@@ -78,6 +82,9 @@ class Host:
     rtt_ms: float
     rate_bps: int
     loss_pct: float
+    nat: bool = False
+    # (host name, TCP port): the only destination the NAT router lets out; None: any.
+    egress_only: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,16 @@ def _num(d: dict[str, Any], key: str, default: float | None) -> float | None:
     return float(v)
 
 
+def _egress_only(host: str, value: Any) -> tuple[str, int] | None:
+    """'pub:443' -> ('pub', 443)."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"([a-z][a-z0-9]{0,7}):([0-9]{1,5})", str(value))
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ScenarioError(f"host {host}: egress_only must be 'host:port', got {value!r}")
+    return m.group(1), int(m.group(2))
+
+
 def parse(data: dict[str, Any], subnet: str = "10.78.0") -> Scenario:
     defaults = data.get("defaults", {})
     hosts_in = data.get("hosts")
@@ -189,10 +206,18 @@ def parse(data: dict[str, Any], subnet: str = "10.78.0") -> Scenario:
                 rtt_ms=_num(h, "rtt_ms", d_rtt) or 0.0,
                 rate_bps=parse_rate(h.get("rate", d_rate)),
                 loss_pct=_num(h, "loss_pct", d_loss) or 0.0,
+                nat=bool(h.get("nat", False)) or "egress_only" in h,
+                egress_only=_egress_only(name, h.get("egress_only")),
             )
         )
     if len({h.name for h in hosts}) != len(hosts):
         raise ScenarioError("host names must be unique")
+    for h in hosts:
+        if h.egress_only is not None:
+            target = next((t for t in hosts if t.name == h.egress_only[0]), None)
+            if target is None or target is h or target.nat:
+                raise ScenarioError(f"host {h.name}: egress_only must name another host that is "
+                                    f"not behind a NAT, got {h.egress_only[0]!r}")
     known = {h.name for h in hosts} | {h.region for h in hosts if h.region}
     links: list[Link] = []
     for lk in data.get("links", []):
