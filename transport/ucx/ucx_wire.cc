@@ -1,51 +1,13 @@
 #include "transport/ucx/ucx_wire.h"
 
+#include <span>
+
+#include "base/byte_io.h"
 #include "transport/core/wire_header.h"
 
 namespace torchwan::transport::ucx {
 
 namespace {
-
-// Little-endian fixed-width fields; every machine we target is little-endian, and the magic
-// catches the one that is not.
-void put_u32(std::vector<uint8_t>& out, uint32_t value) {
-  for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<uint8_t>(value >> shift));
-}
-
-void put_u64(std::vector<uint8_t>& out, uint64_t value) {
-  put_u32(out, static_cast<uint32_t>(value));
-  put_u32(out, static_cast<uint32_t>(value >> 32));
-}
-
-class Reader {
- public:
-  explicit Reader(const std::vector<uint8_t>& bytes) : bytes_(bytes) {}
-  bool u32(uint32_t& value) {
-    if (bytes_.size() - offset_ < 4) return false;
-    value = 0;
-    for (int i = 0; i < 4; ++i) value |= static_cast<uint32_t>(bytes_[offset_ + i]) << (8 * i);
-    offset_ += 4;
-    return true;
-  }
-  bool u64(uint64_t& value) {
-    uint32_t low = 0, high = 0;
-    if (!u32(low) || !u32(high)) return false;
-    value = (static_cast<uint64_t>(high) << 32) | low;
-    return true;
-  }
-  bool bytes(size_t length, std::vector<uint8_t>& out) {
-    if (bytes_.size() - offset_ < length) return false;
-    out.assign(bytes_.begin() + static_cast<std::ptrdiff_t>(offset_),
-               bytes_.begin() + static_cast<std::ptrdiff_t>(offset_ + length));
-    offset_ += length;
-    return true;
-  }
-  bool at_end() const { return offset_ == bytes_.size(); }
-
- private:
-  const std::vector<uint8_t>& bytes_;
-  size_t offset_ = 0;
-};
 
 // A worker address of tcp is well under 1 KiB; anything huge is garbage.
 constexpr uint32_t kMaxAddressBytes = 1 << 20;
@@ -56,54 +18,59 @@ constexpr uint32_t kMaxLanes = 1024;
 std::string address_key(int rank) { return "tw/ucx/" + std::to_string(rank); }
 
 std::vector<uint8_t> encode_address_record(const AddressRecord& record) {
-  std::vector<uint8_t> out;
-  put_u32(out, kAddressRecordMagic);
-  put_u32(out, core::kWireVersion);
-  put_u32(out, static_cast<uint32_t>(record.rank));
-  put_u64(out, record.stripe_min_bytes);
-  put_u64(out, record.chunk_bytes);
-  put_u32(out, static_cast<uint32_t>(record.lane_addresses.size()));
+  base::ByteWriter out;
+  out.put<uint32_t>(kAddressRecordMagic);
+  out.put<uint32_t>(core::kWireVersion);
+  out.put<uint32_t>(static_cast<uint32_t>(record.rank));
+  out.put<uint64_t>(record.stripe_min_bytes);
+  out.put<uint64_t>(record.chunk_bytes);
+  out.put<uint32_t>(static_cast<uint32_t>(record.lane_addresses.size()));
   for (const auto& address : record.lane_addresses) {
-    put_u32(out, static_cast<uint32_t>(address.size()));
-    out.insert(out.end(), address.begin(), address.end());
+    out.put<uint32_t>(static_cast<uint32_t>(address.size()));
+    out.put_bytes(address.data(), address.size());
   }
-  return out;
+  return out.take();
 }
 
 std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& bytes,
                                                    std::string& why) {
-  Reader reader(bytes);
-  uint32_t magic = 0, version = 0, rank = 0, lanes = 0;
-  if (!reader.u32(magic) || magic != kAddressRecordMagic) {
-    why = "not a torchwan ucx address record (bad magic)";
-    return std::nullopt;
-  }
-  if (!reader.u32(version) || version != core::kWireVersion) {
-    why = "address record version " + std::to_string(version) + ", expected " +
-          std::to_string(core::kWireVersion) + " (mixed torchwan versions?)";
-    return std::nullopt;
-  }
-  AddressRecord record;
-  if (!reader.u32(rank) || !reader.u64(record.stripe_min_bytes) ||
-      !reader.u64(record.chunk_bytes) || !reader.u32(lanes) || lanes == 0 || lanes > kMaxLanes) {
-    why = "truncated address record or bad lane count";
-    return std::nullopt;
-  }
-  record.rank = static_cast<int>(rank);
-  record.lane_addresses.resize(lanes);
-  for (auto& address : record.lane_addresses) {
-    uint32_t length = 0;
-    if (!reader.u32(length) || length == 0 || length > kMaxAddressBytes ||
-        !reader.bytes(length, address)) {
-      why = "truncated worker address in address record";
+  base::ByteReader in(bytes, "ucx address record");
+  try {
+    if (in.get<uint32_t>("magic") != kAddressRecordMagic) {
+      why = "not a torchwan ucx address record (bad magic)";
       return std::nullopt;
     }
-  }
-  if (!reader.at_end()) {
-    why = "trailing bytes after address record";
+    const auto version = in.get<uint32_t>("version");
+    if (version != core::kWireVersion) {
+      why = "address record version " + std::to_string(version) + ", expected " +
+            std::to_string(core::kWireVersion) + " (mixed torchwan versions?)";
+      return std::nullopt;
+    }
+    AddressRecord record;
+    record.rank = static_cast<int>(in.get<uint32_t>("rank"));
+    record.stripe_min_bytes = in.get<uint64_t>("stripe_min_bytes");
+    record.chunk_bytes = in.get<uint64_t>("chunk_bytes");
+    // Each lane takes at least its length and one byte of address.
+    const uint32_t lanes = in.get_count("lane count", sizeof(uint32_t) + 1);
+    if (lanes == 0 || lanes > kMaxLanes) {
+      in.reject("lane count", std::to_string(lanes) + " lanes (1 to " +
+                                  std::to_string(kMaxLanes) + " allowed)");
+    }
+    record.lane_addresses.resize(lanes);
+    for (auto& address : record.lane_addresses) {
+      const auto length = in.get<uint32_t>("worker address length");
+      if (length == 0 || length > kMaxAddressBytes) {
+        in.reject("worker address length", std::to_string(length) + " bytes");
+      }
+      const std::span<const uint8_t> body = in.get_bytes(length, "worker address");
+      address.assign(body.begin(), body.end());
+    }
+    in.expect_end();
+    return record;
+  } catch (const base::MalformedBytes& malformed) {
+    why = malformed.what();
     return std::nullopt;
   }
-  return record;
 }
 
 }  // namespace torchwan::transport::ucx

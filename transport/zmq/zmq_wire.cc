@@ -6,13 +6,6 @@ namespace torchwan::transport::zmq_detail {
 
 namespace {
 
-template <typename Int>
-Int get(const uint8_t*& in) {
-  Int value = 0;
-  for (size_t i = 0; i < sizeof(Int); ++i) value |= static_cast<Int>(Int{*in++} << (8 * i));
-  return value;
-}
-
 constexpr char kRecordHeader[] = "torchwan-zmq 1";
 constexpr size_t kMaxRecordBytes = 64 * 1024;
 
@@ -73,20 +66,21 @@ Header decode_header(const void* bytes, size_t size, size_t payload_size) {
 }
 
 std::string routing_id(int rank, int lane) {
-  std::string id = "TW";
-  id += static_cast<char>(rank & 0xFF);
-  id += static_cast<char>((rank >> 8) & 0xFF);
-  id += static_cast<char>(lane & 0xFF);
-  id += static_cast<char>((lane >> 8) & 0xFF);
-  return id;
+  std::array<uint8_t, kRoutingIdBytes> bytes{};
+  core::ByteWriter out(bytes);
+  out.put<uint8_t>('T');
+  out.put<uint8_t>('W');
+  out.put<uint16_t>(static_cast<uint16_t>(rank));
+  out.put<uint16_t>(static_cast<uint16_t>(lane));
+  return {bytes.begin(), bytes.end()};
 }
 
 std::optional<LaneOwner> decode_routing_id(const void* bytes, size_t size) {
-  const auto* in = static_cast<const uint8_t*>(bytes);
-  if (size != 6 || in[0] != 'T' || in[1] != 'W') return std::nullopt;
-  in += 2;
-  const int rank = get<uint16_t>(in);
-  const int lane = get<uint16_t>(in);
+  if (size != kRoutingIdBytes) return std::nullopt;  // not one of ours (e.g. a ZeroMQ default id)
+  core::ByteReader in(bytes, size, "routing id");
+  if (in.get<uint8_t>("magic") != 'T' || in.get<uint8_t>("magic") != 'W') return std::nullopt;
+  const int rank = in.get<uint16_t>("rank");
+  const int lane = in.get<uint16_t>("lane");
   return LaneOwner{rank, lane};
 }
 

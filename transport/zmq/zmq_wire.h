@@ -48,7 +48,9 @@ std::array<uint8_t, kHeaderBytes> encode_header(const Header& header);
 Header decode_header(const void* bytes, size_t size, size_t payload_size);
 
 // The ZMQ routing id of rank `rank`'s DEALER on `lane`. It never starts with a zero byte (ZMQ
-// reserves those for ids it generates), so a socket that did not set one is told apart.
+// reserves those for ids it generates), so a socket that did not set one is told apart: "TW", then
+// the rank and the lane as u16.
+inline constexpr size_t kRoutingIdBytes = 6;
 std::string routing_id(int rank, int lane);
 struct LaneOwner {
   int rank;
