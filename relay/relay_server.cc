@@ -27,6 +27,8 @@ constexpr int kReadsPerTurn = 512;
 // Routing ids of dropped clients, remembered so their later frames are discarded unread; the
 // oldest is forgotten first, so a client cycling connections cannot grow this set.
 constexpr size_t kRememberedBans = 4096;
+// Added to the largest frame for ZeroMQ's size limit (CURVE's MESSAGE command adds ~33 bytes).
+constexpr size_t kFrameSlackBytes = 256;
 
 int bound_port(::zmq::socket_t& socket) {
   const std::string endpoint = socket.get(::zmq::sockopt::last_endpoint);
@@ -464,8 +466,11 @@ void RelayServer::start() {
   // destination says EAGAIN, so the relay queues instead of losing bytes.
   router.set(::zmq::sockopt::router_mandatory, 1);
   // ZeroMQ closes a connection that sends a frame above this before the relay allocates for it.
+  // Under CURVE the limit applies to the encrypted frame, which is larger than the payload by the
+  // box's overhead: the slack keeps a full chunk legal.
   router.set(::zmq::sockopt::maxmsgsize,
-             static_cast<int64_t>(std::max<size_t>(kMaxHeaderBytes, options_.max_chunk_bytes)));
+             static_cast<int64_t>(std::max<size_t>(kMaxHeaderBytes, options_.max_chunk_bytes) +
+                                  kFrameSlackBytes));
   // Message counts, not bytes: the windows bound the bytes; these keep ZeroMQ's own pipes short
   // so that bytes wait in the relay's queue, where they are counted.
   router.set(::zmq::sockopt::sndhwm, 64);
