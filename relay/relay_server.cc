@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <set>
@@ -27,6 +28,10 @@ constexpr int kReadsPerTurn = 512;
 // Routing ids of dropped clients, remembered so their later frames are discarded unread; the
 // oldest is forgotten first, so a client cycling connections cannot grow this set.
 constexpr size_t kRememberedBans = 4096;
+// How often members with bytes in flight to them are checked for a closed connection. ZeroMQ's
+// ROUTER says nothing when a peer disconnects; a send to it fails, so a probe finds out.
+constexpr auto kProbeInterval = std::chrono::milliseconds(500);
+using Clock = std::chrono::steady_clock;
 // Added to the largest frame for ZeroMQ's size limit (CURVE's MESSAGE command adds ~33 bytes).
 constexpr size_t kFrameSlackBytes = 256;
 
@@ -86,6 +91,7 @@ class RelayServer::Loop {
                                    fmt::format("relay-{}", server_.port_));
     std::vector<::zmq::pollitem_t> items = {{router_.handle(), 0, ZMQ_POLLIN, 0},
                                             {monitor.socket().handle(), 0, ZMQ_POLLIN, 0}};
+    auto next_probe = Clock::now() + kProbeInterval;
     while (!server_.stopping_) {
       const bool busy = stats_.queued_bytes > 0 || !pending_credits_.empty();
       ::zmq::poll(items, busy ? kBusyPoll : kIdlePoll);
@@ -94,6 +100,10 @@ class RelayServer::Loop {
       }
       flush_queues();
       flush_credits();
+      if (Clock::now() >= next_probe) {
+        probe_receivers();
+        next_probe = Clock::now() + kProbeInterval;
+      }
       publish();
     }
   }
@@ -328,6 +338,8 @@ class RelayServer::Loop {
   // Credits go to the sender as one frame per stream with everything credited since the last one,
   // so a receiver crediting byte by byte cannot make the relay queue frames.
   void flush_credits() {
+    // Forgetting a sender edits pending_credits_, so that waits until the walk is over.
+    std::vector<std::string> gone;
     for (auto it = pending_credits_.begin(); it != pending_credits_.end();) {
       const auto stream = streams_.find(*it);
       const auto sender = members_.find(std::get<0>(*it));
@@ -348,7 +360,27 @@ class RelayServer::Loop {
       stream->second.credit_to_send = 0;
       if (stream->second.in_flight == 0) streams_.erase(stream);  // idle: frees its slot
       it = pending_credits_.erase(it);
-      if (result == EHOSTUNREACH) unreachable(sender->second);
+      if (result == EHOSTUNREACH) gone.push_back(sender->second);
+    }
+    for (const auto& routing_id : gone) unreachable(routing_id);
+  }
+
+  // Members that others wait on (streams with bytes in flight to them) get a repeat of
+  // REGISTERED, which clients ignore; a member whose connection closed fails the send and is
+  // forgotten, and its senders get NO_ROUTE instead of waiting for credit until their timeout.
+  void probe_receivers() {
+    std::set<std::string> receivers;
+    for (const auto& [key, stream] : streams_) {
+      if (stream.in_flight == 0) continue;
+      const auto member = members_.find(std::get<1>(key));
+      if (member != members_.end() && queues_.count(member->second) == 0) {
+        receivers.insert(member->second);
+      }
+    }
+    const auto probe = encode_frame(registered());
+    for (const auto& routing_id : receivers) {
+      Outgoing outgoing{::zmq::message_t(probe.data(), probe.size()), ::zmq::message_t()};
+      if (try_send(routing_id, outgoing) == EHOSTUNREACH) unreachable(routing_id);
     }
   }
 
@@ -365,9 +397,7 @@ class RelayServer::Loop {
     send_frame(routing_id, no_route_frame(peer, reason));
   }
 
-  void unreachable(const std::string& routing_id) {
-    forget(routing_id, "its connection is gone", false);
-  }
+  void unreachable(std::string routing_id) { forget(routing_id, "its connection is gone", false); }
 
   // Malformed or hostile input: the client is told why, forgotten, and its later frames discarded.
   void drop(const std::string& routing_id, const std::string& reason) {
@@ -383,7 +413,8 @@ class RelayServer::Loop {
 
   // Removes a client with its streams and queue; senders of streams to it get NO_ROUTE, so that
   // nobody waits for credit that cannot come.
-  void forget(const std::string& routing_id, const std::string& reason, bool ban) {
+  // Takes the routing id by value: callers often pass a table entry that this erases.
+  void forget(std::string routing_id, const std::string& reason, bool ban) {
     if (ban) {
       banned_.insert(routing_id);
       ban_order_.push_back(routing_id);

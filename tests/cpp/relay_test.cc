@@ -27,15 +27,20 @@ namespace {
 using namespace std::chrono_literals;
 using testing::pattern_bytes;
 
-RelayClient connect_member(const RelayServer& relay, const std::string& member,
-                           std::optional<security::JobSecret> secret = std::nullopt) {
+RelayClientOptions member_options(const RelayServer& relay, const std::string& member,
+                                  std::optional<security::JobSecret> secret = std::nullopt) {
   RelayClientOptions options;
   options.endpoints = {relay.endpoint()};
   options.job_id = "job";
   options.member = member;
   options.secret = std::move(secret);
   options.timeout = 5000ms;
-  return RelayClient(std::move(options));
+  return options;
+}
+
+RelayClient connect_member(const RelayServer& relay, const std::string& member,
+                           std::optional<security::JobSecret> secret = std::nullopt) {
+  return RelayClient(member_options(relay, member, std::move(secret)));
 }
 
 // Receives until `expected` holds, per (peer, lane), as many bytes as given; checks every byte.
@@ -366,6 +371,57 @@ TEST(Relay, HostileClientsChangeNothingForALegitimateStream) {
   EXPECT_TRUE(log.contains("not a relay frame"));
   EXPECT_TRUE(log.contains("flooded its stream to 'sink'"));
   EXPECT_TRUE(log.contains("'nobody' is not registered"));
+}
+
+TEST(Relay, AReceiverThatDisconnectsMidStreamFailsItsSenderFast) {
+  RelayOptions options;
+  options.window_bytes = 256u << 10;
+  options.max_chunk_bytes = 64u << 10;
+  RelayServer relay(options);
+  relay.start();
+  RelayClient sender = connect_member(relay, "sender");  // timeout 5 s
+  auto receiver = std::make_unique<RelayClient>(member_options(relay, "receiver"));
+  sender.send("receiver", 0, pattern_bytes(options.window_bytes, 1));  // a full window
+  // Forwarded while the receiver was still there, so only the relay's probe can find out.
+  while (relay.stats().in_flight_bytes < options.window_bytes || relay.stats().queued_bytes > 0) {
+    std::this_thread::sleep_for(5ms);
+  }
+  std::this_thread::sleep_for(100ms);
+  receiver.reset();  // gone without a word, its bytes never credited
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    sender.send("receiver", 0, pattern_bytes(1000, 2));
+    sender.flush("receiver", 0);
+    FAIL() << "bytes to a member that left were accepted";
+  } catch (const RelayError& error) {
+    // Which the relay noticed first (the forward failing, or the probe) decides the wording.
+    const std::string what = error.what();
+    EXPECT_TRUE(what.find("'receiver' left the relay") != std::string::npos ||
+                what.find("'receiver' is not registered") != std::string::npos)
+        << what;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s) << "found out only at the timeout";
+  EXPECT_EQ(relay.stats().members, 1u);
+  EXPECT_EQ(relay.stats().in_flight_bytes, 0u);
+}
+
+TEST(Relay, WithASecretASecondRegistrationReplacesTheFirst) {
+  testing::SecretDir secrets;
+  const auto secret = security::JobSecret::load_file(secrets.create("job.key"));
+  RelayOptions options;
+  options.secret = secret;
+  RelayServer relay(options);
+  relay.start();
+  RelayClient old_connection = connect_member(relay, "rank-1", secret);
+  RelayClient new_connection = connect_member(relay, "rank-1", secret);  // reconnected
+  RelayClient sender = connect_member(relay, "rank-0", secret);
+  const auto bytes = pattern_bytes(5000, 4);
+  sender.send("rank-1", 0, bytes);
+  const auto message = new_connection.receive(5s);
+  ASSERT_TRUE(message.has_value());
+  EXPECT_EQ(message->bytes, bytes);
+  EXPECT_FALSE(old_connection.receive(200ms).has_value());
+  EXPECT_EQ(relay.stats().members, 2u);
 }
 
 TEST(Relay, WithoutASecretASecondRegistrationOfAMemberIsRefused) {
