@@ -69,8 +69,10 @@ bool RelayClient::try_register(const std::string& endpoint, std::string& why) {
   dealer_->set(::zmq::sockopt::sndhwm, 0);
   dealer_->set(::zmq::sockopt::rcvhwm, 0);
   if (options_.secret) elastic::make_curve_client(*dealer_, *options_.secret);
+  // A fresh name per attempt: the previous attempt's monitor endpoint may not be gone yet.
   monitor_ = std::make_unique<elastic::SocketMonitor>(
-      context_, *dealer_, fmt::format("relay-client-{}", reinterpret_cast<uintptr_t>(this)));
+      context_, *dealer_,
+      fmt::format("relay-client-{}-{}", reinterpret_cast<uintptr_t>(this), ++attempts_));
   dealer_->connect(endpoint);
   const auto request = encode_frame(register_frame(options_.job_id, options_.member));
   (void)dealer_->send(::zmq::buffer(request), ::zmq::send_flags::dontwait);

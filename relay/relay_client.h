@@ -83,6 +83,7 @@ class RelayClient {
   std::unique_ptr<::zmq::socket_t> dealer_;
   std::unique_ptr<elastic::SocketMonitor> monitor_;
   std::string endpoint_;
+  int attempts_ = 0;
   uint64_t window_bytes_ = 0;
   uint32_t max_chunk_bytes_ = 0;
   std::map<Stream, uint64_t> in_flight_;

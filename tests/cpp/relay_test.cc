@@ -425,6 +425,25 @@ TEST(Relay, WithASecretASecondRegistrationReplacesTheFirst) {
   EXPECT_EQ(relay.stats().members, 2u);
 }
 
+TEST(Relay, AClientTriesTheNextRelayWhenOneRefusesIt) {
+  testing::SecretDir secrets;
+  const auto secret = security::JobSecret::load_file(secrets.create("job.key"));
+  RelayOptions other_job;
+  other_job.secret = security::JobSecret::load_file(secrets.create("other.key"));
+  RelayServer wrong_relay(other_job);
+  wrong_relay.start();
+  RelayOptions options;
+  options.secret = secret;
+  RelayServer right_relay(options);
+  right_relay.start();
+  RelayClientOptions client = member_options(right_relay, "rank-0", secret);
+  client.endpoints = {wrong_relay.endpoint(), right_relay.endpoint()};
+  RelayClient member(client);
+  EXPECT_EQ(member.endpoint(), right_relay.endpoint());
+  EXPECT_EQ(right_relay.stats().members, 1u);
+  EXPECT_EQ(wrong_relay.stats().members, 0u);
+}
+
 TEST(Relay, WithoutASecretASecondRegistrationOfAMemberIsRefused) {
   RelayServer relay(RelayOptions{});
   relay.start();
