@@ -15,6 +15,7 @@
 #include "csrc/compression/codec.h"
 #include "csrc/signature.h"
 #include "elastic/membership_wire.h"
+#include "relay/relay_wire.h"
 #include "transport/core/control_wire.h"
 #include "transport/secure/data_auth.h"
 #include "transport/secure/message_cipher.h"
@@ -267,6 +268,21 @@ void other_seeds(const fs::path& root) {
 
 }  // namespace
 
+void relay_seeds(const fs::path& root) {
+  using namespace torchwan::relay;
+  const struct {
+    const char* name;
+    Frame frame;
+  } frames[] = {{"register", register_frame("job-1", "rank-0")},
+                {"registered", registered_frame(4u << 20, 256u << 10)},
+                {"data", data_frame("rank-1", 3, 65536)},
+                {"credit", credit_frame("rank-1", 3, 65536)},
+                {"no_route", no_route_frame("rank-9", "not registered")},
+                {"refused", refused_frame("flooded its stream")}};
+  for (const auto& f : frames) write(root, "relay_frame", f.name, encode_frame(f.frame));
+  write(root, "relay_frame", "truncated", text("TWRL"));
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::cerr << "usage: " << argv[0] << " <corpus dir>\n";
@@ -275,6 +291,7 @@ int main(int argc, char** argv) {
   const fs::path root = argv[1];
   compression_seeds(root);
   elastic_seeds(root);
+  relay_seeds(root);
   zmq_seeds(root);
   ucx_seeds(root);
   control_wire_seeds(root);

@@ -1,0 +1,117 @@
+// torchwan-relay: forwards lanes between job members that cannot reach each other, until SIGINT
+// or SIGTERM. See docs/relay.md.
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <zmq.hpp>
+
+#include "relay/relay_server.h"
+#include "transport/secure/job_secret.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: torchwan-relay --port P [--bind ADDR] [--secret-file FILE] [--max-streams N]\n"
+    "                      [--window-bytes W] [--max-memory-mb M]\n"
+    "--bind: address to listen on (default 0.0.0.0).\n"
+    "--secret-file: only holders of this job secret may connect (ZeroMQ CURVE); also read\n"
+    "    from TORCHWAN_SECRET_FILE. Without it anyone who reaches the port may use the relay.\n"
+    "--max-streams: streams (sender, receiver, lane) carrying bytes at once (default 1024).\n"
+    "--window-bytes: unacknowledged bytes one stream may have (default 4194304).\n"
+    "--max-memory-mb: streams x window stays below this (default 4096).\n";
+
+uint64_t parse_number(const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  long long value = -1;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value < 0) {
+    throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
+  }
+  return static_cast<uint64_t>(value);
+}
+
+torchwan::relay::RelayOptions parse(int argc, char** argv) {
+  torchwan::relay::RelayOptions options;
+  bool have_port = false;
+  std::string secret_file;
+  if (const char* env = std::getenv("TORCHWAN_SECRET_FILE"); env != nullptr) secret_file = env;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    if (flag != "--port" && flag != "--bind" && flag != "--secret-file" &&
+        flag != "--max-streams" && flag != "--window-bytes" && flag != "--max-memory-mb") {
+      throw std::invalid_argument("unknown option " + flag);
+    }
+    if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--port") {
+      const uint64_t port = parse_number(flag, value);
+      if (port > 65535) throw std::invalid_argument("--port must be below 65536");
+      options.port = static_cast<int>(port);
+      have_port = true;
+    } else if (flag == "--bind") {
+      options.host = value;
+    } else if (flag == "--secret-file") {
+      secret_file = value;
+    } else if (flag == "--max-streams") {
+      options.max_streams = parse_number(flag, value);
+    } else if (flag == "--window-bytes") {
+      options.window_bytes = parse_number(flag, value);
+      options.max_chunk_bytes =
+          static_cast<uint32_t>(std::min<uint64_t>(options.max_chunk_bytes, options.window_bytes));
+    } else {
+      options.max_memory_bytes = parse_number(flag, value) << 20;
+    }
+  }
+  if (!have_port) throw std::invalid_argument("--port is required");
+  if (!secret_file.empty()) options.secret = torchwan::security::JobSecret::load_file(secret_file);
+  torchwan::relay::validate(options);
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  torchwan::relay::RelayOptions options;
+  try {
+    options = parse(argc, argv);
+  } catch (const std::exception& error) {
+    std::cerr << "torchwan-relay: " << error.what() << "\n" << kUsage;
+    return 2;
+  }
+  // Blocked before any thread starts, so every thread inherits the mask and this one takes the
+  // signals synchronously with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // The binary's purpose is to be watched: log at info unless TORCHWAN_LOG_LEVEL says otherwise.
+  if (std::getenv("TORCHWAN_LOG_LEVEL") == nullptr) setenv("TORCHWAN_LOG_LEVEL", "info", 0);
+
+  torchwan::relay::RelayServer relay(options);
+  try {
+    relay.start();
+  } catch (const zmq::error_t& error) {
+    std::cerr << "torchwan-relay: cannot listen on " << options.host << ":" << options.port << ": "
+              << error.what() << "\n";
+    return 1;
+  } catch (const std::exception& error) {
+    std::cerr << "torchwan-relay: " << error.what() << "\n";
+    return 1;
+  }
+  std::cout << "torchwan-relay listening on " << options.host << ":" << relay.port() << std::endl;
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  relay.stop();
+  return 0;
+}
