@@ -264,6 +264,8 @@ class DiLoCo:
         residuals and the means of syncs in flight (waited for here; with an ElasticGroup, whose
         old group may be broken, this rank's pseudo-gradient of each instead, which the members
         reduce again on the new group)."""
+        # First: waiting for the syncs in flight also settles the residuals their encodes update.
+        pending = [self._pending_state(p) for p in self._pending]
         codec = self._codec_state
         return {
             "config": self._config(),
@@ -276,7 +278,7 @@ class DiLoCo:
             "codec_step": codec.step,
             "residuals": {k: v.clone() for k, v in codec.residuals.items()},
             "shard_residuals": {k: v.clone() for k, v in codec.shard_residuals.items()},
-            "pending": [self._pending_state(p) for p in self._pending],
+            "pending": pending,
         }
 
     def _pending_state(self, pending: _PendingSync) -> dict[str, Any]:
@@ -466,11 +468,18 @@ class DiLoCo:
         state.process_group = group
         before = state.bytes_sent
         mean = flat.cpu()
-        if world > 1:
-            mean = hooks.compressed_mean(state, self.codec, fragment, mean)
+        pending = _PendingSync(fragment, apply_at, mean)
+        if world > 1 and self._elastic:
+            # Waited for here: a failed step is redone with the residuals as they were before it
+            # (_round), which a transfer still running across steps would have changed meanwhile.
+            hooks.compressed_mean(state, self.codec, fragment, mean)
+        elif world > 1:
+            # Runs while the inner steps go on, as the uncompressed sync does; the result is
+            # already the mean (world 1: nothing left to divide).
+            pending.work = hooks.compressed_allreduce(state, self.codec, fragment, mean)
         state.step += 1  # fresh codec seeds for every sync
         self.bytes_sent += state.bytes_sent - before
-        self._pending.append(_PendingSync(fragment, apply_at, mean.to(device)))
+        self._pending.append(pending)
 
     def _apply(self, pending: _PendingSync) -> None:
         """The outer step on the fragment's last-sync parameters with the mean as gradient."""
