@@ -428,9 +428,9 @@ void Engine::finish_piece(const Completion& completion) {
 }
 
 void Engine::record_failure(Transfer& transfer, std::exception_ptr error, bool fail_request_now) {
-  const bool first =
-      fail_request_now ? transfer.fail_now(std::move(error)) : transfer.fail(std::move(error));
-  if (first) cancel_pieces(transfer);
+  // UCX is told to cancel the pieces before the owner hears of the failure.
+  if (transfer.fail(std::move(error))) cancel_pieces(transfer);
+  if (fail_request_now) transfer.fail_now(transfer.error());
 }
 
 void Engine::cancel_pieces(Transfer& transfer) {
