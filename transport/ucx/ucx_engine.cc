@@ -24,12 +24,6 @@ constexpr std::chrono::milliseconds kGoodbyeGrace{200};
 // A worker that keeps producing events is left after this many rounds so the others get a turn.
 constexpr int kMaxProgressRoundsPerWorker = 16;
 
-std::string describe(const char* what, int peer, Tag tag, size_t length) {
-  const std::string who = peer == kAnySource ? "any rank" : "rank " + std::to_string(peer);
-  return std::string(what) + " " + who + " (tag " + std::to_string(tag) + ", " +
-         std::to_string(length) + " bytes)";
-}
-
 }  // namespace
 
 Engine::Engine(const TransportOptions& options, int rank, int size, core::PeerTable& peers)
@@ -109,8 +103,7 @@ void Engine::start(TransferSpec spec) {
     const std::string reason = aborted ? aborted->message : "the transport is shutting down";
     spec.request->fail(std::make_exception_ptr(TransportError(
         ErrorKind::kAborted,
-        "ucx: " +
-            describe(spec.is_send ? "send to" : "receive from", spec.peer, spec.tag, spec.length) +
+        "ucx: " + core::describe_message(spec.is_send, spec.peer, spec.tag, spec.length) +
             " not started: transport aborted: " + reason,
         spec.peer)));
     return;
@@ -135,14 +128,17 @@ void Engine::start_exact(TransferSpec spec) {
     spec.request->fail(std::make_exception_ptr(TransportError(
         ErrorKind::kPeerLost,
         "ucx: rank " + std::to_string(spec.peer) + " is lost (" + cause + "); " +
-            describe(spec.is_send ? "send to" : "receive from", spec.peer, spec.tag, spec.length) +
-            " failed",
+            core::describe_message(spec.is_send, spec.peer, spec.tag, spec.length) + " failed",
         spec.peer)));
     return;
   }
-  const std::vector<WirePiece> plan = plan_pieces(options_, spec.tag, spec.length);
   const ucp_tag_t wire_tag = data_wire_tag(spec.is_send ? rank_ : spec.peer, spec.tag);
-  launch(std::move(spec), plan, wire_tag);
+  launch(user_transfer(spec), spec.data, wire_tag);
+}
+
+std::unique_ptr<Engine::Transfer> Engine::user_transfer(TransferSpec& spec) const {
+  return std::make_unique<Transfer>(spec.id, std::move(spec.request), spec.is_send, spec.peer,
+                                    spec.tag, spec.length, options_);
 }
 
 std::optional<int> Engine::probe_sender(const core::PostedReceive& receive) {
@@ -172,24 +168,19 @@ void Engine::fail_pending_any_source(ErrorKind kind, const std::string& why) {
 
 void Engine::cancel(uint64_t id) {
   if (any_source_.cancel(id)) return;
-  auto found = transfers_.find(id);
-  if (found == transfers_.end()) return;  // already finished
-  Transfer& transfer = *found->second;
-  if (transfer.is_send) {
+  Transfer* transfer = transfers_.find(id);
+  if (transfer == nullptr) return;  // already finished
+  if (transfer->is_send()) {
     // UCX 1.13 cannot take back a send it holds; it ends when the peer receives it, the peer is
     // lost, or the transport aborts (which closes the endpoints).
-    logger_->debug("ucx: cannot cancel {}; it stays pending",
-                   describe("send to", transfer.peer, transfer.tag, transfer.length));
+    logger_->debug("ucx: cannot cancel {}; it stays pending", transfer->describe());
     return;
   }
-  record_failure(
-      transfer,
-      std::make_exception_ptr(TransportError(
-          ErrorKind::kCanceled,
-          "ucx: " + describe("receive from", transfer.peer, transfer.tag, transfer.length) +
-              " canceled by its owner",
-          transfer.peer)),
-      /*fail_request_now=*/false);
+  record_failure(*transfer,
+                 std::make_exception_ptr(TransportError(
+                     ErrorKind::kCanceled,
+                     "ucx: " + transfer->describe() + " canceled by its owner", transfer->peer())),
+                 /*fail_request_now=*/false);
 }
 
 void Engine::abort(const std::string& reason) {
@@ -208,17 +199,13 @@ void Engine::leave(const std::string& why, bool aborting) {
   for (int peer = 0; peer < size_; ++peer) {
     force[static_cast<size_t>(peer)] = !connected_ || has_pending_user_transfer(peer);
   }
-  for (auto& [id, transfer] : transfers_) {
-    record_failure(*transfer,
+  transfers_.for_each([&](Transfer& transfer) {
+    record_failure(transfer,
                    std::make_exception_ptr(TransportError(
-                       ErrorKind::kAborted,
-                       "ucx: " +
-                           describe(transfer->is_send ? "send to" : "receive from", transfer->peer,
-                                    transfer->tag, transfer->length) +
-                           " failed: " + why,
-                       transfer->peer)),
+                       ErrorKind::kAborted, "ucx: " + transfer.describe() + " failed: " + why,
+                       transfer.peer())),
                    /*fail_request_now=*/true);
-  }
+  });
   if (connected_) {
     std::vector<std::shared_ptr<Request>> goodbyes =
         say_goodbye(aborting, peers_.aborted().value_or(core::Failure{}).message);
@@ -278,33 +265,28 @@ void Engine::wait_for_event(std::chrono::milliseconds timeout) {
 // ---------------------------------------------------------------------------------------------
 // Transfers
 
-void Engine::launch(TransferSpec spec, const std::vector<WirePiece>& plan, ucp_tag_t wire_tag,
-                    bool internal) {
-  auto owned = std::make_unique<Transfer>();
-  Transfer& transfer = *owned;
-  transfer.id = spec.id;
+Engine::Transfer& Engine::launch(std::unique_ptr<Transfer> owned, uint8_t* data, ucp_tag_t wire_tag,
+                                 bool internal) {
+  Transfer& transfer = transfers_.add(std::move(owned));
   transfer.internal = internal;
-  transfer.request = std::move(spec.request);
-  transfer.is_send = spec.is_send;
-  transfer.peer = spec.peer;
-  transfer.tag = spec.tag;
-  transfer.data = spec.data;
-  transfer.length = spec.length;
-  transfer.pieces.reserve(plan.size());
-  for (const WirePiece& piece : plan) {
-    transfer.pieces.push_back({this, &transfer, piece.lane, piece.offset, piece.length, wire_tag});
+  transfer.data = data;
+  transfer.wire_tag = wire_tag;
+  transfer.pieces.reserve(transfer.plan().size());
+  for (const WirePiece& piece : transfer.plan()) {
+    transfer.pieces.push_back({this, &transfer, piece.lane, piece.offset, piece.length});
   }
-  transfer.unreleased = transfer.pieces.size();
-  transfer.request->expect_parts(static_cast<int>(transfer.pieces.size()));
-  transfers_.emplace(transfer.id, std::move(owned));
+  // Held from the start: a piece that completes at once is only settled after the loop.
+  for (size_t i = 0; i < transfer.pieces.size(); ++i) transfer.hold();
   for (Piece& piece : transfer.pieces) post(piece);
+  return transfer;
 }
 
 void Engine::launch_internal(std::shared_ptr<Request> request, bool is_send, int peer, int lane,
                              std::vector<uint8_t>& buffer, ucp_tag_t wire_tag) {
-  const std::vector<WirePiece> plan = {{lane, 0, buffer.size()}};
-  launch({next_internal_id_++, std::move(request), is_send, peer, 0, buffer.data(), buffer.size()},
-         plan, wire_tag, /*internal=*/true);
+  std::vector<WirePiece> plan = {{lane, 0, buffer.size()}};
+  launch(std::make_unique<Transfer>(next_internal_id_++, std::move(request), is_send, peer, 0,
+                                    buffer.size(), std::move(plan)),
+         buffer.data(), wire_tag, /*internal=*/true);
 }
 
 void Engine::post(Piece& piece) {
@@ -319,21 +301,21 @@ void Engine::post(Piece& piece) {
 
   ucs_status_ptr_t result = nullptr;
   size_t received = piece.length;
-  if (transfer.is_send) {
-    ucp_ep_h ep = endpoint(transfer.peer, piece.lane).ep;
+  if (transfer.is_send()) {
+    ucp_ep_h ep = endpoint(transfer.peer(), piece.lane).ep;
     if (ep == nullptr) {
       piece.released = true;
       completions_.push_back({&piece, UCS_ERR_NOT_CONNECTED, 0});
       return;
     }
     param.cb.send = &Engine::on_send_done;
-    result = ucp_tag_send_nbx(ep, buffer, piece.length, piece.wire_tag, &param);
+    result = ucp_tag_send_nbx(ep, buffer, piece.length, transfer.wire_tag, &param);
   } else {
     // UCX 1.13 does not report the received length of a receive that completes at once, so a
     // receive always completes through its callback (which then runs inside this call).
     param.op_attr_mask |= UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
     param.cb.recv = &Engine::on_recv_done;
-    result = ucp_tag_recv_nbx(worker(piece.lane), buffer, piece.length, piece.wire_tag,
+    result = ucp_tag_recv_nbx(worker(piece.lane), buffer, piece.length, transfer.wire_tag,
                               kFullTagMask, &param);
     received = 0;
   }
@@ -411,64 +393,49 @@ void Engine::settle() {
 void Engine::finish_piece(const Completion& completion) {
   Piece& piece = *completion.piece;
   Transfer& transfer = *piece.transfer;
-  --transfer.unreleased;
+  transfer.release();
 
   std::exception_ptr error;
-  if (completion.status == UCS_OK && !transfer.is_send) {
-    last_heard_[static_cast<size_t>(transfer.peer)] = Clock::now();
+  if (completion.status == UCS_OK && !transfer.is_send()) {
+    last_heard_[static_cast<size_t>(transfer.peer())] = Clock::now();
   }
   if (completion.status == UCS_OK) {
-    if (!transfer.is_send && completion.received != piece.length) {
+    if (!transfer.is_send() && completion.received != piece.length) {
       error = size_mismatch_error(piece, completion.status, completion.received);
     }
   } else if (completion.status == UCS_ERR_MESSAGE_TRUNCATED) {
     error = size_mismatch_error(piece, completion.status, completion.received);
   } else if (completion.status == UCS_ERR_CANCELED) {
-    if (!transfer.error) {
+    if (!transfer.failed()) {
       error = std::make_exception_ptr(
           TransportError(ErrorKind::kCanceled,
-                         "ucx: " +
-                             describe(transfer.is_send ? "send to" : "receive from", transfer.peer,
-                                      transfer.tag, transfer.length) +
-                             " was canceled by UCX",
-                         transfer.peer));
+                         "ucx: " + transfer.describe() + " was canceled by UCX", transfer.peer()));
     }
   } else {
     // Any other failure of an operation with a peer means the connection to it is unusable.
     const std::string cause = std::string(ucs_status_string(completion.status)) + " on lane " +
                               std::to_string(piece.lane);
     error = peer_lost_error(transfer, cause);
-    endpoint_errors_.push_back({transfer.peer, piece.lane, completion.status});
+    endpoint_errors_.push_back({transfer.peer(), piece.lane, completion.status});
   }
 
   if (error) {
     record_failure(transfer, error, /*fail_request_now=*/false);
-  } else if (!transfer.error) {
-    transfer.request->complete_part();
+  } else {
+    transfer.piece_done();
   }
-  if (transfer.unreleased == 0) {
-    if (transfer.error && !transfer.request_failed) {
-      transfer.request_failed = true;
-      transfer.request->fail(transfer.error);
-    }
-    transfers_.erase(transfer.id);
-  }
+  transfers_.settle(transfer.id());  // may destroy the transfer
 }
 
 void Engine::record_failure(Transfer& transfer, std::exception_ptr error, bool fail_request_now) {
-  if (!transfer.error) {
-    transfer.error = std::move(error);
-    cancel_pieces(transfer);
-  }
-  if (fail_request_now && !transfer.request_failed) {
-    transfer.request_failed = true;
-    transfer.request->fail(transfer.error);
-  }
+  // UCX is told to cancel the pieces before the owner hears of the failure.
+  if (transfer.fail(std::move(error))) cancel_pieces(transfer);
+  if (fail_request_now) transfer.fail_now(transfer.error());
 }
 
 void Engine::cancel_pieces(Transfer& transfer) {
   // Only receives can be canceled; UCX releases sends when their endpoint closes.
-  if (transfer.is_send) return;
+  if (transfer.is_send()) return;
   for (Piece& piece : transfer.pieces) {
     // A receive already matched to an arriving message is not canceled; it completes normally.
     if (!piece.released && piece.ucx_request != nullptr) {
@@ -486,11 +453,11 @@ void Engine::lose_peer(int peer, const std::string& cause, bool quiet) {
   } else {
     logger_->warn("ucx rank {}: lost rank {}: {}", rank_, peer, cause);
   }
-  for (auto& [id, transfer] : transfers_) {
-    if (transfer->peer == peer) {
-      record_failure(*transfer, peer_lost_error(*transfer, cause), /*fail_request_now=*/true);
+  transfers_.for_each([&](Transfer& transfer) {
+    if (transfer.peer() == peer) {
+      record_failure(transfer, peer_lost_error(transfer, cause), /*fail_request_now=*/true);
     }
-  }
+  });
   close_endpoints(peer, /*force=*/true);
   // A transport being destroyed calls nobody back.
   if (!stopping_ && !draining_) unreported_losses_.push_back({peer, cause});
@@ -515,29 +482,25 @@ void Engine::close_endpoint(int peer, int lane, bool force) {
 }
 
 bool Engine::has_pending_user_transfer(int peer) const {
-  return std::any_of(transfers_.begin(), transfers_.end(), [peer](const auto& entry) {
-    return entry.second->peer == peer && !entry.second->internal;
-  });
+  return transfers_.any_of(
+      [peer](const Transfer& transfer) { return transfer.peer() == peer && !transfer.internal; });
 }
 
 std::exception_ptr Engine::peer_lost_error(const Transfer& transfer,
                                            const std::string& cause) const {
-  return std::make_exception_ptr(
-      TransportError(ErrorKind::kPeerLost,
-                     "ucx: rank " + std::to_string(rank_) + " lost rank " +
-                         std::to_string(transfer.peer) + " (" + cause + "); " +
-                         describe(transfer.is_send ? "send to" : "receive from", transfer.peer,
-                                  transfer.tag, transfer.length) +
-                         " failed",
-                     transfer.peer));
+  return std::make_exception_ptr(TransportError(
+      ErrorKind::kPeerLost,
+      "ucx: rank " + std::to_string(rank_) + " lost rank " + std::to_string(transfer.peer()) +
+          " (" + cause + "); " + transfer.describe() + " failed",
+      transfer.peer()));
 }
 
 std::exception_ptr Engine::size_mismatch_error(const Piece& piece, ucs_status_t status,
                                                size_t received) const {
   const Transfer& transfer = *piece.transfer;
-  std::string message = "ucx: size mismatch receiving from rank " + std::to_string(transfer.peer) +
-                        ", tag " + std::to_string(transfer.tag) + ": expected " +
-                        std::to_string(transfer.length) + " bytes";
+  std::string message =
+      "ucx: size mismatch receiving from rank " + std::to_string(transfer.peer()) + ", tag " +
+      std::to_string(transfer.tag()) + ": expected " + std::to_string(transfer.length()) + " bytes";
   if (transfer.pieces.size() > 1) {
     message += " (a piece of " + std::to_string(piece.length) + " bytes at offset " +
                std::to_string(piece.offset) + " on lane " + std::to_string(piece.lane) + ")";
@@ -546,15 +509,16 @@ std::exception_ptr Engine::size_mismatch_error(const Piece& piece, ucs_status_t 
                  ? ", received more than " + std::to_string(piece.length) + " bytes"
                  : ", received " + std::to_string(received) + " bytes";
   message += "; sender and receiver disagree on the message length";
-  return std::make_exception_ptr(TransportError(ErrorKind::kSizeMismatch, message, transfer.peer));
+  return std::make_exception_ptr(
+      TransportError(ErrorKind::kSizeMismatch, message, transfer.peer()));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
 bool Engine::has_pending_user_send() const {
-  return std::any_of(transfers_.begin(), transfers_.end(), [](const auto& entry) {
-    return entry.second->is_send && !entry.second->internal && !entry.second->error;
+  return transfers_.any_of([](const Transfer& transfer) {
+    return transfer.is_send() && !transfer.internal && !transfer.failed();
   });
 }
 
@@ -562,17 +526,14 @@ void Engine::drain_sends() {
   const std::string why = "the transport was shut down";
   // A receive cannot complete once the transport is gone; its owner learns that now.
   fail_pending_any_source(ErrorKind::kAborted, why);
-  for (auto& [id, transfer] : transfers_) {
-    if (transfer->internal || transfer->is_send) continue;
-    record_failure(
-        *transfer,
-        std::make_exception_ptr(TransportError(
-            ErrorKind::kAborted,
-            "ucx: " + describe("receive from", transfer->peer, transfer->tag, transfer->length) +
-                " failed: " + why,
-            transfer->peer)),
-        /*fail_request_now=*/true);
-  }
+  transfers_.for_each([&](Transfer& transfer) {
+    if (transfer.internal || transfer.is_send()) return;
+    record_failure(transfer,
+                   std::make_exception_ptr(TransportError(
+                       ErrorKind::kAborted, "ucx: " + transfer.describe() + " failed: " + why,
+                       transfer.peer())),
+                   /*fail_request_now=*/true);
+  });
   if (!has_pending_user_send()) return;
   // A rendezvous send completes only once the peer posted its receive; heartbeats go on
   // meanwhile, and a peer that is lost or leaves fails its sends and so ends the wait.
@@ -627,15 +588,15 @@ void Engine::release_abandoned_requests() {
   // after this; destroying the workers then finds no request the user still owns.
   for (void* request : closing_endpoints_) ucp_request_free(request);
   closing_endpoints_.clear();
-  for (auto& [id, transfer] : transfers_) {
-    for (Piece& piece : transfer->pieces) {
+  transfers_.for_each([](Transfer& transfer) {
+    for (Piece& piece : transfer.pieces) {
       if (!piece.released && piece.ucx_request != nullptr) {
         ucp_request_free(piece.ucx_request);
         piece.ucx_request = nullptr;
         piece.released = true;
       }
     }
-  }
+  });
 }
 
 void Engine::shutdown() {

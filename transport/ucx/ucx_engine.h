@@ -2,12 +2,13 @@
 // workers run in UCS_THREAD_MODE_SINGLE). One ucp_context; one ucp_worker per lane, so every lane
 // to a peer is its own endpoint and TCP connection; one endpoint per (peer, lane).
 //
-// A message is a Transfer cut into pieces by plan_pieces; each piece is one UCX tagged operation on
-// its lane. UCX completion callbacks only record what happened; the bookkeeping runs afterwards at
-// a safe point (settle), so it never re-enters itself from inside a UCX call. A Request learns of a
-// failure only once UCX has released every buffer of its transfer, except when the peer is lost or
-// the transport aborted: then its endpoints are force-closed (no more bytes can land) and the
-// Request fails at once, so nothing ever waits on a dead peer.
+// A message is a Transfer in the core's lane set (transport/core/lane_set.h), cut into pieces by
+// plan_pieces; each piece is one UCX tagged operation on its lane, held from its post until UCX
+// calls back. UCX completion callbacks only record what happened; the bookkeeping runs afterwards
+// at a safe point (settle), so it never re-enters itself from inside a UCX call. A Request learns
+// of a failure only once UCX has released every buffer of its transfer, except when the peer is
+// lost or the transport aborted: then its endpoints are force-closed (no more bytes can land) and
+// the Request fails at once (fail_now), so nothing ever waits on a dead peer.
 //
 // Liveness: a peer is lost on an endpoint error, an abort notice, or when nothing arrived from it
 // for options.peer_timeout although it sends a heartbeat every quarter of that; so a killed,
@@ -28,7 +29,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -36,11 +36,12 @@
 #include "transport/core/any_source.h"
 #include "transport/core/control_wire.h"
 #include "transport/core/departures.h"
+#include "transport/core/lane_set.h"
 #include "transport/core/peer_table.h"
-#include "transport/secure/data_auth.h"
 #include "transport/errors.h"
 #include "transport/options.h"
 #include "transport/request.h"
+#include "transport/secure/data_auth.h"
 #include "transport/store.h"
 #include "transport/striping.h"
 #include "transport/ucx/ucx_handles.h"
@@ -94,29 +95,24 @@ class Engine {
 
  private:
   struct Transfer;
+  // How UCX carries one piece of a Transfer: one tagged operation on the piece's lane.
   struct Piece {
     Engine* engine;
     Transfer* transfer;
     int lane;
     size_t offset;  // within the message
     size_t length;
-    ucp_tag_t wire_tag;
     void* ucx_request = nullptr;  // set while UCX holds the piece
     bool released = false;        // UCX called back (or never took it)
   };
-  struct Transfer {
-    uint64_t id;
+  // A message in the core's lane set, with what UCX needs to post its pieces.
+  struct Transfer : core::PiecedMessage {
+    using core::PiecedMessage::PiecedMessage;
     bool internal = false;  // a hello, heartbeat or goodbye, not a user's message
-    std::shared_ptr<Request> request;
-    bool is_send;
-    int peer;
-    Tag tag;
-    uint8_t* data;
-    size_t length;
-    std::vector<Piece> pieces;  // never resized once posted: UCX holds pointers to them
-    size_t unreleased = 0;
-    std::exception_ptr error;  // the first failure
-    bool request_failed = false;
+    uint8_t* data = nullptr;
+    ucp_tag_t wire_tag = 0;     // every piece carries it
+    std::vector<Piece> pieces;  // one per planned piece; never resized once posted: UCX holds
+                                // pointers to them
   };
   struct Completion {
     Piece* piece;
@@ -173,9 +169,11 @@ class Engine {
   // Starts a receive from a departed peer; it fails at once unless its message already arrived.
   void start_receive_from_departed(TransferSpec spec);
   // --- transfers ---
-  // Registers a transfer cut as `plan`, every piece carrying `wire_tag`, and posts its pieces.
-  void launch(TransferSpec spec, const std::vector<WirePiece>& plan, ucp_tag_t wire_tag,
-              bool internal = false);
+  // Registers a transfer (cut by the core as the peer cuts it) and posts its pieces.
+  Transfer& launch(std::unique_ptr<Transfer> transfer, uint8_t* data, ucp_tag_t wire_tag,
+                   bool internal = false);
+  // A user's message, cut with plan_pieces.
+  std::unique_ptr<Transfer> user_transfer(TransferSpec& spec) const;
   // Starts a transfer whose peer is known.
   void start_exact(TransferSpec spec);
   // Turns pending any-source receives whose message is waiting in UCX into exact receives.
@@ -232,7 +230,7 @@ class Engine {
   std::vector<EndpointSlot> endpoints_;  // [peer * lanes + lane]; never resized
   std::vector<bool> lost_;
   std::vector<bool> departed_;  // lost by an orderly goodbye (also set in lost_)
-  std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+  core::LaneSet<Transfer> transfers_;
   core::AnySourceReceives any_source_{"ucx"};
   std::vector<Completion> completions_;
   std::vector<EndpointError> endpoint_errors_;

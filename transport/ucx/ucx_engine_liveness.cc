@@ -144,16 +144,12 @@ void Engine::depart_peer(int peer, const std::string& cause) {
 }
 
 void Engine::start_receive_from_departed(TransferSpec spec) {
-  const uint64_t id = spec.id;
   const int peer = spec.peer;
-  const std::vector<WirePiece> plan = plan_pieces(options_, spec.tag, spec.length);
   const ucp_tag_t wire_tag = data_wire_tag(peer, spec.tag);
-  launch(std::move(spec), plan, wire_tag);
+  // Completions are settled later, so the transfer is still registered after launch.
+  Transfer& transfer = launch(user_transfer(spec), spec.data, wire_tag);
   // A message that arrived before the goodbye waits whole in UCX's unexpected queue, so its
   // pieces match inside launch; a piece that did not will never find data.
-  const auto found = transfers_.find(id);
-  if (found == transfers_.end()) return;
-  Transfer& transfer = *found->second;
   const bool matched = std::all_of(transfer.pieces.begin(), transfer.pieces.end(),
                                    [](const Piece& piece) { return piece.released; });
   if (matched) return;

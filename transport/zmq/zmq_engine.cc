@@ -7,8 +7,6 @@
 #include <cerrno>
 #include <utility>
 
-#include "transport/striping.h"
-
 namespace torchwan::transport::zmq_detail {
 
 namespace {
@@ -139,8 +137,8 @@ void Engine::run() {
   // callbacks; no ZMQ thread can touch a send buffer after it.
   context_.close();
   handle_releases();
-  for (auto& [id, op] : send_ops_) op->zero_copy_released = op->zero_copy_created;
-  settle_all();
+  send_ops_.for_each([](SendOp& op) { op.release_all(); });
+  send_ops_.settle_all();
   handle_commands();  // requests posted while stopping fail at once (peers_ says aborted)
 }
 
@@ -214,18 +212,12 @@ void Engine::handle_command(SendCommand& command) {
   }
   const uint64_t index =
       next_send_index_[static_cast<uint64_t>(command.peer) << 48 | command.tag]++;
-  const std::vector<WirePiece> pieces = plan_pieces(options_, command.tag, command.length);
-  auto op = std::make_unique<SendOp>(command.id, inbox_->releases);
-  op->request = std::move(command.request);
-  op->peer = command.peer;
-  op->tag = command.tag;
-  op->index = index;
-  op->data = command.data;
-  op->length = command.length;
-  op->pieces_total = pieces.size();
-  for (const WirePiece& piece : pieces) {
+  SendOp& op = send_ops_.add(std::make_unique<SendOp>(
+      command.id, inbox_->releases, std::move(command.request), command.peer, command.tag,
+      command.data, command.length, index, options_));
+  for (const WirePiece& piece : op.plan()) {
     OutgoingFrame frame;
-    frame.op = op.get();
+    frame.op = &op;
     frame.header.type = MessageType::kData;
     frame.header.tag = command.tag;
     frame.header.index = index;
@@ -234,7 +226,6 @@ void Engine::handle_command(SendCommand& command) {
     frame.header.length = piece.length;
     send_lane(command.peer, piece.lane).queue.push_back(std::move(frame));
   }
-  send_ops_.emplace(command.id, std::move(op));
 }
 
 void Engine::handle_command(RecvCommand& command) {
@@ -251,9 +242,8 @@ void Engine::handle_command(RecvCommand& command) {
 }
 
 void Engine::handle_command(CancelCommand& command) {
-  const auto found = send_ops_.find(command.id);
-  if (found != send_ops_.end()) {
-    cancel_send(*found->second);
+  if (SendOp* op = send_ops_.find(command.id)) {
+    cancel_send(*op);
   } else {
     inbound_.cancel(command.id);
   }
@@ -268,10 +258,10 @@ void Engine::handle_command(StopCommand&) { stopping_ = true; }
 
 void Engine::handle_releases() {
   for (uint64_t id : inbox_->releases.take_all()) {
-    const auto found = send_ops_.find(id);
-    if (found == send_ops_.end()) continue;
-    ++found->second->zero_copy_released;
-    settle(*found->second);
+    SendOp* op = send_ops_.find(id);
+    if (op == nullptr) continue;
+    op->release();
+    send_ops_.settle(id);
   }
 }
 

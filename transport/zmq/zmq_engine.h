@@ -180,8 +180,7 @@ class Engine {
   void flush(SendLane& lane);
   void flush_all();
 
-  // Completes or fails `op` once ZMQ holds none of its buffers; may destroy it.
-  void settle(SendOp& op);
+  // Fails `op` with kCanceled, recalls its queued pieces and tells the receiver; may destroy it.
   void cancel_send(SendOp& op);
   // Marks the peer lost (kind kPeerLost or kProtocol), fails its requests, closes its DEALERs and
   // calls the failure handler. During bootstrap it records why the constructor must fail.
@@ -196,7 +195,6 @@ class Engine {
   // there, and wait (bounded) for the peers to acknowledge, so that every send is delivered
   // before the connections close; then fail what did not leave in time, and close.
   void leave();
-  void settle_all();
 
   SendLane& send_lane(int peer, int lane) {
     return send_lanes_[static_cast<size_t>(peer * options_.lanes + lane)];
@@ -222,7 +220,7 @@ class Engine {
   // Progress-thread state. Declaration order matters for destruction: sockets close first, then
   // the context terminates (running the last release callbacks, which touch send_ops_ and
   // inbox_), and only then do send_ops_ and inbox_ go.
-  std::unordered_map<uint64_t, std::unique_ptr<SendOp>> send_ops_;
+  core::LaneSet<SendOp> send_ops_;
   ::zmq::context_t context_;
   std::vector<ReceiveLane> receive_lanes_;
   std::vector<SendLane> send_lanes_;  // indexed by peer * lanes + lane; this rank's stay closed

@@ -27,11 +27,11 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
   // Fail its sends: what is still queued is dropped; what ZMQ holds is released when its
   // sockets close below, and each send reports its failure once that happened.
   std::vector<uint64_t> sends;
-  for (auto& [id, op] : send_ops_) {
-    if (op->peer != peer) continue;
-    if (!op->failure) op->failure = error;
-    sends.push_back(id);
-  }
+  send_ops_.for_each([&](SendOp& op) {
+    if (op.peer() != peer) return;
+    op.fail(error);
+    sends.push_back(op.id());
+  });
   for (int lane = 0; lane < options_.lanes; ++lane) {
     SendLane& link = send_lane(peer, lane);
     link.queue.clear();
@@ -41,10 +41,7 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
     std::erase_if(receive.peer_by_fd, [&](const auto& entry) { return entry.second == peer; });
   }
   const size_t recvs = departed ? inbound_.depart(peer, error) : inbound_.fail_peer(peer, error);
-  for (uint64_t id : sends) {
-    const auto found = send_ops_.find(id);
-    if (found != send_ops_.end()) settle(*found->second);
-  }
+  for (uint64_t id : sends) send_ops_.settle(id);
 
   // The constructor throws bootstrap_failure_; a transport being destroyed calls nobody back.
   if (!bootstrapped_ || stopping_) return;
@@ -59,14 +56,12 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
 void Engine::fail_everything(const core::Failure& failure) {
   peers_.abort(failure);
   const auto error = failure.error();
-  for (auto& [id, op] : send_ops_) {
-    if (!op->failure) op->failure = error;
-  }
+  send_ops_.for_each([&](SendOp& op) { op.fail(error); });
   // Every queued piece belongs to a send that did not complete (a send completes only after
   // its last piece left the queue), and dropping it releases its buffer if it was zero-copy.
   for (SendLane& link : send_lanes_) link.queue.clear();
   inbound_.fail_all(error);
-  settle_all();
+  send_ops_.settle_all();
 }
 
 void Engine::close_sockets() {

@@ -29,8 +29,8 @@ void Engine::flush(SendLane& link) {
     SendOp* op = frame.op;
     link.queue.pop_front();
     if (op != nullptr) {
-      ++op->pieces_sent;
-      settle(*op);
+      op->piece_done();
+      send_ops_.settle(op->id());
     }
   }
 }
@@ -41,52 +41,29 @@ void Engine::flush_all() {
   }
 }
 
-void Engine::settle(SendOp& op) {
-  if (op.zmq_holds_buffer()) return;
-  if (!op.failure && op.pieces_sent < op.pieces_total) return;
-  std::shared_ptr<Request> request = std::move(op.request);
-  std::exception_ptr failure = op.failure;
-  send_ops_.erase(op.id);  // destroys op
-  if (failure) {
-    request->fail(failure);
-  } else {
-    request->complete_part();
-  }
-}
-
-void Engine::settle_all() {
-  std::vector<uint64_t> ids;
-  for (const auto& [id, op] : send_ops_) ids.push_back(id);
-  for (uint64_t id : ids) {
-    const auto found = send_ops_.find(id);
-    if (found != send_ops_.end()) settle(*found->second);
-  }
-}
-
 void Engine::cancel_send(SendOp& op) {
-  if (op.failure) return;
-  op.failure = std::make_exception_ptr(
+  const bool first = op.fail(std::make_exception_ptr(
       TransportError(ErrorKind::kCanceled,
-                     who() + ": send to rank " + std::to_string(op.peer) + " with tag " +
-                         std::to_string(op.tag) + " canceled by its owner",
-                     op.peer));
-  const bool incomplete = op.pieces_sent < op.pieces_total;
-  if (incomplete) {
+                     who() + ": send to rank " + std::to_string(op.peer()) + " with tag " +
+                         std::to_string(op.tag()) + " canceled by its owner",
+                     op.peer())));
+  if (!first) return;
+  if (!op.all_pieces_done()) {
     // Pieces not yet given to ZMQ are recalled; those it holds are not, so the request fails
-    // only once ZMQ releases them (settle).
+    // only once ZMQ releases them.
     for (int lane = 0; lane < options_.lanes; ++lane) {
-      auto& queue = send_lane(op.peer, lane).queue;
+      auto& queue = send_lane(op.peer(), lane).queue;
       std::erase_if(queue, [&](const OutgoingFrame& frame) { return frame.op == &op; });
     }
     // Tell the receiver, whose receive would otherwise wait for pieces that never come.
     OutgoingFrame notice;
     notice.header.type = MessageType::kCancel;
-    notice.header.tag = op.tag;
+    notice.header.tag = op.tag();
     notice.header.index = op.index;
-    notice.header.total_length = op.length;
-    send_lane(op.peer, 0).queue.push_back(std::move(notice));
+    notice.header.total_length = op.length();
+    send_lane(op.peer(), 0).queue.push_back(std::move(notice));
   }
-  settle(op);
+  send_ops_.settle(op.id());  // may destroy op
 }
 
 }  // namespace torchwan::transport::zmq_detail

@@ -4,7 +4,7 @@ namespace torchwan::transport::zmq_detail {
 
 void release_zero_copy_piece(void* /*data*/, void* hint) {
   auto* op = static_cast<SendOp*>(hint);
-  op->releases.push(op->id);
+  op->releases.push(op->id());
 }
 
 ::zmq::message_t& OutgoingFrame::prepare_payload() {
@@ -17,7 +17,7 @@ void release_zero_copy_piece(void* /*data*/, void* hint) {
     // ZMQ only reads through this pointer; its API is not const-correct.
     auto* bytes = const_cast<uint8_t*>(op->data + header.offset);
     payload.emplace(bytes, header.length, &release_zero_copy_piece, op);
-    ++op->zero_copy_created;
+    op->hold();
   }
   return *payload;
 }

@@ -1,8 +1,10 @@
-// Send-side bookkeeping. A message is cut into pieces (plan_pieces), each queued on its lane's
-// DEALER as a [header, payload] frame pair. Large payloads go to ZMQ zero-copy: the zmq message
-// points into the caller's buffer and ZMQ calls release_zero_copy_piece (on one of its I/O threads)
-// once it no longer reads it. A send completes, or reports its failure, only after every such
-// buffer was released, so the caller may reuse its buffer as soon as the request is done.
+// Send-side bookkeeping. A send is a message of the core's lane set (transport/core/lane_set.h),
+// cut into pieces by plan_pieces, each queued on its lane's DEALER as a [header, payload] frame
+// pair; a piece is done once ZMQ accepted it. Large payloads go to ZMQ zero-copy: the zmq message
+// points into the caller's buffer, which the send holds until ZMQ calls release_zero_copy_piece
+// (on one of its I/O threads) because it no longer reads it. So a send completes, or reports its
+// failure, only after every such buffer was released, and the caller may reuse its buffer as soon
+// as the request is done.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +14,7 @@
 #include <optional>
 #include <zmq.hpp>
 
+#include "transport/core/lane_set.h"
 #include "transport/core/mailbox.h"
 #include "transport/request.h"
 #include "transport/zmq/zmq_wire.h"
@@ -22,27 +25,20 @@ namespace torchwan::transport::zmq_detail {
 // piece counts as done as soon as ZMQ accepts it.
 inline constexpr size_t kCopyBelowBytes = 64 * 1024;
 
-struct SendOp {
-  SendOp(uint64_t id, core::Mailbox<uint64_t>& releases) : id(id), releases(releases) {}
+struct SendOp : core::PiecedMessage {
+  SendOp(uint64_t id, core::Mailbox<uint64_t>& releases, std::shared_ptr<Request> request, int peer,
+         Tag tag, const uint8_t* data, size_t length, uint64_t index,
+         const TransportOptions& options)
+      : core::PiecedMessage(id, std::move(request), /*is_send=*/true, peer, tag, length, options),
+        releases(releases),
+        index(index),
+        data(data) {}
 
-  // Read by release_zero_copy_piece on a ZMQ I/O thread; never change after construction.
-  const uint64_t id;
+  // Read by release_zero_copy_piece on a ZMQ I/O thread, with id(); never change after
+  // construction. The rest belongs to the progress thread.
   core::Mailbox<uint64_t>& releases;
-
-  // The rest belongs to the progress thread.
-  std::shared_ptr<Request> request;
-  int peer = 0;
-  Tag tag = 0;
-  uint64_t index = 0;
-  const uint8_t* data = nullptr;
-  size_t length = 0;
-  size_t pieces_total = 0;
-  size_t pieces_sent = 0;  // accepted by ZMQ
-  size_t zero_copy_created = 0;
-  size_t zero_copy_released = 0;
-  std::exception_ptr failure;  // reported once ZMQ has released every buffer it was given
-
-  bool zmq_holds_buffer() const { return zero_copy_released < zero_copy_created; }
+  const uint64_t index;  // among this peer's sends with this tag: the receiver matches by it
+  const uint8_t* const data;
 };
 
 // The zmq_free_fn of zero-copy payloads; `hint` is the SendOp, which outlives the zmq message.
