@@ -2,14 +2,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
-#include <zmq.hpp>
 
+#include "base/server_main.h"
 #include "elastic/coordinator.h"
 #include "transport/secure/job_secret.h"
 
@@ -117,32 +117,7 @@ int main(int argc, char** argv) {
     std::cerr << "torchwan-coordinator: " << error.what() << "\n" << kUsage;
     return 2;
   }
-  // Block the stop signals before any thread starts, so that every thread inherits the mask and
-  // this one receives them synchronously with sigwait (no handler, no global flag).
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
-  // The binary's purpose is to be watched: log at info unless TORCHWAN_LOG_LEVEL says otherwise.
-  if (std::getenv("TORCHWAN_LOG_LEVEL") == nullptr) setenv("TORCHWAN_LOG_LEVEL", "info", 0);
-
-  torchwan::elastic::Coordinator coordinator(options);
-  try {
-    coordinator.start();
-  } catch (const zmq::error_t& error) {
-    std::cerr << "torchwan-coordinator: cannot listen on " << options.host << ":" << options.port
-              << ": " << error.what() << "\n";
-    return 1;
-  } catch (const std::exception& error) {  // no CURVE in this libzmq, among others
-    std::cerr << "torchwan-coordinator: " << error.what() << "\n";
-    return 1;
-  }
-  std::cout << "torchwan-coordinator listening on " << options.host << ":" << coordinator.port()
-            << std::endl;
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  coordinator.stop();
-  return 0;
+  return torchwan::base::serve_until_stopped(
+      "torchwan-coordinator", options.host, options.port,
+      [&] { return std::make_unique<torchwan::elastic::Coordinator>(options); });
 }

@@ -1,12 +1,12 @@
 // torchwan-relay: forwards lanes between job members that cannot reach each other, until SIGINT
 // or SIGTERM. See docs/relay.md.
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <string>
-#include <zmq.hpp>
 
+#include "base/server_main.h"
 #include "relay/relay_server.h"
 #include "transport/secure/job_secret.h"
 
@@ -88,30 +88,7 @@ int main(int argc, char** argv) {
     std::cerr << "torchwan-relay: " << error.what() << "\n" << kUsage;
     return 2;
   }
-  // Blocked before any thread starts, so every thread inherits the mask and this one takes the
-  // signals synchronously with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  // The binary's purpose is to be watched: log at info unless TORCHWAN_LOG_LEVEL says otherwise.
-  if (std::getenv("TORCHWAN_LOG_LEVEL") == nullptr) setenv("TORCHWAN_LOG_LEVEL", "info", 0);
-
-  torchwan::relay::RelayServer relay(options);
-  try {
-    relay.start();
-  } catch (const zmq::error_t& error) {
-    std::cerr << "torchwan-relay: cannot listen on " << options.host << ":" << options.port << ": "
-              << error.what() << "\n";
-    return 1;
-  } catch (const std::exception& error) {
-    std::cerr << "torchwan-relay: " << error.what() << "\n";
-    return 1;
-  }
-  std::cout << "torchwan-relay listening on " << options.host << ":" << relay.port() << std::endl;
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  relay.stop();
-  return 0;
+  return torchwan::base::serve_until_stopped("torchwan-relay", options.host, options.port, [&] {
+    return std::make_unique<torchwan::relay::RelayServer>(options);
+  });
 }

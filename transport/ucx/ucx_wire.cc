@@ -53,8 +53,8 @@ std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& b
     // Each lane takes at least its length and one byte of address.
     const uint32_t lanes = in.get_count("lane count", sizeof(uint32_t) + 1);
     if (lanes == 0 || lanes > kMaxLanes) {
-      in.reject("lane count", std::to_string(lanes) + " lanes (1 to " +
-                                  std::to_string(kMaxLanes) + " allowed)");
+      in.reject("lane count",
+                std::to_string(lanes) + " lanes (1 to " + std::to_string(kMaxLanes) + " allowed)");
     }
     record.lane_addresses.resize(lanes);
     for (auto& address : record.lane_addresses) {
