@@ -103,6 +103,9 @@ class CoordinatorCore {
   void publish_epoch(std::vector<Tracked> members);
   static void sort_cohort(std::vector<Tracked>& cohort);
   void stop_job(const std::string& reason);
+  // A standby that never served: too few of the job came over. Tells them to move on (`stop`, which
+  // a member with other coordinators to try takes as "not here") and forgets them, staying ready.
+  void decline_takeover(const std::string& reason);
   void check_member_liveness(Clock::time_point now);
 
   // Finds a member of the current epoch (or a joiner) by name and incarnation; refreshes its
@@ -133,6 +136,8 @@ class CoordinatorCore {
   std::vector<Tracked> members_;
   std::vector<Tracked> waiting_;
   std::optional<Recovery> recovery_;
+  // An epoch was published or resumed here. Until then a standby forms nothing on its own.
+  bool served_ = false;
   std::string stop_reason_;
 
   uint64_t sequence_ = 0;

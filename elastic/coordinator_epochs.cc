@@ -118,6 +118,9 @@ void CoordinatorCore::change_membership(const std::vector<Removal>& removals, bo
 
 void CoordinatorCore::form_if_ready() {
   if (phase_ != CoordinatorPhase::kForming || waiting_.size() < options_.min_members) return;
+  // A standby forming a job from fresh registrations could start a second job beside the active
+  // coordinator's, which is still running and would never know.
+  if (options_.standby && !served_) return;
   std::vector<Tracked> members = std::move(waiting_);
   waiting_.clear();
   sort_cohort(members);
@@ -128,6 +131,7 @@ void CoordinatorCore::publish_epoch(std::vector<Tracked> members) {
   epoch_ = ++highest_epoch_;
   members_ = std::move(members);
   phase_ = CoordinatorPhase::kRunning;
+  served_ = true;
   std::vector<std::string> names;
   for (auto& member : members_) {
     member.lost_reports.clear();
@@ -164,6 +168,7 @@ void CoordinatorCore::finish_recovery_if_complete() {
   epoch_ = recovery_->epoch;
   members_ = std::move(members);
   phase_ = CoordinatorPhase::kRunning;
+  served_ = true;
   log_->warn("coordinator: resumed epoch {} with all {} member(s) after restart", epoch_,
              members_.size());
   recovery_.reset();
@@ -182,6 +187,14 @@ void CoordinatorCore::resolve_recovery(Clock::time_point /*now*/) {
     waiting_.erase(it);
   }
   const size_t total = recovery.members.size();
+  if (options_.standby && !served_ && 2 * present.size() <= total) {
+    // The active coordinator may well be running the job with the others: stay out of it.
+    members_ = std::move(present);
+    decline_takeover("standby coordinator: only " + std::to_string(members_.size()) + " of " +
+                     std::to_string(total) + " members of epoch " + std::to_string(recovery.epoch) +
+                     " came over; not taking the job over");
+    return;
+  }
   if (options_.require_majority && 2 * present.size() <= total) {
     members_ = std::move(present);
     stop_job("quorum lost across coordinator restart: only " + std::to_string(members_.size()) +
@@ -197,6 +210,19 @@ void CoordinatorCore::resolve_recovery(Clock::time_point /*now*/) {
   log_->warn("coordinator: {} of {} members of epoch {} re-registered; continuing without the rest",
              present.size(), total, recovery.epoch);
   publish_epoch(std::move(present));
+}
+
+void CoordinatorCore::decline_takeover(const std::string& reason) {
+  log_->warn("coordinator: {}", reason);
+  const auto payload = encode_payload(ReasonPayload{reason});
+  for (const auto& member : members_) send(member.routing_id, MessageType::kStop, payload);
+  for (const auto& joiner : waiting_) send(joiner.routing_id, MessageType::kStop, payload);
+  members_.clear();
+  waiting_.clear();
+  epoch_ = 0;
+  // Nothing was issued here, so the next takeover attempt may rebuild from the same epoch.
+  highest_epoch_ = 0;
+  phase_ = CoordinatorPhase::kForming;
 }
 
 void CoordinatorCore::stop_job(const std::string& reason) {
