@@ -150,6 +150,43 @@ TEST(ElasticFailover, StandbyRefusesAMinorityAndStaysReady) {
   EXPECT_EQ(snapshot.epoch, 0u);
 }
 
+TEST(ElasticFailover, JoinersAdmittedBehindACutOffMajorityCannotOutvoteIt) {
+  // The active coordinator's side of a partition: b and c are cut off (they fall silent) just
+  // before a step boundary admits three joiners into an epoch that b and c never receive. Counted
+  // against that epoch, losing b and c would look like 2 of 6; against the last epoch everyone
+  // confirmed ({a, b, c}) it is 2 of 3, and the job must stop here, since b and c may well be
+  // running it on a standby.
+  Coordinator coordinator(fast_coordinator(3, false));
+  coordinator.start();
+  std::vector<std::unique_ptr<Member>> members;
+  for (const char* name : {"a", "b", "c"}) {
+    members.push_back(std::make_unique<Member>(fast_member(coordinator.endpoint(), name)));
+  }
+  for (auto& member : members) ASSERT_TRUE(member->wait_for_epoch(0, kWait));
+  std::this_thread::sleep_for(400ms);  // a few heartbeats: everyone confirmed epoch 1
+  members[1]->close();
+  members[2]->close();
+  std::vector<std::unique_ptr<Member>> joiners;
+  for (const char* name : {"d", "e", "f"}) {
+    joiners.push_back(std::make_unique<Member>(fast_member(coordinator.endpoint(), name)));
+  }
+  ASSERT_TRUE(eventually([&] { return coordinator.snapshot().waiting.size() == 3; }, 1000ms));
+  members[0]->request_new_epoch();
+  const auto admitted = joiners[0]->wait_for_epoch(0, kWait);
+  ASSERT_TRUE(admitted);
+  EXPECT_EQ(admitted->world_size(), 6);
+  ASSERT_TRUE(
+      eventually([&] { return coordinator.snapshot().phase == CoordinatorPhase::kStopped; }));
+  try {
+    while (members[0]->wait_for_epoch(admitted->epoch, kWait)) {
+    }
+    ADD_FAILURE() << "expected the job to stop";
+  } catch (const ElasticError& error) {
+    EXPECT_EQ(error.kind(), ElasticErrorKind::kStopped);
+    EXPECT_NE(std::string(error.what()).find("confirmed"), std::string::npos) << error.what();
+  }
+}
+
 TEST(ElasticFailover, BadCoordinatorListsAreRefused) {
   for (const char* list : {"tcp://127.0.0.1:1,,tcp://127.0.0.1:2", "tcp://127.0.0.1:1,",
                            "tcp://127.0.0.1:1, tcp://127.0.0.1:1"}) {
