@@ -66,7 +66,10 @@ def test_active_coordinator_killed_mid_training_costs_no_step() -> None:
                        lambda: f"the standby to resume epoch 1:\n{report()}")  # fmt: skip
             resumed_at = time.time()
             # Training never needed the coordinator: it went on across the failover.
-            assert all(workers[n].step() > step_at_kill for n in founders), report()
+            steps_meanwhile = min(workers[n].step() for n in founders) - step_at_kill
+            assert steps_meanwhile > 0, report()
+            print(f"standby resumed epoch 1 {resumed_at - killed_at:.1f} s after the kill; "
+                  f"{steps_meanwhile} steps ran meanwhile")
 
             # The job still admits a member (through the standby: the primary is dead) ...
             add("w3")
