@@ -84,7 +84,8 @@ class Member {
   uint64_t incarnation() const { return incarnation_; }
 
   // Waits for an epoch numbered above `newer_than` that includes this member. Returns nothing on
-  // timeout; throws ElasticError(kStopped) when the job was stopped or this member closed,
+  // timeout; throws ElasticError(kStopped) when the job was stopped (with several coordinators:
+  // by as many `stop` answers in a row as there are coordinators) or this member closed,
   // ElasticError(kRejected) when the coordinator refused the registration, and
   // ElasticError(kAuthentication) when the connection fails its security handshake (a wrong or
   // missing secret on either side) or, with a secret, connects but completes no handshake within
