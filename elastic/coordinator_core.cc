@@ -184,6 +184,7 @@ void CoordinatorCore::on_heartbeat(const std::string& routing_id, const Message&
   const MemberRef ref = decode_payload<MemberRef>(message.payload);
   Tracked* tracked = find_known(routing_id, ref, now);
   if (tracked == nullptr) return;
+  note_held_epoch(*tracked, message.header.epoch);
   const MemberState state = state_of(ref.name);
   send_status(routing_id, MessageType::kStatus, state);
   // The member missed an epoch (its queue overflowed, or it reconnected): send it again.

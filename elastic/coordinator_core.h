@@ -72,6 +72,8 @@ class CoordinatorCore {
     // Re-registration after a coordinator restart: what this member last held.
     uint64_t last_epoch = 0;
     std::vector<std::string> last_members;
+    // The newest epoch this member said it holds (its heartbeats' header).
+    uint64_t held_epoch = 0;
     // Members that reported this one lost, and when.
     std::map<std::string, Clock::time_point> lost_reports;
   };
@@ -101,8 +103,14 @@ class CoordinatorCore {
   void finish_recovery_if_complete();
   void resolve_recovery(Clock::time_point now);
   void publish_epoch(std::vector<Tracked> members);
+  // Called when a member says which epoch it holds: records it, and confirms the epoch once all
+  // of its members hold it.
+  void note_held_epoch(Tracked& member, uint64_t epoch);
   static void sort_cohort(std::vector<Tracked>& cohort);
   void stop_job(const std::string& reason);
+  // A standby that never served: too few of the job came over. Tells them to move on (`stop`, which
+  // a member with other coordinators to try takes as "not here") and forgets them, staying ready.
+  void decline_takeover(const std::string& reason);
   void check_member_liveness(Clock::time_point now);
 
   // Finds a member of the current epoch (or a joiner) by name and incarnation; refreshes its
@@ -133,6 +141,13 @@ class CoordinatorCore {
   std::vector<Tracked> members_;
   std::vector<Tracked> waiting_;
   std::optional<Recovery> recovery_;
+  // The members of the newest epoch every one of whose members said it holds it: the last
+  // membership known to have reached all of them. Failures must also leave a strict majority of
+  // it, or joiners admitted into an epoch that the rest never received (cut off just before)
+  // could outvote them. Voluntary leavers are taken out. Empty: none confirmed yet.
+  std::vector<std::string> confirmed_;
+  // An epoch was published or resumed here. Until then a standby forms nothing on its own.
+  bool served_ = false;
   std::string stop_reason_;
 
   uint64_t sequence_ = 0;

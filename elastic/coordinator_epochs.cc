@@ -94,10 +94,27 @@ void CoordinatorCore::change_membership(const std::vector<Removal>& removals, bo
   // If most of the group went silent at once, the likelier story is that the coordinator is the
   // one cut off; continuing with the few it still hears would fork the job.
   const size_t base = members_.size() - leaving;
+  for (const auto& removal : removals) {
+    if (removal.voluntary) std::erase(confirmed_, removal.name);
+  }
   if (options_.require_majority && failing > 0 && 2 * survivors.size() <= base) {
     members_ = std::move(survivors);
     stop_job("quorum lost in epoch " + std::to_string(epoch_) + ": " + std::to_string(failing) +
              " of " + std::to_string(base) + " members failed (" + join_names(failed_names) + ")");
+    return;
+  }
+  const size_t confirmed_survivors =
+      std::count_if(confirmed_.begin(), confirmed_.end(), [&](const std::string& name) {
+        return std::any_of(survivors.begin(), survivors.end(),
+                           [&](const Tracked& t) { return t.info.name == name; });
+      });
+  if (options_.require_majority && failing > 0 && !confirmed_.empty() &&
+      2 * confirmed_survivors <= confirmed_.size()) {
+    members_ = std::move(survivors);
+    stop_job("quorum lost in epoch " + std::to_string(epoch_) + ": only " +
+             std::to_string(confirmed_survivors) + " of the " + std::to_string(confirmed_.size()) +
+             " members of the last epoch all members confirmed survive (" +
+             join_names(failed_names) + " failed)");
     return;
   }
   if (admit_waiting) {
@@ -116,8 +133,22 @@ void CoordinatorCore::change_membership(const std::vector<Removal>& removals, bo
   publish_epoch(std::move(survivors));
 }
 
+void CoordinatorCore::note_held_epoch(Tracked& member, uint64_t epoch) {
+  member.held_epoch = epoch;
+  if (phase_ != CoordinatorPhase::kRunning || epoch != epoch_) return;
+  const bool all_hold = std::all_of(members_.begin(), members_.end(),
+                                    [&](const Tracked& t) { return t.held_epoch == epoch_; });
+  if (!all_hold) return;
+  std::vector<std::string> names;
+  for (const auto& t : members_) names.push_back(t.info.name);
+  confirmed_ = std::move(names);
+}
+
 void CoordinatorCore::form_if_ready() {
   if (phase_ != CoordinatorPhase::kForming || waiting_.size() < options_.min_members) return;
+  // A standby forming a job from fresh registrations could start a second job beside the active
+  // coordinator's, which is still running and would never know.
+  if (options_.standby && !served_) return;
   std::vector<Tracked> members = std::move(waiting_);
   waiting_.clear();
   sort_cohort(members);
@@ -128,6 +159,7 @@ void CoordinatorCore::publish_epoch(std::vector<Tracked> members) {
   epoch_ = ++highest_epoch_;
   members_ = std::move(members);
   phase_ = CoordinatorPhase::kRunning;
+  served_ = true;
   std::vector<std::string> names;
   for (auto& member : members_) {
     member.lost_reports.clear();
@@ -163,7 +195,9 @@ void CoordinatorCore::finish_recovery_if_complete() {
   }
   epoch_ = recovery_->epoch;
   members_ = std::move(members);
+  confirmed_ = recovery_->members;
   phase_ = CoordinatorPhase::kRunning;
+  served_ = true;
   log_->warn("coordinator: resumed epoch {} with all {} member(s) after restart", epoch_,
              members_.size());
   recovery_.reset();
@@ -182,6 +216,14 @@ void CoordinatorCore::resolve_recovery(Clock::time_point /*now*/) {
     waiting_.erase(it);
   }
   const size_t total = recovery.members.size();
+  if (options_.standby && !served_ && 2 * present.size() <= total) {
+    // The active coordinator may well be running the job with the others: stay out of it.
+    members_ = std::move(present);
+    decline_takeover("standby coordinator: only " + std::to_string(members_.size()) + " of " +
+                     std::to_string(total) + " members of epoch " + std::to_string(recovery.epoch) +
+                     " came over; not taking the job over");
+    return;
+  }
   if (options_.require_majority && 2 * present.size() <= total) {
     members_ = std::move(present);
     stop_job("quorum lost across coordinator restart: only " + std::to_string(members_.size()) +
@@ -196,7 +238,23 @@ void CoordinatorCore::resolve_recovery(Clock::time_point /*now*/) {
   }
   log_->warn("coordinator: {} of {} members of epoch {} re-registered; continuing without the rest",
              present.size(), total, recovery.epoch);
+  // The epoch they all held is the last one known to have reached everyone.
+  confirmed_ = recovery.members;
   publish_epoch(std::move(present));
+}
+
+void CoordinatorCore::decline_takeover(const std::string& reason) {
+  log_->warn("coordinator: {}", reason);
+  const auto payload = encode_payload(ReasonPayload{reason});
+  for (const auto& member : members_) send(member.routing_id, MessageType::kStop, payload);
+  for (const auto& joiner : waiting_) send(joiner.routing_id, MessageType::kStop, payload);
+  members_.clear();
+  waiting_.clear();
+  confirmed_.clear();
+  epoch_ = 0;
+  // Nothing was issued here, so the next takeover attempt may rebuild from the same epoch.
+  highest_epoch_ = 0;
+  phase_ = CoordinatorPhase::kForming;
 }
 
 void CoordinatorCore::stop_job(const std::string& reason) {

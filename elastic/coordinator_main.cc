@@ -19,7 +19,10 @@ constexpr const char* kUsage =
     "usage: torchwan-coordinator --port P [--host H] [--job-id J] [--heartbeat-timeout-ms N]\n"
     "                            [--peer-lost-silence-ms N] [--recovery-grace-ms N]\n"
     "                            [--min-members N] [--no-quorum] [--secret-file FILE]\n"
+    "                            [--standby]\n"
     "       torchwan-coordinator --make-secret FILE\n"
+    "--standby: a failover coordinator beside the active one; it never forms a job itself, it\n"
+    "    takes one over when a strict majority of the last epoch's members moves to it.\n"
     "--secret-file: only holders of this job secret may join (ZeroMQ CURVE); without it\n"
     "    the job is open to anyone who reaches the port.\n"
     "--make-secret: writes a new secret (mode 0600, never overwriting) and exits.\n";
@@ -49,6 +52,10 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
     }
     if (flag == "--no-quorum") {
       options.require_majority = false;
+      continue;
+    }
+    if (flag == "--standby") {
+      options.standby = true;
       continue;
     }
     static const char* const kValued[] = {"--port",

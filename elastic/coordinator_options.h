@@ -30,6 +30,10 @@ struct CoordinatorOptions {
   // docs/elastic.md. Turning it off lets a two-member job survive one failure, at the price of
   // continuing when the coordinator is the one cut off.
   bool require_majority = true;
+  // A standby beside the active coordinator (see docs/elastic.md, Coordinator failover): it never
+  // forms a job from fresh registrations, only takes one over from members that carry its history
+  // and bring a strict majority of their last epoch; with fewer it sends them on and stays idle.
+  bool standby = false;
   // With a secret, only holders of the same secret can talk to the coordinator (ZeroMQ CURVE, see
   // docs/elastic.md). Without one, anyone who reaches the port can join or disturb the job.
   std::optional<security::JobSecret> secret;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <random>
 #include <zmq.hpp>
 
@@ -25,11 +26,36 @@ constexpr auto kPollInterval = std::chrono::milliseconds(10);
 // and its retransmission after 1 s plus a slow answer.
 constexpr auto kConnectAttemptTimeout = std::chrono::milliseconds(2000);
 
+[[noreturn]] void invalid_option(const std::string& what) {
+  throw ElasticError(ElasticErrorKind::kInvalidArgument, "member options: " + what);
+}
+
+// "tcp://a:1, tcp://b:2" -> {"tcp://a:1", "tcp://b:2"}: the active coordinator and its standbys.
+std::vector<std::string> split_endpoints(const std::string& list) {
+  if (list.empty()) invalid_option("coordinator endpoint is empty");
+  std::vector<std::string> endpoints;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    std::string entry = list.substr(start, comma - start);
+    const size_t first = entry.find_first_not_of(" \t");
+    const size_t last = entry.find_last_not_of(" \t");
+    entry = first == std::string::npos ? "" : entry.substr(first, last - first + 1);
+    if (entry.empty()) {
+      invalid_option("coordinator list '" + list + "' has an empty entry");
+    }
+    if (std::find(endpoints.begin(), endpoints.end(), entry) != endpoints.end()) {
+      invalid_option("coordinator list '" + list + "' names '" + entry + "' twice");
+    }
+    endpoints.push_back(std::move(entry));
+    if (comma == list.size()) break;
+    start = comma + 1;
+  }
+  return endpoints;
+}
+
 void validate(const MemberOptions& options) {
-  auto fail = [](const std::string& what) {
-    throw ElasticError(ElasticErrorKind::kInvalidArgument, "member options: " + what);
-  };
-  if (options.coordinator.empty()) fail("coordinator endpoint is empty");
+  auto fail = [](const std::string& what) { invalid_option(what); };
   if (options.job_id.empty() || options.job_id.size() > kMaxNameBytes) fail("bad job id");
   if (options.name.empty() || options.name.size() > kMaxNameBytes) fail("bad member name");
   if (options.address.size() > kMaxNameBytes) fail("address too long");
@@ -63,7 +89,8 @@ Member::Member(MemberOptions options)
     : options_(std::move(options)),
       log_(elastic_logger()),
       incarnation_(random_incarnation()),
-      job_hash_(job_hash(options_.job_id)) {
+      job_hash_(job_hash(options_.job_id)),
+      endpoints_(split_endpoints(options_.coordinator)) {
   validate(options_);
   // Fail in the caller's thread, not silently in the member's.
   if (options_.secret) require_curve();
@@ -90,6 +117,11 @@ std::optional<EpochView> Member::current() const {
 MemberState Member::state() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return state_;
+}
+
+std::string Member::coordinator() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return endpoints_[endpoint_index_];
 }
 
 uint32_t Member::num_waiting() const {
@@ -179,12 +211,13 @@ void Member::run() {
   // Watches the handshake: a refused one must become an error, not an endless silent retry.
   // Declared after the dealer so that it stops watching before the dealer closes.
   SocketMonitor monitor(context, dealer, "member");
-  dealer.connect(options_.coordinator);
-  log_->info("member '{}': connecting to {} for job '{}'{}", options_.name, options_.coordinator,
-             options_.job_id,
-             options_.secret ? fmt::format(" with CURVE (secret fingerprint {})",
-                                           options_.secret->fingerprint())
-                             : std::string(" without a job secret"));
+  std::string endpoint = endpoints_.front();
+  dealer.connect(endpoint);
+  log_->info(
+      "member '{}': connecting to {} for job '{}'{}", options_.name, endpoint, options_.job_id,
+      options_.secret
+          ? fmt::format(" with CURVE (secret fingerprint {})", options_.secret->fingerprint())
+          : std::string(" without a job secret"));
   // When the TCP connection came up with no handshake result since: a CURVE client facing a
   // server that does not answer the handshake otherwise waits forever.
   bool handshaking = false;
@@ -270,16 +303,48 @@ void Member::run() {
 
   auto next_heartbeat = Clock::now();
   auto last_reply = Clock::now();
+  // Leaves the current coordinator for the next in the list and registers there with our last
+  // epoch and its members, exactly as after a coordinator restart.
+  auto move_to_next_coordinator = [&](const std::string& why) {
+    const std::string previous = endpoint;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      endpoint_index_ = (endpoint_index_ + 1) % endpoints_.size();
+      endpoint = endpoints_[endpoint_index_];
+      registered_ = false;
+      move_on_ = false;
+    }
+    log_->warn("member '{}': coordinator {} {}; moving to {}", options_.name, previous, why,
+               endpoint);
+    dealer.disconnect(previous);
+    dealer.connect(endpoint);
+    handshaking = false;
+    closed_handshakes = 0;
+    last_reply = Clock::now();
+    next_heartbeat = last_reply;
+  };
   std::vector<::zmq::pollitem_t> items = {{dealer.handle(), 0, ZMQ_POLLIN, 0},
                                           {monitor.socket().handle(), 0, ZMQ_POLLIN, 0}};
   while (true) {
     std::deque<Request> requests;
     bool registered = false;
+    bool move_on = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) break;
       requests.swap(requests_);
       registered = registered_;
+      move_on = move_on_;
+    }
+    const bool failover = endpoints_.size() > 1;
+    if (move_on) {
+      move_to_next_coordinator("stopped the job on its side");
+      registered = false;
+    } else if (failover && Clock::now() - last_reply > options_.coordinator_timeout) {
+      // Silent (dead, or cut off from us): whether or not it ever answered, try the next one.
+      move_to_next_coordinator(
+          fmt::format("silent for {} ms", options_.coordinator_timeout.count()));
+      registered = false;
     }
     for (const auto& request : requests) send(request.type, request.payload);
 
@@ -330,13 +395,13 @@ void Member::authentication_failed(const std::string& detail) {
         "member '{}': cannot join the coordinator at {}: authentication failed or wrong secret "
         "({}; this member's secret has fingerprint {}): secret mismatch or coordinator without "
         "--secret-file",
-        options_.name, options_.coordinator, detail, options_.secret->fingerprint());
+        options_.name, coordinator(), detail, options_.secret->fingerprint());
   } else {
     error = fmt::format(
         "member '{}': cannot join the coordinator at {}: authentication failed ({}): the "
         "coordinator requires the job secret; give this member the job's secret file "
         "(TORCHWAN_SECRET_FILE or secret_file)",
-        options_.name, options_.coordinator, detail);
+        options_.name, coordinator(), detail);
   }
   std::lock_guard<std::mutex> lock(mutex_);
   // The socket keeps retrying; say it once per distinct failure, not at every retry.
@@ -345,8 +410,30 @@ void Member::authentication_failed(const std::string& detail) {
   changed_.notify_all();
 }
 
+bool Member::stop_is_final(const std::string& reason) {
+  // Called with mutex_ held. A coordinator that lost quorum stops the job on its side only: the
+  // majority may be running on a standby, which would readmit us. Only when every coordinator in
+  // a row said stop (or the list has just one) is the job over for this member. Meanwhile we are
+  // in no epoch: the old epoch's group is dead, since its majority left it.
+  if (++stops_in_a_row_ >= endpoints_.size()) return true;
+  log_->warn("member '{}': coordinator {} stopped the job ({}); trying the next coordinator",
+             options_.name, endpoints_[endpoint_index_], reason);
+  stop_reason_ = reason;
+  registered_ = false;
+  move_on_ = true;
+  state_ = MemberState::kRecovering;
+  return false;
+}
+
 void Member::handle(const Message& message) {
   std::unique_lock<std::mutex> lock(mutex_);
+  // This coordinator serves the job: a later stop starts a fresh round of the list. A status
+  // saying `recovering` does not count: that coordinator may yet decline (a standby that too few
+  // members reached), and a member alone with a dead job must not cycle through the list forever.
+  const MessageType type = message.header.type;
+  if (type != MessageType::kStop && type != MessageType::kWelcome && type != MessageType::kStatus) {
+    stops_in_a_row_ = 0;
+  }
   switch (message.header.type) {
     case MessageType::kWelcome:
     case MessageType::kStatus: {
@@ -357,6 +444,9 @@ void Member::handle(const Message& message) {
         log_->info("member '{}': registered (coordinator epoch {})", options_.name, status.epoch);
       }
       num_waiting_ = status.num_waiting;
+      if (status.state == MemberState::kActive || status.state == MemberState::kWaiting) {
+        stops_in_a_row_ = 0;
+      }
       if (status.state == MemberState::kWaiting && state_ == MemberState::kActive) {
         // We were removed (declared failed while we could not talk); we are a joiner now.
         log_->warn("member '{}': no longer part of epoch {}; waiting for readmission",
@@ -392,7 +482,8 @@ void Member::handle(const Message& message) {
     }
     case MessageType::kStop: {
       const ReasonPayload stop = decode_payload<ReasonPayload>(message.payload);
-      if (state_ == MemberState::kStopped) break;
+      if (state_ == MemberState::kStopped || move_on_) break;
+      if (!stop_is_final(stop.reason)) break;
       state_ = MemberState::kStopped;
       stop_reason_ = stop.reason;
       stopping_ = true;  // nothing left to say to the coordinator

@@ -26,7 +26,11 @@ class logger;
 namespace torchwan::elastic {
 
 struct MemberOptions {
-  std::string coordinator;  // "tcp://host:port"
+  // "tcp://host:port", or a comma-separated list of them: the active coordinator and its standbys.
+  // The member talks to one at a time and moves to the next (round-robin) when the current one
+  // stays silent for coordinator_timeout or stops the job; see docs/elastic.md, Coordinator
+  // failover.
+  std::string coordinator;
   std::string job_id;
   std::string name;     // unique within the job; a restarted process may reuse it
   std::string address;  // data-plane address published to the other members
@@ -75,10 +79,13 @@ class Member {
   MemberState state() const;
   uint32_t num_waiting() const;
   const std::string& name() const { return options_.name; }
+  // The coordinator this member talks to now (one of the list's endpoints).
+  std::string coordinator() const;
   uint64_t incarnation() const { return incarnation_; }
 
   // Waits for an epoch numbered above `newer_than` that includes this member. Returns nothing on
-  // timeout; throws ElasticError(kStopped) when the job was stopped or this member closed,
+  // timeout; throws ElasticError(kStopped) when the job was stopped (with several coordinators:
+  // by as many `stop` answers in a row as there are coordinators) or this member closed,
   // ElasticError(kRejected) when the coordinator refused the registration, and
   // ElasticError(kAuthentication) when the connection fails its security handshake (a wrong or
   // missing secret on either side) or, with a secret, connects but completes no handshake within
@@ -107,11 +114,15 @@ class Member {
   void handle(const Message& message);
   void queue(MessageType type, std::vector<uint8_t> payload);
   void authentication_failed(const std::string& detail);
+  // A coordinator told us to stop. With standbys left to try, this only closes that coordinator
+  // (returns false); the job is over once every coordinator in a row has said so (returns true).
+  bool stop_is_final(const std::string& reason);
 
   MemberOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   const uint64_t incarnation_;
   const uint64_t job_hash_;
+  const std::vector<std::string> endpoints_;  // options_.coordinator split at commas
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
@@ -125,6 +136,10 @@ class Member {
   bool stopping_ = false;  // the thread must exit
   bool closed_ = false;    // the thread has exited or been asked to
   std::string stop_reason_;
+  size_t endpoint_index_ = 0;  // endpoints_[endpoint_index_] is the coordinator we talk to
+  // Coordinators in a row that answered `stop`; reset by any other answer.
+  size_t stops_in_a_row_ = 0;
+  bool move_on_ = false;  // set by a non-final stop: the member thread moves to the next endpoint
   std::string reject_reason_;
   std::string auth_error_;  // set by a failed handshake, cleared by a successful one
   EpochCallback on_epoch_;

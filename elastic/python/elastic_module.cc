@@ -76,8 +76,8 @@ std::unique_ptr<Coordinator> make_coordinator(std::string host, int port, std::s
                                               milliseconds heartbeat_timeout,
                                               milliseconds peer_lost_silence,
                                               milliseconds recovery_grace, size_t min_members,
-                                              bool require_majority,
-                                              const std::string& secret_file) {
+                                              bool require_majority, const std::string& secret_file,
+                                              bool standby) {
   CoordinatorOptions options;
   if (!secret_file.empty()) options.secret = security::JobSecret::load_file(secret_file);
   options.host = std::move(host);
@@ -88,6 +88,7 @@ std::unique_ptr<Coordinator> make_coordinator(std::string host, int port, std::s
   options.recovery_grace = recovery_grace;
   options.min_members = min_members;
   options.require_majority = require_majority;
+  options.standby = standby;
   return std::make_unique<Coordinator>(std::move(options));
 }
 
@@ -158,7 +159,8 @@ void bind_coordinator(py::module_& module) {
            py::arg("job_id") = "", py::arg("heartbeat_timeout") = milliseconds(10000),
            py::arg("peer_lost_silence") = milliseconds(1500),
            py::arg("recovery_grace") = milliseconds(10000), py::arg("min_members") = 1,
-           py::arg("require_majority") = true, py::arg("secret_file") = "")
+           py::arg("require_majority") = true, py::arg("secret_file") = "",
+           py::arg("standby") = false)
       .def("start", &Coordinator::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Coordinator::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("running", &Coordinator::running)

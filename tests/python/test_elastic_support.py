@@ -89,7 +89,9 @@ class Worker:
         self, name: str, coordinator_port: int, log_dir: Path, *args: str,
         host: str = "127.0.0.1", coordinator_host: str = "127.0.0.1", prefix: Sequence[str] = (),
         script: Union[str, Path] = TRAIN_SCRIPT, script_args: Sequence[str] = (),
+        coordinators: Optional[str] = None,
     ) -> None:  # fmt: skip
+        """`coordinators` ("h1:p1,h2:p2": active and standbys) replaces the single coordinator."""
         self.name = name
         self.events: list[dict[str, Any]] = []
         self.stderr_path = log_dir / f"{name}.err"
@@ -97,7 +99,7 @@ class Worker:
         env = {"TORCHWAN_LOG_LEVEL": "info", **os.environ, "TORCHWAN_HOST": host}
         env["PYTHONUNBUFFERED"] = "1"
         command = [*prefix, sys.executable, str(script), *script_args, "--coordinator"]
-        command += [f"{coordinator_host}:{coordinator_port}", "--name", name, *args]
+        command += [coordinators or f"{coordinator_host}:{coordinator_port}", "--name", name, *args]
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=stderr, env=env

@@ -49,6 +49,37 @@ def test_entry_point_creates_the_wan_handler() -> None:
     assert handler.shutdown() and handler.is_closed()
 
 
+def test_endpoint_list_moves_past_a_dead_coordinator(tmp_path: Path) -> None:
+    """--rdzv-endpoint=h1:p1,h2:p2 reaches the handler as one string (torchrun passes it through):
+    the agent tries the first coordinator, finds it silent and meets at the second."""
+    import pytest
+    from torch.distributed.elastic.rendezvous import (
+        RendezvousParameters,
+        rendezvous_handler_registry,
+    )
+
+    live, dead = free_port(), free_port()
+    coordinator = Coordinator(live, tmp_path)
+    try:
+        params = RendezvousParameters(
+            "wan", f"127.0.0.1:{dead},127.0.0.1:{live}", "list-job", 1, 1,
+            heartbeat_interval_ms=200, coordinator_timeout_ms=1000, last_call_timeout=0,
+            local_addr="127.0.0.1",
+        )  # fmt: skip
+        handler = rendezvous_handler_registry.create_handler(params)
+        info = handler.next_rendezvous()
+        assert (info.rank, info.world_size) == (0, 1)
+        assert handler.shutdown()
+    finally:
+        coordinator.stop()
+    assert "list-job" in coordinator.log_tail()
+    for bad in (f"127.0.0.1:{live},", f"127.0.0.1:{live},127.0.0.1:{live}"):
+        with pytest.raises(ValueError, match="coordinator list"):
+            rendezvous_handler_registry.create_handler(
+                RendezvousParameters("wan", bad, "list-job", 1, 1)
+            )
+
+
 def test_torchrun_two_agents_survive_a_worker_crash(tmp_path: Path) -> None:
     script = tmp_path / "tiny.py"
     script.write_text(SCRIPT)

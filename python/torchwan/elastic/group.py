@@ -37,7 +37,7 @@ from .. import _elastic
 from ..errors import WanPeerLostError
 from ..options import Options
 from ..secret import resolve_secret_file
-from ._address import local_address_towards, split_endpoint
+from ._address import local_address_towards, member_endpoints, split_endpoints
 from .epoch_store import EpochNotReachable, connect_epoch_store
 from .process_group import abort_quietly, build_process_group
 from .state_sync import StateDict, synchronize
@@ -107,8 +107,9 @@ class ElasticGroup:
         coordinator_timeout: timedelta = timedelta(seconds=10),
         secret_file: Optional[str] = None,
     ) -> None:
-        coordinator_host, coordinator_port = split_endpoint(coordinator)
-        self._host = host or local_address_towards(coordinator_host, coordinator_port)
+        # "host:port", or "h1:p1,h2:p2": the active coordinator and its standbys, tried in turn.
+        coordinators = split_endpoints(coordinator)
+        self._host = host or local_address_towards(*coordinators[0])
         self._job_id = job_id
         self._get_state = get_state
         self._set_state = set_state
@@ -128,7 +129,7 @@ class ElasticGroup:
             self._host, 0, is_master=True, wait_for_workers=False, timeout=timeout
         )
         self._member = _elastic.Member(
-            f"tcp://{coordinator_host}:{coordinator_port}",
+            member_endpoints(coordinators),
             job_id,
             name or f"{socket.gethostname()}-{os.getpid()}",
             f"{self._host}:{self._store_server.port}",

@@ -3,6 +3,9 @@
     torchwan-coordinator --port 29400
     torchrun --nnodes=MIN:MAX --rdzv-backend=wan --rdzv-endpoint=coord:29400 --rdzv-id=job1 train.py
 
+``--rdzv-endpoint=coord:29400,standby:29400`` names standby coordinators too (``torchwan-coordinator
+--standby``): an agent moves to the next one when the one it talks to dies or loses its quorum.
+
 Each torchrun agent is a member of the coordinator's job; a rendezvous round is a membership
 epoch, whose rank order gives the node ranks. Agents need to reach only the coordinator and the
 epoch's rank-0 agent, which hosts the round's store (its address travels in the member
@@ -44,7 +47,7 @@ from torch.distributed.elastic.rendezvous.api import (
 from .. import _elastic
 from ..secret import ENV_VAR as _SECRET_ENV_VAR
 from ..secret import resolve_secret_file
-from ._address import local_address_towards, split_endpoint
+from ._address import local_address_towards, member_endpoints, split_endpoint, split_endpoints
 
 log = logging.getLogger("torchwan.elastic.rendezvous")
 
@@ -57,8 +60,11 @@ class WanRendezvousHandler(RendezvousHandler):
     def __init__(self, params: RendezvousParameters) -> None:
         if params.backend != BACKEND_NAME:
             raise ValueError(f"backend is {params.backend!r}, expected {BACKEND_NAME!r}")
-        host, port = split_endpoint(params.endpoint or "127.0.0.1:29400")
-        self._coordinator = f"tcp://{host}:{port}"
+        # torchrun hands --rdzv-endpoint over as given: "host:port", or "h1:p1,h2:p2" for an
+        # active coordinator and its standbys (the member moves down the list on failure).
+        coordinators = split_endpoints(params.endpoint or "127.0.0.1:29400")
+        host, port = coordinators[0]
+        self._coordinator = member_endpoints(coordinators)
         self._run_id = params.run_id
         self._min_nodes = params.min_nodes
         self._max_nodes = params.max_nodes

@@ -1,0 +1,204 @@
+// Coordinator failover over real loopback sockets, members as threads of this process: members
+// given a list of coordinators move to the standby when the active one dies and keep their epoch;
+// a standby never forms a job of its own and never takes one over with a minority.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <thread>
+
+#include "elastic/coordinator.h"
+#include "elastic/errors.h"
+#include "elastic/member.h"
+
+namespace torchwan::elastic {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kWait = 8000ms;  // bounds a failover: coordinator timeout + registration
+
+CoordinatorOptions fast_coordinator(size_t min_members, bool standby) {
+  CoordinatorOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.job_id = "job";
+  options.heartbeat_timeout = 1500ms;
+  options.peer_lost_silence = 300ms;
+  options.recovery_grace = 1000ms;
+  options.min_members = min_members;
+  options.standby = standby;
+  return options;
+}
+
+MemberOptions fast_member(const std::string& coordinators, const std::string& name) {
+  MemberOptions options;
+  options.coordinator = coordinators;
+  options.job_id = "job";
+  options.name = name;
+  options.address = name + ".example:7000";
+  options.region = "region-" + name;
+  options.heartbeat_interval = 100ms;
+  options.coordinator_timeout = 500ms;
+  return options;
+}
+
+std::vector<std::string> names_of(const std::vector<MemberInfo>& members) {
+  std::vector<std::string> names;
+  for (const auto& member : members) names.push_back(member.name);
+  return names;
+}
+
+template <typename Predicate>
+bool eventually(Predicate&& predicate, std::chrono::milliseconds timeout = kWait) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return predicate();
+}
+
+struct Pair {
+  std::unique_ptr<Coordinator> primary;
+  std::unique_ptr<Coordinator> standby;
+  std::string list;  // "primary,standby" as members are given it
+};
+
+Pair start_pair(size_t min_members) {
+  Pair pair;
+  pair.primary = std::make_unique<Coordinator>(fast_coordinator(min_members, false));
+  pair.standby = std::make_unique<Coordinator>(fast_coordinator(min_members, true));
+  pair.primary->start();
+  pair.standby->start();
+  pair.list = pair.primary->endpoint() + "," + pair.standby->endpoint();
+  return pair;
+}
+
+TEST(ElasticFailover, MembersMoveToTheStandbyAndKeepTheirEpoch) {
+  Pair pair = start_pair(3);
+  std::vector<std::unique_ptr<Member>> members;
+  for (const char* name : {"a", "b", "c"}) {
+    members.push_back(std::make_unique<Member>(fast_member(pair.list, name)));
+  }
+  for (auto& member : members) ASSERT_TRUE(member->wait_for_epoch(0, kWait));
+  // The standby formed nothing while the primary ran, though nobody talks to it.
+  EXPECT_EQ(pair.standby->snapshot().phase, CoordinatorPhase::kForming);
+
+  pair.primary->stop();
+  // All of epoch 1 comes over: the standby resumes it under the same number, so the members'
+  // groups stay valid and nothing is rebuilt.
+  ASSERT_TRUE(eventually([&] {
+    const auto snapshot = pair.standby->snapshot();
+    return snapshot.phase == CoordinatorPhase::kRunning && snapshot.epoch == 1 &&
+           snapshot.members.size() == 3;
+  }));
+  for (auto& member : members) {
+    EXPECT_EQ(member->current()->epoch, 1u);
+    EXPECT_EQ(member->coordinator(), pair.standby->endpoint());
+    EXPECT_TRUE(eventually([&] { return member->state() == MemberState::kActive; }));
+  }
+
+  // The job still admits and removes members: a joiner tries the dead primary first.
+  Member joiner(fast_member(pair.list, "d"));
+  ASSERT_TRUE(eventually([&] { return pair.standby->snapshot().waiting.size() == 1; }));
+  members[0]->request_new_epoch();
+  const auto joined = joiner.wait_for_epoch(0, kWait);
+  ASSERT_TRUE(joined);
+  EXPECT_EQ(joined->epoch, 2u);
+  EXPECT_EQ(names_of(joined->members), (std::vector<std::string>{"a", "b", "c", "d"}));
+  members[1]->leave();
+  const auto after_leave = members[0]->wait_for_epoch(2, kWait);
+  ASSERT_TRUE(after_leave);
+  EXPECT_EQ(names_of(after_leave->members), (std::vector<std::string>{"a", "c", "d"}));
+}
+
+TEST(ElasticFailover, StandbyNeverFormsAJobFromFreshMembers) {
+  Coordinator standby(fast_coordinator(1, true));
+  standby.start();
+  Member member(fast_member(standby.endpoint(), "a"));
+  EXPECT_FALSE(member.wait_for_epoch(0, 1500ms));
+  const auto snapshot = standby.snapshot();
+  EXPECT_EQ(snapshot.phase, CoordinatorPhase::kForming);
+  EXPECT_EQ(snapshot.waiting, std::vector<std::string>{"a"});
+}
+
+TEST(ElasticFailover, StandbyRefusesAMinorityAndStaysReady) {
+  Pair pair = start_pair(3);
+  std::vector<std::unique_ptr<Member>> members;
+  for (const char* name : {"a", "b", "c"}) {
+    members.push_back(std::make_unique<Member>(fast_member(pair.list, name)));
+  }
+  for (auto& member : members) ASSERT_TRUE(member->wait_for_epoch(0, kWait));
+  // The primary dies with two of three members: one of three must not carry the job on.
+  pair.primary->stop();
+  members[1]->close();
+  members[2]->close();
+  try {
+    while (members[0]->wait_for_epoch(1, 3 * kWait)) {
+    }
+    ADD_FAILURE() << "expected the lone member to be stopped";
+  } catch (const ElasticError& error) {
+    EXPECT_EQ(error.kind(), ElasticErrorKind::kStopped);
+    EXPECT_NE(std::string(error.what()).find("not taking the job over"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_EQ(members[0]->current()->epoch, 1u);
+  // The standby declined without stopping: it can still take the job over later.
+  const auto snapshot = pair.standby->snapshot();
+  EXPECT_EQ(snapshot.phase, CoordinatorPhase::kForming);
+  EXPECT_EQ(snapshot.epoch, 0u);
+}
+
+TEST(ElasticFailover, JoinersAdmittedBehindACutOffMajorityCannotOutvoteIt) {
+  // The active coordinator's side of a partition: b and c are cut off (they fall silent) just
+  // before a step boundary admits three joiners into an epoch that b and c never receive. Counted
+  // against that epoch, losing b and c would look like 2 of 6; against the last epoch everyone
+  // confirmed ({a, b, c}) it is 2 of 3, and the job must stop here, since b and c may well be
+  // running it on a standby.
+  Coordinator coordinator(fast_coordinator(3, false));
+  coordinator.start();
+  std::vector<std::unique_ptr<Member>> members;
+  for (const char* name : {"a", "b", "c"}) {
+    members.push_back(std::make_unique<Member>(fast_member(coordinator.endpoint(), name)));
+  }
+  for (auto& member : members) ASSERT_TRUE(member->wait_for_epoch(0, kWait));
+  std::this_thread::sleep_for(400ms);  // a few heartbeats: everyone confirmed epoch 1
+  members[1]->close();
+  members[2]->close();
+  std::vector<std::unique_ptr<Member>> joiners;
+  for (const char* name : {"d", "e", "f"}) {
+    joiners.push_back(std::make_unique<Member>(fast_member(coordinator.endpoint(), name)));
+  }
+  ASSERT_TRUE(eventually([&] { return coordinator.snapshot().waiting.size() == 3; }, 1000ms));
+  members[0]->request_new_epoch();
+  const auto admitted = joiners[0]->wait_for_epoch(0, kWait);
+  ASSERT_TRUE(admitted);
+  EXPECT_EQ(admitted->world_size(), 6);
+  ASSERT_TRUE(
+      eventually([&] { return coordinator.snapshot().phase == CoordinatorPhase::kStopped; }));
+  try {
+    while (members[0]->wait_for_epoch(admitted->epoch, kWait)) {
+    }
+    ADD_FAILURE() << "expected the job to stop";
+  } catch (const ElasticError& error) {
+    EXPECT_EQ(error.kind(), ElasticErrorKind::kStopped);
+    EXPECT_NE(std::string(error.what()).find("confirmed"), std::string::npos) << error.what();
+  }
+}
+
+TEST(ElasticFailover, BadCoordinatorListsAreRefused) {
+  for (const char* list : {"tcp://127.0.0.1:1,,tcp://127.0.0.1:2", "tcp://127.0.0.1:1,",
+                           "tcp://127.0.0.1:1, tcp://127.0.0.1:1"}) {
+    try {
+      Member member(fast_member(list, "a"));
+      ADD_FAILURE() << "accepted '" << list << "'";
+    } catch (const ElasticError& error) {
+      EXPECT_EQ(error.kind(), ElasticErrorKind::kInvalidArgument);
+      EXPECT_NE(std::string(error.what()).find(list), std::string::npos) << error.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace torchwan::elastic
