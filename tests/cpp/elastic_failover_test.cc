@@ -9,6 +9,7 @@
 #include "elastic/coordinator.h"
 #include "elastic/errors.h"
 #include "elastic/member.h"
+#include "elastic_test_options.h"
 
 namespace torchwan::elastic {
 namespace {
@@ -18,27 +19,18 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kWait = 8000ms;  // bounds a failover: coordinator timeout + registration
 
+// Failover timings: members give up on a silent coordinator after 0.5 s; a member falls silent
+// after 1.5 s.
 CoordinatorOptions fast_coordinator(size_t min_members, bool standby) {
-  CoordinatorOptions options;
-  options.host = "127.0.0.1";
-  options.port = 0;
-  options.job_id = "job";
+  CoordinatorOptions options = testing::fast_coordinator_options(min_members);
   options.heartbeat_timeout = 1500ms;
-  options.peer_lost_silence = 300ms;
   options.recovery_grace = 1000ms;
-  options.min_members = min_members;
   options.standby = standby;
   return options;
 }
 
 MemberOptions fast_member(const std::string& coordinators, const std::string& name) {
-  MemberOptions options;
-  options.coordinator = coordinators;
-  options.job_id = "job";
-  options.name = name;
-  options.address = name + ".example:7000";
-  options.region = "region-" + name;
-  options.heartbeat_interval = 100ms;
+  MemberOptions options = testing::fast_member_options(coordinators, name);
   options.coordinator_timeout = 500ms;
   return options;
 }

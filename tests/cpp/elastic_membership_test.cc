@@ -12,6 +12,7 @@
 #include "elastic/errors.h"
 #include "elastic/member.h"
 #include "elastic/membership_wire.h"
+#include "elastic_test_options.h"
 
 namespace torchwan::elastic {
 namespace {
@@ -22,28 +23,11 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kWait = 5000ms;  // generous bound for things that normally take milliseconds
 
 CoordinatorOptions fast_coordinator(size_t min_members) {
-  CoordinatorOptions options;
-  options.host = "127.0.0.1";
-  options.port = 0;
-  options.job_id = "job";
-  options.heartbeat_timeout = 1000ms;
-  options.peer_lost_silence = 300ms;
-  options.recovery_grace = 1500ms;
-  options.min_members = min_members;
-  return options;
+  return testing::fast_coordinator_options(min_members);
 }
 
 MemberOptions fast_member(const std::string& endpoint, const std::string& name) {
-  MemberOptions options;
-  options.coordinator = endpoint;
-  options.job_id = "job";
-  options.name = name;
-  options.address = name + ".example:7000";
-  options.region = "region-" + name;
-  options.capabilities = {"cpu"};
-  options.heartbeat_interval = 100ms;
-  options.coordinator_timeout = 1000ms;
-  return options;
+  return testing::fast_member_options(endpoint, name);
 }
 
 std::vector<std::unique_ptr<Member>> start_members(const std::string& endpoint,
