@@ -10,6 +10,7 @@
 #include "elastic/errors.h"
 #include "elastic/member.h"
 #include "elastic_test_options.h"
+#include "poll_until.h"
 
 namespace torchwan::elastic {
 namespace {
@@ -43,12 +44,7 @@ std::vector<std::string> names_of(const std::vector<MemberInfo>& members) {
 
 template <typename Predicate>
 bool eventually(Predicate&& predicate, std::chrono::milliseconds timeout = kWait) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return predicate();
+  return torchwan::testing::poll_until(predicate, timeout);
 }
 
 struct Pair {

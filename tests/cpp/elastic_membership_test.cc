@@ -13,6 +13,7 @@
 #include "elastic/member.h"
 #include "elastic/membership_wire.h"
 #include "elastic_test_options.h"
+#include "poll_until.h"
 
 namespace torchwan::elastic {
 namespace {
@@ -55,12 +56,7 @@ EpochView expect_epoch(Member& member, uint64_t newer_than) {
 
 template <typename Predicate>
 bool eventually(Predicate&& predicate, std::chrono::milliseconds timeout = kWait) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return predicate();
+  return torchwan::testing::poll_until(predicate, timeout);
 }
 
 TEST(ElasticMembership, AllMembersSeeTheSameEpochAndOrder) {

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "poll_until.h"
 #include "test_support.h"
 #include "transport/striping.h"
 #include "transport/transport.h"
@@ -59,12 +60,7 @@ TransportError failure_of(Request& request, std::chrono::milliseconds timeout = 
 
 // Polls `condition` for up to `timeout`.
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 2s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
+  return torchwan::testing::poll_until(condition, timeout, 1ms);
 }
 
 // Byte-exact comparison that reports the first differing offset instead of dumping buffers.
