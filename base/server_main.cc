@@ -4,7 +4,14 @@
 
 #include <cstdlib>
 
-namespace torchwan::base::server_main_detail {
+namespace torchwan::base {
+
+std::string local_endpoint(const std::string& host, int port) {
+  const std::string reachable = host == "0.0.0.0" || host == "*" ? "127.0.0.1" : host;
+  return "tcp://" + reachable + ":" + std::to_string(port);
+}
+
+namespace server_main_detail {
 
 sigset_t block_stop_signals() {
   sigset_t signals;
@@ -24,4 +31,5 @@ void wait_for(const sigset_t& signals) {
   sigwait(&signals, &signal_number);
 }
 
-}  // namespace torchwan::base::server_main_detail
+}  // namespace server_main_detail
+}  // namespace torchwan::base

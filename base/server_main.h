@@ -22,6 +22,10 @@ void wait_for(const sigset_t& signals);
 
 }  // namespace server_main_detail
 
+// The tcp:// endpoint at which a process on this machine reaches a server bound to host:port: a
+// wildcard host ("0.0.0.0", "*") is reached through loopback.
+std::string local_endpoint(const std::string& host, int port);
+
 // `make()` builds the server (a unique_ptr to a type with start(), which throws when it cannot
 // listen, port() and stop()) once the signals are blocked. Returns the process's exit status:
 // 0 after a clean stop, 1 when it could not start.

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "base/server_main.h"
 #include "elastic/log.h"
 #include "elastic/membership_wire.h"
 #include "transport/secure/control_security.h"
@@ -78,11 +79,7 @@ void Coordinator::stop() {
   log_->info("coordinator: stopped serving port {}", port_);
 }
 
-std::string Coordinator::endpoint() const {
-  const std::string host =
-      options_.host == "0.0.0.0" || options_.host == "*" ? "127.0.0.1" : options_.host;
-  return "tcp://" + host + ":" + std::to_string(port_);
-}
+std::string Coordinator::endpoint() const { return base::local_endpoint(options_.host, port_); }
 
 CoordinatorSnapshot Coordinator::snapshot() const {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/server_main.h"
 #include "relay/relay_forwarder.h"
 #include "relay/relay_wire.h"
 #include "transport/secure/control_security.h"
@@ -96,11 +97,7 @@ void RelayServer::stop() {
   log_->info("relay: stopped serving port {}", port_);
 }
 
-std::string RelayServer::endpoint() const {
-  const std::string host =
-      options_.host == "0.0.0.0" || options_.host == "*" ? "127.0.0.1" : options_.host;
-  return "tcp://" + host + ":" + std::to_string(port_);
-}
+std::string RelayServer::endpoint() const { return base::local_endpoint(options_.host, port_); }
 
 RelayStats RelayServer::stats() const {
   std::lock_guard<std::mutex> lock(stats_mutex_);
