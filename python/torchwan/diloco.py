@@ -60,7 +60,8 @@ class _PendingSync:
         if self.work is not None:
             self.work.wait()
             self.work = None
-            self.buffer.div_(self.world)
+            if self.world != 1:  # a compressed sync's future already holds the mean
+                self.buffer.div_(self.world)
         return self.buffer
 
 
@@ -475,7 +476,7 @@ class DiLoCo:
             hooks.compressed_mean(state, self.codec, fragment, mean)
         elif world > 1:
             # Runs while the inner steps go on, as the uncompressed sync does; the result is
-            # already the mean (world 1: nothing left to divide).
+            # already the mean (world 1: mean() divides by nothing).
             pending.work = hooks.compressed_allreduce(state, self.codec, fragment, mean)
         state.step += 1  # fresh codec seeds for every sync
         self.bytes_sent += state.bytes_sent - before
