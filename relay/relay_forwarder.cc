@@ -42,10 +42,12 @@ std::string printable(const std::string& routing_id) {
 
 class RelayForwarder::Impl {
  public:
-  Impl(const RelayOptions& options, ::zmq::socket_t& router, std::shared_ptr<spdlog::logger> log)
+  Impl(const RelayOptions& options, ::zmq::socket_t& router, std::shared_ptr<spdlog::logger> log,
+       StatsSink publish_stats)
       : options_(options),
         log_(std::move(log)),
         router_(router),
+        publish_stats_(std::move(publish_stats)),
         max_streams_(effective_max_streams(options_)) {}
 
   bool read_waiting() {
@@ -249,6 +251,7 @@ class RelayForwarder::Impl {
 
   // 0 when sent, EAGAIN when the destination's pipe is full, EHOSTUNREACH when it is gone.
   int try_send(const std::string& routing_id, Outgoing& outgoing) {
+    publish_stats_(stats());
     try {
       if (!router_.send(::zmq::buffer(routing_id),
                         ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait)) {
@@ -411,6 +414,7 @@ class RelayForwarder::Impl {
   const RelayOptions& options_;
   std::shared_ptr<spdlog::logger> log_;
   ::zmq::socket_t& router_;
+  const StatsSink publish_stats_;
   const size_t max_streams_;
   RelayStats stats_;
   std::map<std::string, Client> clients_;       // by routing id
@@ -424,8 +428,8 @@ class RelayForwarder::Impl {
 };
 
 RelayForwarder::RelayForwarder(const RelayOptions& options, ::zmq::socket_t& router,
-                               std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_unique<Impl>(options, router, std::move(log))) {}
+                               std::shared_ptr<spdlog::logger> log, StatsSink publish_stats)
+    : impl_(std::make_unique<Impl>(options, router, std::move(log), std::move(publish_stats))) {}
 RelayForwarder::~RelayForwarder() = default;
 bool RelayForwarder::read_waiting() { return impl_->read_waiting(); }
 void RelayForwarder::flush() { impl_->flush(); }

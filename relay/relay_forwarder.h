@@ -4,6 +4,7 @@
 // the stream limit (docs/relay.md). RelayServer owns the socket and the thread around it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <zmq.hpp>
 
@@ -17,9 +18,13 @@ namespace torchwan::relay {
 
 class RelayForwarder {
  public:
+  // Receives the counters just before any frame leaves the relay, so that whatever a client has
+  // seen (a refusal, a credit) is already counted when someone reads the stats.
+  using StatsSink = std::function<void(const RelayStats&)>;
+
   // `router` must outlive the forwarder; only the forwarder's thread may use either.
   RelayForwarder(const RelayOptions& options, ::zmq::socket_t& router,
-                 std::shared_ptr<spdlog::logger> log);
+                 std::shared_ptr<spdlog::logger> log, StatsSink publish_stats);
   ~RelayForwarder();
   RelayForwarder(const RelayForwarder&) = delete;
   RelayForwarder& operator=(const RelayForwarder&) = delete;

@@ -105,7 +105,11 @@ RelayStats RelayServer::stats() const {
 }
 
 void RelayServer::serve(::zmq::socket_t router) {
-  RelayForwarder forwarder(options_, router, log_);
+  const auto publish = [this](const RelayStats& stats) {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    stats_ = stats;
+  };
+  RelayForwarder forwarder(options_, router, log_, publish);
   // Declared after the router so that it stops watching before the router closes.
   elastic::SocketMonitor monitor(context_, router, fmt::format("relay-{}", port_));
   std::vector<::zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0},
@@ -115,9 +119,7 @@ void RelayServer::serve(::zmq::socket_t router) {
     watch_handshakes(monitor, forwarder);
     forwarder.read_waiting();
     forwarder.flush();
-    const RelayStats stats = forwarder.stats();
-    std::lock_guard<std::mutex> lock(stats_mutex_);
-    stats_ = stats;
+    publish(forwarder.stats());  // also what changed without a frame leaving (a dropped client)
   }
 }
 
