@@ -276,4 +276,8 @@ std::vector<transport::PeerTraffic> ProcessGroupWan::traffic() const {
   return transport_ ? transport_->traffic() : std::vector<transport::PeerTraffic>{};
 }
 
+std::vector<transport::LinkRung> ProcessGroupWan::links() const {
+  return transport_ ? transport_->links() : std::vector<transport::LinkRung>{};
+}
+
 }  // namespace torchwan

@@ -182,6 +182,8 @@ class ProcessGroupWan final : public c10d::Backend {
   // Per peer rank (index = rank) what this rank exchanged with it, and per collective its calls,
   // failures, bytes and time (torchwan.stats()).
   std::vector<transport::PeerTraffic> traffic() const;
+  // Per peer rank the rung of the connection ladder that carries its lanes (empty: all direct).
+  std::vector<transport::LinkRung> links() const;
   std::map<std::string, c10d_backend::CollectiveCounts> collective_counts() const {
     return collective_stats_.snapshot();
   }

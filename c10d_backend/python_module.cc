@@ -199,6 +199,7 @@ PYBIND11_MODULE(_C, module) {
            [](const ProcessGroupWan& self) {
              py::dict peers;
              const auto traffic = self.traffic();
+             const auto links = self.links();
              for (size_t peer = 0; peer < traffic.size(); ++peer) {
                if (static_cast<int>(peer) == self.getRank()) continue;
                py::dict entry;
@@ -206,8 +207,8 @@ PYBIND11_MODULE(_C, module) {
                entry["bytes_received"] = traffic[peer].bytes_received;
                entry["messages_sent"] = traffic[peer].messages_sent;
                entry["messages_received"] = traffic[peer].messages_received;
-               // Every lane is a direct connection today; relayed and reverse rungs will say so.
-               entry["link"] = "direct";
+               entry["link"] = torchwan::transport::link_rung_name(
+                   peer < links.size() ? links[peer] : torchwan::transport::LinkRung::kDirect);
                entry["lanes"] = self.options().transport.lanes;
                peers[py::int_(peer)] = entry;
              }

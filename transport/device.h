@@ -35,6 +35,8 @@ class Device : public std::enable_shared_from_this<Device> {
   const TransportOptions& options() const { return links_->options(); }
   // What this process exchanged with each peer process, every group together.
   std::vector<PeerTraffic> traffic() const { return links_->traffic(); }
+  // How this process reached each peer process (empty: all directly).
+  std::vector<LinkRung> link_rungs() const { return links_->links(); }
 
   // A transport whose rank i is device rank members[i] and whose messages travel in `channel`.
   // Throws TransportError(kInvalidArgument) unless the members are distinct device ranks that

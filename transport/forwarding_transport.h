@@ -28,6 +28,7 @@ class ForwardingTransport : public Transport {
     inner_->set_peer_failure_handler(std::move(handler));
   }
   std::vector<PeerTraffic> traffic() const override { return inner_->traffic(); }
+  std::vector<LinkRung> links() const override { return inner_->links(); }
 
   // The transport underneath.
   Transport& inner() { return *inner_; }

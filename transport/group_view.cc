@@ -211,4 +211,13 @@ std::vector<PeerTraffic> GroupView::traffic() const {
   return result;
 }
 
+std::vector<LinkRung> GroupView::links() const {
+  const std::vector<LinkRung> by_process = device_->link_rungs();
+  if (identity_ || by_process.empty()) return by_process;
+  std::vector<LinkRung> result;
+  result.reserve(members_.size());
+  for (const int member : members_) result.push_back(by_process[static_cast<size_t>(member)]);
+  return result;
+}
+
 }  // namespace torchwan::transport

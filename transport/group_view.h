@@ -30,6 +30,7 @@ class GroupView final : public Transport {
   void abort(const std::string& reason) override;
   void set_peer_failure_handler(PeerFailureHandler handler) override;
   std::vector<PeerTraffic> traffic() const override;
+  std::vector<LinkRung> links() const override;
 
  private:
   struct Shared;  // what completion callbacks use; they may outlive the view

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "transport/errors.h"
+#include "transport/link_rung.h"
 #include "transport/options.h"
 #include "transport/posting.h"
 #include "transport/request.h"
@@ -64,6 +65,9 @@ class Transport {
   // Completed messages and bytes per peer rank (index = rank), where the transport counts them
   // (Transport::create's transports do; see counting_transport.h); empty otherwise.
   virtual std::vector<PeerTraffic> traffic() const { return {}; }
+  // Per peer rank (index = rank) the rung that carries its lanes; this rank's own entry is
+  // meaningless. Empty when every peer is connected directly.
+  virtual std::vector<LinkRung> links() const { return {}; }
 };
 
 }  // namespace torchwan::transport
