@@ -21,6 +21,9 @@ const std::vector<OptionSpec>& option_registry() {
        "limit on connecting the group"},
       {"peer_timeout_ms", "transport", "int", "10000", "10000",
        "silence after which a peer counts as lost"},
+      {"dial_timeout_ms", "transport", "int", "5000", "5000",
+       "how long a rank waits for a peer it dialed to answer before asking that peer to dial back "
+       "(the reverse rung, for a peer behind a NAT or firewall; docs/reachability.md)"},
       {"socket_buffer_bytes", "transport", "int", "67108864", "64 MiB",
        "kernel buffer of each data connection; one TCP stream moves at most one buffer per round "
        "trip, so this should cover the bandwidth-delay product. Applied where "

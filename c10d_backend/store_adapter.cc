@@ -21,4 +21,14 @@ std::vector<uint8_t> C10dStoreAdapter::get(const std::string& key,
   }
 }
 
+bool C10dStoreAdapter::contains(const std::string& key) {
+  try {
+    return store_->check({key});
+  } catch (const c10::Error& error) {
+    throw transport::TransportError(
+        transport::ErrorKind::kBootstrap,
+        "store check of key '" + key + "' failed: " + error.what_without_backtrace());
+  }
+}
+
 }  // namespace torchwan::c10d_backend

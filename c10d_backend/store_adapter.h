@@ -12,6 +12,7 @@ class C10dStoreAdapter final : public transport::Store {
   explicit C10dStoreAdapter(c10::intrusive_ptr<c10d::Store> store) : store_(std::move(store)) {}
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> get(const std::string& key, std::chrono::milliseconds timeout) override;
+  bool contains(const std::string& key) override;
 
  private:
   c10::intrusive_ptr<c10d::Store> store_;

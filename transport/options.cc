@@ -56,6 +56,8 @@ void TransportOptions::set(const std::string& name, const std::string& value) {
     connect_timeout = std::chrono::milliseconds(parse_integer(name, value));
   } else if (name == "peer_timeout_ms") {
     peer_timeout = std::chrono::milliseconds(parse_integer(name, value));
+  } else if (name == "dial_timeout_ms") {
+    dial_timeout = std::chrono::milliseconds(parse_integer(name, value));
   } else if (name == "socket_buffer_bytes") {
     socket_buffer_bytes = parse_size(name, value);
   } else if (name == "congestion") {
@@ -92,8 +94,9 @@ void TransportOptions::validate() const {
     throw std::invalid_argument("chunk_bytes=" + std::to_string(chunk_bytes) +
                                 " is below the minimum of 4096");
   }
-  if (connect_timeout.count() <= 0 || peer_timeout.count() <= 0) {
-    throw std::invalid_argument("connect_timeout_ms and peer_timeout_ms must be positive");
+  if (connect_timeout.count() <= 0 || peer_timeout.count() <= 0 || dial_timeout.count() <= 0) {
+    throw std::invalid_argument(
+        "connect_timeout_ms, peer_timeout_ms and dial_timeout_ms must be positive");
   }
   // setsockopt takes an int; the kernel doubles the value it is given.
   if (socket_buffer_bytes > (size_t{1} << 30)) {
@@ -114,18 +117,26 @@ void TransportOptions::validate() const {
   }
 }
 
-std::string default_host_address() {
+std::vector<std::string> interface_addresses() {
+  std::vector<std::string> addresses;
   ifaddrs* raw = nullptr;
-  if (getifaddrs(&raw) != 0) return "127.0.0.1";
+  if (getifaddrs(&raw) != 0) return addresses;
   std::unique_ptr<ifaddrs, decltype(&freeifaddrs)> list(raw, &freeifaddrs);
   for (ifaddrs* it = list.get(); it != nullptr; it = it->ifa_next) {
     if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != AF_INET) continue;
     if ((it->ifa_flags & IFF_UP) == 0 || (it->ifa_flags & IFF_LOOPBACK) != 0) continue;
     char text[INET_ADDRSTRLEN] = {};
     const auto* address = reinterpret_cast<const sockaddr_in*>(it->ifa_addr);
-    if (inet_ntop(AF_INET, &address->sin_addr, text, sizeof(text)) != nullptr) return text;
+    if (inet_ntop(AF_INET, &address->sin_addr, text, sizeof(text)) != nullptr) {
+      addresses.emplace_back(text);
+    }
   }
-  return "127.0.0.1";
+  return addresses;
+}
+
+std::string default_host_address() {
+  const std::vector<std::string> addresses = interface_addresses();
+  return addresses.empty() ? "127.0.0.1" : addresses.front();
 }
 
 }  // namespace torchwan::transport

@@ -27,6 +27,8 @@ struct TransportOptions {
   std::chrono::milliseconds connect_timeout{120000};
   // Silence after which a peer counts as lost.         TORCHWAN_PEER_TIMEOUT_MS
   std::chrono::milliseconds peer_timeout{10000};
+  // A dialed peer that answers within this is reached directly; else it is asked to dial back.
+  std::chrono::milliseconds dial_timeout{5000};
   // Kernel send and receive buffer of each data connection. One TCP stream moves at most one
   // buffer per round trip, so this should cover the bandwidth-delay product (64 MiB: 5 Gbit/s at
   // 100 ms). An explicit size turns the kernel's autotuning off and net.core.wmem_max/rmem_max
@@ -78,5 +80,8 @@ size_t parse_size(const std::string& name, const std::string& text);
 // The address this host publishes when TransportOptions::host is empty: the first non-loopback
 // IPv4 address of an interface that is up, else 127.0.0.1.
 std::string default_host_address();
+// Every IPv4 address of an interface that is up, loopback excluded: where peers may reach this
+// process (error messages name them when none worked).
+std::vector<std::string> interface_addresses();
 
 }  // namespace torchwan::transport

@@ -46,6 +46,11 @@ std::vector<uint8_t> MemoryStore::get(const std::string& key, std::chrono::milli
   return state_->values[key];
 }
 
+bool MemoryStore::contains(const std::string& key) {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->values.count(key) != 0;
+}
+
 FileStore::FileStore(std::string directory) : directory_(std::move(directory)) {
   std::filesystem::create_directories(directory_);
 }
@@ -84,6 +89,19 @@ std::vector<uint8_t> FileStore::get(const std::string& key, std::chrono::millise
     }
     if (std::chrono::steady_clock::now() >= deadline) throw_missing_key(key, timeout);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+bool FileStore::contains(const std::string& key) { return std::filesystem::exists(path_for(key)); }
+
+bool Store::contains(const std::string& key) {
+  // A store that cannot ask without waiting: the shortest wait (0 would mean "forever" to c10d).
+  try {
+    get(key, std::chrono::milliseconds(1));
+    return true;
+  } catch (const TransportError& missing) {
+    if (missing.kind() == ErrorKind::kBootstrap) return false;
+    throw;
   }
 }
 

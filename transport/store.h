@@ -16,6 +16,8 @@ class Store {
   virtual void set(const std::string& key, const std::vector<uint8_t>& value) = 0;
   // Blocks until `key` exists. Throws TransportError(kBootstrap) naming the key after `timeout`.
   virtual std::vector<uint8_t> get(const std::string& key, std::chrono::milliseconds timeout) = 0;
+  // Whether `key` exists now, without waiting (connection setup polls the signals peers leave).
+  virtual bool contains(const std::string& key);
 };
 
 // A view of another store with every key prefixed, so one store can serve several groups.
@@ -28,6 +30,7 @@ class PrefixStore final : public Store {
   std::vector<uint8_t> get(const std::string& key, std::chrono::milliseconds timeout) override {
     return inner_.get(prefix_ + key, timeout);
   }
+  bool contains(const std::string& key) override { return inner_.contains(prefix_ + key); }
 
  private:
   std::string prefix_;
@@ -41,6 +44,7 @@ class MemoryStore final : public Store {
   ~MemoryStore() override;
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> get(const std::string& key, std::chrono::milliseconds timeout) override;
+  bool contains(const std::string& key) override;
 
  private:
   struct State;
@@ -54,6 +58,7 @@ class FileStore final : public Store {
   explicit FileStore(std::string directory);
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> get(const std::string& key, std::chrono::milliseconds timeout) override;
+  bool contains(const std::string& key) override;
 
  private:
   std::string path_for(const std::string& key) const;

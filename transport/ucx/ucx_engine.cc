@@ -373,6 +373,7 @@ void Engine::settle() {
     std::vector<EndpointError> errors;
     errors.swap(endpoint_errors_);
     for (const EndpointError& error : errors) {
+      if (absorb_dial_error(error.peer, error.lane, error.status)) continue;
       if (departures_.lane_said_goodbye(error.peer, error.lane)) {
         // The peer said goodbye on this lane and closed it; its other lanes may still carry data.
         close_endpoint(error.peer, error.lane, /*force=*/true);

@@ -10,6 +10,13 @@
 // lost or the transport aborted: then its endpoints are force-closed (no more bytes can land) and
 // the Request fails at once (fail_now), so nothing ever waits on a dead peer.
 //
+// Connection ladder: for each pair the lower rank dials (creates its endpoints and sends a hello on
+// every lane) and the higher rank answers each hello over an endpoint of its own, which UCX joins
+// to the connection that brought the hello; so one side's reach is enough. A dialer whose peer
+// does not answer within dial_timeout (counted once the peer is known to be progressing) asks it,
+// through the store, to dial back: the reverse rung, for a peer behind a NAT or firewall. A pair
+// that neither side reaches fails connect(), naming both ranks and every address tried.
+//
 // Liveness: a peer is lost on an endpoint error, an abort notice, or when nothing arrived from it
 // for options.peer_timeout although it sends a heartbeat every quarter of that; so a killed,
 // stopped or unreachable peer fails its requests within the timeout.
@@ -39,6 +46,7 @@
 #include "transport/core/lane_set.h"
 #include "transport/core/peer_table.h"
 #include "transport/errors.h"
+#include "transport/link_rung.h"
 #include "transport/options.h"
 #include "transport/request.h"
 #include "transport/secure/data_auth.h"
@@ -46,6 +54,7 @@
 #include "transport/striping.h"
 #include "transport/ucx/ucx_handles.h"
 #include "transport/ucx/ucx_socket_census.h"
+#include "transport/ucx/ucx_wire.h"
 
 namespace torchwan::transport::ucx {
 
@@ -71,10 +80,10 @@ class Engine {
 
   // Adds a descriptor (the command queue's) whose readability ends wait_for_event.
   void watch_fd(int fd);
-  // Publishes this rank's worker addresses, creates the endpoints and exchanges a hello with every
-  // peer on every lane. Throws TransportError(kBootstrap) naming the ranks that did not answer
-  // before `deadline`.
-  void connect(Store& store, std::chrono::steady_clock::time_point deadline);
+  // Publishes this rank's worker addresses, reaches every peer through the ladder above and
+  // exchanges a hello with it on every lane. Returns how each peer rank was reached. Throws
+  // TransportError(kBootstrap) naming the ranks that did not answer before `deadline`.
+  std::vector<LinkRung> connect(Store& store, std::chrono::steady_clock::time_point deadline);
 
   // `spec.peer` may be kAnySource (a receive): see irecv_any in ucx_transport.h.
   void start(TransferSpec spec);
@@ -147,12 +156,37 @@ class Engine {
   static void on_endpoint_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   static void on_close_done(void* request, ucs_status_t status, void* user_data);
 
+  // One peer's place on the ladder while connecting.
+  struct PeerDial {
+    bool dialing = false;   // this rank created the endpoints of the current attempt
+    bool reversed = false;  // the lower rank could not dial: the higher one dials back
+    bool peer_ready = false;
+    bool done = false;
+    Clock::time_point dial_deadline = Clock::time_point::max();
+    std::string failure;                             // why this rank's dial failed, once it did
+    std::vector<std::shared_ptr<Request>> sent;      // [lane]
+    std::vector<std::shared_ptr<Request>> received;  // [lane]
+    std::vector<bool> verified;                      // [lane]: its hello proved who it is
+  };
+
   // --- connection setup (ucx_engine_connect.cc) ---
   std::vector<uint8_t> local_address(int lane);
-  std::vector<std::vector<std::vector<uint8_t>>> fetch_peer_addresses(
-      Store& store, std::chrono::steady_clock::time_point deadline);
-  void create_endpoints(const std::vector<std::vector<std::vector<uint8_t>>>& addresses);
-  void exchange_hellos(std::chrono::steady_clock::time_point deadline);
+  std::vector<AddressRecord> fetch_peer_addresses(Store& store,
+                                                  std::chrono::steady_clock::time_point deadline);
+  // --- the ladder (ucx_engine_dial.cc) ---
+  std::vector<LinkRung> establish(Store& store, const std::vector<AddressRecord>& records,
+                                  std::chrono::steady_clock::time_point deadline);
+  ucs_status_t create_endpoint(int peer, int lane, const AddressRecord& record, ucp_ep_h& ep);
+  void send_hello(int peer, int lane, PeerDial& dial);
+  // Creates the endpoints to `peer` and sends the hellos; false (with dial.failure set) when
+  // UCX refuses an endpoint at once.
+  bool dial(int peer, PeerDial& dial, const std::vector<AddressRecord>& records);
+  // Sends this rank's hello on `lane` over an endpoint made after the peer's hello arrived.
+  void answer(int peer, int lane, PeerDial& dial, const std::vector<AddressRecord>& records);
+  // "" when the hello that arrived from `peer` on `lane` is a valid, authenticated hello.
+  std::string check_arrived_hello(int peer, int lane) const;
+  // During connection setup an endpoint error of a dial in progress fails that dial, not the peer.
+  bool absorb_dial_error(int peer, int lane, ucs_status_t status);
   // Sets the chosen congestion control on UCX's TCP connections (see ucx_socket_census.h).
   void tune_connections();
 
@@ -255,6 +289,8 @@ class Engine {
   Clock::time_point next_heartbeat_{};
   Clock::time_point last_liveness_check_{};
 
+  // Connection setup only: the ladder's state per peer (empty afterwards).
+  std::vector<PeerDial> dials_;
   // The hello messages of connect(); they live as long as UCX may still write them.
   std::vector<std::vector<uint8_t>> hello_out_;  // [peer * lanes + lane]
   std::vector<std::vector<uint8_t>> hello_in_;   // [peer * lanes + lane]

@@ -62,7 +62,7 @@ void UcxTransport::run(Store& store, std::promise<void>& connected) {
     const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
     engine = std::make_unique<ucx::Engine>(options_, rank_, size_, peers_);
     engine->watch_fd(commands_->wakeup_fd());
-    engine->connect(store, deadline);
+    links_ = engine->connect(store, deadline);
   } catch (...) {
     commands_->close();
     engine.reset();  // closes what was opened before the promise releases the constructor

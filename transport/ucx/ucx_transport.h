@@ -42,6 +42,7 @@ class UcxTransport final : public Transport {
   std::shared_ptr<Request> post(Posting posting) override;
   void abort(const std::string& reason) override;
   void set_peer_failure_handler(PeerFailureHandler handler) override;
+  std::vector<LinkRung> links() const override { return links_; }
 
  private:
   std::shared_ptr<Request> submit(bool is_send, int peer, Tag tag, void* data, size_t length,
@@ -59,6 +60,7 @@ class UcxTransport final : public Transport {
   std::shared_ptr<ucx::CommandQueue> commands_;
   std::atomic<uint64_t> next_transfer_id_{1};
   std::atomic<bool> stop_{false};
+  std::vector<LinkRung> links_;  // written by connect() before the constructor returns
   std::thread::id progress_thread_id_;
   std::thread progress_thread_;
 };

@@ -1,5 +1,6 @@
 #include "transport/ucx/ucx_wire.h"
 
+#include <algorithm>
 #include <span>
 
 #include "base/byte_io.h"
@@ -29,6 +30,9 @@ std::vector<uint8_t> encode_address_record(const AddressRecord& record) {
     out.put<uint32_t>(static_cast<uint32_t>(address.size()));
     out.put_bytes(address.data(), address.size());
   }
+  const size_t interfaces = std::min(record.interface_addresses.size(), kMaxInterfaceAddresses);
+  out.put<uint32_t>(static_cast<uint32_t>(interfaces));
+  for (size_t i = 0; i < interfaces; ++i) out.put_string(record.interface_addresses[i]);
   return out.take();
 }
 
@@ -64,6 +68,14 @@ std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& b
       }
       const std::span<const uint8_t> body = in.get_bytes(length, "worker address");
       address.assign(body.begin(), body.end());
+    }
+    const uint32_t interfaces = in.get_count("interface address count", sizeof(uint32_t));
+    if (interfaces > kMaxInterfaceAddresses) {
+      in.reject("interface address count", std::to_string(interfaces) + " addresses (at most " +
+                                               std::to_string(kMaxInterfaceAddresses) + ")");
+    }
+    for (uint32_t i = 0; i < interfaces; ++i) {
+      record.interface_addresses.push_back(in.get_string("interface address", 64));
     }
     in.expect_end();
     return record;

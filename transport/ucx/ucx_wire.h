@@ -48,7 +48,11 @@ struct AddressRecord {
   uint64_t stripe_min_bytes = 0;
   uint64_t chunk_bytes = 0;
   std::vector<std::vector<uint8_t>> lane_addresses;
+  // The rank's interface addresses, for error messages only (UCX dials what the worker address
+  // holds); at most kMaxInterfaceAddresses.
+  std::vector<std::string> interface_addresses;
 };
+inline constexpr size_t kMaxInterfaceAddresses = 64;
 std::vector<uint8_t> encode_address_record(const AddressRecord& record);
 // Returns the record, or sets `why` and returns nothing when `bytes` is not a valid record.
 std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& bytes,
