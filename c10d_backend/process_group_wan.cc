@@ -257,10 +257,12 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
               .host_memory = host_memory_.get()};
           body(context, *staging);
           staging->stage_out();
-          collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, false);
+          collective_stats_.record(name, bytes, staging->pcie_bytes(),
+                                   std::chrono::steady_clock::now() - started, false);
           deliver([work, staging] { work->complete(staging->stream()); });
         } catch (const std::exception& error) {
-          collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, true);
+          collective_stats_.record(name, bytes, staging->pcie_bytes(),
+                                   std::chrono::steady_clock::now() - started, true);
           auto failure = c10d_backend::wan_error(error_context(name, seq), error, timeout);
           deliver([work, failure] { work->complete_with_error(failure); });
         }
