@@ -91,14 +91,18 @@ class State:
 
     def residual(self, table: dict[int, torch.Tensor], bucket: int,
                  like: torch.Tensor) -> torch.Tensor:
-        """The bucket's residual, zeroed when new, resized (DDP rebuilds its buckets after the
-        first iteration, so an index may then name different parameters) or moved. It lives where
-        the backend encodes the bucket: on its GPU when the codecs run there, else on the CPU."""
+        """The bucket's residual, zeroed when new or resized (DDP rebuilds its buckets after the
+        first iteration, so an index may then name different parameters). It lives where the
+        backend encodes the bucket: on its GPU when the codecs run there, else on the CPU (one
+        restored from a state dict elsewhere is moved there)."""
         device = (like.device if like.is_cuda and _C.compression.device_codecs
                   else torch.device("cpu"))
         residual = table.get(bucket)
-        if residual is None or residual.numel() != like.numel() or residual.device != device:
+        if residual is None or residual.numel() != like.numel():
             residual = torch.zeros(like.numel(), dtype=torch.float32, device=device)
+            table[bucket] = residual
+        elif residual.device != device:
+            residual = residual.to(device)
             table[bucket] = residual
         return residual
 
