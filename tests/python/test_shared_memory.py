@@ -3,7 +3,8 @@ Gloo's in the same processes, the data stays off the sockets (torchwan.stats()),
 share memory (its own /dev/shm, as in a separate container) sends every rank back to the sockets
 with the same results, and a rank killed in the middle fails the others instead of hanging them.
 Hosts of several ranks (TORCHWAN_HOST_ID) run the host tier: exact against Gloo, the optimum of
-bytes between hosts, and more without it (local_backend "none"); "nccl" is refused clearly."""
+bytes between hosts, and more without it (local_backend "none"); "nccl" and ranks that disagree
+on the setting are refused clearly."""
 
 from __future__ import annotations
 
@@ -199,3 +200,16 @@ def new_group_with_nccl_local_backend(rank: int, world_size: int) -> str:
 def test_an_nccl_local_backend_is_refused_with_a_clear_error() -> None:
     for message in run_ranks(new_group_with_nccl_local_backend, 2):
         assert "local_backend 'nccl'" in message, message
+
+
+def local_backend_by_rank(rank: int) -> None:
+    os.environ["TORCHWAN_LOCAL_BACKEND"] = "gloo" if rank == 0 else "none"
+
+
+def nothing(rank: int, world_size: int) -> None:
+    return None
+
+
+def test_ranks_that_disagree_on_the_local_backend_fail_naming_it() -> None:
+    with pytest.raises(RankFailed, match="rank 0 set local_backend 'gloo' but rank 1 set 'none'"):
+        run_ranks(nothing, 2, before_init=local_backend_by_rank, timeout=60)
