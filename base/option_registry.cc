@@ -49,6 +49,13 @@ const std::vector<OptionSpec>& option_registry() {
        "equal size inside each host, each local rank carrying a shard between hosts "
        "(docs/architecture.md); where memory cannot be shared, that host uses sockets. Set it to "
        "tell apart ranks that the default cannot, or to keep ranks on separate paths"},
+      {"local_backend", "topology", "str", "auto", "`auto`",
+       "what carries the steps inside a host (the host tier: reduce-scatter and allgather "
+       "inside each host, the step between hosts over the WAN): `auto`, `gloo` (the shared "
+       "memory tier; device tensors are staged to the host), `none` (no host tier: every rank "
+       "counts as a host of its own) or `nccl` (an NCCL group per host for CUDA tensors; not "
+       "available yet, refused with an error). `auto` is `gloo` today. Set the same on every "
+       "rank"},
       {"compression", "engine", "str", "none", "`none`",
        "codec for floating-point (fp16, bf16, fp32, fp64) SUM/AVG allreduces of at least 64 KiB: "
        "`none`, `fp16`, `bf16` (2x fewer bytes), `int8` or `fp8` (3.9x). Lossy: each element is "

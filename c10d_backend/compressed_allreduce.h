@@ -12,21 +12,29 @@
 
 namespace torchwan::c10d_backend {
 
-// Caller-owned error-feedback residuals of one buffer: contiguous CPU fp32 tensors of the buffer's
-// element count, zero at first (see engine::ErrorFeedback).
+class Staging;
+
+// Caller-owned error-feedback residuals of one buffer: contiguous fp32 tensors of the buffer's
+// element count, on the buffer's CUDA device where the codecs run there (device_codecs_built()),
+// else on the CPU; zero at first (see engine::ErrorFeedback).
 struct Residuals {
   at::Tensor contribution;
   at::Tensor reduction;
 };
 
-// Throws c10::ValueError unless `residuals` fit a buffer of `count` elements.
-void check_residuals(const Residuals& residuals, int64_t count);
+// Whether this build runs the codecs of CUDA tensors on the GPU (c10d_backend/cuda_codec_steps.h):
+// then such tensors stay on the device (Memory::kDevice); otherwise they are staged to the host.
+bool device_codecs_built();
 
-// In place on the contiguous host tensor `host` (fp16, bf16, fp32 or fp64): SUM over all ranks,
-// through `config`'s codec on the wire, bit-identical on every rank; with `residuals`, error
-// feedback.
-void compressed_allreduce(const engine::CollectiveContext& context, at::Tensor& host,
-                          const compression::CodecConfig& config,
+// Throws c10::ValueError unless `residuals` fit `tensor`: as many elements, on the right device.
+void check_residuals(const Residuals& residuals, const at::Tensor& tensor);
+
+// In place on the contiguous tensor `data` (fp16, bf16, fp32 or fp64) as `staging` provides it
+// (host memory, or a CUDA device's with Memory::kDevice): SUM over all ranks, through `config`'s
+// codec on the wire, bit-identical on every rank and to the host path; with `residuals`, error
+// feedback. Counts its own host-device copies in `staging`.
+void compressed_allreduce(const engine::CollectiveContext& context, at::Tensor& data,
+                          Staging& staging, const compression::CodecConfig& config,
                           const Residuals* residuals = nullptr);
 
 }  // namespace torchwan::c10d_backend

@@ -1,6 +1,9 @@
 // The reducing collectives: allreduce (single and coalesced), reduce, and the three forms of
 // reduce-scatter. AVG and PREMUL_SUM travel as SUM with the scaling done here, on host memory.
+#include <c10/core/StreamGuard.h>
 #include <c10/util/Exception.h>
+
+#include <optional>
 
 #include "c10d_backend/compressed_allreduce.h"
 #include "c10d_backend/process_group_wan.h"
@@ -53,15 +56,21 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::allreduce(std::vector<at::Tensor
       options_.compression.applies(dtype, op, tensor.nbytes()) ? options_.compression.codec
                                                                : std::nullopt;
   auto staging = std::make_shared<Staging>(kName);
-  staging->add(tensor, Access::kReadWrite);
+  // A compressed allreduce of a CUDA tensor encodes on the GPU: only payloads cross PCIe.
+  staging->add(tensor, Access::kReadWrite,
+               codec && c10d_backend::device_codecs_built() ? c10d_backend::Memory::kDevice
+                                                            : c10d_backend::Memory::kHost);
   return submit(
       {c10d::OpType::ALLREDUCE, kName, tensor.scalar_type(), elements(tensor), opts.reduceOp.op_},
       opts.timeout, {tensor}, staging,
-      [dtype, op, scaling, codec](const engine::CollectiveContext& context, const Staging& staged) {
+      [dtype, op, scaling, codec](const engine::CollectiveContext& context, Staging& staged) {
         at::Tensor host = staged.host(0);
+        // On a device tensor (compression only), the scaling runs on the comm stream.
+        const c10::OptionalStreamGuard on_comm_stream(host.is_cuda() ? staged.stream()
+                                                                     : std::nullopt);
         scaling.premultiply(host);
         if (codec) {
-          c10d_backend::compressed_allreduce(context, host, {.codec = *codec});
+          c10d_backend::compressed_allreduce(context, host, staged, {.codec = *codec});
         } else {
           engine::allreduce(context, host.mutable_data_ptr(), elements(host), dtype, op);
         }

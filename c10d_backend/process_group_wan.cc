@@ -1,6 +1,7 @@
 // Construction, the issue path shared by every collective, and the group's lifecycle.
 #include "c10d_backend/process_group_wan.h"
 
+#include <ATen/Context.h>
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 
@@ -88,6 +89,12 @@ ProcessGroupWan::ProcessGroupWan(const ProcessGroupWan* parent,
       collectives_(std::make_unique<c10d_backend::OpRunner>()),
       peer_ops_(std::make_unique<c10d_backend::OpRunner>()),
       completions_pending_(std::make_shared<c10d_backend::PendingCounter>()) {
+  // Before connecting anything: the option is refused on every rank alike.
+  TORCH_CHECK_VALUE(options_.topology.local_backend != "nccl", "torchwan: group '",
+                    options_.group_name, "': local_backend 'nccl' (TORCHWAN_LOCAL_BACKEND) ",
+                    at::hasCUDA() ? "is not available yet: this torchwan has no NCCL host tier"
+                                  : "needs CUDA devices and NCCL, and this process has no CUDA",
+                    "; use auto, gloo or none");
   std::shared_ptr<transport::Device> device;
   if (parent && !parent->closed_ && parent->options_.transport == options_.transport) {
     device = parent->shared_->device();
@@ -257,10 +264,12 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::submit(
               .host_memory = host_memory_.get()};
           body(context, *staging);
           staging->stage_out();
-          collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, false);
+          collective_stats_.record(name, bytes, staging->pcie_bytes(),
+                                   std::chrono::steady_clock::now() - started, false);
           deliver([work, staging] { work->complete(staging->stream()); });
         } catch (const std::exception& error) {
-          collective_stats_.record(name, bytes, std::chrono::steady_clock::now() - started, true);
+          collective_stats_.record(name, bytes, staging->pcie_bytes(),
+                                   std::chrono::steady_clock::now() - started, true);
           auto failure = c10d_backend::wan_error(error_context(name, seq), error, timeout);
           deliver([work, failure] { work->complete_with_error(failure); });
         }

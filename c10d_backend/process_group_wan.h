@@ -189,7 +189,8 @@ class ProcessGroupWan final : public c10d::Backend {
   }
 
  private:
-  using Body = std::function<void(const engine::CollectiveContext&, const c10d_backend::Staging&)>;
+  // The staging is the body's to read its tensors and count the device copies it makes itself.
+  using Body = std::function<void(const engine::CollectiveContext&, c10d_backend::Staging&)>;
   enum class PeerOp : uint8_t { kSend, kRecv, kRecvAny };
 
   // Queues one collective: assigns its sequence number, orders it after the caller's device work

@@ -230,6 +230,8 @@ void register_compression_bindings(py::module& parent) {
   // The codec table (csrc/compression/codec_table.cc), one dict per codec in wire-id order.
   module.attr("codec_table") = py::tuple(table);
   module.attr("header_size") = tc::kHeaderSize;
+  // Whether allreduce() encodes CUDA tensors on the GPU (their residuals then live there too).
+  module.attr("device_codecs") = c10d_backend::device_codecs_built();
   module.def("encoded_size", &encoded_size, py::arg("element_count"), py::arg("codec") = "int8",
              py::arg("block_size") = 0, py::arg("topk_fraction") = 0.01,
              py::arg("stochastic_rounding") = false,

@@ -213,11 +213,14 @@ PYBIND11_MODULE(_C, module) {
                peers[py::int_(peer)] = entry;
              }
              py::dict collectives;
+             uint64_t pcie_bytes = 0;
              for (const auto& [name, counts] : self.collective_counts()) {
+               pcie_bytes += counts.pcie_bytes;
                py::dict entry;
                entry["calls"] = counts.calls;
                entry["failures"] = counts.failures;
                entry["bytes"] = counts.bytes;
+               entry["pcie_bytes"] = counts.pcie_bytes;
                entry["seconds"] = counts.seconds;
                collectives[py::str(name)] = entry;
              }
@@ -227,6 +230,7 @@ PYBIND11_MODULE(_C, module) {
              result["transport"] = self.options().transport.transport;
              result["peers"] = peers;
              result["collectives"] = collectives;
+             result["pcie_bytes"] = pcie_bytes;
              return result;
            })
       // The algorithm this group runs `collective` with on `bytes` (the engine's convention: the

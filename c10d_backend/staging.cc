@@ -24,7 +24,7 @@ at::Tensor carve(const at::Tensor& buffer, size_t offset, const at::Tensor& like
 
 }  // namespace
 
-size_t Staging::add(const at::Tensor& tensor, Access access) {
+size_t Staging::add(const at::Tensor& tensor, Access access, Memory memory) {
   TORCH_CHECK_VALUE(tensor.defined(), "torchwan ", op_name_, ": got an undefined tensor");
   TORCH_CHECK_VALUE(tensor.layout() == at::kStrided, "torchwan ", op_name_,
                     ": only dense tensors are supported, got layout ", tensor.layout());
@@ -46,7 +46,7 @@ size_t Staging::add(const at::Tensor& tensor, Access access) {
                       ": an output tensor has elements sharing memory (e.g. from expand()); "
                       "pass a tensor with distinct elements");
   }
-  entries_.push_back(Entry{tensor, at::Tensor(), access});
+  entries_.push_back(Entry{tensor, at::Tensor(), access, device.is_cpu() ? Memory::kHost : memory});
   return entries_.size() - 1;
 }
 
@@ -82,20 +82,36 @@ void Staging::stage_in(PinnedSlots* slots) {
     }
     return;
   }
+  const c10::StreamGuard on_comm_stream(*stream_);
+  caller_ready_->block(*stream_);
   size_t total = 0;
-  for (const Entry& entry : entries_) total += aligned(entry.user.nbytes());
+  for (Entry& entry : entries_) {
+    if (entry.memory == Memory::kHost) {
+      total += aligned(entry.user.nbytes());
+    } else if (entry.user.is_contiguous()) {
+      entry.host = entry.user;
+    } else {
+      // Queued on the comm stream, behind the caller's work.
+      entry.host = reads(entry.access) ? entry.user.contiguous()
+                                       : at::empty(entry.user.sizes(), entry.user.options());
+    }
+  }
+  if (total == 0) return;
   slots_ = slots;
+  fresh_pinned_buffer_ = slots == nullptr;
   const at::Tensor buffer =
       slots != nullptr ? slots->acquire(total)
                        : at::empty({static_cast<int64_t>(total)},
                                    at::TensorOptions().dtype(at::kByte).pinned_memory(true));
-  const c10::StreamGuard on_comm_stream(*stream_);
-  caller_ready_->block(*stream_);
   size_t offset = 0;
   for (Entry& entry : entries_) {
+    if (entry.memory != Memory::kHost) continue;
     entry.host = carve(buffer, offset, entry.user);
     offset += aligned(entry.user.nbytes());
-    if (reads(entry.access)) entry.host.copy_(entry.user, /*non_blocking=*/true);
+    if (reads(entry.access)) {
+      entry.host.copy_(entry.user, /*non_blocking=*/true);
+      pcie_bytes_ += entry.user.nbytes();
+    }
   }
   stream_->synchronize();
 }
@@ -109,11 +125,13 @@ void Staging::stage_out() {
   }
   const c10::StreamGuard on_comm_stream(*stream_);
   for (Entry& entry : entries_) {
-    if (writes(entry.access)) entry.user.copy_(entry.host, /*non_blocking=*/true);
+    if (!writes(entry.access) || entry.host.is_same(entry.user)) continue;
+    entry.user.copy_(entry.host, /*non_blocking=*/true);
+    if (entry.memory == Memory::kHost) pcie_bytes_ += entry.user.nbytes();
   }
   if (slots_ != nullptr) {
     slots_->release_after(*stream_);
-  } else {
+  } else if (fresh_pinned_buffer_) {
     // A fresh pinned buffer goes back to torch's host cache when this object dies; the copies
     // out of it must be finished by then.
     stream_->synchronize();

@@ -121,10 +121,14 @@ namespace {
 void scale_in_place(at::Tensor& host, const at::Tensor& factor, bool divide) {
   const bool narrow = at::isFloat8Type(host.scalar_type());
   at::Tensor work = narrow ? host.to(at::kFloat) : host;
+  // On a CUDA tensor (the compressed allreduce works there), a CPU scalar divisor would make
+  // torch multiply by its reciprocal, which can differ from the CPU's division in the last bit;
+  // a divisor on the device divides as the CPU does.
+  const at::Tensor by = work.is_cuda() ? factor.to(work.device()) : factor;
   if (divide) {
-    work.div_(factor);
+    work.div_(by);
   } else {
-    work.mul_(factor);
+    work.mul_(by);
   }
   if (narrow) host.copy_(work);
 }

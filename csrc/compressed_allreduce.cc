@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -13,6 +12,7 @@
 #include "csrc/algorithm_table.h"
 #include "csrc/algorithm_tuning.h"
 #include "csrc/argument_checks.h"
+#include "csrc/codec_steps.h"
 #include "csrc/compression/codec.h"
 #include "csrc/compression/codec_table.h"
 #include "csrc/exchange.h"
@@ -171,23 +171,11 @@ CodecConfig seeded_config(const CodecConfig& config, int rank, Stage stage, size
   return seeded;
 }
 
-// A non-finite result (an overflowing or NaN gradient) leaves NaN or Inf in the residuals, which
-// would poison every later call even if the caller skips this step: start them over. Every rank
-// has the same result, so every rank resets alike.
-void reset_if_not_finite(std::span<const float> result, const ErrorFeedback& feedback) {
-  const bool finite =
-      std::all_of(result.begin(), result.end(), [](float value) { return std::isfinite(value); });
-  if (finite) return;
-  std::fill(feedback.contribution.begin(), feedback.contribution.end(), 0.0f);
-  std::fill(feedback.reduction.begin(), feedback.reduction.end(), 0.0f);
-}
-
 // The algorithm over the ranks of `ex` (all of them, or the current subgroup). Returns with every
 // request complete; the caller finishes the exchange.
 void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& wire, float* data,
                               size_t count, const CodecConfig& config, size_t piece_elements,
-                              const ErrorFeedback* feedback) {
-  const compression::CodecDescriptor& codec = compression::describe(config.codec);
+                              const ErrorFeedback* feedback, CodecSteps& steps) {
   const int size = ex.size();
   const int rank = ex.rank();
   const auto ranks = static_cast<size_t>(size);
@@ -197,7 +185,7 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
                       piece_elements != 0
                           ? piece_elements
                           : compressed_piece_elements(config, wire.stripe_min_bytes));
-  const LaneSteps steps(wire);
+  const LaneSteps lanes(wire);
   // Payload sizes follow from the shard lengths, which every rank computes alike.
   const PayloadLayout layout(count, ranks, shards, pieces, config);
   const size_t own_length = shards.length(count, me);
@@ -217,7 +205,7 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
     const size_t offset = layout.offset[shard][piece];
     return outgoing + (shard > me ? offset - own_total : offset);
   };
-  auto* sum = reinterpret_cast<float*>(ex.scratch(std::max<size_t>(own_length, 1) * sizeof(float)));
+  float* sum = steps.sum_memory(ex, own_length);
   auto incoming_piece = [&](size_t from, size_t piece) {
     const size_t slot = from < me ? from : from - 1;
     return incoming + slot * own_total + (layout.offset[me][piece] - layout.offset[me][0]);
@@ -231,10 +219,10 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
     const int from = static_cast<int>(peer);
     for (size_t piece = 0; piece < own_pieces; ++piece) {
       scattered[peer].push_back(
-          ex.recv(from, steps.scatter, incoming_piece(peer, piece), layout.bytes[me][piece]));
+          ex.recv(from, lanes.scatter, incoming_piece(peer, piece), layout.bytes[me][piece]));
     }
     for (size_t piece = 0; piece < layout.offset[peer].size(); ++piece) {
-      results[peer].push_back(ex.recv(from, steps.gather, gathered + layout.offset[peer][piece],
+      results[peer].push_back(ex.recv(from, lanes.gather, gathered + layout.offset[peer][piece],
                                       layout.bytes[peer][piece]));
     }
   }
@@ -245,29 +233,18 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
     for (size_t hop = 1; hop < ranks; ++hop) {
       const size_t peer = (me + hop) % ranks;
       if (piece >= layout.offset[peer].size()) continue;
-      const size_t length = shards.length(count, peer);
-      const std::span<const float> input(
-          data + shards.offset(count, peer) + piece * pieces.elements,
-          pieces.length(length, piece));
+      const size_t first = shards.offset(count, peer) + piece * pieces.elements;
       uint8_t* payload = outgoing_piece(peer, piece);
-      const std::span<uint8_t> output(payload, layout.bytes[peer][piece]);
-      const CodecConfig seeded = seeded_config(config, rank, kContribution, peer, piece);
-      if (feedback == nullptr) {
-        compression::encode(seeded, input, output);
-      } else {
-        const size_t first = shards.offset(count, peer) + piece * pieces.elements;
-        compression::encode_with_error_feedback(
-            seeded, input, feedback->contribution.subspan(first, input.size()), output);
-      }
-      ex.send(static_cast<int>(peer), steps.scatter, payload, layout.bytes[peer][piece]);
+      steps.encode(seeded_config(config, rank, kContribution, peer, piece), data + first,
+                   feedback != nullptr ? feedback->contribution.data() + first : nullptr,
+                   pieces.length(shards.length(count, peer), piece),
+                   {payload, layout.bytes[peer][piece]});
+      ex.send(static_cast<int>(peer), lanes.scatter, payload, layout.bytes[peer][piece]);
     }
   };
   // The sum goes tile by tile, every contribution to one tile before the next, so the tile stays
   // in cache instead of streaming the whole piece through memory once per rank.
-  // Codecs without range decoding sum each contribution's piece whole.
-  const size_t tile_elements = codec.range_decode
-                                   ? Pieces::round_to_blocks(kReduceTileElements, config)
-                                   : std::max<size_t>(pieces.elements, 1);
+  const size_t tile_elements = steps.tile_elements(config, pieces.elements);
   // Piece `piece` of this rank's shard once every rank's contribution is in: the fp32 sum in rank
   // order (its own contribution unquantised), so it does not depend on arrival order; then its
   // encoding goes to every peer.
@@ -275,36 +252,26 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
     const size_t first = piece * pieces.elements;
     const size_t length = pieces.length(own_length, piece);
     for (size_t tile = 0; tile < length; tile += tile_elements) {
-      const std::span<float> accumulator(sum + first + tile,
-                                         std::min(tile_elements, length - tile));
-      std::fill(accumulator.begin(), accumulator.end(), 0.0f);
+      float* accumulator = sum + first + tile;
+      const size_t tile_length = std::min(tile_elements, length - tile);
+      steps.zero(accumulator, tile_length);
       for (size_t from = 0; from < ranks; ++from) {
         if (from == me) {
-          const float* mine = own + first + tile;
-          for (size_t i = 0; i < accumulator.size(); ++i) accumulator[i] += mine[i];
-        } else if (codec.range_decode) {
-          compression::decode_accumulate_range(
-              {incoming_piece(from, piece), layout.bytes[me][piece]}, tile, accumulator);
+          steps.add(accumulator, own + first + tile, tile_length);
         } else {
-          compression::decode_accumulate({incoming_piece(from, piece), layout.bytes[me][piece]},
-                                         accumulator);
+          steps.decode_accumulate({incoming_piece(from, piece), layout.bytes[me][piece]}, tile,
+                                  accumulator, tile_length);
         }
       }
     }
     uint8_t* payload = gathered + layout.offset[me][piece];
-    const std::span<const float> reduced(sum + first, length);
-    const std::span<uint8_t> output(payload, layout.bytes[me][piece]);
-    const CodecConfig seeded = seeded_config(config, rank, kReduction, me, piece);
-    if (feedback == nullptr) {
-      compression::encode(seeded, reduced, output);
-    } else {
-      compression::encode_with_error_feedback(
-          seeded, reduced, feedback->reduction.subspan(shards.offset(count, me) + first, length),
-          output);
-    }
+    steps.encode(seeded_config(config, rank, kReduction, me, piece), sum + first,
+                 feedback != nullptr ? feedback->reduction.data() + shards.offset(count, me) + first
+                                     : nullptr,
+                 length, {payload, layout.bytes[me][piece]});
     for (size_t hop = 1; hop < ranks; ++hop) {
       const size_t peer = (me + hop) % ranks;
-      ex.send(static_cast<int>(peer), steps.gather, payload, layout.bytes[me][piece]);
+      ex.send(static_cast<int>(peer), lanes.gather, payload, layout.bytes[me][piece]);
     }
   };
   auto all_arrived = [&](size_t piece) {
@@ -337,10 +304,9 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
         ++it;
         continue;
       }
-      const size_t length = shards.length(count, shard);
-      compression::decode({gathered + layout.offset[shard][piece], layout.bytes[shard][piece]},
-                          {data + shards.offset(count, shard) + piece * pieces.elements,
-                           pieces.length(length, piece)});
+      steps.decode({gathered + layout.offset[shard][piece], layout.bytes[shard][piece]},
+                   data + shards.offset(count, shard) + piece * pieces.elements,
+                   pieces.length(shards.length(count, shard), piece));
       it = undecoded.erase(it);
       decoded = true;
     }
@@ -370,17 +336,6 @@ void run_compressed_allreduce(Exchange& ex, const transport::TransportOptions& w
 // The phase of the step between hosts (host_tier_allreduce keeps 0 and 2 for the host's own).
 constexpr uint32_t kBetweenHostsPhase = 1;
 
-// Whether the call goes through the host tier: ranks share hosts in the way host_allreduce serves
-// (several hosts of equal size, more than one rank each), the buffer is large enough for the
-// striped scheme, and no other allreduce algorithm was forced.
-bool uses_host_tier(const CollectiveContext& ctx, size_t bytes) {
-  if (ctx.topology == nullptr || !has_host_tier(*ctx.topology)) return false;
-  if (bytes < kStripedAllreduceMinBytes) return false;
-  const Algorithm* forced =
-      ctx.algorithms != nullptr ? ctx.algorithms->forced(Collective::kAllreduce) : nullptr;
-  return forced == nullptr || *forced == Algorithm::kHosts;
-}
-
 // Only the links between hosts carry compressed data: the host's ranks reduce-scatter the fp32
 // buffer exactly (through shared memory where they can), each runs the compressed allreduce of
 // its own shard with the ranks holding the same shard on the other hosts, then they allgather the
@@ -390,7 +345,7 @@ bool uses_host_tier(const CollectiveContext& ctx, size_t bytes) {
 // residuals this rank uses.
 void host_compressed_allreduce(Exchange& ex, const CollectiveContext& ctx, float* data,
                                size_t count, const CodecConfig& config, size_t piece_elements,
-                               const ErrorFeedback* feedback) {
+                               const ErrorFeedback* feedback, CodecSteps& steps) {
   const auto across = [&](const std::vector<int>& peers, uint8_t* shard, size_t shard_count) {
     auto* values = reinterpret_cast<float*>(shard);
     const auto first = static_cast<size_t>(values - data);
@@ -401,13 +356,21 @@ void host_compressed_allreduce(Exchange& ex, const CollectiveContext& ctx, float
     }
     Exchange::Subgroup between_hosts(ex, peers, kBetweenHostsPhase);
     run_compressed_allreduce(ex, ctx.transport.options(), values, shard_count, config,
-                             piece_elements, part ? &*part : nullptr);
+                             piece_elements, part ? &*part : nullptr, steps);
   };
   host_tier_allreduce(ex, *ctx.topology, ctx.host_memory, reinterpret_cast<uint8_t*>(data), count,
                       DataType::kFloat32, ReduceOp::kSum, across);
 }
 
 }  // namespace
+
+bool compressed_allreduce_uses_host_tier(const CollectiveContext& ctx, size_t count) {
+  if (ctx.topology == nullptr || !has_host_tier(*ctx.topology)) return false;
+  if (count * sizeof(float) < kStripedAllreduceMinBytes) return false;
+  const Algorithm* forced =
+      ctx.algorithms != nullptr ? ctx.algorithms->forced(Collective::kAllreduce) : nullptr;
+  return forced == nullptr || *forced == Algorithm::kHosts;
+}
 
 size_t compressed_piece_elements(const CodecConfig& config, size_t stripe_min_bytes) {
   const size_t block = compression::describe(config.codec).granularity(config);
@@ -427,7 +390,7 @@ size_t compressed_piece_elements(const CodecConfig& config, size_t stripe_min_by
 
 void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
                           const CodecConfig& config, size_t piece_elements,
-                          const ErrorFeedback* feedback) {
+                          const ErrorFeedback* feedback, CodecSteps* steps) {
   constexpr const char* kName = "allreduce";
   const compression::CodecDescriptor& codec = compression::describe(config.codec);
   if (codec.needs_error_feedback && feedback == nullptr) {
@@ -443,15 +406,25 @@ void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t coun
   const size_t bytes = checked_bytes(kName, count, sizeof(float));
   require_buffer(kName, data, bytes);
   if (!needs_exchange(ctx, bytes)) return;  // one rank: the sum is the data, exactly
+  const bool host_tier = compressed_allreduce_uses_host_tier(ctx, count);
+  if (host_tier && steps != nullptr) {
+    // Refused before anything is exchanged: the host tier's shared memory holds host data only,
+    // and every rank decides alike.
+    throw std::invalid_argument(
+        fmt::format("{}: the host tier needs the data in host memory", kName));
+  }
+  HostCodecSteps on_host;
+  CodecSteps& where = steps != nullptr ? *steps : on_host;
   Exchange ex(ctx, kName);
-  if (uses_host_tier(ctx, bytes)) {
-    host_compressed_allreduce(ex, ctx, data, count, config, piece_elements, feedback);
+  if (host_tier) {
+    host_compressed_allreduce(ex, ctx, data, count, config, piece_elements, feedback, where);
   } else {
     run_compressed_allreduce(ex, ctx.transport.options(), data, count, config, piece_elements,
-                             feedback);
+                             feedback, where);
   }
   ex.finish();
-  if (feedback != nullptr) reset_if_not_finite(std::span<const float>(data, count), *feedback);
+  // Every rank has the same result, so every rank resets alike.
+  if (feedback != nullptr) where.reset_if_not_finite(data, count, *feedback);
 }
 
 size_t compressed_allreduce_bytes_sent(size_t count, int size, int rank,

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "csrc/codec_steps.h"
 #include "csrc/collectives.h"
 #include "csrc/compression/codec_types.h"
 #include "csrc/dtype.h"
@@ -76,12 +77,21 @@ struct ErrorFeedback {
 // floats. `config` must be the same on every rank; a codec that needs error feedback (sign, top-k)
 // needs `feedback`, and any codec may have it. config.seed seeds stochastic rounding (mixed with
 // the rank, stage and piece of every encode). Like the other collectives: synchronous, checks
-// ctx.signature, throws TransportError on failure. ctx.topology is not used (the shards go
-// directly between all ranks). `piece_elements` (0: kCompressedPieceElements) only changes how the
-// work overlaps, never the result; every rank must pass the same.
+// ctx.signature, throws TransportError on failure. Where the host tier applies
+// (compressed_allreduce_uses_host_tier), only the step between hosts is compressed.
+// `piece_elements` (0: kCompressedPieceElements) only changes how the work overlaps, never the
+// result; every rank must pass the same. `steps` (default: HostCodecSteps, the CPU codecs on host
+// memory) says where `data` and the residuals live and runs the codecs there (codec_steps.h); the
+// host tier sums in host shared memory, so a call that takes it refuses a caller's steps
+// (std::invalid_argument, before anything is exchanged).
 void compressed_allreduce(const CollectiveContext& ctx, float* data, size_t count,
                           const compression::CodecConfig& config, size_t piece_elements = 0,
-                          const ErrorFeedback* feedback = nullptr);
+                          const ErrorFeedback* feedback = nullptr, CodecSteps* steps = nullptr);
+
+// Whether compressed_allreduce of `count` floats in `ctx` goes through the host tier: ranks share
+// hosts as the host tier serves (several hosts of equal size, more than one rank each), the buffer
+// is large enough for its striped scheme, and no other allreduce algorithm was forced.
+bool compressed_allreduce_uses_host_tier(const CollectiveContext& ctx, size_t count);
 
 // Bytes this rank sends for one compressed_allreduce of `count` elements on `size` ranks (the two
 // phases together), for reporting the saving against an uncompressed ring allreduce.

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 
 #include "base/log.h"
@@ -156,6 +157,12 @@ void TopologyOptions::set(const std::string& name, const std::string& value) {
       throw std::invalid_argument("host_id: the id must not contain a newline");
     }
     host_id = value;
+  } else if (name == "local_backend") {
+    if (value != "auto" && value != "nccl" && value != "gloo" && value != "none") {
+      throw std::invalid_argument(
+          fmt::format("local_backend: '{}' is not one of auto, nccl, gloo, none", value));
+    }
+    local_backend = value;
   } else if (name == "topology") {
     if (value != "auto" && value != "regions" && value != "flat") {
       throw std::invalid_argument(
@@ -193,30 +200,45 @@ GroupTopology discover_group_topology(transport::Store& store, transport::Transp
   }
   // Every rank's mode, host and label, so that all ranks check the same inputs and fail alike.
   const std::string host_id = options.host_id.empty() ? this_host_id() : options.host_id;
+  // One line each; the label last, as the only field that may be empty.
   store.set(fmt::format("{}options/{}", kKeyPrefix, rank),
-            bytes_of(options.mode + "\n" + host_id + "\n" + options.region));
+            bytes_of(options.mode + "\n" + options.local_backend + "\n" + host_id + "\n" +
+                     options.region));
   std::vector<std::string> modes(size);
+  std::vector<std::string> local_backends(size);
   std::vector<std::string> host_ids(size);
   std::vector<std::string> labels(size);
   for (int peer = 0; peer < size; ++peer) {
     const std::string text =
         text_of(store.get(fmt::format("{}options/{}", kKeyPrefix, peer), timeout));
-    const size_t first = text.find('\n');
-    const size_t second = first == std::string::npos ? first : text.find('\n', first + 1);
-    if (second == std::string::npos) {
+    std::vector<std::string> fields;
+    size_t start = 0;
+    for (size_t end = text.find('\n'); end != std::string::npos && fields.size() < 3;
+         end = text.find('\n', start)) {
+      fields.push_back(text.substr(start, end - start));
+      start = end + 1;
+    }
+    if (fields.size() != 3) {
       throw std::runtime_error(fmt::format(
           "topology: rank {} published malformed options '{}' (another torchwan version?)", peer,
           text));
     }
-    modes[peer] = text.substr(0, first);
-    host_ids[peer] = text.substr(first + 1, second - first - 1);
-    labels[peer] = text.substr(second + 1);
+    modes[peer] = fields[0];
+    local_backends[peer] = fields[1];
+    host_ids[peer] = fields[2];
+    labels[peer] = text.substr(start);
   }
   for (int peer = 1; peer < size; ++peer) {
     if (modes[peer] != modes[0]) {
       throw std::invalid_argument(fmt::format(
           "topology: rank 0 set topology '{}' but rank {} set '{}'; set the same on every rank",
           modes[0], peer, modes[peer]));
+    }
+    if (local_backends[peer] != local_backends[0]) {
+      throw std::invalid_argument(
+          fmt::format("topology: rank 0 set local_backend '{}' but rank {} set '{}'; set the "
+                      "same on every rank",
+                      local_backends[0], peer, local_backends[peer]));
     }
   }
   const std::string& mode = modes[0];
@@ -248,7 +270,13 @@ GroupTopology discover_group_topology(transport::Store& store, transport::Transp
     result.topology = engine::choose_topology(labels, result.rtt_ms);
     result.source = "rtt";
   }
-  result.topology.host_of = engine::hosts_from_ids(host_ids);
+  if (local_backends[0] == "none") {
+    // No host tier: every rank counts as a host of its own, so nothing goes through memory.
+    result.topology.host_of.resize(static_cast<size_t>(size));
+    std::iota(result.topology.host_of.begin(), result.topology.host_of.end(), 0);
+  } else {
+    result.topology.host_of = engine::hosts_from_ids(host_ids);
+  }
   if (rank == 0) {
     auto logger = layer_logger("c10d");
     logger->info("topology: {} region(s) from {}: {}; hosts of the ranks: [{}]",

@@ -9,7 +9,8 @@
 #      feedback at 60 % or more);
 #   3. the package's CUDA tests with several ranks sharing the GPU (one GPU each where there are
 #      several): collectives and their stream semantics, the rooted and coalesced forms,
-#      PREMUL_SUM, a slow producer, freed inputs, compression and hooks on CUDA tensors.
+#      PREMUL_SUM, a slow producer, freed inputs, compression and hooks on CUDA tensors (bit for
+#      bit against CPU tensors, only payloads crossing PCIe, also through the host tier).
 # Writes the logs, the results and summary.md into $OUT (default ./gpu-check-out); exits non-zero
 # when a step failed or could not run. Copy compression_gpu.* to bench/results/ to record them.
 #   bash scripts/gpu_check.sh

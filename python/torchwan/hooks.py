@@ -19,8 +19,9 @@ the bucket's compressed size, and every rank gets the same bits.
 
 The hook returns at once with the backend's own future: the bucket is queued on the group's
 collective thread like any collective (in the order DDP hands buckets over, the same on every
-rank), so DDP overlaps its communication with the rest of backward. Gradients on a GPU are staged
-through pinned host memory by the backend.
+rank), so DDP overlaps its communication with the rest of backward. Gradients on a GPU are encoded
+and decoded there, on the backend's communication stream, with their residuals on the GPU; only
+the compressed payloads cross PCIe (``torchwan.stats()["pcie_bytes"]``).
 """
 
 import dataclasses
@@ -88,12 +89,20 @@ class State:
             seed=seed,
         )
 
-    def residual(self, table: dict[int, torch.Tensor], bucket: int, numel: int) -> torch.Tensor:
+    def residual(self, table: dict[int, torch.Tensor], bucket: int,
+                 like: torch.Tensor) -> torch.Tensor:
         """The bucket's residual, zeroed when new or resized (DDP rebuilds its buckets after the
-        first iteration, so an index may then name different parameters)."""
+        first iteration, so an index may then name different parameters). It lives where the
+        backend encodes the bucket: on its GPU when the codecs run there, else on the CPU (one
+        restored from a state dict elsewhere is moved there)."""
+        device = (like.device if like.is_cuda and _C.compression.device_codecs
+                  else torch.device("cpu"))
         residual = table.get(bucket)
-        if residual is None or residual.numel() != numel:
-            residual = torch.zeros(numel, dtype=torch.float32)
+        if residual is None or residual.numel() != like.numel():
+            residual = torch.zeros(like.numel(), dtype=torch.float32, device=device)
+            table[bucket] = residual
+        elif residual.device != device:
+            residual = residual.to(device)
             table[bucket] = residual
         return residual
 
@@ -135,8 +144,8 @@ def compressed_allreduce(
     config = state.config(codec, _mix(state.seed, step, key))
     contribution = reduction = None
     if state.error_feedback:
-        contribution = state.residual(state.residuals, key, numel)
-        reduction = state.residual(state.shard_residuals, key, numel)
+        contribution = state.residual(state.residuals, key, tensor)
+        reduction = state.residual(state.shard_residuals, key, tensor)
     future = _C.compression.allreduce(backend, tensor, contribution, reduction, average=True,
                                       **config.native_kwargs())
     state.bytes_sent += compression.allreduce_bytes_sent(numel, backend.size(), backend.rank(),

@@ -5,11 +5,16 @@ Returns a dict::
     {"rank": 0, "world_size": 4, "transport": "ucx",
      "peers": {1: {"bytes_sent": ..., "bytes_received": ..., "messages_sent": ...,
                    "messages_received": ..., "link": "direct", "lanes": 4}, ...},
-     "collectives": {"all_reduce": {"calls": 10, "failures": 0, "bytes": ..., "seconds": ...}}}
+     "collectives": {"all_reduce": {"calls": 10, "failures": 0, "bytes": ..., "pcie_bytes": ...,
+                                    "seconds": ...}},
+     "pcie_bytes": ...}
 
 Peer bytes are what crossed the network for this group (sealed sizes when encrypted, striping
 and protocol headers not included); collective bytes are what this rank contributed, and seconds
-the time from the start of each exchange to its end. Counting is always on and costs a few atomic
+the time from the start of each exchange to its end. ``pcie_bytes`` (per collective, and their
+total) are the bytes the collectives copied between host and device memory for CUDA tensors:
+twice the tensor where it is staged whole, only the compressed payloads where the codecs run on
+the GPU (docs/compression.md, "On the GPU"); 0 for CPU tensors. Counting is always on and costs a few atomic
 additions per message.
 """
 

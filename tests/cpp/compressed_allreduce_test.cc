@@ -11,10 +11,12 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "csrc/codec_steps.h"
 #include "csrc/compression/codec.h"
 #include "csrc/compression/codec_table.h"
 #include "csrc/host_shared_memory.h"
@@ -244,6 +246,93 @@ TEST(CompressedAllreduce, ErrorFeedbackLosesNothingOverCalls) {
           2e-6 * (fed_magnitude[i] + delivered_magnitude[i] + owed_magnitude) + 1e-6;
       ASSERT_NEAR(delivered[i] + owed, fed[i], tolerance)
           << compression::codec_name(codec) << " element " << i;
+    }
+  }
+}
+
+// Steps as the CUDA ones sum: each contribution's piece whole, never in tiles. The sum adds the
+// same values in the same rank order per element, so the bits (results and residuals) must equal
+// the host steps', and every encode and decode must go through the steps.
+class WholePieceSteps final : public CodecSteps {
+ public:
+  size_t encodes = 0;
+  size_t decodes = 0;
+
+  float* sum_memory(Exchange& ex, size_t count) override { return host_.sum_memory(ex, count); }
+  size_t tile_elements(const CodecConfig& /*config*/, size_t piece_elements) const override {
+    return piece_elements;
+  }
+  void encode(const CodecConfig& config, const float* input, float* residual, size_t count,
+              std::span<uint8_t> payload) override {
+    ++encodes;
+    host_.encode(config, input, residual, count, payload);
+  }
+  void zero(float* values, size_t count) override { host_.zero(values, count); }
+  void add(float* sum, const float* values, size_t count) override {
+    host_.add(sum, values, count);
+  }
+  void decode_accumulate(std::span<const uint8_t> payload, size_t first, float* sum,
+                         size_t count) override {
+    EXPECT_EQ(first, 0u);
+    ++decodes;
+    compression::decode_accumulate(payload, std::span<float>(sum, count));
+  }
+  void decode(std::span<const uint8_t> payload, float* output, size_t count) override {
+    ++decodes;
+    host_.decode(payload, output, count);
+  }
+  void reset_if_not_finite(const float* data, size_t count,
+                           const ErrorFeedback& feedback) override {
+    host_.reset_if_not_finite(data, count, feedback);
+  }
+
+ private:
+  HostCodecSteps host_;
+};
+
+TEST(CompressedAllreduce, StepsThatSumWholePiecesGiveTheSameBits) {
+  constexpr int kSize = 3;
+  constexpr size_t kCount = 70001;
+  for (Codec codec : {Codec::kInt8Block, Codec::kSignBlock, Codec::kTopK}) {
+    const CodecConfig config{.codec = codec,
+                             .topk_fraction = 0.1,
+                             .stochastic_rounding = codec == Codec::kInt8Block,
+                             .seed = 9};
+    std::vector<std::vector<std::vector<float>>> results;    // [steps kind][rank]
+    std::vector<std::vector<std::vector<float>>> residuals;  // [steps kind][rank]
+    for (const bool custom : {false, true}) {
+      auto outputs = random_inputs(kSize, kCount, 23);
+      std::vector<std::vector<float>> contribution(kSize, std::vector<float>(kCount, 0.0f));
+      std::vector<std::vector<float>> reduction(kSize, std::vector<float>(kCount, 0.0f));
+      std::vector<WholePieceSteps> steps(kSize);
+      auto ranks = testing::connect_memory_ranks(kSize);
+      const auto deadline = std::chrono::steady_clock::now() + 60s;
+      testing::run_on_threads(kSize, [&](int rank) {
+        const auto index = static_cast<size_t>(rank);
+        const ErrorFeedback feedback{contribution[index], reduction[index]};
+        compressed_allreduce({*ranks[index], 1, deadline}, outputs[index].data(), kCount, config,
+                             20000, &feedback, custom ? &steps[index] : nullptr);
+      });
+      if (custom) {
+        for (const WholePieceSteps& used : steps) {
+          EXPECT_GT(used.encodes, 0u);
+          EXPECT_GT(used.decodes, 0u);
+        }
+      }
+      results.push_back(outputs);
+      for (size_t rank = 0; rank < kSize; ++rank) {
+        contribution[rank].insert(contribution[rank].end(), reduction[rank].begin(),
+                                  reduction[rank].end());
+      }
+      residuals.push_back(contribution);
+    }
+    for (size_t rank = 0; rank < kSize; ++rank) {
+      ASSERT_EQ(
+          0, std::memcmp(results[1][rank].data(), results[0][rank].data(), kCount * sizeof(float)))
+          << compression::codec_name(codec) << " rank " << rank;
+      ASSERT_EQ(0, std::memcmp(residuals[1][rank].data(), residuals[0][rank].data(),
+                               2 * kCount * sizeof(float)))
+          << compression::codec_name(codec) << " residuals of rank " << rank;
     }
   }
 }

@@ -85,7 +85,11 @@ def scenarios(rank: int, world_size: int) -> dict:
         dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
         dist.all_reduce(reference, op=dist.ReduceOp.MAX)
         result["max_exact"] = torch.equal(largest, reference)
-        small, reference = x[:1000].clone(), x[:1000].clone()  # 4 KB: latency-bound, not compressed
+        # 4 KB: latency-bound, not compressed. Whole numbers, so that every summation order gives
+        # the same bits: the two groups may pick different algorithms from their measured round
+        # trips, while compression would still change the values.
+        small = (x[:1000] * 1000).round()
+        reference = small.clone()
         dist.all_reduce(small, group=group)
         dist.all_reduce(reference)
         result["small_exact"] = torch.equal(small, reference)

@@ -1,14 +1,16 @@
 """CUDA paths beyond test_cuda.py: the remaining collectives and their coalesced forms on device
 tensors, PREMUL_SUM with a factor on the GPU, non-contiguous device tensors, a slow producer
 (the collective must wait for the caller's stream), an input freed right after an async call,
-compression (Options(compression=...)) and the DDP hooks on CUDA tensors. Values are computed in
-the test, or compared with the same call on CPU tensors (whose path test_collectives.py checks
-against Gloo). The ranks share GPU 0 when there is one GPU, one GPU each when there are several.
+compression (Options(compression=...), also through the host tier) and the DDP hooks on CUDA
+tensors, bit for bit against CPU tensors and with only payloads crossing PCIe
+(torchwan.stats()["pcie_bytes"]). Values are computed in the test, or compared with the same call
+on CPU tensors (whose path test_collectives.py checks against Gloo). The ranks share GPU 0 when there is one GPU, one GPU each when there are several.
 Skipped where there is no GPU; scripts/gpu_check.sh runs them on a GPU machine."""
 
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -140,18 +142,64 @@ def check_ordering_and_lifetime(rank: int, world: int) -> list[str]:
     return failures
 
 
-def check_compression_on_device(rank: int, world: int) -> list[str]:
+def check_compression_on_device(rank: int, world: int, host_tier: bool = False) -> list[str]:
+    """Options(compression="int8") on CUDA tensors: the same bits as on CPU tensors, and (where the
+    codecs run on the GPU) only the payloads cross PCIe. The host tier sums in host memory, so
+    there large tensors are staged whole."""
     failures = []
     device = own_device(rank)
     group = dist.new_group(backend="wan", pg_options=torchwan.Options(compression="int8"))
+    on_device = torchwan._C.compression.device_codecs
     generator = torch.Generator().manual_seed(1000 + rank)
-    for numel in (1 << 16, 1000):
-        data = torch.randn(numel, generator=generator)
+    cases = [(1 << 16, torch.float32, dist.ReduceOp.SUM), (1000, torch.float32, dist.ReduceOp.SUM),
+             ((1 << 18) + 3, torch.float32, dist.ReduceOp.AVG),
+             (3 << 16, torch.bfloat16, dist.ReduceOp.SUM), ((1 << 20) + 5, torch.float64,
+                                                            dist.ReduceOp.SUM)]
+    for numel, dtype, op in cases:
+        data = torch.randn(numel, generator=generator).to(dtype)
         on_cpu, on_gpu = data.clone(), data.to(device)
-        dist.all_reduce(on_cpu, group=group)
-        dist.all_reduce(on_gpu, group=group)
+        dist.all_reduce(on_cpu, op=op, group=group)
+        torch.cuda.synchronize()
+        before = torchwan.stats(group)["pcie_bytes"]
+        dist.all_reduce(on_gpu, op=op, group=group)
+        torch.cuda.synchronize()
+        crossed = torchwan.stats(group)["pcie_bytes"] - before
+        name = f"int8 allreduce n={numel} {dtype} {op}"
         if not on_gpu.is_cuda or not torch.equal(on_gpu.cpu(), on_cpu):
-            failures.append(f"int8 allreduce n={numel}: CUDA result differs from the CPU path")
+            failures.append(f"{name}: CUDA result differs from the CPU path")
+        staged = 2 * numel * data.element_size()  # in and out, whole
+        if numel * data.element_size() < 64 * 1024:
+            if crossed != staged:
+                failures.append(f"{name}: {crossed} bytes over PCIe, staging moves {staged}")
+        elif on_device and not host_tier and not 0 < crossed < numel * 4 * 0.75:
+            failures.append(f"{name}: {crossed} bytes over PCIe, not the compressed payloads")
+    torch.cuda.synchronize()
+    return failures
+
+
+def check_hooks_on_device(rank: int, world: int) -> list[str]:
+    """Every codec of the hooks' compressed allreduce, with error feedback and stochastic rounding
+    where the codec has it, over three steps: CUDA buckets give the CPU's bits, and so do their
+    residuals, which stay on the GPU."""
+    failures = []
+    device = own_device(rank)
+    generator = torch.Generator().manual_seed(rank)
+    numel = (1 << 17) + 77
+    for codec in torchwan.compression.CODECS:
+        on_cpu = torchwan.hooks.State(codec=codec, seed=11, stochastic_rounding=True)
+        on_gpu = torchwan.hooks.State(codec=codec, seed=11, stochastic_rounding=True)
+        for step in range(3):
+            grad = torch.randn(numel, generator=generator)
+            expected = torchwan.hooks.compressed_mean(on_cpu, codec, 0, grad.clone(), step)
+            result = torchwan.hooks.compressed_mean(on_gpu, codec, 0, grad.to(device), step)
+            if not result.is_cuda or not torch.equal(result.cpu(), expected):
+                failures.append(f"{codec} step {step}: CUDA result differs from the CPU path")
+        for table in ("residuals", "shard_residuals"):
+            cpu_residual, gpu_residual = getattr(on_cpu, table)[0], getattr(on_gpu, table)[0]
+            if torchwan._C.compression.device_codecs and not gpu_residual.is_cuda:
+                failures.append(f"{codec}: {table} left the GPU")
+            if not torch.equal(gpu_residual.cpu(), cpu_residual):
+                failures.append(f"{codec}: {table} differ from the CPU path")
     torch.cuda.synchronize()
     return failures
 
@@ -208,6 +256,24 @@ def test_stream_ordering_and_input_lifetime_on_cuda() -> None:
 def test_compression_option_on_cuda_matches_the_cpu_path() -> None:
     results = run_ranks(check_compression_on_device, 2)
     assert results == [[]] * 2, results
+
+
+def two_hosts_of_two(rank: int) -> None:
+    os.environ["TORCHWAN_HOST_ID"] = f"host-{rank // 2}"
+
+
+@needs_gpu
+def test_compression_option_on_cuda_through_the_host_tier_matches_the_cpu_path() -> None:
+    # Two hosts of two ranks: the host tier sums through shared memory, on the host.
+    results = run_ranks(check_compression_on_device, 4, True, before_init=two_hosts_of_two)
+    assert results == [[]] * 4, results
+
+
+@needs_gpu
+def test_hooks_on_cuda_match_the_cpu_path_bit_for_bit() -> None:
+    # Three ranks: the mean divides by 3, which is not exact in binary.
+    results = run_ranks(check_hooks_on_device, 3)
+    assert results == [[]] * 3, results
 
 
 @needs_gpu
