@@ -200,24 +200,30 @@ void GroupView::set_peer_failure_handler(PeerFailureHandler handler) {
   shared_->handler = std::move(handler);
 }
 
-std::vector<PeerTraffic> GroupView::traffic() const {
-  const std::vector<PeerTraffic> by_process = device_->traffic();
-  if (identity_ || by_process.empty()) return by_process;
-  // Another group's view over the same processes: its own counts come from a CountingTransport
-  // around it; here the processes' totals, in group rank order.
-  std::vector<PeerTraffic> result;
-  result.reserve(members_.size());
-  for (const int member : members_) result.push_back(by_process[static_cast<size_t>(member)]);
+namespace {
+
+// Per-process entries of the device (index = device rank) in this group's rank order; the
+// identity view's are already in that order.
+template <typename Entry>
+std::vector<Entry> in_group_order(std::vector<Entry> by_process, bool identity,
+                                  const std::vector<int>& members) {
+  if (identity || by_process.empty()) return by_process;
+  std::vector<Entry> result;
+  result.reserve(members.size());
+  for (const int member : members) result.push_back(by_process[static_cast<size_t>(member)]);
   return result;
 }
 
+}  // namespace
+
+std::vector<PeerTraffic> GroupView::traffic() const {
+  // Another group's view over the same processes: its own counts come from a CountingTransport
+  // around it; here the processes' totals.
+  return in_group_order(device_->traffic(), identity_, members_);
+}
+
 std::vector<LinkRung> GroupView::links() const {
-  const std::vector<LinkRung> by_process = device_->link_rungs();
-  if (identity_ || by_process.empty()) return by_process;
-  std::vector<LinkRung> result;
-  result.reserve(members_.size());
-  for (const int member : members_) result.push_back(by_process[static_cast<size_t>(member)]);
-  return result;
+  return in_group_order(device_->link_rungs(), identity_, members_);
 }
 
 }  // namespace torchwan::transport

@@ -328,15 +328,11 @@ std::vector<LinkRung> Engine::establish(Store& store, const std::vector<AddressR
   }
   dials_.clear();
   if (silent.empty() && fatal.empty()) {
-    if (reversed.empty()) {
-      logger_->debug("ucx rank {}: connected to {} peers directly on {} lanes each", rank_,
-                     size_ - 1, lanes);
-    } else {
-      logger_->info(
-          "ucx rank {}: connected to {} peers on {} lanes each; rank(s) {} by reverse "
-          "(they dialed this rank)",
-          rank_, size_ - 1, lanes, rank_list(reversed));
-    }
+    logger_->info("ucx rank {}: connected to {} peers on {} lanes each: {}", rank_, size_ - 1,
+                  lanes,
+                  reversed.empty() ? std::string("all direct")
+                                   : "rank(s) " + rank_list(reversed) +
+                                         " by reverse (they dialed this rank), the rest direct");
     return rungs;
   }
 
