@@ -264,7 +264,13 @@ void Engine::handle_hello(const Arrival& arrival, const ::zmq::message_t& header
   // monitor's disconnect event names.
   if (arrival.routing == nullptr) return;  // our DEALER's own monitor reports its disconnect
   const int fd = zmq_msg_get(const_cast<zmq_msg_t*>(header_frame.handle()), ZMQ_SRCFD);
-  if (fd >= 0) receive_lanes_[static_cast<size_t>(lane)].peer_by_fd[fd] = peer;
+  if (fd < 0) return;
+  // The descriptor may be a reused one: the dial phase's probes (and any stranger) connect and
+  // close. ZMQ queues a connection's disconnect event before it closes the descriptor, so
+  // reading the events queued so far first keeps a stale one from being taken for this peer's.
+  drain_router_monitor(lane);
+  if (lost_[static_cast<size_t>(peer)]) return;
+  receive_lanes_[static_cast<size_t>(lane)].peer_by_fd[fd] = peer;
 }
 
 void Engine::refuse_connection(int peer, int lane, const ::zmq::message_t& frame,
