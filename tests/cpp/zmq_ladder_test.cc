@@ -10,8 +10,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <zmq.hpp>
 
 #include "test_support.h"
+#include "transport/secure/data_auth.h"
 #include "transport/store.h"
 #include "transport/transport.h"
 #include "transport/zmq/zmq_records.h"
@@ -259,6 +261,40 @@ TEST(ZmqLadder, APairNoRungConnectsFailsNamingBothRanksAndTheirAddresses) {
     EXPECT_TRUE(contains(text, "rank 0 could not connect to rank 1 at [tcp://127.0.0.2:")) << text;
     EXPECT_TRUE(contains(text, "rank 1 could not connect to rank 0 at [tcp://127.0.0.2:")) << text;
     EXPECT_TRUE(contains(text, "no relay")) << text;
+  }
+}
+
+TEST(ZmqLadder, AReachRecordThatIsMalformedOrSpeaksForAnotherRankFailsCreationNamingIt) {
+  struct Case {
+    std::vector<uint8_t> record;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{1, 2, 3}, "published an invalid reach record under 'tw/zmq/reach/1': malformed"},
+      {wire::encode_reach_record({0, {0, 1}}), "it speaks for rank 0 of a 2-rank group"},
+      {wire::encode_reach_record({1, {1, 0, 0}}), "it speaks for rank 1 of a 3-rank group"},
+  };
+  for (const Case& bad : cases) {
+    transport::MemoryStore store;
+    // Rank 1 is played by hand: a listening ROUTER, its records, and the bad reach record.
+    ::zmq::context_t context;
+    ::zmq::socket_t router(context, ::zmq::socket_type::router);
+    router.set(::zmq::sockopt::linger, 0);
+    router.bind("tcp://127.0.0.1:*");
+    const std::string bound = router.get(::zmq::sockopt::last_endpoint);
+    const auto port = static_cast<uint16_t>(std::stoi(bound.substr(bound.rfind(':') + 1)));
+    transport::DataAuth(transport::TransportOptions{}, 1, 2, "hand-rolled rank 1").publish(store);
+    store.set(wire::address_key(1), wire::encode_address_record({{"127.0.0.1"}, {port}}));
+    store.set(wire::reach_key(1), bad.record);
+    auto options = loopback_options("zmq", 1);
+    options.connect_timeout = 3s;
+    try {
+      Transport::create(options, store, 0, 2);
+      FAIL() << "created a group with the reach record of case '" << bad.expected << "'";
+    } catch (const TransportError& error) {
+      EXPECT_EQ(error.kind(), ErrorKind::kBootstrap);
+      EXPECT_TRUE(contains(error.what(), bad.expected)) << error.what();
+    }
   }
 }
 
