@@ -20,6 +20,7 @@
 #include "transport/secure/data_auth.h"
 #include "transport/secure/message_cipher.h"
 #include "transport/ucx/ucx_wire.h"
+#include "transport/zmq/zmq_records.h"
 #include "transport/zmq/zmq_wire.h"
 
 namespace {
@@ -145,9 +146,13 @@ void zmq_seeds(const fs::path& root) {
   const std::string id = routing_id(3, 1);
   write(root, "zmq_routing_id", "valid", text(id));
   write(root, "zmq_routing_id", "generated", Bytes{0, 1, 2, 3, 4});
-  write(root, "zmq_address_record", "valid",
-        encode_address_record({"tcp://10.0.0.1:5000", "tcp://10.0.0.1:5001"}));
-  write(root, "zmq_address_record", "no_newline", text("torchwan-zmq 1\ntcp://x:1"));
+  const Bytes address = encode_address_record({{"10.0.0.1", "192.168.7.2"}, {5000, 5001}});
+  write(root, "zmq_address_record", "valid", address);
+  write(root, "zmq_address_record", "truncated", Bytes(address.begin(), address.end() - 1));
+  write(root, "zmq_address_record", "old_text", text("torchwan-zmq 1\ntcp://x:1\n"));
+  const Bytes reach = encode_reach_record({1, {1, 0, 1}});
+  write(root, "zmq_reach_record", "valid", reach);
+  write(root, "zmq_reach_record", "truncated", Bytes(reach.begin(), reach.end() - 1));
 }
 
 void data_auth_seeds(const fs::path& root) {

@@ -7,8 +7,9 @@
 namespace torchwan::transport {
 
 enum class LinkRung : uint8_t {
-  kDirect,   // this side connected to one of the peer's addresses
-  kReverse,  // only the peer could connect; its connections carry both directions
+  kDirect,   // each side connected to one of the other's addresses
+  kReverse,  // only one side could connect; its connections carry both directions (both sides
+             // of the pair report kReverse)
   kRelay,    // through a torchwan-relay, end to end encrypted
 };
 

@@ -31,6 +31,7 @@
 #include "transport/secure/data_auth.h"
 #include "transport/secure/job_secret.h"
 #include "transport/transport.h"
+#include "transport/zmq/zmq_records.h"
 #include "transport/zmq/zmq_wire.h"
 #include "zmq_hand_rolled_peer.h"
 
@@ -302,12 +303,9 @@ TEST_P(TransportAuth, GarbageScansAndOversizedLengthsOnDataPortsLeaveTheGroupWor
     // The endpoints the transport published in the bootstrap store.
     for (int rank = 0; rank < 3; ++rank) {
       std::string why;
-      const auto endpoints =
-          wire::decode_address_record(store.get(wire::address_key(rank), 1s), why);
-      ASSERT_TRUE(endpoints) << why;
-      for (const auto& endpoint : *endpoints) {
-        ports.insert(static_cast<uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1))));
-      }
+      const auto record = wire::decode_address_record(store.get(wire::address_key(rank), 1s), why);
+      ASSERT_TRUE(record) << why;
+      ports.insert(record->ports.begin(), record->ports.end());
     }
   } else {
     // UCX's worker addresses are opaque; its listening sockets are this process's.

@@ -15,6 +15,7 @@
 #include "transport/options.h"
 #include "transport/secure/data_auth.h"
 #include "transport/store.h"
+#include "transport/zmq/zmq_records.h"
 #include "transport/zmq/zmq_wire.h"
 
 namespace torchwan::testing {
@@ -29,14 +30,17 @@ class HandRolledPeer {
     router_.set(::zmq::sockopt::linger, 0);
     router_.bind("tcp://127.0.0.1:*");
     auth_.publish(store);
-    store.set(wire::address_key(1),
-              wire::encode_address_record({router_.get(::zmq::sockopt::last_endpoint)}));
+    const std::string bound = router_.get(::zmq::sockopt::last_endpoint);
+    const auto port = static_cast<uint16_t>(std::stoi(bound.substr(bound.rfind(':') + 1)));
+    store.set(wire::address_key(1), wire::encode_address_record({{"127.0.0.1"}, {port}}));
+    // It dials rank 0 below, so it claims to have reached it: the pair is direct.
+    store.set(wire::reach_key(1), wire::encode_reach_record({1, {1, 0}}));
     auth_.collect(store, std::chrono::steady_clock::now() + std::chrono::seconds(5));
     std::string why;
-    const auto endpoints =
+    const auto record =
         wire::decode_address_record(store.get(wire::address_key(0), std::chrono::seconds(5)), why);
-    if (!endpoints) throw std::runtime_error("rank 0's address record: " + why);
-    endpoint_ = endpoints->at(0);
+    if (!record) throw std::runtime_error("rank 0's address record: " + why);
+    endpoint_ = record->endpoint(0, 0);
     reconnect();
   }
 

@@ -29,6 +29,7 @@
 #include "test_support.h"
 #include "transport/secure/data_auth.h"
 #include "transport/transport.h"
+#include "transport/zmq/zmq_records.h"
 #include "transport/zmq/zmq_wire.h"
 #include "zmq_hand_rolled_peer.h"
 
@@ -90,9 +91,9 @@ std::vector<std::unique_ptr<Transport>> connect_over(const TransportOptions& opt
 
 std::string lane_endpoint(transport::Store& store, int rank, int lane) {
   std::string why;
-  const auto endpoints = wire::decode_address_record(store.get(wire::address_key(rank), 5s), why);
-  if (!endpoints) throw std::runtime_error(why);
-  return endpoints->at(static_cast<size_t>(lane));
+  const auto record = wire::decode_address_record(store.get(wire::address_key(rank), 5s), why);
+  if (!record) throw std::runtime_error(why);
+  return record->endpoint(0, lane);
 }
 
 // Records every call of the peer failure handler.
@@ -264,7 +265,7 @@ TEST(ZmqWire, RandomHeadersNeverDecodeInconsistently) {
   EXPECT_GT(rejected, 100000);
 }
 
-TEST(ZmqWire, RoutingIdsAndAddressRecords) {
+TEST(ZmqWire, RoutingIds) {
   const std::string id = wire::routing_id(65534, 63);
   ASSERT_NE(id[0], '\0');
   const auto owner = wire::decode_routing_id(id.data(), id.size());
@@ -273,16 +274,6 @@ TEST(ZmqWire, RoutingIdsAndAddressRecords) {
   EXPECT_EQ(owner->lane, 63);
   const std::string generated("\0\x6b\x8b\x45\x67", 5);  // what ZMQ gives anonymous peers
   EXPECT_FALSE(wire::decode_routing_id(generated.data(), generated.size()));
-
-  const std::vector<std::string> endpoints = {"tcp://10.0.0.1:5000", "tcp://10.0.0.1:5001"};
-  std::string why;
-  const auto decoded = wire::decode_address_record(wire::encode_address_record(endpoints), why);
-  ASSERT_TRUE(decoded) << why;
-  EXPECT_EQ(*decoded, endpoints);
-  const std::string foreign = "ucx worker address\n";
-  EXPECT_FALSE(wire::decode_address_record({foreign.begin(), foreign.end()}, why));
-  EXPECT_TRUE(contains(why, "another transport"));
-  EXPECT_EQ(wire::address_key(7), "tw/zmq/7");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,16 +612,16 @@ TEST(ZmqTransportBootstrap, PeerThatNeverSaysHelloIsNamed) {
   TransportOptions options = loopback_options("zmq", 1);
   options.connect_timeout = 700ms;
   transport::MemoryStore store;
-  // Rank 1 "published" an address where nobody listens any more.
-  std::string dead_endpoint;
-  {
-    ::zmq::context_t context;
-    ::zmq::socket_t socket(context, ::zmq::socket_type::router);
-    socket.bind("tcp://127.0.0.1:*");
-    dead_endpoint = socket.get(::zmq::sockopt::last_endpoint);
-  }
+  // Rank 1 listens, says it reached rank 0, and never says hello.
+  ::zmq::context_t context;
+  ::zmq::socket_t silent(context, ::zmq::socket_type::router);
+  silent.set(::zmq::sockopt::linger, 0);
+  silent.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = silent.get(::zmq::sockopt::last_endpoint);
   publish_unauthenticated_record(store, 1, 2);
-  store.set(wire::address_key(1), wire::encode_address_record({dead_endpoint}));
+  const auto port = static_cast<uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  store.set(wire::address_key(1), wire::encode_address_record({{"127.0.0.1"}, {port}}));
+  store.set(wire::reach_key(1), wire::encode_reach_record({1, {1, 0}}));
   const auto start = Clock::now();
   try {
     Transport::create(options, store, 0, 2);
@@ -638,7 +629,7 @@ TEST(ZmqTransportBootstrap, PeerThatNeverSaysHelloIsNamed) {
   } catch (const TransportError& error) {
     EXPECT_EQ(error.kind(), ErrorKind::kBootstrap);
     EXPECT_TRUE(contains(error.what(), "no hello within 700 ms from ranks [1]")) << error.what();
-    EXPECT_TRUE(contains(error.what(), dead_endpoint)) << error.what();
+    EXPECT_TRUE(contains(error.what(), endpoint)) << error.what();
   }
   EXPECT_LT(seconds_since(start), 2.0);
 }

@@ -33,17 +33,22 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
   try {
     // One I/O thread moves several GB/s; the progress thread and the peers' threads share the
     // remaining cores. Every monitored socket costs three ZMQ sockets (it, the monitor's inproc
-    // PAIR and ours).
+    // PAIR and ours); the dial phase's probes are gone before the lanes' DEALERs open.
     context_.set(::zmq::ctxopt::io_threads, 1);
-    context_.set(::zmq::ctxopt::max_sockets, 3 * (size + 1) * options_.lanes + 16);
+    context_.set(
+        ::zmq::ctxopt::max_sockets,
+        3 * (size + 1) * std::max<int>(options_.lanes + 1, static_cast<int>(kMaxProbedHosts)) + 16);
     context_.set(::zmq::ctxopt::blocky, 0);
-    const std::vector<std::string> endpoints = bind_lanes();
+    const AddressRecord mine = bind_lanes();
     // The auth record goes first: a peer that found the addresses finds it too.
     auth_.publish(store);
-    store.set(address_key(rank_), encode_address_record(endpoints));
-    auto peer_endpoints = read_peer_endpoints(store, deadline);
+    store.set(address_key(rank_), encode_address_record(mine));
+    std::vector<AddressRecord> addresses = read_peer_addresses(store, deadline);
+    addresses[static_cast<size_t>(rank_)] = mine;
     auth_.collect(store, deadline);
-    connect_lanes(peer_endpoints);
+    const auto reached = dial_candidates(addresses, deadline);
+    choose_rungs(store, addresses, reached, deadline);
+    connect_lanes(addresses, reached);
   } catch (const ::zmq::error_t& error) {
     throw TransportError(ErrorKind::kBootstrap,
                          who() + ": ZeroMQ failed during connection setup: " + error.what());
@@ -161,7 +166,7 @@ void Engine::poll_once(std::chrono::milliseconds timeout) {
     add(link.dealer.monitor().handle(), 0, ZMQ_POLLIN, PollTarget::kDealerMonitor, i);
     if (!link.queue.empty())
       add(link.dealer.socket().handle(), 0, ZMQ_POLLOUT, PollTarget::kDealer, i);
-    if (leaving_ && !link.bye_acked) {
+    if (link.carrier == Carrier::kOurDealer || (leaving_ && !link.bye_acked)) {
       add(link.dealer.socket().handle(), 0, ZMQ_POLLIN, PollTarget::kDealerInbound, i);
     }
   }

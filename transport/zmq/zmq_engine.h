@@ -7,6 +7,14 @@
 // striped message fills a high bandwidth-delay link. Each DEALER's first message is a hello; the
 // constructor returns once every peer's hello arrived on every lane.
 //
+// Reachability (the connection ladder, docs/reachability.md): a ROUTER listens on every candidate
+// address of the rank (zmq_records.h). Before connecting, a bounded dial phase probes each peer's
+// candidates and every rank publishes whom it reached; from those records every rank derives the
+// same rung per pair. Direct: both reached each other, the topology above. Reverse: only one side
+// reached the other; its DEALERs carry both directions: the dialed side sends over its ROUTER to
+// the dialer's routing ids, the dialer reads data (and a hello proving the peer) from its
+// DEALERs. Neither: group creation fails naming both ranks and every address tried.
+//
 // Authentication (with TransportOptions::secret_file): a hello carries a proof of the job secret
 // over the receiver's fresh nonce (see transport/secure/data_auth.h). ZMQ binds a routing id to one
 // connection for the connection's life, so once a routing id's hello passed, everything under it
@@ -48,6 +56,7 @@
 #include "transport/core/mailbox.h"
 #include "transport/core/peer_table.h"
 #include "transport/errors.h"
+#include "transport/link_rung.h"
 #include "transport/options.h"
 #include "transport/request.h"
 #include "transport/secure/data_auth.h"
@@ -56,6 +65,7 @@
 #include "transport/transport.h"
 #include "transport/zmq/zmq_monitored_socket.h"
 #include "transport/zmq/zmq_outbound.h"
+#include "transport/zmq/zmq_records.h"
 
 namespace torchwan::transport::zmq_detail {
 
@@ -78,6 +88,8 @@ class Engine {
                                 Request::Callback callback);
   void abort(const std::string& reason);
   void set_peer_failure_handler(Transport::PeerFailureHandler handler);
+  // Per rank the rung that carries its lanes; fixed once the constructor returned.
+  const std::vector<LinkRung>& links() const { return rungs_; }
   // "zmq transport rank R", the prefix of every message this rank's transport writes.
   std::string who() const;
 
@@ -118,15 +130,38 @@ class Engine {
     std::unordered_map<int, int> peer_by_fd;
     uint64_t strangers = 0;  // messages dropped from senders that are not ranks of this group
   };
-  // Our DEALER to one peer's lane, with the frames waiting for room in it.
+  // Which connections carry a peer's lanes, per the rung of the pair.
+  enum class Carrier : uint8_t {
+    kSplit,        // direct: we send on our DEALER and receive on our ROUTER
+    kOurDealer,    // reverse, we dialed: our DEALER carries both directions
+    kTheirDealer,  // reverse, they dialed: their DEALER's connection to our ROUTER carries both
+  };
+  // The way to one peer's lane: our DEALER to it, or (kTheirDealer) our ROUTER addressing its
+  // DEALER by routing id; with the frames waiting for room.
   struct SendLane {
     int peer = -1;
     int lane = -1;
+    Carrier carrier = Carrier::kSplit;
     std::string endpoint;
     MonitoredSocket dealer;
+    bool routed = false;  // kTheirDealer and not lost: sends go through our ROUTER
     std::deque<OutgoingFrame> queue;
     std::string last_problem;  // for the bootstrap timeout message
     bool bye_acked = false;
+
+    bool open() const { return dealer || routed; }
+  };
+  // Candidate hosts dialed per peer, at most; a record may list more.
+  static constexpr size_t kMaxProbedHosts = 16;
+  // One dial of a peer candidate address during the dial phase: an anonymous DEALER (it never
+  // sends, so the peer's ROUTER treats it as a stranger) whose ZMTP handshake proves the address.
+  struct Probe {
+    int peer = -1;
+    size_t host = 0;  // index into the peer's candidate hosts
+    std::string endpoint;
+    MonitoredSocket dealer;
+    bool connected = false;
+    bool failed = false;  // refused or unreachable at least once
   };
   enum class PollTarget {
     kWakeup,
@@ -138,10 +173,22 @@ class Engine {
   };
 
   // --- bootstrap (constructor thread, before the progress thread exists) ---
-  std::vector<std::string> bind_lanes();
-  std::vector<std::vector<std::string>> read_peer_endpoints(
-      Store& store, std::chrono::steady_clock::time_point deadline);
-  void connect_lanes(const std::vector<std::vector<std::string>>& endpoints);
+  // Binds each lane's ROUTER on every candidate host (the configured one, else all interfaces).
+  AddressRecord bind_lanes();
+  std::vector<AddressRecord> read_peer_addresses(Store& store,
+                                                 std::chrono::steady_clock::time_point deadline);
+  // --- the connection ladder (zmq_engine_ladder.cc) ---
+  // Dials every peer's candidates until each peer answered or ran out of candidates, or the dial
+  // budget is spent; returns per peer the index of the first candidate host that answered.
+  std::vector<std::optional<size_t>> dial_candidates(
+      const std::vector<AddressRecord>& addresses, std::chrono::steady_clock::time_point deadline);
+  // Publishes whom this rank reached, reads everyone else's, and sets rungs_ and each peer's
+  // carrier; throws TransportError(kBootstrap) for a pair that no rung connects.
+  void choose_rungs(Store& store, const std::vector<AddressRecord>& addresses,
+                    const std::vector<std::optional<size_t>>& reached,
+                    std::chrono::steady_clock::time_point deadline);
+  void connect_lanes(const std::vector<AddressRecord>& addresses,
+                     const std::vector<std::optional<size_t>>& reached);
   void await_hellos(std::chrono::steady_clock::time_point deadline);
   static OutgoingFrame control_frame(const core::ControlMessage& message);
   // Peers with at least one lane whose hello has not arrived yet.
@@ -159,16 +206,24 @@ class Engine {
   void handle_command(StopCommand& command);
   void handle_releases();
   void drain_router(int lane);
+  // Where a message came in: on our ROUTER under `routing`, or (routing null) on our DEALER.
+  struct Arrival {
+    int peer;
+    int lane;
+    const ::zmq::message_t* routing;
+  };
   void handle_message(int lane, const ::zmq::message_t& routing,
                       std::vector<::zmq::message_t>& parts, size_t frames);
-  void handle_control(int peer, int lane, const ::zmq::message_t& routing,
-                      const ::zmq::message_t& header_frame, const ::zmq::message_t& body,
-                      bool greeted);
-  void handle_hello(int peer, int lane, const ::zmq::message_t& header_frame,
+  void handle_frames(const Arrival& arrival, std::vector<::zmq::message_t>& parts, size_t frames);
+  void handle_control(const Arrival& arrival, const ::zmq::message_t& header_frame,
+                      const ::zmq::message_t& body, bool greeted);
+  void handle_hello(const Arrival& arrival, const ::zmq::message_t& header_frame,
                     const core::Hello& hello);
-  // Acknowledges a goodbye: everything the peer sent on `lane` arrived.
-  void acknowledge_goodbye(int peer, int lane, const ::zmq::message_t& routing);
-  // Reads what comes back on a DEALER: only goodbye acks, while leaving.
+  // Acknowledges a goodbye on the connection it came on: everything the peer sent on that lane
+  // arrived.
+  void acknowledge_goodbye(const Arrival& arrival);
+  // Reads what comes back on a DEALER: only goodbye acks while leaving, unless the DEALER carries
+  // both directions (kOurDealer), when everything the peer sends arrives here.
   void drain_dealer(SendLane& link);
   void note_stranger(int lane, const std::string& why);
   // A message under the routing id of `peer` on `lane` before that connection authenticated, that
@@ -178,6 +233,8 @@ class Engine {
   void drain_router_monitor(int lane);
   void drain_dealer_monitor(SendLane& lane);
   void flush(SendLane& lane);
+  // flush for a kTheirDealer lane: through our ROUTER, addressed to the peer's routing id.
+  void flush_routed(SendLane& lane);
   void flush_all();
 
   // Fails `op` with kCanceled, recalls its queued pieces and tells the receiver; may destroy it.
@@ -224,6 +281,9 @@ class Engine {
   ::zmq::context_t context_;
   std::vector<ReceiveLane> receive_lanes_;
   std::vector<SendLane> send_lanes_;  // indexed by peer * lanes + lane; this rank's stay closed
+  std::vector<LinkRung> rungs_;       // per rank
+  std::vector<Carrier> carriers_;     // per rank
+  std::vector<Probe> probes_;         // during the dial phase only
   core::InboundMatcher inbound_;
   std::unordered_map<uint64_t, uint64_t> next_send_index_;  // per (peer << 48 | tag)
   std::vector<char> hello_seen_;                            // per peer * lanes + lane

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "transport/host_candidates.h"
 #include "transport/peer_records.h"
 #include "transport/wait_progress.h"
 #include "transport/zmq/zmq_engine.h"
@@ -22,29 +23,32 @@ constexpr int kRouterEvents = ZMQ_EVENT_DISCONNECTED;
 
 }  // namespace
 
-std::vector<std::string> Engine::bind_lanes() {
-  const std::string host = options_.host.empty() ? default_host_address() : options_.host;
-  std::vector<std::string> endpoints;
+AddressRecord Engine::bind_lanes() {
+  AddressRecord mine;
+  mine.hosts = candidate_hosts(options_.host);
+  // A configured host is the only one offered, so the ROUTERs listen there alone; otherwise on
+  // every interface, since each peer may reach this host through another one.
+  const std::string bind_host = options_.host.empty() ? "0.0.0.0" : options_.host;
   for (int lane = 0; lane < options_.lanes; ++lane) {
     ReceiveLane receive{MonitoredSocket(context_, ::zmq::socket_type::router), {}, 0};
     configure_router(receive.router.socket(), options_, tuning_);
     receive.router.start_monitor(context_, "router-" + std::to_string(lane), kRouterEvents);
-    const std::string address = bind_endpoint(host);
+    const std::string address = bind_endpoint(bind_host);
     try {
       receive.router.socket().bind(address);
     } catch (const ::zmq::error_t& error) {
       throw TransportError(ErrorKind::kBootstrap, who() + ": cannot listen on " + address + ": " +
                                                       error.what() + " (check TORCHWAN_HOST)");
     }
-    endpoints.push_back(receive.router.socket().get(::zmq::sockopt::last_endpoint));
+    const std::string bound = receive.router.socket().get(::zmq::sockopt::last_endpoint);
+    mine.ports.push_back(static_cast<uint16_t>(std::stoi(bound.substr(bound.rfind(':') + 1))));
     receive_lanes_.push_back(std::move(receive));
   }
-  return endpoints;
+  return mine;
 }
 
-std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
-                                                                  Clock::time_point deadline) {
-  std::vector<std::vector<std::string>> endpoints(static_cast<size_t>(size_));
+std::vector<AddressRecord> Engine::read_peer_addresses(Store& store, Clock::time_point deadline) {
+  std::vector<AddressRecord> addresses(static_cast<size_t>(size_));
   auto on_record = [&](int peer, std::vector<uint8_t> record) {
     std::string why;
     auto decoded = decode_address_record(record, why);
@@ -55,15 +59,15 @@ std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
                                "': " + why,
                            peer);
     }
-    if (decoded->size() != static_cast<size_t>(options_.lanes)) {
+    if (decoded->ports.size() != static_cast<size_t>(options_.lanes)) {
       throw TransportError(ErrorKind::kBootstrap,
                            who() + ": rank " + std::to_string(peer) + " listens on " +
-                               std::to_string(decoded->size()) + " lanes, this rank on " +
+                               std::to_string(decoded->ports.size()) + " lanes, this rank on " +
                                std::to_string(options_.lanes) +
                                " (every rank must use the same TORCHWAN_LANES)",
                            peer);
     }
-    endpoints[static_cast<size_t>(peer)] = std::move(*decoded);
+    addresses[static_cast<size_t>(peer)] = std::move(*decoded);
   };
   const std::vector<int> missing =
       read_peer_records(store, rank_, size_, address_key, deadline, on_record);
@@ -76,28 +80,42 @@ std::vector<std::vector<std::string>> Engine::read_peer_endpoints(Store& store,
                              " ms; are they running, with the same world size and store?",
                          missing.front());
   }
-  return endpoints;
+  return addresses;
 }
 
-void Engine::connect_lanes(const std::vector<std::vector<std::string>>& endpoints) {
+void Engine::connect_lanes(const std::vector<AddressRecord>& addresses,
+                           const std::vector<std::optional<size_t>>& reached) {
   send_lanes_.resize(static_cast<size_t>(size_ * options_.lanes));
   core::Hello hello = core::expected_hello(options_, size_);
   hello.rank = static_cast<uint32_t>(rank_);
   for (int peer = 0; peer < size_; ++peer) {
     if (peer == rank_) continue;
+    const Carrier carrier = carriers_[static_cast<size_t>(peer)];
     for (int lane = 0; lane < options_.lanes; ++lane) {
       SendLane& link = send_lane(peer, lane);
       link.peer = peer;
       link.lane = lane;
-      link.endpoint = endpoints[static_cast<size_t>(peer)][static_cast<size_t>(lane)];
-      link.dealer = MonitoredSocket(context_, ::zmq::socket_type::dealer);
-      configure_dealer(link.dealer.socket(), options_, tuning_, rank_, lane);
-      link.dealer.start_monitor(
-          context_, "dealer-" + std::to_string(peer) + "-" + std::to_string(lane), kDealerEvents);
-      link.dealer.socket().connect(link.endpoint);
-      link.last_problem = "connecting to " + link.endpoint;
-
-      // The hello waits in the DEALER until the connection is up.
+      link.carrier = carrier;
+      if (carrier == Carrier::kTheirDealer) {
+        // Nothing to dial: our hello, then our data, leave through our ROUTER once the peer's
+        // DEALER said hello on this lane.
+        link.routed = true;
+        link.endpoint = "its connection to this rank";
+        link.last_problem =
+            "waiting for it to connect to this rank (it reached us, we cannot "
+            "reach it)";
+      } else {
+        const auto& record = addresses[static_cast<size_t>(peer)];
+        link.endpoint = record.endpoint(*reached[static_cast<size_t>(peer)], lane);
+        link.dealer = MonitoredSocket(context_, ::zmq::socket_type::dealer);
+        configure_dealer(link.dealer.socket(), options_, tuning_, rank_, lane,
+                         /*carries_inbound=*/carrier == Carrier::kOurDealer);
+        link.dealer.start_monitor(
+            context_, "dealer-" + std::to_string(peer) + "-" + std::to_string(lane), kDealerEvents);
+        link.dealer.socket().connect(link.endpoint);
+        link.last_problem = "connecting to " + link.endpoint;
+      }
+      // The hello waits in the queue until the connection is up.
       hello.lane = static_cast<uint32_t>(lane);
       hello.proof = auth_.prove(peer, lane);
       link.queue.push_back(control_frame(hello));

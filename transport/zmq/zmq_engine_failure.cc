@@ -35,6 +35,10 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
   for (int lane = 0; lane < options_.lanes; ++lane) {
     SendLane& link = send_lane(peer, lane);
     link.queue.clear();
+    link.routed = false;
+    // A reverse link's DEALER just queued the acknowledgement of the peer's last goodbye, which
+    // closing now (linger 0) would drop; it closes with the transport.
+    if (departed && link.carrier == Carrier::kOurDealer) continue;
     link.dealer.close();
   }
   for (ReceiveLane& receive : receive_lanes_) {
@@ -68,6 +72,7 @@ void Engine::close_sockets() {
   // Closing makes ZMQ drop, and so release, every piece it still holds.
   for (SendLane& link : send_lanes_) {
     link.queue.clear();
+    link.routed = false;
     link.dealer.close();
   }
   for (ReceiveLane& receive : receive_lanes_) {
@@ -92,8 +97,12 @@ void Engine::leave() {
   peers_.abort(failure);
   inbound_.fail_all(error);
   leaving_ = true;
+  // A peer that is gone (left, or lost) gets no goodbye.
+  auto owed_goodbye = [&](const SendLane& link) {
+    return link.open() && !lost_[static_cast<size_t>(link.peer)];
+  };
   for (SendLane& link : send_lanes_) {
-    if (!link.dealer) continue;
+    if (!owed_goodbye(link)) continue;
     link.queue.push_back(control_frame(core::Goodbye{core::Departure::kShutdown, ""}));
   }
   // Pending sends get the peer timeout to drain; without them a silent peer is not worth a long
@@ -104,7 +113,7 @@ void Engine::leave() {
   const auto deadline = Clock::now() + patience;
   auto unacknowledged = [&] {
     return std::any_of(send_lanes_.begin(), send_lanes_.end(),
-                       [](const SendLane& link) { return link.dealer && !link.bye_acked; });
+                       [&](const SendLane& link) { return owed_goodbye(link) && !link.bye_acked; });
   };
   while (unacknowledged()) {
     const auto left =
@@ -112,7 +121,7 @@ void Engine::leave() {
     if (left.count() <= 0) {
       std::string silent;
       for (const SendLane& link : send_lanes_) {
-        if (!link.dealer || link.bye_acked) continue;
+        if (!owed_goodbye(link) || link.bye_acked) continue;
         silent += fmt::format(" {}/{}", link.peer, link.lane);
       }
       log_->info("{}: no goodbye acknowledgement from (rank/lane){}; closing anyway", who(),

@@ -46,16 +46,28 @@ void Engine::handle_message(int lane, const ::zmq::message_t& routing,
     note_stranger(lane, "its routing id is not that of a rank of this group on this lane");
     return;
   }
-  const int peer = owner->rank;
+  if (carriers_[static_cast<size_t>(owner->rank)] == Carrier::kOurDealer) {
+    // The pair is reverse with this rank as the dialer: that rank cannot have connected here.
+    note_stranger(lane, "it claims a rank whose lanes this rank dialed itself");
+    return;
+  }
+  handle_frames(Arrival{owner->rank, lane, &routing}, parts, frames);
+}
+
+void Engine::handle_frames(const Arrival& arrival, std::vector<::zmq::message_t>& parts,
+                           size_t frames) {
+  const int peer = arrival.peer;
+  const int lane = arrival.lane;
   if (lost_[static_cast<size_t>(peer)]) return;  // stale: this peer is gone for good
   const bool greeted = hello_seen_[static_cast<size_t>(peer * options_.lanes + lane)] != 0;
-  // Before its hello passed, a connection is anyone's: with a secret, what it sends cannot
-  // speak for the rank it claims to be, so only that connection goes.
+  // Before its hello passed, a connection to our ROUTER is anyone's: with a secret, what it sends
+  // cannot speak for the rank it claims to be, so only that connection goes. On our own DEALER we
+  // dialed the address the peer published: whatever answers there speaks for it.
   auto reject = [&](const std::string& why) {
-    if (greeted || !auth_.enabled()) {
+    if (greeted || !auth_.enabled() || arrival.routing == nullptr) {
       lose_peer(peer, ErrorKind::kProtocol, why);
     } else {
-      refuse_connection(peer, lane, parts.empty() ? routing : parts[0], why);
+      refuse_connection(peer, lane, parts.empty() ? *arrival.routing : parts[0], why);
     }
   };
   if (frames != 2) {
@@ -83,7 +95,7 @@ void Engine::handle_message(int lane, const ::zmq::message_t& routing,
   }
   switch (header.type) {
     case MessageType::kControl:
-      handle_control(peer, lane, routing, parts[0], parts[1], greeted);
+      handle_control(arrival, parts[0], parts[1], greeted);
       return;
     case MessageType::kData: {
       if (leaving_ || shut_down_) return;  // every receive failed already; do not hoard data
@@ -100,35 +112,40 @@ void Engine::handle_message(int lane, const ::zmq::message_t& routing,
   }
 }
 
-void Engine::handle_control(int peer, int lane, const ::zmq::message_t& routing,
-                            const ::zmq::message_t& header_frame, const ::zmq::message_t& body,
-                            bool greeted) {
-  core::ControlMessage message;
-  try {
-    message = core::decode_control(body.data(), body.size());
-  } catch (const core::WireError& malformed) {
-    const std::string why = "its " + std::string(malformed.what()) + " on lane " +
-                            std::to_string(lane) + " was rejected";
-    if (greeted || !auth_.enabled()) {
+void Engine::handle_control(const Arrival& arrival, const ::zmq::message_t& header_frame,
+                            const ::zmq::message_t& body, bool greeted) {
+  const int peer = arrival.peer;
+  const int lane = arrival.lane;
+  auto reject = [&](const std::string& why) {
+    if (greeted || !auth_.enabled() || arrival.routing == nullptr) {
       lose_peer(peer, ErrorKind::kProtocol, why);
     } else {
       refuse_connection(peer, lane, header_frame, why);
     }
+  };
+  core::ControlMessage message;
+  try {
+    message = core::decode_control(body.data(), body.size());
+  } catch (const core::WireError& malformed) {
+    reject("its " + std::string(malformed.what()) + " on lane " + std::to_string(lane) +
+           " was rejected");
     return;
   }
   if (!greeted) {
     const auto* hello = std::get_if<core::Hello>(&message);
     if (hello != nullptr) {
-      handle_hello(peer, lane, header_frame, *hello);
+      handle_hello(arrival, header_frame, *hello);
       return;
     }
-    const std::string why = "it sent " + core::describe(message) + " on lane " +
-                            std::to_string(lane) + " before its hello";
-    if (auth_.enabled()) {
-      refuse_connection(peer, lane, header_frame, why);
-    } else {
-      lose_peer(peer, ErrorKind::kProtocol, why);
-    }
+    reject("it sent " + core::describe(message) + " on lane " + std::to_string(lane) +
+           " before its hello");
+    return;
+  }
+  // On a reverse link our goodbye travels on the same connection as the peer's data, and so
+  // does its acknowledgement.
+  if (std::holds_alternative<core::GoodbyeAck>(message) &&
+      carriers_[static_cast<size_t>(peer)] != Carrier::kSplit) {
+    send_lane(peer, lane).bye_acked = true;
     return;
   }
   const core::ControlVerdict verdict = departures_.on_control(peer, lane, message);
@@ -139,36 +156,56 @@ void Engine::handle_control(int peer, int lane, const ::zmq::message_t& routing,
       lose_peer(peer, verdict.error, verdict.cause);
       return;
     case core::ControlVerdict::Kind::kLaneLeft:
-      acknowledge_goodbye(peer, lane, routing);
+      acknowledge_goodbye(arrival);
       return;
     case core::ControlVerdict::Kind::kDeparted:
-      acknowledge_goodbye(peer, lane, routing);
+      acknowledge_goodbye(arrival);
       lose_peer(peer, ErrorKind::kPeerLost, verdict.cause, /*departed=*/true);
       return;
   }
 }
 
-void Engine::acknowledge_goodbye(int peer, int lane, const ::zmq::message_t& routing) {
+void Engine::acknowledge_goodbye(const Arrival& arrival) {
   // Everything the peer sent on this lane arrived before its goodbye; acknowledge, so it may
   // close its connections.
   OutgoingFrame ack = control_frame(core::GoodbyeAck{});
   ack.header.job = auth_.job_hash();
   ack.header.epoch = auth_.epoch();
   const auto ack_bytes = encode_header(ack.header);
-  ::zmq::socket_t& router = receive_lanes_[static_cast<size_t>(lane)].router.socket();
+  ::zmq::socket_t& socket = arrival.routing != nullptr
+                                ? receive_lanes_[static_cast<size_t>(arrival.lane)].router.socket()
+                                : send_lane(arrival.peer, arrival.lane).dealer.socket();
   try {
     const auto flags = ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait;
-    if (router.send(::zmq::buffer(routing.data(), routing.size()), flags) &&
-        router.send(::zmq::buffer(ack_bytes), flags)) {
-      (void)router.send(std::move(*ack.payload), ::zmq::send_flags::dontwait);
+    if ((arrival.routing == nullptr ||
+         socket.send(::zmq::buffer(arrival.routing->data(), arrival.routing->size()), flags)) &&
+        socket.send(::zmq::buffer(ack_bytes), flags)) {
+      (void)socket.send(std::move(*ack.payload), ::zmq::send_flags::dontwait);
     }
   } catch (const ::zmq::error_t& error) {
-    log_->debug("{}: cannot acknowledge rank {}'s goodbye on lane {}: {}", who(), peer, lane,
-                error.what());
+    log_->debug("{}: cannot acknowledge rank {}'s goodbye on lane {}: {}", who(), arrival.peer,
+                arrival.lane, error.what());
   }
 }
 
 void Engine::drain_dealer(SendLane& link) {
+  if (link.carrier == Carrier::kOurDealer) {
+    for (int count = 0; count < kMessagesPerRouterPoll && link.dealer; ++count) {
+      std::vector<::zmq::message_t> parts(1);
+      if (!link.dealer.socket().recv(parts[0], ::zmq::recv_flags::dontwait)) return;
+      size_t frames = 1;
+      bool more = parts[0].more();
+      while (more) {
+        ::zmq::message_t part;
+        if (!link.dealer.socket().recv(part, ::zmq::recv_flags::dontwait)) break;
+        more = part.more();
+        ++frames;
+        if (parts.size() < 2) parts.push_back(std::move(part));
+      }
+      handle_frames(Arrival{link.peer, link.lane, nullptr}, parts, frames);
+    }
+    return;
+  }
   while (link.dealer) {
     std::vector<::zmq::message_t> frames(1);
     if (!link.dealer.socket().recv(frames[0], ::zmq::recv_flags::dontwait)) return;
@@ -194,14 +231,23 @@ void Engine::drain_dealer(SendLane& link) {
   }
 }
 
-void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_frame,
+void Engine::handle_hello(const Arrival& arrival, const ::zmq::message_t& header_frame,
                           const core::Hello& hello) {
+  const int peer = arrival.peer;
+  const int lane = arrival.lane;
   if (!auth_.verify(peer, lane, hello.proof)) {
+    const std::string why =
+        "its hello does not prove the job secret for this job and epoch (wrong job secret, or "
+        "not a member of this group)";
+    if (arrival.routing == nullptr) {
+      // We dialed the address the peer published and something else answered.
+      lose_peer(peer, ErrorKind::kProtocol,
+                "what answered at " + send_lane(peer, lane).endpoint + " failed: " + why);
+      return;
+    }
     // Only a holder of the secret can tell this rank anything, so a failed proof fails nothing
     // but this connection; the auth records already named a rank with another secret.
-    refuse_connection(peer, lane, header_frame,
-                      "its hello does not prove the job secret for this job and epoch (wrong "
-                      "job secret, or not a member of this group)");
+    refuse_connection(peer, lane, header_frame, why);
     return;
   }
   const std::string why =
@@ -216,8 +262,15 @@ void Engine::handle_hello(int peer, int lane, const ::zmq::message_t& header_fra
   --hellos_missing_;
   // ZMQ_SRCFD is deprecated but the only link between a message and the connection that the
   // monitor's disconnect event names.
+  if (arrival.routing == nullptr) return;  // our DEALER's own monitor reports its disconnect
   const int fd = zmq_msg_get(const_cast<zmq_msg_t*>(header_frame.handle()), ZMQ_SRCFD);
-  if (fd >= 0) receive_lanes_[static_cast<size_t>(lane)].peer_by_fd[fd] = peer;
+  if (fd < 0) return;
+  // The descriptor may be a reused one: the dial phase's probes (and any stranger) connect and
+  // close. ZMQ queues a connection's disconnect event before it closes the descriptor, so
+  // reading the events queued so far first keeps a stale one from being taken for this peer's.
+  drain_router_monitor(lane);
+  if (lost_[static_cast<size_t>(peer)]) return;
+  receive_lanes_[static_cast<size_t>(lane)].peer_by_fd[fd] = peer;
 }
 
 void Engine::refuse_connection(int peer, int lane, const ::zmq::message_t& frame,
@@ -287,6 +340,11 @@ void Engine::drain_dealer_monitor(SendLane& link) {
     if (!event) return;
     switch (event->event) {
       case ZMQ_EVENT_DISCONNECTED:
+        // A reverse link's peer that said goodbye here closes this connection itself.
+        if (link.carrier == Carrier::kOurDealer &&
+            departures_.lane_said_goodbye(link.peer, link.lane)) {
+          break;
+        }
         lose_peer(link.peer, ErrorKind::kPeerLost,
                   "the lane " + std::to_string(link.lane) + " connection to it (" + link.endpoint +
                       ") closed (process exited, connection reset, or no heartbeat answer "

@@ -5,6 +5,10 @@
 namespace torchwan::transport::zmq_detail {
 
 void Engine::flush(SendLane& link) {
+  if (link.routed) {
+    flush_routed(link);
+    return;
+  }
   while (link.dealer && !link.queue.empty()) {
     OutgoingFrame& frame = link.queue.front();
     Header stamped = frame.header;
@@ -24,6 +28,43 @@ void Engine::flush(SendLane& link) {
       // Only a connection being torn down mid-message gets here.
       lose_peer(link.peer, ErrorKind::kPeerLost,
                 "sending on lane " + std::to_string(link.lane) + " failed: " + error.what());
+      return;
+    }
+    SendOp* op = frame.op;
+    link.queue.pop_front();
+    if (op != nullptr) {
+      op->piece_done();
+      send_ops_.settle(op->id());
+    }
+  }
+}
+
+void Engine::flush_routed(SendLane& link) {
+  // The routing id is known only once the peer's DEALER said hello on this lane.
+  if (!hello_seen_[static_cast<size_t>(link.peer * options_.lanes + link.lane)]) return;
+  ::zmq::socket_t& router = receive_lanes_[static_cast<size_t>(link.lane)].router.socket();
+  const std::string routing = routing_id(link.peer, link.lane);
+  while (link.routed && !link.queue.empty()) {
+    OutgoingFrame& frame = link.queue.front();
+    Header stamped = frame.header;
+    stamped.job = auth_.job_hash();
+    stamped.epoch = auth_.epoch();
+    const auto header = encode_header(stamped);
+    ::zmq::message_t& payload = frame.prepare_payload();
+    try {
+      // The ROUTER's pipes are unbounded (configure_router): ZMQ takes every frame at once.
+      const auto more = ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait;
+      if (!router.send(::zmq::buffer(routing), more) || !router.send(::zmq::buffer(header), more) ||
+          !router.send(payload, ::zmq::send_flags::dontwait)) {
+        return;
+      }
+    } catch (const ::zmq::error_t& error) {
+      // EHOSTUNREACH: the connection the peer dialed is gone.
+      lose_peer(link.peer, ErrorKind::kPeerLost,
+                "sending on lane " + std::to_string(link.lane) +
+                    " over its connection to this "
+                    "rank failed: " +
+                    error.what());
       return;
     }
     SendOp* op = frame.op;

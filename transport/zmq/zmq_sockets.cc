@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 
 #include "transport/zmq/zmq_wire.h"
 
@@ -62,16 +63,41 @@ void configure_router(::zmq::socket_t& router, const TransportOptions& options,
   // connection before allocating it.
   const auto largest = static_cast<int64_t>(std::max(options.chunk_bytes, kHeaderBytes));
   router.set(::zmq::sockopt::maxmsgsize, largest);
+  // A reverse link sends data through the ROUTER (zmq_engine.h). Mandatory: a send to a peer
+  // whose connection is gone fails (EHOSTUNREACH) instead of vanishing. Unbounded, so a send
+  // never waits for one peer's pipe while the ROUTER, which serves every peer, polls writable.
+  router.set(::zmq::sockopt::router_mandatory, 1);
+  router.set(::zmq::sockopt::sndhwm, 0);
 }
 
 void configure_dealer(::zmq::socket_t& dealer, const TransportOptions& options,
-                      const SocketTuning& tuning, int rank, int lane) {
+                      const SocketTuning& tuning, int rank, int lane, bool carries_inbound) {
   configure_common(dealer, options, tuning);
   dealer.set(::zmq::sockopt::routing_id, ::zmq::buffer(routing_id(rank, lane)));
   dealer.set(::zmq::sockopt::sndhwm, kDealerSendQueueMessages);
-  // Nothing legitimate ever comes back on a DEALER.
-  dealer.set(::zmq::sockopt::rcvhwm, 1);
-  dealer.set(::zmq::sockopt::maxmsgsize, int64_t{1024});
+  if (carries_inbound) {
+    // The peer's data comes back on this connection: read it as a ROUTER reads its lane.
+    dealer.set(::zmq::sockopt::rcvhwm, 0);
+    dealer.set(::zmq::sockopt::maxmsgsize,
+               static_cast<int64_t>(std::max(options.chunk_bytes, kHeaderBytes)));
+  } else {
+    // Nothing but goodbye acknowledgements comes back on a DEALER of a direct link.
+    dealer.set(::zmq::sockopt::rcvhwm, 1);
+    dealer.set(::zmq::sockopt::maxmsgsize, int64_t{1024});
+  }
+}
+
+void configure_probe(::zmq::socket_t& probe, const TransportOptions& options,
+                     std::chrono::milliseconds connect_timeout) {
+  probe.set(::zmq::sockopt::linger, 0);
+  probe.set(::zmq::sockopt::ipv6, 1);
+  // A dropped SYN would otherwise wait for the kernel's retries (minutes); a timed-out attempt
+  // reports CONNECT_RETRIED like a refused one.
+  probe.set(::zmq::sockopt::connect_timeout,
+            clamp_ms(connect_timeout, 100, std::numeric_limits<int>::max()));
+  probe.set(::zmq::sockopt::reconnect_ivl, clamp_ms(options.peer_timeout / 50, 50, 1000));
+  probe.set(::zmq::sockopt::rcvhwm, 1);
+  probe.set(::zmq::sockopt::maxmsgsize, int64_t{1024});
 }
 
 ::zmq::socket_t attach_monitor(::zmq::context_t& context, ::zmq::socket_t& socket,

@@ -3,6 +3,7 @@
 // backed by TCP keepalive; both are derived from TransportOptions::peer_timeout.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,9 +27,13 @@ std::string bind_endpoint(const std::string& host);
 // reports it (ZMQ_EVENT_CONNECTED names its descriptor).
 void configure_router(::zmq::socket_t& router, const TransportOptions& options,
                       const SocketTuning& tuning);
-// A DEALER to one peer's lane, identified to it by routing_id(rank, lane).
+// A DEALER to one peer's lane, identified to it by routing_id(rank, lane). `carries_inbound`: the
+// link is reverse and the peer's data comes back on it (zmq_engine.h).
 void configure_dealer(::zmq::socket_t& dealer, const TransportOptions& options,
-                      const SocketTuning& tuning, int rank, int lane);
+                      const SocketTuning& tuning, int rank, int lane, bool carries_inbound);
+// An anonymous DEALER that only checks whether a candidate address answers within the dial phase.
+void configure_probe(::zmq::socket_t& probe, const TransportOptions& options,
+                     std::chrono::milliseconds connect_timeout);
 
 struct MonitorEvent {
   uint16_t event;

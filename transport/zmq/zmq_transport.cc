@@ -39,4 +39,6 @@ void ZmqTransport::set_peer_failure_handler(PeerFailureHandler handler) {
   engine_->set_peer_failure_handler(std::move(handler));
 }
 
+std::vector<LinkRung> ZmqTransport::links() const { return engine_->links(); }
+
 }  // namespace torchwan::transport

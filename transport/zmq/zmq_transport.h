@@ -26,6 +26,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "transport/transport.h"
 
@@ -48,6 +49,8 @@ class ZmqTransport final : public Transport {
   std::shared_ptr<Request> post(Posting posting) override;
   void abort(const std::string& reason) override;
   void set_peer_failure_handler(PeerFailureHandler handler) override;
+  // Direct or reverse per peer, as the connection ladder chose at construction.
+  std::vector<LinkRung> links() const override;
 
  private:
   TransportOptions options_;

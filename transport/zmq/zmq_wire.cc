@@ -4,13 +4,6 @@
 
 namespace torchwan::transport::zmq_detail {
 
-namespace {
-
-constexpr char kRecordHeader[] = "torchwan-zmq 1";
-constexpr size_t kMaxRecordBytes = 64 * 1024;
-
-}  // namespace
-
 std::array<uint8_t, kHeaderBytes> encode_header(const Header& header) {
   std::array<uint8_t, kHeaderBytes> bytes{};
   core::ByteWriter out(bytes);
@@ -82,52 +75,6 @@ std::optional<LaneOwner> decode_routing_id(const void* bytes, size_t size) {
   const int rank = in.get<uint16_t>("rank");
   const int lane = in.get<uint16_t>("lane");
   return LaneOwner{rank, lane};
-}
-
-std::string address_key(int rank) { return "tw/zmq/" + std::to_string(rank); }
-
-std::vector<uint8_t> encode_address_record(const std::vector<std::string>& lane_endpoints) {
-  std::string text = kRecordHeader;
-  text += "\n";
-  for (const auto& endpoint : lane_endpoints) text += endpoint + "\n";
-  return {text.begin(), text.end()};
-}
-
-std::optional<std::vector<std::string>> decode_address_record(const std::vector<uint8_t>& bytes,
-                                                              std::string& why) {
-  if (bytes.size() > kMaxRecordBytes) {
-    why = "address record of " + std::to_string(bytes.size()) + " bytes is implausibly large";
-    return std::nullopt;
-  }
-  const std::string text(bytes.begin(), bytes.end());
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < text.size()) {
-    const size_t end = text.find('\n', start);
-    if (end == std::string::npos) {
-      why = "address record does not end with a newline";
-      return std::nullopt;
-    }
-    lines.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  if (lines.empty() || lines.front() != kRecordHeader) {
-    why = "address record does not start with '" + std::string(kRecordHeader) +
-          "' (another transport or version?)";
-    return std::nullopt;
-  }
-  lines.erase(lines.begin());
-  if (lines.empty()) {
-    why = "address record lists no lanes";
-    return std::nullopt;
-  }
-  for (const auto& endpoint : lines) {
-    if (endpoint.rfind("tcp://", 0) != 0) {
-      why = "address record holds a non-tcp endpoint '" + endpoint + "'";
-      return std::nullopt;
-    }
-  }
-  return lines;
 }
 
 }  // namespace torchwan::transport::zmq_detail

@@ -1,5 +1,5 @@
-// What the ZeroMQ transport puts on the wire and in the bootstrap store. Every wire message is two
-// frames, [header, payload]: a fixed little-endian header (preamble, tag, message index, total
+// What the ZeroMQ transport puts on the wire (its store records: zmq_records.h). Every message is
+// two frames, [header, payload]: a fixed little-endian header (preamble, tag, message index, total
 // length, piece offset, piece length, job id hash, membership epoch) and the bytes it describes.
 // Decoders check every field against the frame sizes before anyone touches memory, so a malformed
 // or foreign message is rejected with a reason, never read out of bounds.
@@ -57,12 +57,5 @@ struct LaneOwner {
   int lane;
 };
 std::optional<LaneOwner> decode_routing_id(const void* bytes, size_t size);
-
-// The store key under which `rank` publishes its lane endpoints.
-std::string address_key(int rank);
-// One ROUTER endpoint ("tcp://host:port") per lane.
-std::vector<uint8_t> encode_address_record(const std::vector<std::string>& lane_endpoints);
-std::optional<std::vector<std::string>> decode_address_record(const std::vector<uint8_t>& bytes,
-                                                              std::string& why);
 
 }  // namespace torchwan::transport::zmq_detail

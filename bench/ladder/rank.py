@@ -1,0 +1,28 @@
+"""One rank of the ladder measurement: 64 MiB float32 all_reduce over the zmq link, 2 warm-up and
+5 timed calls; rank 0 prints one JSON line with the rung of each peer and the median seconds."""
+
+import json
+import statistics
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+import torchwan
+
+dist.init_process_group("wan", timeout=timedelta(seconds=120))
+tensor = torch.ones(16 * 1024 * 1024, dtype=torch.float32)  # 64 MiB
+seconds = []
+for call in range(7):
+    dist.barrier()
+    start = time.perf_counter()
+    dist.all_reduce(tensor)
+    if call >= 2:
+        seconds.append(time.perf_counter() - start)
+links = {str(peer): entry["link"] for peer, entry in torchwan.stats()["peers"].items()}
+if dist.get_rank() == 0:
+    median = statistics.median(seconds)
+    print(json.dumps({"links": links, "bytes": tensor.numel() * 4, "median_s": median,
+                      "gbit_s": tensor.numel() * 4 * 8 / median / 1e9}), flush=True)
+dist.destroy_process_group()
