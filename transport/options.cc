@@ -127,7 +127,9 @@ std::vector<std::string> interface_addresses() {
     if ((it->ifa_flags & IFF_UP) == 0 || (it->ifa_flags & IFF_LOOPBACK) != 0) continue;
     char text[INET_ADDRSTRLEN] = {};
     const auto* address = reinterpret_cast<const sockaddr_in*>(it->ifa_addr);
-    if (inet_ntop(AF_INET, &address->sin_addr, text, sizeof(text)) != nullptr) {
+    // An interface may carry one address under several labels.
+    if (inet_ntop(AF_INET, &address->sin_addr, text, sizeof(text)) != nullptr &&
+        std::find(addresses.begin(), addresses.end(), text) == addresses.end()) {
       addresses.emplace_back(text);
     }
   }

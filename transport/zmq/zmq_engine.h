@@ -178,6 +178,8 @@ class Engine {
   std::vector<AddressRecord> read_peer_addresses(Store& store,
                                                  std::chrono::steady_clock::time_point deadline);
   // --- the connection ladder (zmq_engine_ladder.cc) ---
+  // How long the dial phase lasts at most: min(connect_timeout / 4, dial_timeout).
+  std::chrono::milliseconds dial_phase_limit() const;
   // Dials every peer's candidates until each peer answered or ran out of candidates, or the dial
   // budget is spent; returns per peer the index of the first candidate host that answered.
   std::vector<std::optional<size_t>> dial_candidates(

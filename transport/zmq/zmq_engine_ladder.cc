@@ -15,16 +15,10 @@ namespace torchwan::transport::zmq_detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using namespace std::chrono_literals;
 
 constexpr int kProbeEvents = ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-
-// How long the dial phase may take when some candidate neither answers nor refuses (a firewall
-// dropping the SYN): a handshake takes a few round trips even across continents, and the rest
-// of connect_timeout is left for the exchange of results and the hellos.
-constexpr auto kMaxDialPhase = 5s;
 
 std::string joined(const std::vector<std::string>& items) {
   std::string text;
@@ -34,11 +28,17 @@ std::string joined(const std::vector<std::string>& items) {
 
 }  // namespace
 
+std::chrono::milliseconds Engine::dial_phase_limit() const {
+  // When some candidate neither answers nor refuses (a firewall dropping the SYN), the phase ends
+  // after dial_timeout_ms: a handshake takes a few round trips even across continents. At most a
+  // quarter of connect_timeout, the rest being left for the exchange of results and the hellos.
+  return std::min<std::chrono::milliseconds>(options_.connect_timeout / 4, options_.dial_timeout);
+}
+
 std::vector<std::optional<size_t>> Engine::dial_candidates(
     const std::vector<AddressRecord>& addresses, Clock::time_point deadline) {
   const AddressRecord& mine = addresses[static_cast<size_t>(rank_)];
-  const auto budget =
-      std::min<std::chrono::milliseconds>(options_.connect_timeout / 4, kMaxDialPhase);
+  const auto budget = dial_phase_limit();
   const auto dial_deadline = std::min(deadline, Clock::now() + budget);
   // A peer's private address may be this host's own (two NATed hosts on the same private
   // subnet): a candidate that is one of this rank's own endpoints would only reach this rank.
@@ -198,8 +198,7 @@ void Engine::choose_rungs(Store& store, const std::vector<AddressRecord>& addres
     }
   }
   if (!unconnected.empty()) {
-    const auto dialing =
-        std::min<std::chrono::milliseconds>(options_.connect_timeout / 4, kMaxDialPhase);
+    const auto dialing = dial_phase_limit();
     throw TransportError(
         ErrorKind::kBootstrap,
         fmt::format("{}: no rung of the connection ladder connects {} pair(s) of ranks after {} "
