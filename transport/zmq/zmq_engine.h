@@ -234,9 +234,9 @@ class Engine {
   void refuse_connection(int peer, int lane, const ::zmq::message_t& frame, const std::string& why);
   void drain_router_monitor(int lane);
   void drain_dealer_monitor(SendLane& lane);
+  // Sends what the lane's queue holds as far as ZMQ takes it: through the lane's DEALER, or for
+  // a kTheirDealer lane through our ROUTER, addressed to the peer's routing id.
   void flush(SendLane& lane);
-  // flush for a kTheirDealer lane: through our ROUTER, addressed to the peer's routing id.
-  void flush_routed(SendLane& lane);
   void flush_all();
 
   // Fails `op` with kCanceled, recalls its queued pieces and tells the receiver; may destroy it.

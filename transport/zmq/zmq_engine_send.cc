@@ -5,11 +5,16 @@
 namespace torchwan::transport::zmq_detail {
 
 void Engine::flush(SendLane& link) {
-  if (link.routed) {
-    flush_routed(link);
+  // A reverse lane sends over this rank's ROUTER to the DEALER the peer dialed, whose routing id
+  // is known only once its hello arrived on this lane.
+  if (link.routed && !hello_seen_[static_cast<size_t>(link.peer * options_.lanes + link.lane)]) {
     return;
   }
-  while (link.dealer && !link.queue.empty()) {
+  ::zmq::socket_t* router =
+      link.routed ? &receive_lanes_[static_cast<size_t>(link.lane)].router.socket() : nullptr;
+  const std::string routing = link.routed ? routing_id(link.peer, link.lane) : std::string();
+  const auto more = ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait;
+  while ((link.routed || link.dealer) && !link.queue.empty()) {
     OutgoingFrame& frame = link.queue.front();
     Header stamped = frame.header;
     stamped.job = auth_.job_hash();
@@ -17,54 +22,23 @@ void Engine::flush(SendLane& link) {
     const auto header = encode_header(stamped);
     ::zmq::message_t& payload = frame.prepare_payload();
     try {
-      if (!link.dealer.socket().send(::zmq::buffer(header),
-                                     ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait)) {
-        return;  // full: wait for POLLOUT
-      }
       // Room for the first frame of a message is room for all of it; if ZMQ still refuses, it
-      // rolled the header back and the pair is retried whole.
-      if (!link.dealer.socket().send(payload, ::zmq::send_flags::dontwait)) return;
+      // rolled the message back and it is retried whole. The ROUTER's pipes are unbounded
+      // (configure_router): ZMQ takes every frame at once.
+      const bool sent = router != nullptr
+                            ? router->send(::zmq::buffer(routing), more) &&
+                                  router->send(::zmq::buffer(header), more) &&
+                                  router->send(payload, ::zmq::send_flags::dontwait)
+                            : link.dealer.socket().send(::zmq::buffer(header), more) &&
+                                  link.dealer.socket().send(payload, ::zmq::send_flags::dontwait);
+      if (!sent) return;  // full: wait for POLLOUT
     } catch (const ::zmq::error_t& error) {
-      // Only a connection being torn down mid-message gets here.
-      lose_peer(link.peer, ErrorKind::kPeerLost,
-                "sending on lane " + std::to_string(link.lane) + " failed: " + error.what());
-      return;
-    }
-    SendOp* op = frame.op;
-    link.queue.pop_front();
-    if (op != nullptr) {
-      op->piece_done();
-      send_ops_.settle(op->id());
-    }
-  }
-}
-
-void Engine::flush_routed(SendLane& link) {
-  // The routing id is known only once the peer's DEALER said hello on this lane.
-  if (!hello_seen_[static_cast<size_t>(link.peer * options_.lanes + link.lane)]) return;
-  ::zmq::socket_t& router = receive_lanes_[static_cast<size_t>(link.lane)].router.socket();
-  const std::string routing = routing_id(link.peer, link.lane);
-  while (link.routed && !link.queue.empty()) {
-    OutgoingFrame& frame = link.queue.front();
-    Header stamped = frame.header;
-    stamped.job = auth_.job_hash();
-    stamped.epoch = auth_.epoch();
-    const auto header = encode_header(stamped);
-    ::zmq::message_t& payload = frame.prepare_payload();
-    try {
-      // The ROUTER's pipes are unbounded (configure_router): ZMQ takes every frame at once.
-      const auto more = ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait;
-      if (!router.send(::zmq::buffer(routing), more) || !router.send(::zmq::buffer(header), more) ||
-          !router.send(payload, ::zmq::send_flags::dontwait)) {
-        return;
-      }
-    } catch (const ::zmq::error_t& error) {
-      // EHOSTUNREACH: the connection the peer dialed is gone.
+      // Only a connection being torn down mid-message gets here (EHOSTUNREACH on a reverse lane:
+      // the connection the peer dialed is gone).
       lose_peer(link.peer, ErrorKind::kPeerLost,
                 "sending on lane " + std::to_string(link.lane) +
-                    " over its connection to this "
-                    "rank failed: " +
-                    error.what());
+                    (router != nullptr ? " over its connection to this rank" : "") +
+                    " failed: " + error.what());
       return;
     }
     SendOp* op = frame.op;
