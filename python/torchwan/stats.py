@@ -14,7 +14,9 @@ and protocol headers not included); collective bytes are what this rank contribu
 the time from the start of each exchange to its end. ``pcie_bytes`` (per collective, and their
 total) are the bytes the collectives copied between host and device memory for CUDA tensors:
 twice the tensor where it is staged whole, only the compressed payloads where the codecs run on
-the GPU (docs/compression.md, "On the GPU"); 0 for CPU tensors. Counting is always on and costs a few atomic
+the GPU (docs/compression.md, "On the GPU"); 0 for CPU tensors. ``link`` is the rung of the
+connection ladder that reached the peer: ``"direct"``, or ``"reverse"`` when only the peer could
+open the connections (docs/reachability.md). Counting is always on and costs a few atomic
 additions per message.
 """
 
