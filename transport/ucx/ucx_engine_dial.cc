@@ -40,12 +40,7 @@ std::string text_of(const std::vector<uint8_t>& bytes) { return {bytes.begin(), 
 std::vector<uint8_t> bytes_of(const std::string& text) { return {text.begin(), text.end()}; }
 
 std::string describe_addresses(const std::vector<std::string>& addresses) {
-  if (addresses.empty()) return "no interface address";
-  std::string text;
-  for (const std::string& address : addresses) {
-    text += (text.empty() ? "" : ", ") + address;
-  }
-  return text;
+  return addresses.empty() ? "no interface address" : comma_list(addresses);
 }
 
 bool request_failed(const std::shared_ptr<Request>& request) {
@@ -246,32 +241,29 @@ std::vector<LinkRung> Engine::establish(Store& store, const std::vector<AddressR
         fatal[peer] = "the connection failed while it was being set up";
         continue;
       }
-      bool rejected = false;
-      for (int lane = 0; lane < lanes && !rejected; ++lane) {
+      for (int lane = 0; lane < lanes; ++lane) {
         const auto& received = dial.received[static_cast<size_t>(lane)];
         if (request_failed(received)) {
           fatal[peer] =
               "its hello on lane " + std::to_string(lane) + " failed: " + error_text(received);
-          rejected = true;
-        } else if (request_ok(received) && !dial.verified[static_cast<size_t>(lane)]) {
+          break;
+        }
+        if (request_ok(received) && !dial.verified[static_cast<size_t>(lane)]) {
           const std::string why = check_arrived_hello(peer, lane);
           if (!why.empty()) {
             fatal[peer] = "rejected: " + why;
-            rejected = true;
             break;
           }
           dial.verified[static_cast<size_t>(lane)] = true;
           if (!dial.dialing) answer(peer, lane, dial, records);
         }
       }
-      if (rejected) continue;
+      if (fatal.count(peer) != 0) continue;
 
       if (dial.dialing) {
-        const bool sent_failed = std::any_of(dial.sent.begin(), dial.sent.end(), request_failed);
-        if (sent_failed && dial.failure.empty()) {
-          for (const auto& sent : dial.sent) {
-            if (request_failed(sent)) dial.failure = error_text(sent);
-          }
+        if (dial.failure.empty()) {
+          const auto failed = std::find_if(dial.sent.begin(), dial.sent.end(), request_failed);
+          if (failed != dial.sent.end()) dial.failure = error_text(*failed);
         }
         const bool answered = std::any_of(dial.verified.begin(), dial.verified.end(),
                                           [](bool verified) { return verified; });

@@ -20,12 +20,6 @@ constexpr int kProbeEvents = ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUC
                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 
-std::string joined(const std::vector<std::string>& items) {
-  std::string text;
-  for (const auto& item : items) text += (text.empty() ? "" : ", ") + item;
-  return text;
-}
-
 }  // namespace
 
 std::chrono::milliseconds Engine::dial_phase_limit() const {
@@ -162,12 +156,12 @@ void Engine::choose_rungs(Store& store, const std::vector<AddressRecord>& addres
   // Every rank holds every record, so every rank decides every pair alike, and a pair that no
   // rung connects fails group creation everywhere with the same message.
   auto tried_at = [&](int rank) {
-    if (rank != rank_) return joined(addresses[static_cast<size_t>(rank)].lane0_endpoints());
+    if (rank != rank_) return comma_list(addresses[static_cast<size_t>(rank)].lane0_endpoints());
     // What the peers dialed is what they read in the store: name that.
     std::string why;
     const auto published =
         decode_address_record(store.get(address_key(rank_), std::chrono::milliseconds(100)), why);
-    return joined(
+    return comma_list(
         (published ? *published : addresses[static_cast<size_t>(rank)]).lane0_endpoints());
   };
   std::vector<std::string> unconnected;
@@ -225,7 +219,7 @@ void Engine::choose_rungs(Store& store, const std::vector<AddressRecord>& addres
         log_->info(
             "{}: rank {}: reverse link: this rank cannot connect to it at [{}], so its "
             "connections to this rank carry both directions",
-            who(), peer, joined(record.lane0_endpoints()));
+            who(), peer, comma_list(record.lane0_endpoints()));
         break;
     }
   }
