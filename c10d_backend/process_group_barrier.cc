@@ -16,6 +16,7 @@
 #include "c10d_backend/staging.h"
 #include "csrc/collectives.h"
 #include "transport/errors.h"
+#include "transport/peer_records.h"
 #include "transport/transport.h"
 
 namespace torchwan {
@@ -33,12 +34,6 @@ struct MonitorFailure {
   std::string message;
   int peer;
 };
-
-std::string rank_list(const std::vector<int>& ranks) {
-  std::string text;
-  for (const int rank : ranks) text += (text.empty() ? "" : ", ") + std::to_string(rank);
-  return text;
-}
 
 // Rank 0's side: hears from every rank, then releases them all. Names the ranks that did not
 // check in (only the first unless `wait_all_ranks`).
@@ -66,8 +61,9 @@ std::optional<MonitorFailure> monitor_ranks(const engine::CollectiveContext& con
       return MonitorFailure{
           transport::ErrorKind::kTimeout,
           "Rank 0 timed out in monitoredBarrier after " + limit_text + ". " +
-              (arrived.empty() ? "No ranks successfully processed in monitoredBarrier."
-                               : "Successfully processed ranks: " + rank_list(arrived)) +
+              (arrived.empty()
+                   ? "No ranks successfully processed in monitoredBarrier."
+                   : "Successfully processed ranks: " + transport::comma_list(arrived)) +
               " (rank " + std::to_string(peer) + " had not arrived)",
           peer};
     }
@@ -89,9 +85,9 @@ std::optional<MonitorFailure> monitor_ranks(const engine::CollectiveContext& con
     cancel_all();
     const bool one = missing.size() == 1;
     return MonitorFailure{kind,
-                          std::string(one ? "Rank " : "Ranks ") + rank_list(missing) +
+                          std::string(one ? "Rank " : "Ranks ") + transport::comma_list(missing) +
                               " failed to pass monitoredBarrier in " + limit_text + ": " +
-                              (one ? "rank " : "ranks ") + rank_list(missing) +
+                              (one ? "rank " : "ranks ") + transport::comma_list(missing) +
                               " did not arrive (" + cause + ")",
                           missing.front()};
   }
