@@ -84,12 +84,19 @@ const std::vector<OptionSpec>& option_registry() {
        "([docs/security.md](docs/security.md))"},
       {"job_id", "transport", "str", "", "empty",
        "names the job; connections of another job are refused and named"},
-      {"encryption", "transport", "str", "none", "`none`",
-       "authenticated encryption of every data message, on both transports: `aes-256-gcm`, "
-       "`chacha20-poly1305`, or `on` (AES-256-GCM where every rank's CPU has AES instructions, "
-       "else ChaCha20-Poly1305). Needs `secret_file`; set the same on every rank. A tampered, "
-       "replayed or foreign message fails its receive naming the sender. Costs 24 bytes per "
-       "message and CPU time ([docs/security.md](docs/security.md#encryption))"},
+      {"encryption", "transport", "str", "auto", "`auto`",
+       "authenticated encryption of every data message, on both transports: `none`, "
+       "`aes-256-gcm`, `chacha20-poly1305`, `on` (AES-256-GCM where every rank's CPU has AES "
+       "instructions, else ChaCha20-Poly1305), or `auto`: `on` when `relay` is set (a relay then "
+       "forwards ciphertext only), else `none`. Needs `secret_file` unless `none`; set the same "
+       "on every rank. A tampered, replayed or foreign message fails its receive naming the "
+       "sender. Costs 24 bytes per message and CPU time "
+       "([docs/security.md](docs/security.md#encryption))"},
+      {"relay", "transport", "str", "", "unset",
+       "relays, `host:port[,host:port]`, for pairs of ranks that cannot connect to each other "
+       "either way (both behind NATs): both dial out to the first `torchwan-relay` that admits "
+       "them, which forwards their lanes; its stats link is `relay`. ZeroMQ link only; turns "
+       "`encryption` on by default ([docs/reachability.md](docs/reachability.md))"},
       {"epoch", "transport", "int", "0", "0",
        "membership epoch, set by the elastic layer for each epoch's group: connections and "
        "frames of another epoch are refused, so traffic recorded in one epoch cannot be replayed "

@@ -42,7 +42,11 @@ std::vector<std::string> parse_relay_endpoints(const std::string& list) {
   return endpoints;
 }
 
-RelayClient::RelayClient(RelayClientOptions options) : options_(std::move(options)), context_(1) {
+RelayClient::RelayClient(RelayClientOptions options)
+    : options_(std::move(options)),
+      own_context_(options_.context == nullptr ? std::optional<::zmq::context_t>(std::in_place, 1)
+                                               : std::nullopt),
+      context_(options_.context != nullptr ? *options_.context : *own_context_) {
   if (options_.endpoints.empty()) throw RelayError("relay client: no relay endpoint given");
   if (options_.member.empty() || options_.member.size() > kMaxIdBytes) {
     throw RelayError(fmt::format("relay client: member id must have 1 to {} bytes", kMaxIdBytes));
@@ -138,13 +142,29 @@ void RelayClient::send(const std::string& peer, uint32_t lane, std::span<const u
     throw_if_failed(peer);
     const size_t chunk = std::min<size_t>(max_chunk_bytes_, bytes.size() - offset);
     wait_for_credit(stream, chunk);
-    const auto header = encode_frame(data_frame(peer, lane, chunk));
-    (void)dealer_->send(::zmq::buffer(header), ::zmq::send_flags::sndmore);
-    (void)dealer_->send(::zmq::buffer(bytes.data() + offset, chunk), ::zmq::send_flags::none);
-    in_flight_[stream] += chunk;
+    send_now(peer, lane, bytes.subspan(offset, chunk));
     offset += chunk;
     pump(std::chrono::milliseconds(0));  // take credit as it comes, without waiting
   }
+}
+
+uint64_t RelayClient::room(const std::string& peer, uint32_t lane) {
+  const uint64_t used = in_flight_[{peer, lane}];
+  return used < window_bytes_ ? window_bytes_ - used : 0;
+}
+
+void RelayClient::send_now(const std::string& peer, uint32_t lane, std::span<const uint8_t> bytes) {
+  throw_if_failed(peer);
+  const auto header = encode_frame(data_frame(peer, lane, bytes.size()));
+  (void)dealer_->send(::zmq::buffer(header), ::zmq::send_flags::sndmore);
+  (void)dealer_->send(::zmq::buffer(bytes.data(), bytes.size()), ::zmq::send_flags::none);
+  in_flight_[{peer, lane}] += bytes.size();
+}
+
+std::vector<std::pair<std::string, std::string>> RelayClient::take_no_routes() {
+  std::vector<std::pair<std::string, std::string>> routes(no_route_.begin(), no_route_.end());
+  no_route_.clear();
+  return routes;
 }
 
 void RelayClient::flush(const std::string& peer, uint32_t lane) {
@@ -178,6 +198,11 @@ std::optional<RelayedMessage> RelayClient::receive(std::chrono::milliseconds tim
     if (left.count() <= 0 && !pump(std::chrono::milliseconds(0))) return std::nullopt;
     if (left.count() > 0) pump(left);
   }
+  return take();
+}
+
+std::optional<RelayedMessage> RelayClient::take() {
+  if (inbox_.empty()) return std::nullopt;
   RelayedMessage message = std::move(inbox_.front());
   inbox_.pop_front();
   const auto credit = encode_frame(credit_frame(message.peer, message.lane, message.bytes.size()));

@@ -1,6 +1,8 @@
 // A member's side of the relay: one DEALER connected to a relay, registered under the member's
 // id, sending bytes to other members per lane within the relay's window, and receiving theirs.
-// Not thread-safe: one thread drives a client (the transports' progress thread, later).
+// Two ways to drive it: the blocking calls (send, flush, receive), or from a progress loop that
+// polls handle() and never waits (room, send_now, poll_now, take). Not thread-safe: one thread
+// drives a client.
 #pragma once
 
 #include <chrono>
@@ -40,6 +42,9 @@ struct RelayClientOptions {
   std::optional<security::JobSecret> secret;
   // For registering, and for each wait for credit: a relay or peer silent this long is an error.
   std::chrono::milliseconds timeout{10000};
+  // The ZeroMQ context the DEALER lives in; null: the client makes one of its own. A shared
+  // context must outlive the client.
+  ::zmq::context_t* context = nullptr;
 };
 
 struct RelayedMessage {
@@ -65,7 +70,26 @@ class RelayClient {
   // The next chunk from any peer, credited back as it is handed out; nullopt on timeout.
   std::optional<RelayedMessage> receive(std::chrono::milliseconds timeout);
 
+  // --- Without waiting, for a progress loop ---
+  // The socket to poll for ZMQ_POLLIN: whatever arrives (credit, data, refusals) is read by
+  // poll_now.
+  void* handle() const { return dealer_->handle(); }
+  // Bytes `peer` may be sent on `lane` now: the window less what it has not acknowledged.
+  uint64_t room(const std::string& peer, uint32_t lane);
+  // Sends `bytes` (at most min(room, max_chunk_bytes)) as one chunk, without waiting. Throws
+  // RelayError when the relay refused us or reported no route to `peer`.
+  void send_now(const std::string& peer, uint32_t lane, std::span<const uint8_t> bytes);
+  // Reads whatever the relay sent, without waiting; chunks from peers wait for take().
+  void poll_now() { pump(std::chrono::milliseconds(0)); }
+  // The oldest chunk read, credited back to its sender as it is handed out.
+  std::optional<RelayedMessage> take();
+  // Why the relay dropped this member; empty while it did not.
+  const std::string& refusal() const { return refused_; }
+  // Why the relay has no route to a peer, each reported once: (peer, reason) pairs.
+  std::vector<std::pair<std::string, std::string>> take_no_routes();
+
   const std::string& endpoint() const { return endpoint_; }
+  const std::string& member() const { return options_.member; }
   uint64_t window_bytes() const { return window_bytes_; }
   uint32_t max_chunk_bytes() const { return max_chunk_bytes_; }
 
@@ -79,7 +103,8 @@ class RelayClient {
   void throw_if_failed(const std::string& peer);
 
   RelayClientOptions options_;
-  ::zmq::context_t context_;
+  std::optional<::zmq::context_t> own_context_;  // when options_.context is null
+  ::zmq::context_t& context_;
   std::unique_ptr<::zmq::socket_t> dealer_;
   std::unique_ptr<elastic::SocketMonitor> monitor_;
   std::string endpoint_;

@@ -16,7 +16,19 @@ std::unique_ptr<Transport> Transport::create(const TransportOptions& options, St
                                                           std::to_string(size) +
                                                           " is invalid (size at most 65535)");
   }
-  const bool encrypted = parse_encryption_setting(options.encryption) != EncryptionSetting::kNone;
+  const bool relay_given = !options.relay.empty();
+  const bool encrypted =
+      effective_encryption(options.encryption, relay_given) != EncryptionSetting::kNone;
+  if (encrypted && options.secret_file.empty() && options.encryption == "auto") {
+    throw TransportError(
+        ErrorKind::kInvalidArgument,
+        fmt::format("rank {}: a relay is given (TORCHWAN_RELAY={}), and the lanes "
+                    "it forwards are encrypted end to end by default, which needs "
+                    "the job secret: set TORCHWAN_SECRET_FILE (python -m "
+                    "torchwan.secret FILE writes one), or TORCHWAN_ENCRYPTION=none "
+                    "to let the relay see the data",
+                    rank, options.relay));
+  }
   if (encrypted && options.secret_file.empty()) {
     throw TransportError(ErrorKind::kInvalidArgument,
                          fmt::format("rank {}: encryption={} needs the job secret (set "

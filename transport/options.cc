@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "base/option_registry.h"
+#include "relay/relay_client.h"
 #include "transport/secure/encryption.h"
 
 namespace torchwan::transport {
@@ -66,6 +67,8 @@ void TransportOptions::set(const std::string& name, const std::string& value) {
     secret_file = value;
   } else if (name == "encryption") {
     encryption = value;
+  } else if (name == "relay") {
+    relay = value;
   } else if (name == "job_id") {
     job_id = value;
   } else if (name == "epoch") {
@@ -105,7 +108,8 @@ void TransportOptions::validate() const {
   }
   // Only the name is checked here: whether a secret_file accompanies it is for Transport::create
   // to decide, since options are assembled from several sources (environment, then explicit).
-  parse_encryption_setting(encryption);
+  effective_encryption(encryption, !relay.empty());
+  if (!relay.empty()) relay::parse_relay_endpoints(relay);
   // The kernel's names are short lower-case identifiers (TCP_CA_NAME_MAX is 16 with the NUL).
   const bool plain_name = std::all_of(congestion.begin(), congestion.end(), [](char c) {
     return std::islower(static_cast<unsigned char>(c)) ||

@@ -47,10 +47,15 @@ struct TransportOptions {
   // sends is accepted; when empty the data plane is unauthenticated.     TORCHWAN_SECRET_FILE
   std::string secret_file;
   // Authenticated encryption of every data message (transport/secure/encrypted_transport.h):
-  // "none", "aes-256-gcm", "chacha20-poly1305", or "on" (AES-256-GCM when every rank's CPU has AES
-  // instructions, else ChaCha20-Poly1305). Needs secret_file; every rank must agree.
+  // "none", "aes-256-gcm", "chacha20-poly1305", "on" (AES-256-GCM when every rank's CPU has AES
+  // instructions, else ChaCha20-Poly1305), or "auto": "on" when `relay` is set, else "none".
+  // Needs secret_file unless it is "none"; every rank must agree.
   //                                                   TORCHWAN_ENCRYPTION
-  std::string encryption = "none";
+  std::string encryption = "auto";
+  // Relays ("host:port[,host:port]") for pairs of ranks that cannot connect either way: both
+  // dial out to the first relay that admits them, which forwards their lanes (ZeroMQ link only;
+  // docs/reachability.md).                          TORCHWAN_RELAY
+  std::string relay;
   // Names the job; connections of another job are refused, and a rank of another job is named
   // at connection setup. Empty is a job id like any other.         TORCHWAN_JOB_ID
   std::string job_id;

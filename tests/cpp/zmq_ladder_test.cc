@@ -17,6 +17,7 @@
 #include "transport/store.h"
 #include "transport/transport.h"
 #include "transport/zmq/zmq_records.h"
+#include "zmq_ladder_support.h"
 
 namespace torchwan {
 namespace {
@@ -33,75 +34,11 @@ using transport::LinkRung;
 using transport::Transport;
 using transport::TransportError;
 namespace wire = transport::zmq_detail;
-
-// Where nothing listens: the ROUTERs of a rank whose host is 127.0.0.1 do not listen here.
-constexpr char kUnreachableHost[] = "127.0.0.2";
-
-// A real MemoryStore whose only change is to the address records of `hidden` ranks: their
-// candidate hosts are replaced by one nobody can connect to, so no peer can dial them while they
-// still dial everyone.
-class HidingStore : public transport::Store {
- public:
-  explicit HidingStore(std::set<int> hidden) : hidden_(std::move(hidden)) {}
-
-  void set(const std::string& key, const std::vector<uint8_t>& value) override {
-    for (int rank : hidden_) {
-      if (key != wire::address_key(rank)) continue;
-      std::string why;
-      auto record = wire::decode_address_record(value, why);
-      if (!record) throw std::runtime_error(why);
-      record->hosts = {kUnreachableHost};
-      store_.set(key, wire::encode_address_record(*record));
-      return;
-    }
-    store_.set(key, value);
-  }
-  std::vector<uint8_t> get(const std::string& key, std::chrono::milliseconds timeout) override {
-    return store_.get(key, timeout);
-  }
-
- private:
-  std::set<int> hidden_;
-  transport::MemoryStore store_;
-};
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-// Every rank sends every other rank a message whose bytes depend on both ranks, in sizes from
-// empty to several chunks (striped over every lane), and checks what it received byte for byte.
-void exchange_everywhere(std::vector<std::unique_ptr<Transport>>& ranks) {
-  const int size = static_cast<int>(ranks.size());
-  for (const size_t length : {size_t{0}, size_t{1}, size_t{70'000}, size_t{9} << 20}) {
-    run_on_threads(size, [&](int rank) {
-      std::vector<std::vector<uint8_t>> got(static_cast<size_t>(size));
-      std::vector<std::vector<uint8_t>> sent(static_cast<size_t>(size));
-      std::vector<std::shared_ptr<transport::Request>> requests;
-      for (int peer = 0; peer < size; ++peer) {
-        if (peer == rank) continue;
-        got[static_cast<size_t>(peer)].resize(length);
-        sent[static_cast<size_t>(peer)] =
-            pattern_bytes(length, static_cast<uint32_t>(rank * 31 + peer));
-        requests.push_back(ranks[static_cast<size_t>(rank)]->irecv(
-            peer, 5, got[static_cast<size_t>(peer)].data(), length));
-        requests.push_back(ranks[static_cast<size_t>(rank)]->isend(
-            peer, 5, sent[static_cast<size_t>(peer)].data(), length));
-      }
-      for (auto& request : requests) request->wait(20s);
-      for (int peer = 0; peer < size; ++peer) {
-        if (peer == rank) continue;
-        EXPECT_TRUE(got[static_cast<size_t>(peer)] ==
-                    pattern_bytes(length, static_cast<uint32_t>(peer * 31 + rank)))
-            << "rank " << rank << " from " << peer << ", " << length << " bytes";
-      }
-    });
-  }
-}
+using testing::contains;
+using testing::exchange_everywhere;
+using testing::HidingStore;
+using testing::kUnreachableHost;
+using testing::seconds_since;
 
 TEST(ZmqWire, AddressRecordsRoundTripAndNameTheirMalformedField) {
   const wire::AddressRecord record{{"10.0.0.7", "192.168.1.3", "fe80::1%eth0"}, {5000, 5001}};

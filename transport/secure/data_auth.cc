@@ -191,7 +191,7 @@ DataAuth::DataAuth(const TransportOptions& options, int rank, int size, std::str
       job_id_(options.job_id),
       job_hash_(job_id_hash(options.job_id)),
       epoch_(options.epoch),
-      encryption_(parse_encryption_setting(options.encryption)),
+      encryption_(effective_encryption(options.encryption, !options.relay.empty())),
       peer_nonces_(static_cast<size_t>(size)) {
   if (options.secret_file.empty()) {
     if (encryption_ != EncryptionSetting::kNone) {

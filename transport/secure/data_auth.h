@@ -67,6 +67,7 @@ class DataAuth {
   DataAuth(const TransportOptions& options, int rank, int size, std::string who);
 
   bool enabled() const { return secret_.has_value(); }
+  const std::optional<security::JobSecret>& secret() const { return secret_; }
   uint64_t job_hash() const { return job_hash_; }
   uint64_t epoch() const { return epoch_; }
 

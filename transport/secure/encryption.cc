@@ -26,8 +26,14 @@ EncryptionSetting parse_encryption_setting(const std::string& text) {
   if (const auto setting = base::enum_value<EncryptionSetting>(text, kSettingNames)) {
     return *setting;
   }
-  throw std::invalid_argument("encryption='" + text +
-                              "' is unknown (use none, aes-256-gcm, chacha20-poly1305 or on)");
+  throw std::invalid_argument(
+      "encryption='" + text +
+      "' is unknown (use auto, none, aes-256-gcm, chacha20-poly1305 or on)");
+}
+
+EncryptionSetting effective_encryption(const std::string& text, bool relay_given) {
+  if (text == "auto") return relay_given ? EncryptionSetting::kOn : EncryptionSetting::kNone;
+  return parse_encryption_setting(text);
 }
 
 std::string encryption_setting_name(EncryptionSetting setting) {

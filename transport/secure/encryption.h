@@ -26,6 +26,10 @@ enum class Cipher : uint8_t {
 
 // Throws std::invalid_argument naming the accepted values when `text` is none of them.
 EncryptionSetting parse_encryption_setting(const std::string& text);
+// What the setting `text` stands for once `relay_given` is known: "auto" (the default) is "on"
+// when relays are given, so that a relay forwards ciphertext only, else "none"; any other setting
+// stands for itself. Throws like parse_encryption_setting.
+EncryptionSetting effective_encryption(const std::string& text, bool relay_given);
 std::string encryption_setting_name(EncryptionSetting setting);
 std::string cipher_name(Cipher cipher);
 

@@ -33,11 +33,12 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
   try {
     // One I/O thread moves several GB/s; the progress thread and the peers' threads share the
     // remaining cores. Every monitored socket costs three ZMQ sockets (it, the monitor's inproc
-    // PAIR and ours); the dial phase's probes are gone before the lanes' DEALERs open.
+    // PAIR and ours); the dial phase's probes are gone before the lanes' DEALERs open. The relay
+    // lanes, when some pair needs them, are one more monitored DEALER per lane.
     context_.set(::zmq::ctxopt::io_threads, 1);
     context_.set(
         ::zmq::ctxopt::max_sockets,
-        3 * (size + 1) * std::max<int>(options_.lanes + 1, static_cast<int>(kMaxProbedHosts)) + 16);
+        3 * (size + 2) * std::max<int>(options_.lanes + 1, static_cast<int>(kMaxProbedHosts)) + 16);
     context_.set(::zmq::ctxopt::blocky, 0);
     const AddressRecord mine = bind_lanes();
     // The auth record goes first: a peer that found the addresses finds it too.
@@ -48,6 +49,7 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
     auth_.collect(store, deadline);
     const auto reached = dial_candidates(addresses, deadline);
     choose_rungs(store, addresses, reached, deadline);
+    open_relay(store, deadline);
     connect_lanes(addresses, reached);
   } catch (const ::zmq::error_t& error) {
     throw TransportError(ErrorKind::kBootstrap,
@@ -171,6 +173,13 @@ void Engine::poll_once(std::chrono::milliseconds timeout) {
     }
   }
 
+  if (relay_) {
+    for (void* handle : relay_->handles()) add(handle, 0, ZMQ_POLLIN, PollTarget::kRelay, 0);
+    // Relayed peers have no connection whose drop tells of their loss: heartbeats do.
+    const auto beat = relay_heartbeat_interval();
+    timeout = timeout.count() < 0 ? beat : std::min(timeout, beat);
+  }
+
   const int ready = zmq_poll(poll_items_.data(), static_cast<int>(poll_items_.size()),
                              static_cast<long>(timeout.count()));
   if (ready < 0 && zmq_errno() != EINTR) throw ::zmq::error_t();
@@ -198,8 +207,14 @@ void Engine::poll_once(std::chrono::milliseconds timeout) {
         if (send_lanes_[index].dealer) drain_dealer(send_lanes_[index]);
         break;
       case PollTarget::kDealer:
-        break;  // flush_all below
+      case PollTarget::kRelay:
+        break;  // flush_all and drain_relay below
     }
+  }
+  if (relay_) {
+    // Credit may have come even when no data did: always read, then send what it admits.
+    drain_relay();
+    keep_relayed_peers_alive();
   }
   flush_all();
 }

@@ -13,7 +13,10 @@
 // same rung per pair. Direct: both reached each other, the topology above. Reverse: only one side
 // reached the other; its DEALERs carry both directions: the dialed side sends over its ROUTER to
 // the dialer's routing ids, the dialer reads data (and a hello proving the peer) from its
-// DEALERs. Neither: group creation fails naming both ranks and every address tried.
+// DEALERs. Neither: with relays given (TransportOptions::relay) both register their lanes at a
+// relay and the pair's frames travel through it (zmq_relay_link.h), with heartbeats of the
+// transport's own since no connection joins the two; without, group creation fails naming both
+// ranks and every address tried.
 //
 // Authentication (with TransportOptions::secret_file): a hello carries a proof of the job secret
 // over the receiver's fresh nonce (see transport/secure/data_auth.h). ZMQ binds a routing id to one
@@ -66,6 +69,7 @@
 #include "transport/zmq/zmq_monitored_socket.h"
 #include "transport/zmq/zmq_outbound.h"
 #include "transport/zmq/zmq_records.h"
+#include "transport/zmq/zmq_relay_link.h"
 
 namespace torchwan::transport::zmq_detail {
 
@@ -135,6 +139,7 @@ class Engine {
     kSplit,        // direct: we send on our DEALER and receive on our ROUTER
     kOurDealer,    // reverse, we dialed: our DEALER carries both directions
     kTheirDealer,  // reverse, they dialed: their DEALER's connection to our ROUTER carries both
+    kRelay,        // neither can dial the other: a relay carries both directions
   };
   // The way to one peer's lane: our DEALER to it, or (kTheirDealer) our ROUTER addressing its
   // DEALER by routing id; with the frames waiting for room.
@@ -144,12 +149,14 @@ class Engine {
     Carrier carrier = Carrier::kSplit;
     std::string endpoint;
     MonitoredSocket dealer;
-    bool routed = false;  // kTheirDealer and not lost: sends go through our ROUTER
+    bool routed = false;   // kTheirDealer and not lost: sends go through our ROUTER
+    bool relayed = false;  // kRelay and not lost: sends go through relay_
     std::deque<OutgoingFrame> queue;
+    RelayedRecord relay_out;   // kRelay: the record leaving now, as credit allows
     std::string last_problem;  // for the bootstrap timeout message
     bool bye_acked = false;
 
-    bool open() const { return dealer || routed; }
+    bool open() const { return dealer || routed || relayed; }
   };
   // Candidate hosts dialed per peer, at most; a record may list more.
   static constexpr size_t kMaxProbedHosts = 16;
@@ -169,7 +176,8 @@ class Engine {
     kRouterMonitor,
     kDealer,
     kDealerInbound,
-    kDealerMonitor
+    kDealerMonitor,
+    kRelay
   };
 
   // --- bootstrap (constructor thread, before the progress thread exists) ---
@@ -189,6 +197,9 @@ class Engine {
   void choose_rungs(Store& store, const std::vector<AddressRecord>& addresses,
                     const std::vector<std::optional<size_t>>& reached,
                     std::chrono::steady_clock::time_point deadline);
+  // With pairs that only a relay connects: registers this rank's lanes at a relay, publishes
+  // where, and reads where each relayed peer registered. Throws TransportError(kBootstrap).
+  void open_relay(Store& store, std::chrono::steady_clock::time_point deadline);
   void connect_lanes(const std::vector<AddressRecord>& addresses,
                      const std::vector<std::optional<size_t>>& reached);
   void await_hellos(std::chrono::steady_clock::time_point deadline);
@@ -237,7 +248,15 @@ class Engine {
   // Sends what the lane's queue holds as far as ZMQ takes it: through the lane's DEALER, or for
   // a kTheirDealer lane through our ROUTER, addressed to the peer's routing id.
   void flush(SendLane& lane);
+  // A kRelay lane's queue, record by record, as far as the relay's window admits.
+  void flush_relayed(SendLane& lane);
   void flush_all();
+  // Hands what came through the relay to handle_frames, and loses the peers it reports gone.
+  void drain_relay();
+  // Relayed peers: a heartbeat to each that heard nothing from this rank for a while, and the
+  // loss of each that sent nothing for peer_timeout.
+  void keep_relayed_peers_alive();
+  std::chrono::milliseconds relay_heartbeat_interval() const { return options_.peer_timeout / 4; }
 
   // Fails `op` with kCanceled, recalls its queued pieces and tells the receiver; may destroy it.
   void cancel_send(SendOp& op);
@@ -286,6 +305,9 @@ class Engine {
   std::vector<LinkRung> rungs_;       // per rank
   std::vector<Carrier> carriers_;     // per rank
   std::vector<Probe> probes_;         // during the dial phase only
+  // Lanes through a relay, for the pairs that need one; after context_, so it closes first.
+  std::unique_ptr<RelayLink> relay_;
+  std::vector<std::chrono::steady_clock::time_point> relay_last_sent_;  // per rank
   core::InboundMatcher inbound_;
   std::unordered_map<uint64_t, uint64_t> next_send_index_;  // per (peer << 48 | tag)
   std::vector<char> hello_seen_;                            // per peer * lanes + lane

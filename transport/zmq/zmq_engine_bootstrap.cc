@@ -96,7 +96,11 @@ void Engine::connect_lanes(const std::vector<AddressRecord>& addresses,
       link.peer = peer;
       link.lane = lane;
       link.carrier = carrier;
-      if (carrier == Carrier::kTheirDealer) {
+      if (carrier == Carrier::kRelay) {
+        link.relayed = true;
+        link.endpoint = "the relay at " + relay_->endpoint();
+        link.last_problem = "waiting for its hello through " + link.endpoint;
+      } else if (carrier == Carrier::kTheirDealer) {
         // Nothing to dial: our hello, then our data, leave through our ROUTER once the peer's
         // DEALER said hello on this lane.
         link.routed = true;

@@ -34,7 +34,14 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
   });
   for (int lane = 0; lane < options_.lanes; ++lane) {
     SendLane& link = send_lane(peer, lane);
+    if (departed && link.relayed) {
+      // The acknowledgement of its last goodbye still has to go through the relay.
+      std::erase_if(link.queue, [](const OutgoingFrame& frame) { return frame.op != nullptr; });
+      continue;
+    }
     link.queue.clear();
+    link.relay_out = {};
+    link.relayed = false;
     link.routed = false;
     // A reverse link's DEALER just queued the acknowledgement of the peer's last goodbye, which
     // closing now (linger 0) would drop; it closes with the transport.
@@ -44,6 +51,7 @@ void Engine::lose_peer(int peer, ErrorKind kind, const std::string& cause, bool 
   for (ReceiveLane& receive : receive_lanes_) {
     std::erase_if(receive.peer_by_fd, [&](const auto& entry) { return entry.second == peer; });
   }
+  if (relay_) relay_->forget(peer);
   const size_t recvs = departed ? inbound_.depart(peer, error) : inbound_.fail_peer(peer, error);
   for (uint64_t id : sends) send_ops_.settle(id);
 
@@ -72,9 +80,12 @@ void Engine::close_sockets() {
   // Closing makes ZMQ drop, and so release, every piece it still holds.
   for (SendLane& link : send_lanes_) {
     link.queue.clear();
+    link.relay_out = {};
     link.routed = false;
+    link.relayed = false;
     link.dealer.close();
   }
+  relay_.reset();
   for (ReceiveLane& receive : receive_lanes_) {
     receive.router.close();
   }

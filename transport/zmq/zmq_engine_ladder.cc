@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <random>
 
+#include "relay/relay_client.h"
 #include "transport/peer_records.h"
 #include "transport/zmq/zmq_engine.h"
 #include "transport/zmq/zmq_sockets.h"
@@ -28,6 +30,17 @@ std::chrono::milliseconds Engine::dial_phase_limit() const {
   // quarter of connect_timeout, the rest being left for the exchange of results and the hellos.
   return std::min<std::chrono::milliseconds>(options_.connect_timeout / 4, options_.dial_timeout);
 }
+
+namespace {
+
+// A relay member name nobody else holds: 128 random bits, so that a stale registration (an
+// earlier process of this rank) never takes this one's place on a relay without a secret.
+std::string fresh_relay_token() {
+  std::random_device source;
+  return fmt::format("{:08x}{:08x}{:08x}{:08x}", source(), source(), source(), source());
+}
+
+}  // namespace
 
 std::vector<std::optional<size_t>> Engine::dial_candidates(
     const std::vector<AddressRecord>& addresses, Clock::time_point deadline) {
@@ -172,7 +185,8 @@ void Engine::choose_rungs(Store& store, const std::vector<AddressRecord>& addres
     for (int b = a + 1; b < size_; ++b) {
       const bool a_reached_b = records[static_cast<size_t>(a)].reached[static_cast<size_t>(b)];
       const bool b_reached_a = records[static_cast<size_t>(b)].reached[static_cast<size_t>(a)];
-      const auto rung = decide_rung(a_reached_b, b_reached_a);
+      auto rung = decide_rung(a_reached_b, b_reached_a);
+      if (!rung && !options_.relay.empty()) rung = LinkRung::kRelay;
       if (!rung) {
         unconnected.push_back(fmt::format(
             "rank {} could not connect to rank {} at [{}] and rank {} could not connect to rank "
@@ -188,6 +202,8 @@ void Engine::choose_rungs(Store& store, const std::vector<AddressRecord>& addres
       if (*rung == LinkRung::kReverse) {
         carriers_[static_cast<size_t>(peer)] =
             we_reached ? Carrier::kOurDealer : Carrier::kTheirDealer;
+      } else if (*rung == LinkRung::kRelay) {
+        carriers_[static_cast<size_t>(peer)] = Carrier::kRelay;
       }
     }
   }
@@ -221,8 +237,90 @@ void Engine::choose_rungs(Store& store, const std::vector<AddressRecord>& addres
             "connections to this rank carry both directions",
             who(), peer, comma_list(record.lane0_endpoints()));
         break;
+      case Carrier::kRelay:
+        break;  // open_relay logs it, naming the relay
     }
   }
+}
+
+void Engine::open_relay(Store& store, Clock::time_point deadline) {
+  std::vector<int> relayed;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer != rank_ && carriers_[static_cast<size_t>(peer)] == Carrier::kRelay) {
+      relayed.push_back(peer);
+    }
+  }
+  if (relayed.empty()) return;
+  RelayRecord mine;
+  mine.token = fresh_relay_token();
+  const auto left = [&] {
+    return std::max<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
+        std::chrono::milliseconds(1));
+  };
+  try {
+    RelayLink::Settings settings;
+    settings.endpoints = relay::parse_relay_endpoints(options_.relay);
+    // The relay keys members by job: this group's job and epoch, so no other group's lanes meet
+    // these even on a relay without a secret.
+    settings.job_id = fmt::format("{:016x}.{}", auth_.job_hash(), auth_.epoch());
+    settings.token = mine.token;
+    settings.lanes = options_.lanes;
+    settings.max_payload_bytes = std::max<size_t>(options_.chunk_bytes, core::kControlBytes);
+    settings.secret = auth_.secret();
+    settings.timeout = std::min<std::chrono::milliseconds>(left(), std::chrono::seconds(10));
+    settings.context = &context_;
+    relay_ = std::make_unique<RelayLink>(std::move(settings));
+    mine.endpoint = relay_->endpoint();
+  } catch (const relay::RelayError& error) {
+    mine.failure = error.what();
+  }
+  store.set(relay_key(rank_), encode_relay_record(mine));
+  if (!relay_) {
+    throw TransportError(ErrorKind::kBootstrap,
+                         fmt::format("{}: ranks {} can reach this rank only through a relay, and "
+                                     "none admitted it: {}",
+                                     who(), rank_list(relayed), mine.failure),
+                         relayed.front());
+  }
+  for (int peer : relayed) {
+    std::vector<uint8_t> bytes;
+    try {
+      bytes = store.get(relay_key(peer), left());
+    } catch (const TransportError&) {
+      throw TransportError(
+          ErrorKind::kBootstrap,
+          fmt::format("{}: rank {} did not say at which relay it registered "
+                      "(store key {}) within {} ms",
+                      who(), peer, relay_key(peer), options_.connect_timeout.count()),
+          peer);
+    }
+    std::string why;
+    const auto record = decode_relay_record(bytes, why);
+    std::string problem;
+    if (!record) {
+      problem = "it published an invalid relay record: " + why;
+    } else if (!record->failure.empty()) {
+      problem = "it could not register at a relay: " + record->failure;
+    } else if (record->endpoint != relay_->endpoint()) {
+      problem = fmt::format(
+          "it registered at the relay {}, this rank at {} (give every rank the "
+          "same TORCHWAN_RELAY, with relays every rank can reach first)",
+          record->endpoint, relay_->endpoint());
+    }
+    if (!problem.empty()) {
+      throw TransportError(ErrorKind::kBootstrap,
+                           fmt::format("{}: rank {} can be reached only through a relay, but {}",
+                                       who(), peer, problem),
+                           peer);
+    }
+    relay_->add_peer(peer, record->token);
+    log_->info(
+        "{}: rank {}: relay link: neither rank can connect to the other, so their lanes "
+        "go through the relay at {}",
+        who(), peer, relay_->endpoint());
+  }
+  relay_last_sent_.assign(static_cast<size_t>(size_), Clock::now());
 }
 
 }  // namespace torchwan::transport::zmq_detail

@@ -51,6 +51,10 @@ void Engine::handle_message(int lane, const ::zmq::message_t& routing,
     note_stranger(lane, "it claims a rank whose lanes this rank dialed itself");
     return;
   }
+  if (carriers_[static_cast<size_t>(owner->rank)] == Carrier::kRelay) {
+    note_stranger(lane, "it claims a rank whose lanes come through the relay");
+    return;
+  }
   handle_frames(Arrival{owner->rank, lane, &routing}, parts, frames);
 }
 
@@ -169,6 +173,11 @@ void Engine::acknowledge_goodbye(const Arrival& arrival) {
   // Everything the peer sent on this lane arrived before its goodbye; acknowledge, so it may
   // close its connections.
   OutgoingFrame ack = control_frame(core::GoodbyeAck{});
+  if (carriers_[static_cast<size_t>(arrival.peer)] == Carrier::kRelay) {
+    // Through the relay, behind what this rank still sends there (the window decides when).
+    send_lane(arrival.peer, arrival.lane).queue.push_back(std::move(ack));
+    return;
+  }
   ack.header.job = auth_.job_hash();
   ack.header.epoch = auth_.epoch();
   const auto ack_bytes = encode_header(ack.header);
@@ -377,6 +386,46 @@ void Engine::drain_dealer_monitor(SendLane& link) {
         break;
       default:
         break;
+    }
+  }
+}
+
+void Engine::drain_relay() {
+  std::vector<RelayLink::Problem> problems;
+  relay_->receive(
+      [this](int peer, int lane, std::vector<::zmq::message_t>& parts) {
+        handle_frames(Arrival{peer, lane, nullptr}, parts, parts.size());
+      },
+      problems);
+  for (const RelayLink::Problem& problem : problems) {
+    for (int peer = 0; peer < size_; ++peer) {
+      if (carriers_[static_cast<size_t>(peer)] != Carrier::kRelay) continue;
+      if (problem.peer >= 0 && problem.peer != peer) continue;
+      lose_peer(peer, ErrorKind::kPeerLost, problem.why);
+    }
+  }
+}
+
+void Engine::keep_relayed_peers_alive() {
+  const auto now = std::chrono::steady_clock::now();
+  for (int peer = 0; peer < size_; ++peer) {
+    if (carriers_[static_cast<size_t>(peer)] != Carrier::kRelay ||
+        lost_[static_cast<size_t>(peer)]) {
+      continue;
+    }
+    if (now - relay_->last_heard(peer) > options_.peer_timeout) {
+      lose_peer(peer, ErrorKind::kPeerLost,
+                fmt::format("nothing came from it through the relay at {} for {} ms (it exited, "
+                            "or its connection to the relay or this rank's is gone)",
+                            relay_->endpoint(), options_.peer_timeout.count()));
+      continue;
+    }
+    SendLane& lane0 = send_lane(peer, 0);
+    auto& last_sent = relay_last_sent_[static_cast<size_t>(peer)];
+    if (!leaving_ && now - last_sent > relay_heartbeat_interval() && lane0.queue.empty() &&
+        lane0.relay_out.empty()) {
+      lane0.queue.push_back(control_frame(core::Heartbeat{}));
+      last_sent = now;
     }
   }
 }

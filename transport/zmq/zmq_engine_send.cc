@@ -1,10 +1,15 @@
 // What leaves: frames from the lane queues into the DEALERs, and send completion.
+#include "relay/relay_client.h"
 #include "transport/zmq/zmq_engine.h"
 #include "transport/zmq/zmq_wire.h"
 
 namespace torchwan::transport::zmq_detail {
 
 void Engine::flush(SendLane& link) {
+  if (link.relayed) {
+    flush_relayed(link);
+    return;
+  }
   // A reverse lane sends over this rank's ROUTER to the DEALER the peer dialed, whose routing id
   // is known only once its hello arrived on this lane.
   if (link.routed && !hello_seen_[static_cast<size_t>(link.peer * options_.lanes + link.lane)]) {
@@ -50,9 +55,42 @@ void Engine::flush(SendLane& link) {
   }
 }
 
+void Engine::flush_relayed(SendLane& link) {
+  while (relay_ && link.relayed) {
+    if (link.relay_out.empty()) {
+      if (link.queue.empty()) return;
+      // The frame becomes a record here, a copy: its piece is done and leaves the queue, so a
+      // cancel never recalls a record half sent (the receiver would lose its place in the stream).
+      OutgoingFrame& frame = link.queue.front();
+      Header stamped = frame.header;
+      stamped.job = auth_.job_hash();
+      stamped.epoch = auth_.epoch();
+      link.relay_out = make_relayed_record(encode_header(stamped), frame.prepare_payload());
+      SendOp* op = frame.op;
+      link.queue.pop_front();
+      if (op != nullptr) {
+        op->piece_done();
+        send_ops_.settle(op->id());
+      }
+    }
+    bool sent = false;
+    try {
+      sent = relay_->send(link.peer, link.lane, link.relay_out);
+    } catch (const relay::RelayError& error) {
+      lose_peer(link.peer, ErrorKind::kPeerLost,
+                "sending on lane " + std::to_string(link.lane) + " through " + link.endpoint +
+                    " failed: " + error.what());
+      return;
+    }
+    relay_last_sent_[static_cast<size_t>(link.peer)] = std::chrono::steady_clock::now();
+    if (!sent) return;  // the window is full: the peer's credit wakes the poll
+    link.relay_out = {};
+  }
+}
+
 void Engine::flush_all() {
   for (SendLane& link : send_lanes_) {
-    if (!link.queue.empty()) flush(link);
+    if (!link.queue.empty() || !link.relay_out.empty()) flush(link);
   }
 }
 

@@ -9,11 +9,13 @@ namespace torchwan::transport::zmq_detail {
 
 namespace {
 
-constexpr uint32_t kAddressMagic = 0x415A5754;  // "TWZA" in little-endian byte order
-constexpr uint32_t kReachMagic = 0x525A5754;    // "TWZR"
+constexpr uint32_t kAddressMagic = 0x415A5754;      // "TWZA" in little-endian byte order
+constexpr uint32_t kReachMagic = 0x525A5754;        // "TWZR"
+constexpr uint32_t kRelayRecordMagic = 0x4C5A5754;  // "TWZL"
 // 2: candidate hosts and lane ports in byte_io fields (1 was one text line per lane endpoint).
 constexpr uint16_t kAddressVersion = 2;
 constexpr uint16_t kReachVersion = 1;
+constexpr uint16_t kRelayRecordVersion = 1;
 
 // Hostnames, IPv4 and IPv6 literals: nothing that could change the meaning of an endpoint.
 bool plausible_host(const std::string& host) {
@@ -134,6 +136,38 @@ std::optional<ReachRecord> decode_reach_record(const std::vector<uint8_t>& bytes
       record.reached.push_back(static_cast<char>(reached));
     }
     in.expect_end();
+    return record;
+  } catch (const base::MalformedBytes& malformed) {
+    why = malformed.what();
+    return std::nullopt;
+  }
+}
+
+std::string relay_key(int rank) { return "tw/zmq/relay/" + std::to_string(rank); }
+
+std::vector<uint8_t> encode_relay_record(const RelayRecord& record) {
+  base::ByteWriter out;
+  out.put<uint32_t>(kRelayRecordMagic);
+  out.put<uint16_t>(kRelayRecordVersion);
+  out.put_string(record.token);
+  out.put_string(record.endpoint);
+  out.put_string(record.failure);
+  return out.take();
+}
+
+std::optional<RelayRecord> decode_relay_record(const std::vector<uint8_t>& bytes,
+                                               std::string& why) {
+  try {
+    base::ByteReader in(bytes, "zmq relay record");
+    check_magic_and_version(in, kRelayRecordMagic, kRelayRecordVersion, "relay record");
+    RelayRecord record;
+    record.token = in.get_string("token", kMaxRelayTokenBytes);
+    record.endpoint = in.get_string("endpoint", kMaxHostBytes + 16);
+    record.failure = in.get_string("failure", kMaxRelayFailureBytes);
+    in.expect_end();
+    if (record.failure.empty() && (record.token.empty() || record.endpoint.empty())) {
+      in.fail("neither a registration (token and endpoint) nor a failure");
+    }
     return record;
   } catch (const base::MalformedBytes& malformed) {
     why = malformed.what();

@@ -6,6 +6,8 @@
 // - the reach record, published after the dial phase: which ranks this rank could connect to.
 //   From every rank's reach record each rank derives the same rung for every pair (see
 //   decide_rung), without another round of messages.
+// - the relay record, published by a rank with pairs no connection reaches: where its lanes
+//   registered as relay members (zmq_relay_link.h).
 //
 // Decoders check every field and name the malformed one; nothing a peer wrote is trusted.
 #pragma once
@@ -52,6 +54,21 @@ struct ReachRecord {
 std::string reach_key(int rank);
 std::vector<uint8_t> encode_reach_record(const ReachRecord& record);
 std::optional<ReachRecord> decode_reach_record(const std::vector<uint8_t>& bytes, std::string& why);
+
+// Where a rank with relayed pairs registered its lanes: its fresh member token and the relay's
+// endpoint, or why it could not register at any relay (then its peers fail at once, naming it).
+struct RelayRecord {
+  std::string token;
+  std::string endpoint;
+  std::string failure;
+  bool operator==(const RelayRecord&) const = default;
+};
+inline constexpr size_t kMaxRelayTokenBytes = 64;
+inline constexpr size_t kMaxRelayFailureBytes = 4096;
+
+std::string relay_key(int rank);
+std::vector<uint8_t> encode_relay_record(const RelayRecord& record);
+std::optional<RelayRecord> decode_relay_record(const std::vector<uint8_t>& bytes, std::string& why);
 
 // The rung of the pair (a, b), the same seen from either side: direct when both connected,
 // reverse when only one did, nothing when neither did (a relay has to carry it, or nothing).
