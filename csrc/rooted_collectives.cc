@@ -11,6 +11,28 @@
 #include "csrc/exchange.h"
 
 namespace torchwan::engine {
+namespace {
+
+// The exchange of gather and scatter: the root moves one block with every other rank through
+// root_moves(peer) (a receive for gather, a send for scatter), every other rank moves its own
+// block with the root through rank_moves(); then waits for all of them and finishes `ex`.
+template <typename RootMoves, typename RankMoves>
+void exchange_blocks_with_root(Exchange& ex, int root, size_t bytes_per_rank,
+                               RootMoves&& root_moves, RankMoves&& rank_moves) {
+  if (bytes_per_rank > 0) {
+    if (ex.rank() == root) {
+      for (int peer = 0; peer < ex.size(); ++peer) {
+        if (peer != root) root_moves(peer);
+      }
+    } else {
+      rank_moves();
+    }
+    ex.wait_all();
+  }
+  ex.finish();
+}
+
+}  // namespace
 
 void reduce(const CollectiveContext& ctx, void* data, size_t count, DataType dtype, ReduceOp op,
             int root) {
@@ -47,19 +69,12 @@ void gather(const CollectiveContext& ctx, const void* input, void* output, size_
   }
   if (!needs_exchange(ctx, bytes_per_rank)) return;
   Exchange ex(ctx, "gather");
-  if (bytes_per_rank > 0) {
-    if (rank == root) {
-      for (int peer = 0; peer < size; ++peer) {
-        if (peer != rank) {
-          ex.recv(peer, 0, out + static_cast<size_t>(peer) * bytes_per_rank, bytes_per_rank);
-        }
-      }
-    } else {
-      ex.send(root, 0, input, bytes_per_rank);
-    }
-    ex.wait_all();
-  }
-  ex.finish();
+  exchange_blocks_with_root(
+      ex, root, bytes_per_rank,
+      [&](int peer) {
+        ex.recv(peer, 0, out + static_cast<size_t>(peer) * bytes_per_rank, bytes_per_rank);
+      },
+      [&] { ex.send(root, 0, input, bytes_per_rank); });
 }
 
 void scatter(const CollectiveContext& ctx, const void* input, void* output, size_t bytes_per_rank,
@@ -78,19 +93,12 @@ void scatter(const CollectiveContext& ctx, const void* input, void* output, size
     return;
   }
   Exchange ex(ctx, "scatter");
-  if (bytes_per_rank > 0) {
-    if (rank == root) {
-      for (int peer = 0; peer < size; ++peer) {
-        if (peer != rank) {
-          ex.send(peer, 0, in + static_cast<size_t>(peer) * bytes_per_rank, bytes_per_rank);
-        }
-      }
-    } else {
-      ex.recv(root, 0, output, bytes_per_rank);
-    }
-    ex.wait_all();
-  }
-  ex.finish();
+  exchange_blocks_with_root(
+      ex, root, bytes_per_rank,
+      [&](int peer) {
+        ex.send(peer, 0, in + static_cast<size_t>(peer) * bytes_per_rank, bytes_per_rank);
+      },
+      [&] { ex.recv(root, 0, output, bytes_per_rank); });
   // After the sends: the root's own block may alias its output.
   if (rank == root) {
     copy_bytes(output, in + static_cast<size_t>(rank) * bytes_per_rank, bytes_per_rank);
