@@ -9,6 +9,7 @@
 #include "elastic/coordinator.h"
 #include "elastic/errors.h"
 #include "elastic/member.h"
+#include "elastic_test_members.h"
 #include "elastic_test_options.h"
 #include "poll_until.h"
 
@@ -17,6 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::names_of;
 
 constexpr auto kWait = 8000ms;  // bounds a failover: coordinator timeout + registration
 
@@ -36,18 +38,10 @@ MemberOptions fast_member(const std::string& coordinators, const std::string& na
   return options;
 }
 
-std::vector<std::string> names_of(const std::vector<MemberInfo>& members) {
-  std::vector<std::string> names;
-  for (const auto& member : members) names.push_back(member.name);
-  return names;
-}
-
 std::vector<std::unique_ptr<Member>> start_members(const std::string& coordinators,
                                                    const std::vector<std::string>& names) {
-  std::vector<std::unique_ptr<Member>> members;
-  for (const auto& name : names)
-    members.push_back(std::make_unique<Member>(fast_member(coordinators, name)));
-  return members;
+  return testing::start_members(
+      names, [&](const std::string& name) { return fast_member(coordinators, name); });
 }
 
 // Whether every member reached the first epoch within kWait.

@@ -12,6 +12,7 @@
 #include "elastic/errors.h"
 #include "elastic/member.h"
 #include "elastic/membership_wire.h"
+#include "elastic_test_members.h"
 #include "elastic_test_options.h"
 #include "poll_until.h"
 
@@ -20,6 +21,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::names_of;
 
 constexpr auto kWait = 5000ms;  // generous bound for things that normally take milliseconds
 
@@ -33,16 +35,8 @@ MemberOptions fast_member(const std::string& endpoint, const std::string& name) 
 
 std::vector<std::unique_ptr<Member>> start_members(const std::string& endpoint,
                                                    const std::vector<std::string>& names) {
-  std::vector<std::unique_ptr<Member>> members;
-  for (const auto& name : names)
-    members.push_back(std::make_unique<Member>(fast_member(endpoint, name)));
-  return members;
-}
-
-std::vector<std::string> names_of(const std::vector<MemberInfo>& members) {
-  std::vector<std::string> names;
-  for (const auto& member : members) names.push_back(member.name);
-  return names;
+  return testing::start_members(
+      names, [&](const std::string& name) { return fast_member(endpoint, name); });
 }
 
 EpochView expect_epoch(Member& member, uint64_t newer_than) {
@@ -69,6 +63,27 @@ void expect_next_epoch(Member& member, uint64_t newer_than, uint64_t epoch,
   EXPECT_EQ(view.epoch, epoch) << member.name();
   EXPECT_EQ(names_of(view.members), names) << member.name();
 }
+
+// A started coordinator that a test can stop and then start again: the new one listens on the
+// same port with the same options, as a restarted coordinator process would.
+class RestartableCoordinator {
+ public:
+  explicit RestartableCoordinator(size_t min_members) : options_(fast_coordinator(min_members)) {
+    start_new();
+    options_.port = coordinator_->port();
+  }
+  void restart() { start_new(); }
+  Coordinator* operator->() const { return coordinator_.get(); }
+
+ private:
+  void start_new() {
+    coordinator_ = std::make_unique<Coordinator>(options_);
+    coordinator_->start();
+  }
+
+  CoordinatorOptions options_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
 
 template <typename Predicate>
 bool eventually(Predicate&& predicate, std::chrono::milliseconds timeout = kWait) {
@@ -210,17 +225,13 @@ TEST(ElasticMembership, VoluntaryLeavesNeverCostTheQuorum) {
 }
 
 TEST(ElasticMembership, CoordinatorRestartResumesTheSameHistory) {
-  auto options = fast_coordinator(3);
-  auto coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
-  options.port = coordinator->port();
+  RestartableCoordinator coordinator(3);
   auto members = start_in_first_epoch(coordinator->endpoint(), {"a", "b", "c"});
   members[2]->leave();
   for (size_t i : {0u, 1u}) EXPECT_EQ(expect_epoch(*members[i], 1).epoch, 2u);
 
   coordinator->stop();
-  coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
+  coordinator.restart();
   // All of epoch 2's members re-register: the new coordinator resumes epoch 2 as it was.
   EXPECT_TRUE(eventually([&] {
     const auto snapshot = coordinator->snapshot();
@@ -238,16 +249,12 @@ TEST(ElasticMembership, CoordinatorRestartResumesTheSameHistory) {
 }
 
 TEST(ElasticMembership, RestartWithAMissingMemberContinuesWithTheMajority) {
-  auto options = fast_coordinator(3);
-  auto coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
-  options.port = coordinator->port();
+  RestartableCoordinator coordinator(3);
   auto members = start_in_first_epoch(coordinator->endpoint(), {"a", "b", "c"});
 
   coordinator->stop();
   members[2]->close();  // dies while the coordinator is down
-  coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
+  coordinator.restart();
   // After the recovery grace, two of three is a majority: epoch 2 without "c".
   for (size_t i : {0u, 1u}) expect_next_epoch(*members[i], 1, 2, {"a", "b"});
 }
