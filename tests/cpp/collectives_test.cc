@@ -15,7 +15,6 @@
 #include <functional>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "csrc/algorithm_tuning.h"

@@ -64,8 +64,8 @@ void expect_next_epoch(Member& member, uint64_t newer_than, uint64_t epoch,
   EXPECT_EQ(names_of(view.members), names) << member.name();
 }
 
-// A started coordinator that a test can stop and then start again: the new one listens on the
-// same port with the same options, as a restarted coordinator process would.
+// A started coordinator that a test can stop (->stop()) and then restart(): the new one listens on
+// the same port with the same options, as a restarted coordinator process would.
 class RestartableCoordinator {
  public:
   explicit RestartableCoordinator(size_t min_members) : options_(fast_coordinator(min_members)) {
