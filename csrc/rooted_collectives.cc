@@ -32,6 +32,17 @@ void exchange_blocks_with_root(Exchange& ex, int root, size_t bytes_per_rank,
   ex.finish();
 }
 
+// The argument checks of gather and scatter: `root` is a rank, every rank passes its own block of
+// `bytes_per_rank`, the root also the buffer of all `size` blocks.
+void require_blocks_with_root(const char* collective, int root, int rank, int size,
+                              const void* own_block, const void* all_blocks,
+                              size_t bytes_per_rank) {
+  require_root(collective, root, size);
+  require_buffer(collective, own_block, bytes_per_rank);
+  checked_bytes(collective, bytes_per_rank, static_cast<size_t>(size));
+  if (rank == root) require_buffer(collective, all_blocks, bytes_per_rank);
+}
+
 }  // namespace
 
 void reduce(const CollectiveContext& ctx, void* data, size_t count, DataType dtype, ReduceOp op,
@@ -59,10 +70,7 @@ void gather(const CollectiveContext& ctx, const void* input, void* output, size_
             int root) {
   const int size = ctx.transport.size();
   const int rank = ctx.transport.rank();
-  require_root("gather", root, size);
-  require_buffer("gather", input, bytes_per_rank);
-  checked_bytes("gather", bytes_per_rank, static_cast<size_t>(size));
-  if (rank == root) require_buffer("gather", output, bytes_per_rank);
+  require_blocks_with_root("gather", root, rank, size, input, output, bytes_per_rank);
   auto* out = static_cast<uint8_t*>(output);
   if (rank == root) {
     copy_bytes(out + static_cast<size_t>(rank) * bytes_per_rank, input, bytes_per_rank);
@@ -81,10 +89,7 @@ void scatter(const CollectiveContext& ctx, const void* input, void* output, size
              int root) {
   const int size = ctx.transport.size();
   const int rank = ctx.transport.rank();
-  require_root("scatter", root, size);
-  require_buffer("scatter", output, bytes_per_rank);
-  checked_bytes("scatter", bytes_per_rank, static_cast<size_t>(size));
-  if (rank == root) require_buffer("scatter", input, bytes_per_rank);
+  require_blocks_with_root("scatter", root, rank, size, output, input, bytes_per_rank);
   const auto* in = static_cast<const uint8_t*>(input);
   if (!needs_exchange(ctx, bytes_per_rank)) {
     if (rank == root) {
