@@ -23,27 +23,29 @@ namespace {
 using namespace std::chrono_literals;
 
 TEST(AlgorithmTable, AutomaticRulesFollowTheThresholds) {
-  EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {1024, 4, nullptr}, nullptr),
-            Algorithm::kDirectAllreduce);
-  EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {size_t{32} << 10, 4, nullptr}, nullptr),
-            Algorithm::kRecursiveDoubling);
-  EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {size_t{64} << 20, 4, nullptr}, nullptr),
-            Algorithm::kRing);
-  EXPECT_EQ(choose_algorithm(Collective::kBroadcast, {1024, 4, nullptr}, nullptr),
-            Algorithm::kDirect);
-  EXPECT_EQ(choose_algorithm(Collective::kBroadcast, {size_t{1} << 20, 4, nullptr}, nullptr),
-            Algorithm::kBinomialTree);
-  EXPECT_EQ(choose_algorithm(Collective::kBroadcast, {size_t{64} << 20, 4, nullptr}, nullptr),
-            Algorithm::kChain);
-  EXPECT_EQ(choose_algorithm(Collective::kReduce, {size_t{64} << 20, 4, nullptr}, nullptr),
-            Algorithm::kChain);
-  EXPECT_EQ(choose_algorithm(Collective::kBarrier, {0, 4, nullptr}, nullptr), Algorithm::kDirect);
-  EXPECT_EQ(choose_algorithm(Collective::kBarrier, {0, 100, nullptr}, nullptr),
-            Algorithm::kDissemination);
-  EXPECT_EQ(choose_algorithm(Collective::kAllgather, {1024, 4, nullptr}, nullptr),
-            Algorithm::kDirect);
-  EXPECT_EQ(choose_algorithm(Collective::kReduceScatter, {size_t{1} << 20, 4, nullptr}, nullptr),
-            Algorithm::kRing);
+  struct Case {
+    Collective collective;
+    size_t bytes;
+    int size;
+    Algorithm expected;
+  };
+  const Case cases[] = {
+      {Collective::kAllreduce, 1024, 4, Algorithm::kDirectAllreduce},
+      {Collective::kAllreduce, size_t{32} << 10, 4, Algorithm::kRecursiveDoubling},
+      {Collective::kAllreduce, size_t{64} << 20, 4, Algorithm::kRing},
+      {Collective::kBroadcast, 1024, 4, Algorithm::kDirect},
+      {Collective::kBroadcast, size_t{1} << 20, 4, Algorithm::kBinomialTree},
+      {Collective::kBroadcast, size_t{64} << 20, 4, Algorithm::kChain},
+      {Collective::kReduce, size_t{64} << 20, 4, Algorithm::kChain},
+      {Collective::kBarrier, 0, 4, Algorithm::kDirect},
+      {Collective::kBarrier, 0, 100, Algorithm::kDissemination},
+      {Collective::kAllgather, 1024, 4, Algorithm::kDirect},
+      {Collective::kReduceScatter, size_t{1} << 20, 4, Algorithm::kRing},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(choose_algorithm(c.collective, {c.bytes, c.size, nullptr}, nullptr), c.expected)
+        << collective_name(c.collective) << " of " << c.bytes << " bytes on " << c.size << " ranks";
+  }
 }
 
 TEST(AlgorithmTable, OverridesParseAndRefuseWhatIsNotInTheTable) {

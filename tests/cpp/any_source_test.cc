@@ -8,7 +8,6 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "reduction_cases.h"
@@ -30,10 +29,8 @@ std::vector<uint8_t> message_of(int sender, int index, size_t bytes) {
   return testing::pattern_bytes(bytes, static_cast<uint32_t>(sender * 100 + index));
 }
 
-class AnySource : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+class AnySource : public KindAndSizeTest {
  protected:
-  std::string kind() const { return std::get<0>(GetParam()); }
-  int size() const { return std::get<1>(GetParam()); }
   transport::Transport& rank(int r) {
     if (ranks_.empty()) ranks_ = make_group(kind(), size());
     return *ranks_[static_cast<size_t>(r)];
@@ -170,14 +167,10 @@ TEST_P(AnySource, InvalidArgumentsThrow) {
   EXPECT_THROW(rank(0).irecv_any(kTag, nullptr, 8), TransportError);
 }
 
-std::string param_name(const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
-  return std::get<0>(info.param) + "_size" + std::to_string(std::get<1>(info.param));
-}
-
 INSTANTIATE_TEST_SUITE_P(Transports, AnySource,
                          ::testing::Combine(::testing::Values("memory", "ucx", "zmq"),
                                             ::testing::Values(1, 2, 3, 5)),
-                         param_name);
+                         kind_and_size_name);
 
 }  // namespace
 }  // namespace torchwan::engine

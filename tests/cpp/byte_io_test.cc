@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "thrown_message.h"
 namespace torchwan::base {
 namespace {
 
@@ -61,12 +62,7 @@ const std::vector<std::pair<std::string, size_t>> kFieldStarts = {
 
 std::string complaint(const std::vector<uint8_t>& bytes, void (*read)(ByteReader&)) {
   ByteReader in(bytes, "sample record");
-  try {
-    read(in);
-  } catch (const MalformedBytes& malformed) {
-    return malformed.what();
-  }
-  return "";
+  return testing::thrown_message<MalformedBytes>([&] { read(in); });
 }
 
 TEST(ByteIo, EveryFieldKindRoundTripsLittleEndian) {

@@ -13,10 +13,8 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <random>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "csrc/algorithm_tuning.h"
@@ -57,11 +55,8 @@ TEST(CollectiveTags, LayoutSeparatesCallsStepsAndPointToPoint) {
 
 // ------------------------------------------------------------------ fixture
 
-class Collectives : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+class Collectives : public KindAndSizeTest {
  protected:
-  std::string kind() const { return std::get<0>(GetParam()); }
-  int size() const { return std::get<1>(GetParam()); }
-
   // Runs body(rank, ctx) on every rank, all with the same fresh sequence number.
   void on_every_rank(const std::function<void(int, const CollectiveContext&)>& body,
                      std::chrono::milliseconds timeout = 60s) {
@@ -161,32 +156,13 @@ TEST_P(Collectives, AllreduceEveryDtypeAndOp) {
 // bit, and the result must be close to the exact sum.
 TEST_P(Collectives, AllreduceOrderSensitiveFloatsAreBitIdenticalOnEveryRank) {
   for (size_t count : {size_t{1000}, size_t{3000}, (size_t{1} << 20) + 5}) {
-    std::vector<std::vector<float>> data(static_cast<size_t>(size()), std::vector<float>(count));
-    std::vector<double> exact(count, 0.0);
-    std::vector<double> magnitude(count, 0.0);
-    for (int rank = 0; rank < size(); ++rank) {
-      std::mt19937 random(static_cast<unsigned>(rank * 7919 + count));
-      std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
-      std::uniform_int_distribution<int> exponent(-20, 20);
-      for (size_t i = 0; i < count; ++i) {
-        const float value = std::ldexp(mantissa(random), exponent(random));
-        data[static_cast<size_t>(rank)][i] = value;
-        exact[i] += value;
-        magnitude[i] += std::fabs(value);
-      }
-    }
+    const OrderSensitiveFloats inputs = order_sensitive_floats(size(), count);
+    std::vector<std::vector<float>> data = inputs.data;
     on_every_rank([&](int rank, const CollectiveContext& ctx) {
       allreduce(ctx, data[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
                 ReduceOp::kSum);
     });
-    for (int rank = 1; rank < size(); ++rank) {
-      ASSERT_EQ(0, std::memcmp(data[static_cast<size_t>(rank)].data(), data[0].data(),
-                               count * sizeof(float)))
-          << "count " << count << ": rank " << rank << " differs from rank 0";
-    }
-    for (size_t i = 0; i < count; ++i) {
-      ASSERT_NEAR(data[0][i], exact[i], 1e-6 * magnitude[i] + 1e-30) << "element " << i;
-    }
+    ASSERT_TRUE(agreed_sum_near(data, inputs.exact, inputs)) << "count " << count;
   }
 }
 
@@ -430,14 +406,7 @@ TEST_P(Collectives, AbortedRankFailsEveryRankWithContext) {
   for (const auto& message : messages) std::printf("  %s\n", message.c_str());
 }
 
-std::string param_name(const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
-  return std::get<0>(info.param) + "_size" + std::to_string(std::get<1>(info.param));
-}
-
-INSTANTIATE_TEST_SUITE_P(Engine, Collectives,
-                         ::testing::Combine(::testing::Values("memory", "ucx", "zmq"),
-                                            ::testing::Values(1, 2, 3, 4, 5)),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(Engine, Collectives, every_kind_and_size(), kind_and_size_name);
 
 }  // namespace
 }  // namespace torchwan::engine

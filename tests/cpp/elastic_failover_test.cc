@@ -9,6 +9,7 @@
 #include "elastic/coordinator.h"
 #include "elastic/errors.h"
 #include "elastic/member.h"
+#include "elastic_test_members.h"
 #include "elastic_test_options.h"
 #include "poll_until.h"
 
@@ -17,6 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::names_of;
 
 constexpr auto kWait = 8000ms;  // bounds a failover: coordinator timeout + registration
 
@@ -36,10 +38,18 @@ MemberOptions fast_member(const std::string& coordinators, const std::string& na
   return options;
 }
 
-std::vector<std::string> names_of(const std::vector<MemberInfo>& members) {
-  std::vector<std::string> names;
-  for (const auto& member : members) names.push_back(member.name);
-  return names;
+std::vector<std::unique_ptr<Member>> start_members(const std::string& coordinators,
+                                                   const std::vector<std::string>& names) {
+  return testing::start_members(
+      names, [&](const std::string& name) { return fast_member(coordinators, name); });
+}
+
+// Whether every member reached the first epoch within kWait.
+bool all_in_first_epoch(const std::vector<std::unique_ptr<Member>>& members) {
+  for (const auto& member : members) {
+    if (!member->wait_for_epoch(0, kWait)) return false;
+  }
+  return true;
 }
 
 template <typename Predicate>
@@ -65,11 +75,8 @@ Pair start_pair(size_t min_members) {
 
 TEST(ElasticFailover, MembersMoveToTheStandbyAndKeepTheirEpoch) {
   Pair pair = start_pair(3);
-  std::vector<std::unique_ptr<Member>> members;
-  for (const char* name : {"a", "b", "c"}) {
-    members.push_back(std::make_unique<Member>(fast_member(pair.list, name)));
-  }
-  for (auto& member : members) ASSERT_TRUE(member->wait_for_epoch(0, kWait));
+  auto members = start_members(pair.list, {"a", "b", "c"});
+  ASSERT_TRUE(all_in_first_epoch(members));
   // The standby formed nothing while the primary ran, though nobody talks to it.
   EXPECT_EQ(pair.standby->snapshot().phase, CoordinatorPhase::kForming);
 
@@ -113,11 +120,8 @@ TEST(ElasticFailover, StandbyNeverFormsAJobFromFreshMembers) {
 
 TEST(ElasticFailover, StandbyRefusesAMinorityAndStaysReady) {
   Pair pair = start_pair(3);
-  std::vector<std::unique_ptr<Member>> members;
-  for (const char* name : {"a", "b", "c"}) {
-    members.push_back(std::make_unique<Member>(fast_member(pair.list, name)));
-  }
-  for (auto& member : members) ASSERT_TRUE(member->wait_for_epoch(0, kWait));
+  auto members = start_members(pair.list, {"a", "b", "c"});
+  ASSERT_TRUE(all_in_first_epoch(members));
   // The primary dies with two of three members: one of three must not carry the job on.
   pair.primary->stop();
   members[1]->close();
@@ -150,18 +154,12 @@ TEST(ElasticFailover, JoinersAdmittedBehindACutOffMajorityCannotOutvoteIt) {
   options.heartbeat_timeout = 4000ms;
   Coordinator coordinator(options);
   coordinator.start();
-  std::vector<std::unique_ptr<Member>> members;
-  for (const char* name : {"a", "b", "c"}) {
-    members.push_back(std::make_unique<Member>(fast_member(coordinator.endpoint(), name)));
-  }
-  for (auto& member : members) ASSERT_TRUE(member->wait_for_epoch(0, kWait));
+  auto members = start_members(coordinator.endpoint(), {"a", "b", "c"});
+  ASSERT_TRUE(all_in_first_epoch(members));
   std::this_thread::sleep_for(400ms);  // a few heartbeats: everyone confirmed epoch 1
   members[1]->close();
   members[2]->close();
-  std::vector<std::unique_ptr<Member>> joiners;
-  for (const char* name : {"d", "e", "f"}) {
-    joiners.push_back(std::make_unique<Member>(fast_member(coordinator.endpoint(), name)));
-  }
+  auto joiners = start_members(coordinator.endpoint(), {"d", "e", "f"});
   ASSERT_TRUE(eventually([&] { return coordinator.snapshot().waiting.size() == 3; }, 3000ms));
   members[0]->request_new_epoch();
   const auto admitted = joiners[0]->wait_for_epoch(0, kWait);

@@ -50,6 +50,16 @@ MemberOptions member_options(int port, const std::string& name,
   return options;
 }
 
+// A coordinator on `port` (where the children already register) with the default timing.
+CoordinatorOptions coordinator_options(int port, size_t min_members) {
+  CoordinatorOptions options;
+  options.host = "127.0.0.1";
+  options.port = port;
+  options.job_id = "job";
+  options.min_members = min_members;
+  return options;
+}
+
 // A member running in its own process until killed; the ChildProcess kills and reaps it.
 class ChildMember : public testing::ChildProcess {
  public:
@@ -84,12 +94,8 @@ TEST(ElasticFailure, FrozenMemberIsRemovedAfterTheHeartbeatTimeout) {
   ChildMember b(member_options(port, "b", 100ms));
   ChildMember c(member_options(port, "c", 100ms));
 
-  CoordinatorOptions options;
-  options.host = "127.0.0.1";
-  options.port = port;
-  options.job_id = "job";
+  CoordinatorOptions options = coordinator_options(port, 3);
   options.heartbeat_timeout = 1000ms;
-  options.min_members = 3;
   Coordinator coordinator(options);
   coordinator.start();
   Member a(member_options(port, "a", 100ms));
@@ -129,11 +135,7 @@ TEST(ElasticFailure, KilledMemberReportedByAPeerIsRemovedUnderTwoSeconds) {
   ChildMember b(member_options(port, "b", defaults.heartbeat_interval));
   ChildMember c(member_options(port, "c", defaults.heartbeat_interval));
 
-  CoordinatorOptions options;
-  options.host = "127.0.0.1";
-  options.port = port;
-  options.job_id = "job";
-  options.min_members = 3;
+  const CoordinatorOptions options = coordinator_options(port, 3);
   ASSERT_EQ(options.heartbeat_timeout, 10000ms);
   Coordinator coordinator(options);
   coordinator.start();
@@ -157,12 +159,7 @@ TEST(ElasticFailure, KilledMemberReportedByTwoPeersIsRemovedAtOnce) {
   const MemberOptions defaults;
   ChildMember d(member_options(port, "d", defaults.heartbeat_interval));
 
-  CoordinatorOptions options;
-  options.host = "127.0.0.1";
-  options.port = port;
-  options.job_id = "job";
-  options.min_members = 4;
-  Coordinator coordinator(options);
+  Coordinator coordinator(coordinator_options(port, 4));
   coordinator.start();
   std::vector<std::unique_ptr<Member>> survivors;
   for (const char* name : {"a", "b", "c"}) {

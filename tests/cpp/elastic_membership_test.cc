@@ -12,6 +12,7 @@
 #include "elastic/errors.h"
 #include "elastic/member.h"
 #include "elastic/membership_wire.h"
+#include "elastic_test_members.h"
 #include "elastic_test_options.h"
 #include "poll_until.h"
 
@@ -20,6 +21,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::names_of;
 
 constexpr auto kWait = 5000ms;  // generous bound for things that normally take milliseconds
 
@@ -33,16 +35,8 @@ MemberOptions fast_member(const std::string& endpoint, const std::string& name) 
 
 std::vector<std::unique_ptr<Member>> start_members(const std::string& endpoint,
                                                    const std::vector<std::string>& names) {
-  std::vector<std::unique_ptr<Member>> members;
-  for (const auto& name : names)
-    members.push_back(std::make_unique<Member>(fast_member(endpoint, name)));
-  return members;
-}
-
-std::vector<std::string> names_of(const std::vector<MemberInfo>& members) {
-  std::vector<std::string> names;
-  for (const auto& member : members) names.push_back(member.name);
-  return names;
+  return testing::start_members(
+      names, [&](const std::string& name) { return fast_member(endpoint, name); });
 }
 
 EpochView expect_epoch(Member& member, uint64_t newer_than) {
@@ -53,6 +47,43 @@ EpochView expect_epoch(Member& member, uint64_t newer_than) {
   }
   return *view;
 }
+
+// Starts one member per name and waits until each of them is in the first epoch.
+std::vector<std::unique_ptr<Member>> start_in_first_epoch(const std::string& endpoint,
+                                                          const std::vector<std::string>& names) {
+  auto members = start_members(endpoint, names);
+  for (auto& member : members) expect_epoch(*member, 0);
+  return members;
+}
+
+// Waits for `member` to pass epoch `newer_than`, then checks the epoch it reached and who is in it.
+void expect_next_epoch(Member& member, uint64_t newer_than, uint64_t epoch,
+                       const std::vector<std::string>& names) {
+  const EpochView view = expect_epoch(member, newer_than);
+  EXPECT_EQ(view.epoch, epoch) << member.name();
+  EXPECT_EQ(names_of(view.members), names) << member.name();
+}
+
+// A started coordinator that a test can stop (->stop()) and then restart(): the new one listens on
+// the same port with the same options, as a restarted coordinator process would.
+class RestartableCoordinator {
+ public:
+  explicit RestartableCoordinator(size_t min_members) : options_(fast_coordinator(min_members)) {
+    start_new();
+    options_.port = coordinator_->port();
+  }
+  void restart() { start_new(); }
+  Coordinator* operator->() const { return coordinator_.get(); }
+
+ private:
+  void start_new() {
+    coordinator_ = std::make_unique<Coordinator>(options_);
+    coordinator_->start();
+  }
+
+  CoordinatorOptions options_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
 
 template <typename Predicate>
 bool eventually(Predicate&& predicate, std::chrono::milliseconds timeout = kWait) {
@@ -87,21 +118,15 @@ TEST(ElasticMembership, AllMembersSeeTheSameEpochAndOrder) {
 TEST(ElasticMembership, LeaveStartsANewEpochWithoutTheLeaver) {
   Coordinator coordinator(fast_coordinator(3));
   coordinator.start();
-  auto members = start_members(coordinator.endpoint(), {"a", "b", "c"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  auto members = start_in_first_epoch(coordinator.endpoint(), {"a", "b", "c"});
   members[1]->leave();
-  for (size_t i : {0u, 2u}) {
-    const EpochView view = expect_epoch(*members[i], 1);
-    EXPECT_EQ(view.epoch, 2u);
-    EXPECT_EQ(names_of(view.members), (std::vector<std::string>{"a", "c"}));
-  }
+  for (size_t i : {0u, 2u}) expect_next_epoch(*members[i], 1, 2, {"a", "c"});
 }
 
 TEST(ElasticMembership, JoinerWaitsForTheStepBoundary) {
   Coordinator coordinator(fast_coordinator(2));
   coordinator.start();
-  auto members = start_members(coordinator.endpoint(), {"a", "b"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  auto members = start_in_first_epoch(coordinator.endpoint(), {"a", "b"});
 
   Member joiner(fast_member(coordinator.endpoint(), "late"));
   // Members learn about the waiting joiner from the coordinator's heartbeat answers.
@@ -123,8 +148,7 @@ TEST(ElasticMembership, JoinerWaitsForTheStepBoundary) {
 TEST(ElasticMembership, StepBoundaryWithoutJoinersKeepsTheEpoch) {
   Coordinator coordinator(fast_coordinator(2));
   coordinator.start();
-  auto members = start_members(coordinator.endpoint(), {"a", "b"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  auto members = start_in_first_epoch(coordinator.endpoint(), {"a", "b"});
   members[0]->request_new_epoch();
   EXPECT_FALSE(members[1]->wait_for_epoch(1, 300ms).has_value());
   EXPECT_EQ(coordinator.snapshot().epoch, 1u);
@@ -133,8 +157,7 @@ TEST(ElasticMembership, StepBoundaryWithoutJoinersKeepsTheEpoch) {
 TEST(ElasticMembership, SingleReportNeedsSilenceToConfirm) {
   Coordinator coordinator(fast_coordinator(3));
   coordinator.start();
-  auto members = start_members(coordinator.endpoint(), {"a", "b", "c"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  auto members = start_in_first_epoch(coordinator.endpoint(), {"a", "b", "c"});
 
   // A report about a peer that keeps heartbeating is not enough.
   members[0]->report_peer_lost("b", "spurious timeout");
@@ -156,8 +179,7 @@ TEST(ElasticMembership, SingleReportNeedsSilenceToConfirm) {
 TEST(ElasticMembership, TwoReportersRemoveAPeerAtOnce) {
   Coordinator coordinator(fast_coordinator(4));
   coordinator.start();
-  auto members = start_members(coordinator.endpoint(), {"a", "b", "c", "d"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  auto members = start_in_first_epoch(coordinator.endpoint(), {"a", "b", "c", "d"});
   // "d" still heartbeats (it is only cut off from its peers), yet two reporters suffice.
   const auto start = Clock::now();
   members[0]->report_peer_lost("d", "connection reset");
@@ -171,8 +193,7 @@ TEST(ElasticMembership, TwoReportersRemoveAPeerAtOnce) {
 TEST(ElasticMembership, QuorumLossTellsSurvivorsToStop) {
   Coordinator coordinator(fast_coordinator(3));
   coordinator.start();
-  auto members = start_members(coordinator.endpoint(), {"a", "b", "c"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  auto members = start_in_first_epoch(coordinator.endpoint(), {"a", "b", "c"});
   std::atomic<bool> stop_called{false};
   members[0]->set_stop_callback([&](const std::string&) { stop_called = true; });
 
@@ -197,28 +218,20 @@ TEST(ElasticMembership, QuorumLossTellsSurvivorsToStop) {
 TEST(ElasticMembership, VoluntaryLeavesNeverCostTheQuorum) {
   Coordinator coordinator(fast_coordinator(3));
   coordinator.start();
-  auto members = start_members(coordinator.endpoint(), {"a", "b", "c"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  auto members = start_in_first_epoch(coordinator.endpoint(), {"a", "b", "c"});
   members[1]->leave();
   members[2]->leave();
-  const EpochView view = expect_epoch(*members[0], 2);
-  EXPECT_EQ(view.epoch, 3u);
-  EXPECT_EQ(names_of(view.members), std::vector<std::string>{"a"});
+  expect_next_epoch(*members[0], 2, 3, {"a"});
 }
 
 TEST(ElasticMembership, CoordinatorRestartResumesTheSameHistory) {
-  auto options = fast_coordinator(3);
-  auto coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
-  options.port = coordinator->port();
-  auto members = start_members(coordinator->endpoint(), {"a", "b", "c"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  RestartableCoordinator coordinator(3);
+  auto members = start_in_first_epoch(coordinator->endpoint(), {"a", "b", "c"});
   members[2]->leave();
   for (size_t i : {0u, 1u}) EXPECT_EQ(expect_epoch(*members[i], 1).epoch, 2u);
 
   coordinator->stop();
-  coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
+  coordinator.restart();
   // All of epoch 2's members re-register: the new coordinator resumes epoch 2 as it was.
   EXPECT_TRUE(eventually([&] {
     const auto snapshot = coordinator->snapshot();
@@ -232,29 +245,18 @@ TEST(ElasticMembership, CoordinatorRestartResumesTheSameHistory) {
   Member joiner(fast_member(coordinator->endpoint(), "d"));
   EXPECT_TRUE(eventually([&] { return coordinator->snapshot().waiting.size() == 1; }));
   members[1]->request_new_epoch();
-  const EpochView view = expect_epoch(joiner, 0);
-  EXPECT_EQ(view.epoch, 3u);
-  EXPECT_EQ(names_of(view.members), (std::vector<std::string>{"a", "b", "d"}));
+  expect_next_epoch(joiner, 0, 3, {"a", "b", "d"});
 }
 
 TEST(ElasticMembership, RestartWithAMissingMemberContinuesWithTheMajority) {
-  auto options = fast_coordinator(3);
-  auto coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
-  options.port = coordinator->port();
-  auto members = start_members(coordinator->endpoint(), {"a", "b", "c"});
-  for (auto& member : members) expect_epoch(*member, 0);
+  RestartableCoordinator coordinator(3);
+  auto members = start_in_first_epoch(coordinator->endpoint(), {"a", "b", "c"});
 
   coordinator->stop();
   members[2]->close();  // dies while the coordinator is down
-  coordinator = std::make_unique<Coordinator>(options);
-  coordinator->start();
+  coordinator.restart();
   // After the recovery grace, two of three is a majority: epoch 2 without "c".
-  for (size_t i : {0u, 1u}) {
-    const EpochView view = expect_epoch(*members[i], 1);
-    EXPECT_EQ(view.epoch, 2u);
-    EXPECT_EQ(names_of(view.members), (std::vector<std::string>{"a", "b"}));
-  }
+  for (size_t i : {0u, 1u}) expect_next_epoch(*members[i], 1, 2, {"a", "b"});
 }
 
 TEST(ElasticMembership, MalformedFramesAreRejectedAndServiceContinues) {

@@ -6,11 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <complex>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "csrc/dtype.h"
@@ -33,6 +36,26 @@ inline std::vector<std::unique_ptr<transport::Transport>> make_group(const std::
                                                                      int size) {
   if (kind == "memory") return testing::connect_memory_ranks(size);
   return testing::connect_ranks(testing::loopback_options(kind), size);
+}
+
+// What an engine test runs on: a transport kind ("memory" or a real one) and a group size.
+using KindAndSize = std::tuple<std::string, int>;
+
+class KindAndSizeTest : public ::testing::TestWithParam<KindAndSize> {
+ public:
+  std::string kind() const { return std::get<0>(GetParam()); }
+  int size() const { return std::get<1>(GetParam()); }
+};
+
+// Every transport kind with groups of 1 to 5 ranks.
+inline auto every_kind_and_size() {
+  return ::testing::Combine(::testing::Values("memory", "ucx", "zmq"),
+                            ::testing::Values(1, 2, 3, 4, 5));
+}
+
+// "zmq_size3": names a test instance after its parameter.
+inline std::string kind_and_size_name(const ::testing::TestParamInfo<KindAndSize>& info) {
+  return std::get<0>(info.param) + "_size" + std::to_string(std::get<1>(info.param));
 }
 
 // ------------------------------------------------------------------ element values
@@ -280,6 +303,58 @@ inline ::testing::AssertionResult equal_values(DataType dtype, const std::vector
     if (!(a == e)) {
       return ::testing::AssertionFailure()
              << "element " << offset / element_size(dtype) << ": " << a << " != expected " << e;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// ------------------------------------------------------------------ order-sensitive sums
+
+// Floats of `size` ranks spread over 41 binary orders of magnitude, so that their sum depends on
+// the order of the additions; `exact` is each element's sum in double, `magnitude` the sum of the
+// absolute values, which bounds what a reordering may change.
+struct OrderSensitiveFloats {
+  std::vector<std::vector<float>> data;  // by rank
+  std::vector<double> exact;
+  std::vector<double> magnitude;
+};
+
+inline OrderSensitiveFloats order_sensitive_floats(int size, size_t count) {
+  OrderSensitiveFloats floats;
+  floats.data.assign(static_cast<size_t>(size), std::vector<float>(count));
+  floats.exact.assign(count, 0.0);
+  floats.magnitude.assign(count, 0.0);
+  for (int rank = 0; rank < size; ++rank) {
+    std::mt19937 random(static_cast<unsigned>(static_cast<size_t>(rank) * 7919 + count));
+    std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+    std::uniform_int_distribution<int> exponent(-20, 20);
+    for (size_t i = 0; i < count; ++i) {
+      const float value = std::ldexp(mantissa(random), exponent(random));
+      floats.data[static_cast<size_t>(rank)][i] = value;
+      floats.exact[i] += value;
+      floats.magnitude[i] += std::fabs(value);
+    }
+  }
+  return floats;
+}
+
+// Whether every rank's sum equals rank 0's to the bit, and rank 0's is as close to `reference`
+// as reordering the additions of `inputs` allows.
+template <typename T>
+::testing::AssertionResult agreed_sum_near(const std::vector<std::vector<float>>& sums,
+                                           const std::vector<T>& reference,
+                                           const OrderSensitiveFloats& inputs) {
+  for (size_t rank = 1; rank < sums.size(); ++rank) {
+    if (std::memcmp(sums[rank].data(), sums[0].data(), sums[0].size() * sizeof(float)) != 0) {
+      return ::testing::AssertionFailure() << "rank " << rank << " differs from rank 0";
+    }
+  }
+  for (size_t i = 0; i < sums[0].size(); ++i) {
+    const double bound = 1e-6 * inputs.magnitude[i] + 1e-30;
+    if (!(std::fabs(sums[0][i] - static_cast<double>(reference[i])) <= bound)) {
+      return ::testing::AssertionFailure()
+             << "element " << i << ": " << sums[0][i] << " is further than " << bound << " from "
+             << reference[i];
     }
   }
   return ::testing::AssertionSuccess();

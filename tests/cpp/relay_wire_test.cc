@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "relay/relay_client.h"
+#include "thrown_message.h"
 
 namespace torchwan::relay {
 namespace {
@@ -34,12 +35,7 @@ TEST(RelayWire, EveryFrameRoundTrips) {
 }
 
 std::string decode_error(const std::vector<uint8_t>& bytes) {
-  try {
-    decode_frame(bytes);
-  } catch (const RelayWireError& error) {
-    return error.what();
-  }
-  return "decoded";
+  return testing::thrown_message<RelayWireError>([&] { decode_frame(bytes); });
 }
 
 TEST(RelayWire, MalformedInputNamesFieldAndOffset) {

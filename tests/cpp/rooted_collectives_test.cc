@@ -7,7 +7,6 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "csrc/collectives.h"
@@ -25,11 +24,8 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kReduceCounts[] = {0, 1, 7, 1000, (size_t{1} << 20) + 3};
 constexpr size_t kBlockBytes[] = {0, 1, 13, 4096, (size_t{3} << 20) + 1};
 
-class RootedCollectives : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+class RootedCollectives : public KindAndSizeTest {
  public:
-  std::string kind() const { return std::get<0>(GetParam()); }
-  int size() const { return std::get<1>(GetParam()); }
-
   // Runs body(rank, ctx) on every rank, all with the same fresh sequence number.
   void on_every_rank(const std::function<void(int, const CollectiveContext&)>& body,
                      std::chrono::milliseconds timeout = 60s) {
@@ -280,14 +276,7 @@ TEST_P(RootedCollectives, AlltoallvSizeDisagreementFailsNamingThePeer) {
   EXPECT_NE(errors[0].find("peer 1"), std::string::npos) << errors[0];
 }
 
-std::string param_name(const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
-  return std::get<0>(info.param) + "_size" + std::to_string(std::get<1>(info.param));
-}
-
-INSTANTIATE_TEST_SUITE_P(Engine, RootedCollectives,
-                         ::testing::Combine(::testing::Values("memory", "ucx", "zmq"),
-                                            ::testing::Values(1, 2, 3, 4, 5)),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(Engine, RootedCollectives, every_kind_and_size(), kind_and_size_name);
 
 }  // namespace
 }  // namespace torchwan::engine

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "thrown_message.h"
 #include "transport/secure/job_secret.h"
 
 namespace torchwan::security {
@@ -26,15 +27,6 @@ class SecretFile : public ::testing::Test {
   std::filesystem::path dir_;
 };
 
-std::string what_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const std::exception& error) {
-    return error.what();
-  }
-  return "";
-}
-
 TEST_F(SecretFile, CreatedFileIsPrivateAndLoadsToTheSameSecret) {
   const auto path = dir_ / "job.key";
   const JobSecret created = JobSecret::create_file(path);
@@ -50,7 +42,7 @@ TEST_F(SecretFile, CreatedFileIsPrivateAndLoadsToTheSameSecret) {
 TEST_F(SecretFile, RefusesToOverwrite) {
   const auto path = dir_ / "job.key";
   JobSecret::create_file(path);
-  EXPECT_NE(what_of([&] { JobSecret::create_file(path); }).find("cannot create"),
+  EXPECT_NE(testing::thrown_message([&] { JobSecret::create_file(path); }).find("cannot create"),
             std::string::npos);
 }
 
@@ -58,7 +50,7 @@ TEST_F(SecretFile, GroupReadableFileIsRejected) {
   const auto path = dir_ / "job.key";
   JobSecret::create_file(path);
   ::chmod(path.c_str(), 0640);
-  const std::string what = what_of([&] { JobSecret::load_file(path); });
+  const std::string what = testing::thrown_message([&] { JobSecret::load_file(path); });
   EXPECT_NE(what.find("chmod 600"), std::string::npos) << what;
 }
 
@@ -69,10 +61,11 @@ TEST_F(SecretFile, MalformedAndMissingFilesAreNamedWithoutTheirContent) {
     out << "deadbeef-not-a-secret\n";
   }
   ::chmod(path.c_str(), 0600);
-  const std::string malformed = what_of([&] { JobSecret::load_file(path); });
+  const std::string malformed = testing::thrown_message([&] { JobSecret::load_file(path); });
   EXPECT_NE(malformed.find("malformed"), std::string::npos) << malformed;
   EXPECT_EQ(malformed.find("deadbeef"), std::string::npos) << "content leaked: " << malformed;
-  const std::string missing = what_of([&] { JobSecret::load_file(dir_ / "absent.key"); });
+  const std::string missing =
+      testing::thrown_message([&] { JobSecret::load_file(dir_ / "absent.key"); });
   EXPECT_NE(missing.find("absent.key"), std::string::npos) << missing;
 }
 

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <functional>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "csrc/collectives.h"
@@ -117,11 +116,8 @@ TEST(SignatureRecord, MismatchTextNamesBothSides) {
 
 // ------------------------------------------------------------------ across ranks
 
-class SignatureCheck : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+class SignatureCheck : public KindAndSizeTest {
  protected:
-  std::string kind() const { return std::get<0>(GetParam()); }
-  int size() const { return std::get<1>(GetParam()); }
-
   // Runs body(rank, ctx) with signature_of(rank) on every rank.
   void on_every_rank(const std::function<CallSignature(int)>& signature_of,
                      const std::function<void(int, const CollectiveContext&)>& body,
@@ -330,14 +326,7 @@ TEST_P(SignatureCheck, AlltoallvPairDisagreementFailsBothRanksOfThePair) {
       << messages[1];
 }
 
-std::string param_name(const ::testing::TestParamInfo<std::tuple<std::string, int>>& info) {
-  return std::get<0>(info.param) + "_size" + std::to_string(std::get<1>(info.param));
-}
-
-INSTANTIATE_TEST_SUITE_P(Engine, SignatureCheck,
-                         ::testing::Combine(::testing::Values("memory", "ucx", "zmq"),
-                                            ::testing::Values(1, 2, 3, 4, 5)),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(Engine, SignatureCheck, every_kind_and_size(), kind_and_size_name);
 
 }  // namespace
 }  // namespace torchwan::engine

@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -93,6 +94,17 @@ std::vector<std::unique_ptr<transport::Transport>> take_transports(
     ranks.push_back(std::move(outcome.transport));
   }
   return ranks;
+}
+
+transport::TransportError creation_error(const transport::TransportOptions& options,
+                                         transport::Store& store, int rank, int size) {
+  try {
+    transport::Transport::create(options, store, rank, size);
+  } catch (const transport::TransportError& error) {
+    return error;
+  }
+  ADD_FAILURE() << "rank " << rank << " of " << size << " was created, expected a TransportError";
+  return transport::TransportError(transport::ErrorKind::kInternal, "created");
 }
 
 TempDir::TempDir() {

@@ -42,6 +42,12 @@ std::vector<ConnectOutcome> connect_each(
 std::vector<std::unique_ptr<transport::Transport>> take_transports(
     std::vector<ConnectOutcome>& outcomes);
 
+// The TransportError that creating rank `rank` of a `size`-rank group through `store` throws, for
+// a test of a refused setup; fails the test, and returns a kInternal error, when the creation
+// succeeds.
+transport::TransportError creation_error(const transport::TransportOptions& options,
+                                         transport::Store& store, int rank, int size);
+
 // A private temporary directory, removed with everything in it at the end (FileStores shared with
 // child processes, job secret files).
 class TempDir {

@@ -48,12 +48,23 @@ std::string message_of(const Request& request) {
   }
 }
 
-TEST(LaneSet, CutsAMessageAsPlanPiecesDoesAndCompletesAfterTheLastPieceAndRelease) {
-  const TransportOptions options = striping_options();
-  auto request = std::make_shared<Request>(1, 7, 2500);
+// Each test adds one message to or from rank 1 to a lane set; `request` is what its user waits on.
+class LaneSetTest : public ::testing::Test {
+ protected:
+  RecordedMessage& add(uint64_t id, bool is_send, Tag tag, size_t length,
+                       const TransportOptions& options) {
+    request = std::make_shared<Request>(1, tag, length);
+    return lanes.add(
+        std::make_unique<RecordedMessage>(id, request, is_send, 1, tag, length, options));
+  }
+
+  std::shared_ptr<Request> request;
   LaneSet<RecordedMessage> lanes;
-  RecordedMessage& message = lanes.add(
-      std::make_unique<RecordedMessage>(11, request, /*is_send=*/true, 1, 7, 2500, options));
+};
+
+TEST_F(LaneSetTest, CutsAMessageAsPlanPiecesDoesAndCompletesAfterTheLastPieceAndRelease) {
+  const TransportOptions options = striping_options();
+  RecordedMessage& message = add(11, /*is_send=*/true, 7, 2500, options);
   post_all(message);
 
   const std::vector<WirePiece> expected = plan_pieces(options, 7, 2500);
@@ -79,13 +90,9 @@ TEST(LaneSet, CutsAMessageAsPlanPiecesDoesAndCompletesAfterTheLastPieceAndReleas
   EXPECT_EQ(lanes.find(11), nullptr);
 }
 
-TEST(LaneSet, WaitsForEveryPieceEvenWithNothingHeld) {
+TEST_F(LaneSetTest, WaitsForEveryPieceEvenWithNothingHeld) {
   // A link that copies small pieces holds nothing, yet the message is done only after each piece.
-  TransportOptions options;
-  auto request = std::make_shared<Request>(1, 0, 0);
-  LaneSet<RecordedMessage> lanes;
-  RecordedMessage& message =
-      lanes.add(std::make_unique<RecordedMessage>(1, request, true, 1, 0, 0, options));
+  RecordedMessage& message = add(1, /*is_send=*/true, 0, 0, TransportOptions());
   ASSERT_EQ(message.plan().size(), 1u);  // a zero-length message is one empty piece
   EXPECT_FALSE(lanes.settle(1));
   message.piece_done();
@@ -93,12 +100,8 @@ TEST(LaneSet, WaitsForEveryPieceEvenWithNothingHeld) {
   EXPECT_TRUE(request->ok());
 }
 
-TEST(LaneSet, FailsOnceWithTheFirstErrorOnlyAfterEveryBufferIsReleased) {
-  const TransportOptions options = striping_options();
-  auto request = std::make_shared<Request>(1, 2, 3000);
-  LaneSet<RecordedMessage> lanes;
-  RecordedMessage& message =
-      lanes.add(std::make_unique<RecordedMessage>(5, request, false, 1, 2, 3000, options));
+TEST_F(LaneSetTest, FailsOnceWithTheFirstErrorOnlyAfterEveryBufferIsReleased) {
+  RecordedMessage& message = add(5, /*is_send=*/false, 2, 3000, striping_options());
   post_all(message);
   const size_t pieces = message.posted.size();
 
@@ -121,12 +124,8 @@ TEST(LaneSet, FailsOnceWithTheFirstErrorOnlyAfterEveryBufferIsReleased) {
   EXPECT_TRUE(lanes.empty());
 }
 
-TEST(LaneSet, FailNowEndsTheRequestAtOnceButKeepsTheMessageUntilReleased) {
-  TransportOptions options;
-  auto request = std::make_shared<Request>(1, 3, 100);
-  LaneSet<RecordedMessage> lanes;
-  RecordedMessage& message =
-      lanes.add(std::make_unique<RecordedMessage>(8, request, true, 1, 3, 100, options));
+TEST_F(LaneSetTest, FailNowEndsTheRequestAtOnceButKeepsTheMessageUntilReleased) {
+  RecordedMessage& message = add(8, /*is_send=*/true, 3, 100, TransportOptions());
   post_all(message);
 
   EXPECT_TRUE(message.fail_now(error(ErrorKind::kPeerLost, "lost rank 1")));
@@ -143,11 +142,8 @@ TEST(LaneSet, FailNowEndsTheRequestAtOnceButKeepsTheMessageUntilReleased) {
   EXPECT_EQ(message_of(*request), "lost rank 1");
 }
 
-TEST(LaneSet, ACanceledMessageWithNothingHeldFailsAtTheNextSettle) {
-  const TransportOptions options = striping_options();
-  auto request = std::make_shared<Request>(1, 4, 5000);
-  LaneSet<RecordedMessage> lanes;
-  lanes.add(std::make_unique<RecordedMessage>(3, request, true, 1, 4, 5000, options));
+TEST_F(LaneSetTest, ACanceledMessageWithNothingHeldFailsAtTheNextSettle) {
+  add(3, /*is_send=*/true, 4, 5000, striping_options());
   RecordedMessage* message = lanes.find(3);
   ASSERT_NE(message, nullptr);
   // Queued but not yet given to the wire: cancel recalls every piece, nothing is held.
@@ -157,12 +153,8 @@ TEST(LaneSet, ACanceledMessageWithNothingHeldFailsAtTheNextSettle) {
   EXPECT_EQ(message_of(*request), "canceled by its owner");
 }
 
-TEST(LaneSet, ReleaseAllLetsGoOfBuffersTheLinkNoLongerHas) {
-  TransportOptions options;
-  auto request = std::make_shared<Request>(1, 5, 10);
-  LaneSet<RecordedMessage> lanes;
-  RecordedMessage& message =
-      lanes.add(std::make_unique<RecordedMessage>(2, request, true, 1, 5, 10, options));
+TEST_F(LaneSetTest, ReleaseAllLetsGoOfBuffersTheLinkNoLongerHas) {
+  RecordedMessage& message = add(2, /*is_send=*/true, 5, 10, TransportOptions());
   post_all(message);
   message.fail(error(ErrorKind::kAborted, "aborted"));
   EXPECT_TRUE(message.holds_buffers());
