@@ -1,14 +1,18 @@
-"""Direct versus reverse rung of the zmq link across one emulated WAN link (50 ms, 1 Gbit/s):
-two ranks on two public hosts of `wan-a`, then a public and a NATed host of `nat`. Needs root
-and the lab (scripts/wanlab); hold the lab lock:
+"""Direct, reverse and relayed rungs of the zmq link across emulated WAN links (50 ms, 1 Gbit/s):
+two ranks on two public hosts of `wan-a`; a public and a NATed host of `nat`; two NATed hosts of
+`nat` through a relay on its public host (a third rank there holds the store; the pair's
+all_reduce crosses the relay, encrypted end to end as a relay makes the default). Needs root and
+the lab (scripts/wanlab); hold the lab lock:
 
-    flock /tmp/torchwan-lab.lock python3 -m bench.ladder.measure
+    flock /tmp/torchwan-lab.lock python3 -m bench.ladder.measure [direct] [reverse] [relay]
 """
 
 import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from scripts.wanlab import Lab
@@ -17,30 +21,54 @@ REPO = Path(__file__).resolve().parents[2]
 RANK = (Path(__file__).parent / "rank.py").read_text()
 
 
-def run(lab: Lab, hosts: list[str]) -> dict:
+def run(lab: Lab, hosts: list[str], extra_env: dict[str, str] | None = None) -> dict:
     python_path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p)
-    env_base = {"MASTER_ADDR": lab.ip(hosts[0]), "MASTER_PORT": "29511", "WORLD_SIZE": "2",
-                "TORCHWAN_TRANSPORT": "zmq", "TORCHWAN_HOST": "", "PYTHONPATH": python_path}
+    env_base = {"MASTER_ADDR": lab.ip(hosts[0]), "MASTER_PORT": "29511",
+                "WORLD_SIZE": str(len(hosts)), "TORCHWAN_TRANSPORT": "zmq", "TORCHWAN_HOST": "",
+                "PYTHONPATH": python_path, **(extra_env or {})}
     ranks = [lab.python(host, RANK, env={**env_base, "RANK": str(rank), "LOCAL_RANK": "0"},
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for rank, host in enumerate(hosts)]
     outputs = [rank.communicate(timeout=300) for rank in ranks]
     if any(rank.returncode for rank in ranks):
         raise RuntimeError("\n---\n".join(err[-2000:] for _, err in outputs))
-    return json.loads(outputs[0][0].strip().splitlines()[-1])
+    printed = [out.strip().splitlines()[-1] for out, _ in outputs if out.strip()]
+    return json.loads(printed[0])
+
+
+def run_relayed(lab: Lab, workdir: Path) -> dict:
+    secret = workdir / "job.key"
+    subprocess.run([sys.executable, "-m", "torchwan.secret", str(secret)], check=True)
+    relay = lab.popen("pub", [sys.executable, "-m", "torchwan._relay_cli", "--port", "443",
+                              "--secret-file", str(secret)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        return run(lab, ["pub", "nat1", "nat2"],
+                   {"LADDER_PAIR": "1,2", "TORCHWAN_RELAY": f"{lab.ip('pub')}:443",
+                    "TORCHWAN_SECRET_FILE": str(secret)})
+    finally:
+        relay.terminate()
+        relay.communicate(timeout=10)
 
 
 def main() -> None:
     results = {}
-    runs = (("wan-a", [0, 1], "direct"), ("nat", ["pub", "nat1"], "reverse"))
-    for scenario, hosts, label in runs:
+    runs = (("wan-a", "direct", lambda lab: run(lab, [0, 1])),
+            ("nat", "reverse", lambda lab: run(lab, ["pub", "nat1"])),
+            ("nat", "relay", lambda lab: run_relayed(lab, Path(tempfile.mkdtemp()))))
+    for scenario, label, measure in runs:
+        if len(sys.argv) > 1 and label not in sys.argv[1:]:
+            continue
         lab = Lab.up(scenario)
         try:
-            results[label] = run(lab, hosts)
+            results[label] = measure(lab)
         finally:
             lab.down()
         print(label, results[label], file=sys.stderr, flush=True)
-    results["reverse_over_direct"] = results["reverse"]["gbit_s"] / results["direct"]["gbit_s"]
+    for label in ("reverse", "relay"):
+        if label in results and "direct" in results:
+            results[f"{label}_over_direct"] = results[label]["gbit_s"] / results["direct"]["gbit_s"]
     print(json.dumps(results, indent=1))
 
 

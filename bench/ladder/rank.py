@@ -1,7 +1,10 @@
 """One rank of the ladder measurement: 64 MiB float32 all_reduce over the zmq link, 2 warm-up and
-5 timed calls; rank 0 prints one JSON line with the rung of each peer and the median seconds."""
+5 timed calls, between the ranks listed in LADDER_PAIR (e.g. "1,2"; default every rank) while
+the others wait; the first of them prints one JSON line with the rung of each peer and the median
+seconds."""
 
 import json
+import os
 import statistics
 import time
 from datetime import timedelta
@@ -12,16 +15,22 @@ import torch.distributed as dist
 import torchwan
 
 dist.init_process_group("wan", timeout=timedelta(seconds=120))
+world = dist.get_world_size()
+listed = os.environ.get("LADDER_PAIR", "")
+pair = [int(rank) for rank in listed.split(",")] if listed else list(range(world))
+group = dist.new_group(pair)
 tensor = torch.ones(16 * 1024 * 1024, dtype=torch.float32)  # 64 MiB
 seconds = []
-for call in range(7):
-    dist.barrier()
-    start = time.perf_counter()
-    dist.all_reduce(tensor)
-    if call >= 2:
-        seconds.append(time.perf_counter() - start)
+if dist.get_rank() in pair:
+    for call in range(7):
+        dist.barrier(group=group)
+        start = time.perf_counter()
+        dist.all_reduce(tensor, group=group)
+        if call >= 2:
+            seconds.append(time.perf_counter() - start)
 links = {str(peer): entry["link"] for peer, entry in torchwan.stats()["peers"].items()}
-if dist.get_rank() == 0:
+dist.barrier()
+if dist.get_rank() == pair[0]:
     median = statistics.median(seconds)
     print(json.dumps({"links": links, "bytes": tensor.numel() * 4, "median_s": median,
                       "gbit_s": tensor.numel() * 4 * 8 / median / 1e9}), flush=True)

@@ -4,7 +4,8 @@ Ranks run inside the lab's hosts with no TORCHWAN_HOST, so each offers every add
 interfaces: the public host's is reachable, a NATed host's private one is nobody's way to it. The
 store is on the public host (rank 0). A pair with one NATed side must come up on the reverse rung
 and compute exactly; two NATed hosts have no rung without a relay and must fail group creation
-within connect_timeout, naming both ranks and the addresses tried. About 30 s with the lab up.
+within connect_timeout, naming both ranks and the addresses tried; with a relay on the public
+host they talk through it. About 45 s with the lab up.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -165,3 +167,33 @@ def test_two_natted_ranks_without_a_relay_fail_naming_both_and_the_addresses(lab
         assert "no relay" in text, (rank, text)
     # Python start-up and torch import take a few seconds of their own in every rank.
     assert elapsed < timeout_ms / 1000 + 20, elapsed
+
+
+def test_two_natted_ranks_talk_through_a_relay_on_the_public_host(lab: Lab, tmp_path: Path) -> None:
+    # The relay listens on the public host's port 443 and admits the holders of the job secret;
+    # ranks 1 and 2 can reach nothing but the public host, so their pair is relayed, encrypted end
+    # to end (encryption "auto" with a relay given), while each keeps its reverse rung to rank 0.
+    secret = tmp_path / "job.key"
+    subprocess.run([sys.executable, "-m", "torchwan.secret", str(secret)], check=True)
+    relay = lab.popen("pub", [sys.executable, "-m", "torchwan._relay_cli", "--port", "443",
+                              "--secret-file", str(secret)],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        assert relay.poll() is None, relay.communicate()
+        results = _launch(lab, ["pub", "nat1", "nat2"], _RANK,
+                          {"TORCHWAN_RELAY": f"{lab.ip('pub')}:443",
+                           "TORCHWAN_SECRET_FILE": str(secret)})
+    finally:
+        relay.terminate()
+        relay.communicate(timeout=10)
+    world = _world(results)
+    assert world[0]["links"] == {"1": "reverse", "2": "reverse"}, world[0]
+    assert world[1]["links"] == {"0": "reverse", "2": "relay"}, world[1]
+    assert world[2]["links"] == {"0": "reverse", "1": "relay"}, world[2]
+    for rank, record in enumerate(world):
+        assert all(record["ok"].values()), (rank, record)
+        assert record["formed_s"] < 10, (rank, record)
+    # The rung is logged once, naming the relay, on both sides of the relayed pair.
+    assert results[1][2].count("rank 2: relay link") == 1, results[1][2][-2000:]
+    assert results[2][2].count("rank 1: relay link") == 1, results[2][2][-2000:]
