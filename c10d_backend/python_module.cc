@@ -198,10 +198,18 @@ PYBIND11_MODULE(_C, module) {
       // CUDA allreduce that takes the host tier with local_backend nccl or auto.
       .def("_set_local_tier_factory",
            [](ProcessGroupWan& self, py::function factory) {
-             self.set_local_tier_factory(torchwan::python_local_tier_factory(std::move(factory)));
+             auto made = torchwan::python_local_tier_factory(std::move(factory));
+             // The tier's lock is held while the factory runs, which takes the GIL.
+             py::gil_scoped_release no_gil;
+             self.set_local_tier_factory(std::move(made));
            })
       // "not created", "nccl" or "host memory": whether the NCCL host tier was made.
-      .def_property_readonly("local_tier", &ProcessGroupWan::local_tier_state)
+      .def_property_readonly(
+          "local_tier",
+          [](const ProcessGroupWan& self) {
+            py::gil_scoped_release no_gil;  // as above: never wait for the tier's lock holding it
+            return self.local_tier_state();
+          })
       // Which tier would carry the steps inside a host for an allreduce on `device` ("cpu" or
       // "cuda") of `numel` elements of `dtype` with `op`: "none" (no host tier), "host memory"
       // or "nccl" (if the NCCL group can be had). Creates nothing.
