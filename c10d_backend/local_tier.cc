@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <utility>
 
 namespace torchwan::c10d_backend {
@@ -36,15 +37,9 @@ bool nccl_reduces(engine::DataType dtype, engine::ReduceOp op) {
 }  // namespace
 
 const char* local_tier_name(LocalTier tier) {
-  switch (tier) {
-    case LocalTier::kNone:
-      return "none";
-    case LocalTier::kHostMemory:
-      return "host memory";
-    case LocalTier::kNccl:
-      return "nccl";
-  }
-  return "none";
+  // In the enum's order.
+  constexpr std::array<const char*, 3> kNames = {"none", "host memory", "nccl"};
+  return kNames.at(static_cast<size_t>(tier));
 }
 
 LocalTier choose_local_tier(const LocalTierQuery& query) {
