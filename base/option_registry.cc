@@ -53,9 +53,11 @@ const std::vector<OptionSpec>& option_registry() {
        "what carries the steps inside a host (the host tier: reduce-scatter and allgather "
        "inside each host, the step between hosts over the WAN): `auto`, `gloo` (the shared "
        "memory tier; device tensors are staged to the host), `none` (no host tier: every rank "
-       "counts as a host of its own) or `nccl` (an NCCL group per host for CUDA tensors; not "
-       "available yet, refused with an error). `auto` is `gloo` today. Set the same on every "
-       "rank"},
+       "counts as a host of its own) or `nccl` (an NCCL group per host for CUDA tensors, made on "
+       "the first CUDA allreduce that takes the host tier; CPU tensors keep the shared memory "
+       "tier; an error when torch has no NCCL or two of a host's ranks share a GPU). `auto` is "
+       "`nccl` for CUDA tensors where every rank of the host has NCCL and a GPU of its own, "
+       "`gloo` otherwise. Set the same on every rank"},
       {"compression", "engine", "str", "none", "`none`",
        "codec for floating-point (fp16, bf16, fp32, fp64) SUM/AVG allreduces of at least 64 KiB: "
        "`none`, `fp16`, `bf16` (2x fewer bytes), `int8` or `fp8` (3.9x). Lossy: each element is "

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "c10d_backend/compressed_allreduce.h"
+#include "c10d_backend/nccl_tier_allreduce.h"
 #include "c10d_backend/process_group_wan.h"
 #include "c10d_backend/signature.h"
 #include "c10d_backend/staging.h"
@@ -55,21 +56,26 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWan::allreduce(std::vector<at::Tensor
   const std::optional<compression::Codec> codec =
       options_.compression.applies(dtype, op, tensor.nbytes()) ? options_.compression.codec
                                                                : std::nullopt;
+  // CUDA tensors whose host tier runs on NCCL (local_backend nccl or auto) stay on the GPU.
+  c10::intrusive_ptr<c10d::Backend> nccl =
+      nccl_tier_for(tensor, dtype, op, /*compressed=*/codec.has_value());
   auto staging = std::make_shared<Staging>(kName);
   // A compressed allreduce of a CUDA tensor encodes on the GPU: only payloads cross PCIe.
+  const bool on_device = nccl || (codec && c10d_backend::device_codecs_built());
   staging->add(tensor, Access::kReadWrite,
-               codec && c10d_backend::device_codecs_built() ? c10d_backend::Memory::kDevice
-                                                            : c10d_backend::Memory::kHost);
+               on_device ? c10d_backend::Memory::kDevice : c10d_backend::Memory::kHost);
   return submit(
       {c10d::OpType::ALLREDUCE, kName, tensor.scalar_type(), elements(tensor), opts.reduceOp.op_},
       opts.timeout, {tensor}, staging,
-      [dtype, op, scaling, codec](const engine::CollectiveContext& context, Staging& staged) {
+      [dtype, op, scaling, codec, nccl](const engine::CollectiveContext& context, Staging& staged) {
         at::Tensor host = staged.host(0);
-        // On a device tensor (compression only), the scaling runs on the comm stream.
+        // On a device tensor (compression, the NCCL tier), everything runs on the comm stream.
         const c10::OptionalStreamGuard on_comm_stream(host.is_cuda() ? staged.stream()
                                                                      : std::nullopt);
         scaling.premultiply(host);
-        if (codec) {
+        if (nccl) {
+          c10d_backend::nccl_tier_allreduce(context, *nccl, host, dtype, op, staged);
+        } else if (codec) {
           c10d_backend::compressed_allreduce(context, host, staged, {.codec = *codec});
         } else {
           engine::allreduce(context, host.mutable_data_ptr(), elements(host), dtype, op);

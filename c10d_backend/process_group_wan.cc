@@ -88,13 +88,8 @@ ProcessGroupWan::ProcessGroupWan(const ProcessGroupWan* parent,
       pinned_(std::make_unique<c10d_backend::PinnedSlots>()),
       collectives_(std::make_unique<c10d_backend::OpRunner>()),
       peer_ops_(std::make_unique<c10d_backend::OpRunner>()),
-      completions_pending_(std::make_shared<c10d_backend::PendingCounter>()) {
-  // Before connecting anything: the option is refused on every rank alike.
-  TORCH_CHECK_VALUE(options_.topology.local_backend != "nccl", "torchwan: group '",
-                    options_.group_name, "': local_backend 'nccl' (TORCHWAN_LOCAL_BACKEND) ",
-                    at::hasCUDA() ? "is not available yet: this torchwan has no NCCL host tier"
-                                  : "needs CUDA devices and NCCL, and this process has no CUDA",
-                    "; use auto, gloo or none");
+      completions_pending_(std::make_shared<c10d_backend::PendingCounter>()),
+      nccl_tier_(std::make_unique<c10d_backend::NcclTier>(options_.group_name)) {
   std::shared_ptr<transport::Device> device;
   if (parent && !parent->closed_ && parent->options_.transport == options_.transport) {
     device = parent->shared_->device();
@@ -173,6 +168,7 @@ void ProcessGroupWan::shutdown() {
     }
   }
   drain_completions();
+  nccl_tier_->shutdown();
   // Closes the connections now, unless other groups still run over them, rather than whenever
   // Python drops its last reference.
   transport_.reset();

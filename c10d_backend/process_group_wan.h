@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "c10d_backend/collective_stats.h"
+#include "c10d_backend/local_tier.h"
 #include "csrc/algorithm_table.h"
 #include "csrc/compressed_allreduce.h"
 #include "csrc/group_topology.h"
@@ -188,6 +189,19 @@ class ProcessGroupWan final : public c10d::Backend {
     return collective_stats_.snapshot();
   }
 
+  // The NCCL host tier (local_backend "nccl" or "auto", local_tier.h): `factory` makes the NCCL
+  // group of this rank's host on the first CUDA allreduce that takes the host tier. torchwan's
+  // Python registration sets it on every group; without one, "auto" keeps the host-memory tier
+  // and "nccl" fails that allreduce.
+  void set_local_tier_factory(c10d_backend::LocalTierFactory factory);
+  // "not created", "nccl" (the host's NCCL group exists) or "host memory" (it was declined).
+  std::string local_tier_state() const { return nccl_tier_->state(); }
+  // The tier that carries the steps inside a host for an allreduce of `numel` elements of `type`
+  // on a CUDA (`on_cuda`) or CPU tensor with `reduce_op` (local_tier_name: "none" when the call
+  // does not take the host tier). Creates nothing.
+  c10d_backend::LocalTier local_tier_for(bool on_cuda, at::ScalarType type, int64_t numel,
+                                         const c10d::ReduceOp& reduce_op) const;
+
  private:
   // The staging is the body's to read its tensors and count the device copies it makes itself.
   using Body = std::function<void(const engine::CollectiveContext&, c10d_backend::Staging&)>;
@@ -202,6 +216,10 @@ class ProcessGroupWan final : public c10d::Backend {
                                         std::vector<at::Tensor> outputs,
                                         std::shared_ptr<c10d_backend::Staging> staging, Body body,
                                         uint32_t sequence_numbers = 1);
+  // The host's NCCL group when it carries this allreduce's steps inside the host (made on first
+  // use); null when the call keeps the host-memory tier or takes no host tier.
+  c10::intrusive_ptr<c10d::Backend> nccl_tier_for(const at::Tensor& tensor, engine::DataType dtype,
+                                                  engine::ReduceOp op, bool compressed);
   c10::intrusive_ptr<c10d::Work> sparse_allreduce(const at::Tensor& tensor,
                                                   const c10d::AllreduceOptions& opts);
   c10::intrusive_ptr<c10d::Work> point_to_point(PeerOp op, const char* name,
@@ -253,6 +271,7 @@ class ProcessGroupWan final : public c10d::Backend {
   uint64_t requests_issued_ = 0;
   uint64_t requests_unfinished_ = 0;
   std::atomic<bool> closed_{false};
+  std::unique_ptr<c10d_backend::NcclTier> nccl_tier_;
 };
 
 }  // namespace torchwan

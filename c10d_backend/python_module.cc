@@ -123,6 +123,8 @@ void translate_wan_errors(std::exception_ptr error) {
 }  // namespace
 
 void register_compression_bindings(py::module& parent);  // python_compression.cc
+c10d_backend::LocalTierFactory python_local_tier_factory(
+    py::function function);  // python_local_tier.cc
 
 }  // namespace torchwan
 
@@ -191,6 +193,38 @@ PYBIND11_MODULE(_C, module) {
       .def_property_readonly(
           "regions",
           [](const ProcessGroupWan& self) { return self.group_topology().topology.region_of; })
+      // The NCCL host tier: `factory(host, local_rank, local_size, device_index, required)` returns
+      // the host's ProcessGroupNCCL or None (keep the host-memory tier); called once, on the first
+      // CUDA allreduce that takes the host tier with local_backend nccl or auto.
+      .def("_set_local_tier_factory",
+           [](ProcessGroupWan& self, py::function factory) {
+             auto made = torchwan::python_local_tier_factory(std::move(factory));
+             // The tier's lock is held while the factory runs, which takes the GIL.
+             py::gil_scoped_release no_gil;
+             self.set_local_tier_factory(std::move(made));
+           })
+      // "not created", "nccl" or "host memory": whether the NCCL host tier was made.
+      .def_property_readonly(
+          "local_tier",
+          [](const ProcessGroupWan& self) {
+            py::gil_scoped_release no_gil;  // as above: never wait for the tier's lock holding it
+            return self.local_tier_state();
+          })
+      // Which tier would carry the steps inside a host for an allreduce on `device` ("cpu" or
+      // "cuda") of `numel` elements of `dtype` with `op`: "none" (no host tier), "host memory"
+      // or "nccl" (if the NCCL group can be had). Creates nothing.
+      .def(
+          "local_tier_for",
+          [](const ProcessGroupWan& self, const std::string& device, at::ScalarType dtype,
+             int64_t numel, const c10d::ReduceOp& op) {
+            TORCH_CHECK_VALUE(device == "cpu" || device == "cuda",
+                              "torchwan local_tier_for: device must be 'cpu' or 'cuda', got '",
+                              device, "'");
+            return std::string(torchwan::c10d_backend::local_tier_name(
+                self.local_tier_for(device == "cuda", dtype, numel, op)));
+          },
+          py::arg("device"), py::arg("dtype"), py::arg("numel"),
+          py::arg("op") = c10d::ReduceOp(c10d::ReduceOp::SUM))
       .def_property_readonly(
           "topology_source",
           [](const ProcessGroupWan& self) { return self.group_topology().source; })

@@ -28,8 +28,8 @@ struct TopologyOptions {
   // Which machine this rank runs on; empty: this_host_id(). Set as "host_id".  TORCHWAN_HOST_ID
   std::string host_id;
   // What carries the host tier: "auto", "gloo" (shared memory), "none" (every rank a host of its
-  // own) or "nccl" (refused by the c10d backend until it has an NCCL tier). Set as
-  // "local_backend".                                       TORCHWAN_LOCAL_BACKEND
+  // own) or "nccl" (the c10d backend's NCCL group per host, for CUDA tensors; the engine treats
+  // it as "gloo"). Set as "local_backend".                 TORCHWAN_LOCAL_BACKEND
   std::string local_backend = "auto";
 
   // Sets the field called `name` ("region" or "topology"). Throws std::invalid_argument naming

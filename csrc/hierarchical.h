@@ -48,6 +48,12 @@ void host_tier_allreduce(Exchange& ex, const Topology& topology, HostSharedMemor
                          uint8_t* data, size_t count, DataType dtype, ReduceOp op,
                          const ShardAllreduce& across);
 
+// The step between hosts that host_allreduce takes: a flat allreduce of the shard among `peers`,
+// or, where those peers' hosts form several regions of equal numbers of hosts, striped once more
+// through the regions (host -> region -> world). Phase 1 for the step between hosts; phases 0 and
+// 2 only for the steps inside a region, which pair ranks of different hosts.
+ShardAllreduce regional_across(Exchange& ex, const Topology& topology, DataType dtype, ReduceOp op);
+
 // Whether host_allreduce can serve `topology`: several hosts, all of the same size above one.
 bool has_host_tier(const Topology& topology);
 // Whether host_allreduce also goes through the regions: the hosts form several regions, each of

@@ -103,6 +103,8 @@ bool stripes_through(const Topology& groups) {
   return groups.region_count() > 1 && groups.region_count() < groups.size() && groups.uniform();
 }
 
+}  // namespace
+
 // The allreduce between hosts, composed with regions (host -> region -> world): when the shard's
 // peers (one rank per host) span several regions, each holding more than one of them and all the
 // same number, the shard is striped once more, through the regions. There are only three phases,
@@ -128,6 +130,8 @@ ShardAllreduce regional_across(Exchange& ex, const Topology& topology, DataType 
                       flat_across(ex, dtype, op));
   };
 }
+
+namespace {
 
 void leader_allreduce(Exchange& ex, const Topology& topology, const std::vector<int>& region,
                       int position, uint8_t* data, size_t count, DataType dtype, ReduceOp op) {

@@ -10,7 +10,9 @@
 #   3. the package's CUDA tests with several ranks sharing the GPU (one GPU each where there are
 #      several): collectives and their stream semantics, the rooted and coalesced forms,
 #      PREMUL_SUM, a slow producer, freed inputs, compression and hooks on CUDA tensors (bit for
-#      bit against CPU tensors, only payloads crossing PCIe, also through the host tier).
+#      bit against CPU tensors, only payloads crossing PCIe, also through the host tier);
+#   4. the NCCL host tier (4 ranks as 2 hosts x 2, exact against Gloo): with 2 or more GPUs the
+#      tier itself, with one GPU only its fallback and its error when a host's ranks share the GPU.
 # Writes the logs, the results and summary.md into $OUT (default ./gpu-check-out); exits non-zero
 # when a step failed or could not run. Copy compression_gpu.* to bench/results/ to record them.
 #   bash scripts/gpu_check.sh
@@ -113,6 +115,17 @@ if [[ "$built_for" == "$here" ]]; then
     --junitxml="$OUT/python_cuda_tests.xml" tests/python/test_cuda.py \
     tests/python/test_cuda_paths.py
   fail_if_skipped python_cuda_tests " skipped"
+  gpus="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())')"
+  only_one_gpu=()
+  # NCCL takes one GPU per rank of a communicator: one GPU leaves only the fallback to test.
+  ((gpus >= 2)) || only_one_gpu=(-k "not equals_gloo_and_moves")
+  step nccl_host_tier 150 "$PYTHON" -m pytest -q -p no:cacheprovider \
+    --junitxml="$OUT/nccl_host_tier.xml" tests/python/test_nccl_tier.py "${only_one_gpu[@]}"
+  fail_if_skipped nccl_host_tier " skipped"
+  if ((gpus < 2)); then
+    echo "| nccl_host_tier: the NCCL group itself | NOT RUN: needs 2 GPUs, this machine has" \
+      "$gpus | 0 s |" >>"$SUMMARY"
+  fi
 else
   echo "| python_cuda_tests | NOT RUN: the package was built for torch $built_for, this machine" \
     "has $here (run scripts/gpu_pack.sh with torch==$here installed) | 0 s |" >>"$SUMMARY"

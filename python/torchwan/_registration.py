@@ -3,7 +3,7 @@
 import torch
 import torch.distributed as dist
 
-from . import _C
+from . import _C, _nccl_tier
 from .options import Options
 
 BACKEND_NAME = "wan"
@@ -41,11 +41,18 @@ def _create_backend(dist_backend_opts, pg_options):
     world = _world_backend()
     if world is None:
         # The first group (WORLD) connects and creates this process's transport device.
-        return _C.ProcessGroupWan(**common)
-    # Later groups (new_group, DeviceMesh dimensions, split groups) share it: no new connections.
-    return _C.ProcessGroupWan(
-        world, device_ranks=list(dist_backend_opts.global_ranks_in_group), **common
+        backend = _C.ProcessGroupWan(**common)
+    else:
+        # Later groups (new_group, DeviceMesh dimensions, split groups) share it: no new
+        # connections.
+        backend = _C.ProcessGroupWan(
+            world, device_ranks=list(dist_backend_opts.global_ranks_in_group), **common
+        )
+    # Made only if a CUDA allreduce takes the host tier (local_backend nccl or auto).
+    backend._set_local_tier_factory(
+        _nccl_tier.factory(common["store"], common["timeout"], common["group_name"])
     )
+    return backend
 
 
 def register_backend() -> None:

@@ -3,8 +3,9 @@ Gloo's in the same processes, the data stays off the sockets (torchwan.stats()),
 share memory (its own /dev/shm, as in a separate container) sends every rank back to the sockets
 with the same results, and a rank killed in the middle fails the others instead of hanging them.
 Hosts of several ranks (TORCHWAN_HOST_ID) run the host tier: exact against Gloo, the optimum of
-bytes between hosts, and more without it (local_backend "none"); "nccl" and ranks that disagree
-on the setting are refused clearly."""
+bytes between hosts, and more without it (local_backend "none"); with "nccl", CPU tensors keep the
+tier in host memory and no NCCL group is made; ranks that disagree on the setting are refused
+clearly."""
 
 from __future__ import annotations
 
@@ -159,11 +160,12 @@ def host_tier_against_gloo(rank: int, world_size: int) -> dict:
     after = torchwan.stats()["peers"]
     dist.all_reduce(reference, group=gloo)
     sent = {peer: after[peer]["bytes_sent"] - before[peer]["bytes_sent"] for peer in after}
+    local_tier = dist.group.WORLD._get_backend(torch.device("cpu")).local_tier
     return {"equal": torch.equal(wan, reference), "sent": sent, "bytes": numel * 4,
-            "pcie_bytes": torchwan.stats()["pcie_bytes"]}
+            "pcie_bytes": torchwan.stats()["pcie_bytes"], "local_tier": local_tier}
 
 
-@pytest.mark.parametrize("local_backend", ["auto", "gloo", "none"])
+@pytest.mark.parametrize("local_backend", ["auto", "gloo", "none", "nccl"])
 def test_two_hosts_of_two_ranks_cross_between_hosts_no_more_than_the_optimum(
         local_backend: str) -> None:
     results = run_ranks(host_tier_against_gloo, 4, before_init=two_hosts_of_two,
@@ -173,6 +175,7 @@ def test_two_hosts_of_two_ranks_cross_between_hosts_no_more_than_the_optimum(
     for rank, result in enumerate(results):
         assert result["equal"], f"rank {rank} differs from Gloo"
         assert result["pcie_bytes"] == 0, "CPU tensors crossed no PCIe bus"
+        assert result["local_tier"] == "not created", "CPU tensors need no NCCL group"
         for peer, sent in result["sent"].items():
             if int(peer) // 2 != rank // 2:
                 across += sent
@@ -185,21 +188,6 @@ def test_two_hosts_of_two_ranks_cross_between_hosts_no_more_than_the_optimum(
         assert across > 2 * size * 1.01 + 64 * 1024, (across, size)
     else:
         assert 2 * size <= across <= 2 * size * 1.01 + 64 * 1024, (across, size)
-
-
-def new_group_with_nccl_local_backend(rank: int, world_size: int) -> str:
-    import torchwan
-
-    try:
-        dist.new_group(backend="wan", pg_options=torchwan.Options(local_backend="nccl"))
-    except ValueError as error:
-        return str(error)
-    return "created"
-
-
-def test_an_nccl_local_backend_is_refused_with_a_clear_error() -> None:
-    for message in run_ranks(new_group_with_nccl_local_backend, 2):
-        assert "local_backend 'nccl'" in message, message
 
 
 def local_backend_by_rank(rank: int) -> None:
