@@ -37,19 +37,30 @@ def run(lab: Lab, hosts: list[str], extra_env: dict[str, str] | None = None) -> 
 
 
 def run_relayed(lab: Lab, workdir: Path) -> dict:
-    secret = workdir / "job.key"
-    subprocess.run([sys.executable, "-m", "torchwan.secret", str(secret)], check=True)
-    relay = lab.popen("pub", [sys.executable, "-m", "torchwan._relay_cli", "--port", "443",
-                              "--secret-file", str(secret)],
-                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """LADDER_RELAY_PLAINTEXT=1: no job secret, so neither CURVE on the relay's hops nor
+    end-to-end encryption (to see what the cryptography costs)."""
+    plaintext = os.environ.get("LADDER_RELAY_PLAINTEXT") == "1"
+    window = os.environ.get("LADDER_RELAY_WINDOW_BYTES", str(4 << 20))
+    relay_argv = [sys.executable, "-m", "torchwan._relay_cli", "--port", "443",
+                  "--window-bytes", window]
+    rank_env = {"LADDER_PAIR": "1,2", "TORCHWAN_RELAY": f"{lab.ip('pub')}:443"}
+    if plaintext:
+        rank_env["TORCHWAN_ENCRYPTION"] = "none"
+    else:
+        secret = workdir / "job.key"
+        subprocess.run([sys.executable, "-m", "torchwan.secret", str(secret)], check=True,
+                       stdout=subprocess.DEVNULL)
+        relay_argv += ["--secret-file", str(secret)]
+        rank_env["TORCHWAN_SECRET_FILE"] = str(secret)
+    relay = lab.popen("pub", relay_argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                      text=True)
     try:
         time.sleep(1.0)
-        return run(lab, ["pub", "nat1", "nat2"],
-                   {"LADDER_PAIR": "1,2", "TORCHWAN_RELAY": f"{lab.ip('pub')}:443",
-                    "TORCHWAN_SECRET_FILE": str(secret)})
+        result = run(lab, ["pub", "nat1", "nat2"], rank_env)
     finally:
         relay.terminate()
         relay.communicate(timeout=10)
+    return {**result, "encrypted": not plaintext, "relay_window_bytes": int(window)}
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """One rank of the ladder measurement: 64 MiB float32 all_reduce over the zmq link, 2 warm-up and
 5 timed calls, between the ranks listed in LADDER_PAIR (e.g. "1,2"; default every rank) while
 the others wait; the first of them prints one JSON line with the rung of each peer and the median
-seconds."""
+seconds. LADDER_OP=send: the first of them sends the 64 MiB to the second instead (one direction
+only, so a relay's uplink carries the bytes once), and the receiver, which times from the barrier
+to the message's arrival (one one-way delay more than the transfer), prints."""
 
 import json
 import os
@@ -20,18 +22,26 @@ listed = os.environ.get("LADDER_PAIR", "")
 pair = [int(rank) for rank in listed.split(",")] if listed else list(range(world))
 group = dist.new_group(pair)
 tensor = torch.ones(16 * 1024 * 1024, dtype=torch.float32)  # 64 MiB
+one_way = os.environ.get("LADDER_OP") == "send"
 seconds = []
 if dist.get_rank() in pair:
     for call in range(7):
         dist.barrier(group=group)
         start = time.perf_counter()
-        dist.all_reduce(tensor, group=group)
+        if one_way:
+            if dist.get_rank() == pair[0]:
+                dist.send(tensor, pair[1])
+            else:
+                dist.recv(tensor, pair[0])
+        else:
+            dist.all_reduce(tensor, group=group)
         if call >= 2:
             seconds.append(time.perf_counter() - start)
 links = {str(peer): entry["link"] for peer, entry in torchwan.stats()["peers"].items()}
 dist.barrier()
-if dist.get_rank() == pair[0]:
+if dist.get_rank() == pair[1 if one_way else 0]:
     median = statistics.median(seconds)
-    print(json.dumps({"links": links, "bytes": tensor.numel() * 4, "median_s": median,
+    print(json.dumps({"op": "send" if one_way else "all_reduce", "links": links,
+                      "bytes": tensor.numel() * 4, "median_s": median,
                       "gbit_s": tensor.numel() * 4 * 8 / median / 1e9}), flush=True)
 dist.destroy_process_group()
