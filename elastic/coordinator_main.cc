@@ -1,4 +1,6 @@
-// torchwan-coordinator: serves one job's membership until SIGINT or SIGTERM.
+// torchwan-coordinator: serves one job's membership until SIGINT or SIGTERM; with --relay-port,
+// also a torchwan relay (docs/relay.md) on the same host and secret, for members that cannot
+// reach each other.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -6,11 +8,13 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "base/server_main.h"
 #include "elastic/coordinator.h"
+#include "relay/relay_server.h"
 #include "transport/secure/job_secret.h"
 
 namespace {
@@ -19,13 +23,48 @@ constexpr const char* kUsage =
     "usage: torchwan-coordinator --port P [--host H] [--job-id J] [--heartbeat-timeout-ms N]\n"
     "                            [--peer-lost-silence-ms N] [--recovery-grace-ms N]\n"
     "                            [--min-members N] [--no-quorum] [--secret-file FILE]\n"
-    "                            [--standby]\n"
+    "                            [--standby] [--relay-port R]\n"
     "       torchwan-coordinator --make-secret FILE\n"
     "--standby: a failover coordinator beside the active one; it never forms a job itself, it\n"
     "    takes one over when a strict majority of the last epoch's members moves to it.\n"
     "--secret-file: only holders of this job secret may join (ZeroMQ CURVE); without it\n"
     "    the job is open to anyone who reaches the port.\n"
+    "--relay-port: also runs a torchwan-relay on port R of the same host, admitting the holders\n"
+    "    of the same secret (members give it as TORCHWAN_RELAY=host:R).\n"
     "--make-secret: writes a new secret (mode 0600, never overwriting) and exits.\n";
+
+// What the flags ask for: the coordinator, and the relay beside it when --relay-port is given.
+struct Settings {
+  torchwan::elastic::CoordinatorOptions coordinator;
+  std::optional<int> relay_port;
+};
+
+// The coordinator, with a relay in the same process when asked for: started and stopped together.
+class CoordinatorServer {
+ public:
+  explicit CoordinatorServer(const Settings& settings) : coordinator_(settings.coordinator) {
+    if (settings.relay_port) {
+      torchwan::relay::RelayOptions relay;
+      relay.host = settings.coordinator.host;
+      relay.port = *settings.relay_port;
+      relay.secret = settings.coordinator.secret;
+      relay_.emplace(relay);
+    }
+  }
+  void start() {
+    coordinator_.start();
+    if (relay_) relay_->start();  // logs "relay: listening on host:port"
+  }
+  int port() const { return coordinator_.port(); }
+  void stop() {
+    if (relay_) relay_->stop();
+    coordinator_.stop();
+  }
+
+ private:
+  torchwan::elastic::Coordinator coordinator_;
+  std::optional<torchwan::relay::RelayServer> relay_;
+};
 
 long parse_number(const std::string& flag, const std::string& text) {
   size_t used = 0;
@@ -41,8 +80,9 @@ long parse_number(const std::string& flag, const std::string& text) {
   return value;
 }
 
-torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
-  torchwan::elastic::CoordinatorOptions options;
+Settings parse(int argc, char** argv) {
+  Settings settings;
+  torchwan::elastic::CoordinatorOptions& options = settings.coordinator;
   bool have_port = false;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
@@ -65,7 +105,8 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
                                           "--peer-lost-silence-ms",
                                           "--recovery-grace-ms",
                                           "--min-members",
-                                          "--secret-file"};
+                                          "--secret-file",
+                                          "--relay-port"};
     if (std::find(std::begin(kValued), std::end(kValued), flag) == std::end(kValued)) {
       throw std::invalid_argument("unknown option " + flag);
     }
@@ -82,6 +123,10 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
       options.heartbeat_timeout = std::chrono::milliseconds(parse_number(flag, value));
     } else if (flag == "--peer-lost-silence-ms") {
       options.peer_lost_silence = std::chrono::milliseconds(parse_number(flag, value));
+    } else if (flag == "--relay-port") {
+      const long port = parse_number(flag, value);
+      if (port > 65535) throw std::invalid_argument("--relay-port must be below 65536");
+      settings.relay_port = static_cast<int>(port);
     } else if (flag == "--secret-file") {
       options.secret = torchwan::security::JobSecret::load_file(value);
     } else if (flag == "--recovery-grace-ms") {
@@ -91,7 +136,11 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
     }
   }
   if (!have_port) throw std::invalid_argument("--port is required");
-  return options;
+  if (settings.relay_port && *settings.relay_port != 0 &&
+      *settings.relay_port == settings.coordinator.port) {
+    throw std::invalid_argument("--relay-port must differ from --port");
+  }
+  return settings;
 }
 
 // --make-secret FILE: the one step an operator needs before a secured job.
@@ -117,14 +166,14 @@ int main(int argc, char** argv) {
     }
     return make_secret(argv[2]);
   }
-  torchwan::elastic::CoordinatorOptions options;
+  Settings settings;
   try {
-    options = parse(argc, argv);
+    settings = parse(argc, argv);
   } catch (const std::exception& error) {
     std::cerr << "torchwan-coordinator: " << error.what() << "\n" << kUsage;
     return 2;
   }
   return torchwan::base::serve_until_stopped(
-      "torchwan-coordinator", options.host, options.port,
-      [&] { return std::make_unique<torchwan::elastic::Coordinator>(options); });
+      "torchwan-coordinator", settings.coordinator.host, settings.coordinator.port,
+      [&] { return std::make_unique<CoordinatorServer>(settings); });
 }

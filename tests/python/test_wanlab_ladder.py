@@ -19,6 +19,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from wanlab_fixture import wanlab_fixture
 
 from scripts.wanlab import Lab
@@ -169,14 +170,21 @@ def test_two_natted_ranks_without_a_relay_fail_naming_both_and_the_addresses(lab
     assert elapsed < timeout_ms / 1000 + 20, elapsed
 
 
-def test_two_natted_ranks_talk_through_a_relay_on_the_public_host(lab: Lab, tmp_path: Path) -> None:
-    # The relay listens on the public host's port 443 and admits the holders of the job secret;
-    # ranks 1 and 2 can reach nothing but the public host, so their pair is relayed, encrypted end
-    # to end (encryption "auto" with a relay given), while each keeps its reverse rung to rank 0.
+@pytest.mark.parametrize("relay_server", ["torchwan-relay", "coordinator --relay-port"])
+def test_two_natted_ranks_talk_through_a_relay_on_the_public_host(lab: Lab, tmp_path: Path,
+                                                                 relay_server: str) -> None:
+    # The relay listens on the public host's port 443 and admits the holders of the job secret,
+    # as its own executable or inside a coordinator; ranks 1 and 2 can reach nothing but the
+    # public host, so their pair is relayed, encrypted end to end (encryption "auto" with a relay
+    # given), while each keeps its reverse rung to rank 0.
     secret = tmp_path / "job.key"
     subprocess.run([sys.executable, "-m", "torchwan.secret", str(secret)], check=True)
-    relay = lab.popen("pub", [sys.executable, "-m", "torchwan._relay_cli", "--port", "443",
-                              "--secret-file", str(secret)],
+    if relay_server == "torchwan-relay":
+        argv = ["-m", "torchwan._relay_cli", "--port", "443"]
+    else:
+        argv = ["-m", "torchwan.elastic._coordinator_cli", "--port", "29399",
+                "--relay-port", "443"]
+    relay = lab.popen("pub", [sys.executable, *argv, "--secret-file", str(secret)],
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
