@@ -63,6 +63,20 @@ transport::TransportOptions relayed_options(const std::string& relay, const std:
   return options;
 }
 
+// A job whose ranks 0 and 1 nobody can dial, with its secret and a relay that admits it.
+struct RelayedJob {
+  testing::SecretDir secrets;
+  std::string secret = secrets.create("job.key");
+  std::unique_ptr<relay::RelayServer> relay = start_relay(secret);
+  HidingStore store{{0, 1}};
+
+  std::vector<std::unique_ptr<transport::Transport>> connect(int size, int lanes) {
+    auto outcomes = connect_each(
+        size, [&](int) { return relayed_options(relay_address(*relay), secret, lanes); }, store);
+    return take_transports(outcomes);
+  }
+};
+
 TEST(RelayedRecords, RelayRecordsRoundTripAndRefuseWhatIsNeitherARegistrationNorAFailure) {
   const wire::RelayRecord registered{"0123abcd", "tcp://10.0.0.1:443", ""};
   const wire::RelayRecord failed{"0123abcd", "", "no relay answered"};
@@ -127,14 +141,9 @@ TEST(RelayedRecords, AStreamCutAnywhereGivesBackEveryFramePairAndRefusesAnOversi
 class RelayRungLanes : public ::testing::TestWithParam<int> {};
 
 TEST_P(RelayRungLanes, TwoRanksNeitherCanDialTalkThroughTheRelayEncryptedByDefault) {
-  testing::SecretDir secrets;
-  const std::string secret = secrets.create("job.key");
-  auto relay = start_relay(secret);
   // Ranks 0 and 1 are hidden from everyone; rank 2 can be dialed and dials both.
-  HidingStore store({0, 1});
-  auto outcomes = connect_each(
-      3, [&](int) { return relayed_options(relay_address(*relay), secret, GetParam()); }, store);
-  auto ranks = take_transports(outcomes);
+  RelayedJob job;
+  auto ranks = job.connect(3, GetParam());
   const std::vector<std::vector<LinkRung>> expected = {
       {LinkRung::kDirect, LinkRung::kRelay, LinkRung::kReverse},
       {LinkRung::kRelay, LinkRung::kDirect, LinkRung::kReverse},
@@ -148,7 +157,7 @@ TEST_P(RelayRungLanes, TwoRanksNeitherCanDialTalkThroughTheRelayEncryptedByDefau
     EXPECT_TRUE(contains(name, "+aes-256-gcm") || contains(name, "+chacha20-poly1305")) << name;
   }
   exchange_everywhere(ranks);
-  const auto stats = relay->stats();
+  const auto stats = job.relay->stats();
   EXPECT_EQ(stats.members, static_cast<size_t>(2 * GetParam())) << "one member per lane";
   // 9 MiB each way between ranks 0 and 1 went through it, and nothing else.
   EXPECT_GT(stats.forwarded_bytes, 2u * (9u << 20));
@@ -170,19 +179,14 @@ TEST_P(RelayRungLanes, TwoRanksNeitherCanDialTalkThroughTheRelayEncryptedByDefau
 INSTANTIATE_TEST_SUITE_P(Lanes, RelayRungLanes, ::testing::Values(1, 2));
 
 TEST(RelayRung, APeerBehindAStoppedRelayIsLostWithinThePeerTimeout) {
-  testing::SecretDir secrets;
-  const std::string secret = secrets.create("job.key");
-  auto relay = start_relay(secret);
-  HidingStore store({0, 1});
-  auto outcomes = connect_each(
-      2, [&](int) { return relayed_options(relay_address(*relay), secret, 1); }, store);
-  auto ranks = take_transports(outcomes);
+  RelayedJob job;
+  auto ranks = job.connect(2, 1);
   ASSERT_EQ(ranks[0]->links()[1], LinkRung::kRelay);
   std::vector<uint8_t> never(16);
   auto waiting = ranks[0]->irecv(1, 1, never.data(), never.size());
   const auto start = Clock::now();
   // Aborting sends a goodbye of the abort kind; stopping the relay instead cuts everything.
-  relay->stop();
+  job.relay->stop();
   try {
     waiting->wait(15s);
     FAIL() << "a receive from a peer behind a stopped relay completed";
