@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-from torchwan.elastic._coordinator_cli import coordinator_path
+from torchwan._native_cli import native_path
+
+# Where the wheel installed the torchwan-coordinator executable.
+COORDINATOR = native_path("torchwan-coordinator")
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO / "examples" / "elastic_train.py"
@@ -59,7 +62,7 @@ class Coordinator:
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"coordinator{self.starts}.log", "wb")
-        command = [*self.prefix, str(coordinator_path()), "--host", self.host, "--port", str(self.port)]
+        command = [*self.prefix, str(COORDINATOR), "--host", self.host, "--port", str(self.port)]
         self.process = subprocess.Popen(command + self.args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
