@@ -15,6 +15,8 @@
 
 namespace {
 
+using torchwan::base::parse_flag_number;
+
 constexpr const char* kUsage =
     "usage: torchwan-coordinator --port P [--host H] [--job-id J] [--heartbeat-timeout-ms N]\n"
     "                            [--peer-lost-silence-ms N] [--recovery-grace-ms N]\n"
@@ -26,20 +28,6 @@ constexpr const char* kUsage =
     "--secret-file: only holders of this job secret may join (ZeroMQ CURVE); without it\n"
     "    the job is open to anyone who reaches the port.\n"
     "--make-secret: writes a new secret (mode 0600, never overwriting) and exits.\n";
-
-long parse_number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  long value = -1;
-  try {
-    value = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < 0) {
-    throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
-  }
-  return value;
-}
 
 torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
   torchwan::elastic::CoordinatorOptions options;
@@ -72,22 +60,22 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
     if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
     const std::string value = argv[++i];
     if (flag == "--port") {
-      options.port = static_cast<int>(parse_number(flag, value));
+      options.port = static_cast<int>(parse_flag_number(flag, value));
       have_port = true;
     } else if (flag == "--host") {
       options.host = value;
     } else if (flag == "--job-id") {
       options.job_id = value;
     } else if (flag == "--heartbeat-timeout-ms") {
-      options.heartbeat_timeout = std::chrono::milliseconds(parse_number(flag, value));
+      options.heartbeat_timeout = std::chrono::milliseconds(parse_flag_number(flag, value));
     } else if (flag == "--peer-lost-silence-ms") {
-      options.peer_lost_silence = std::chrono::milliseconds(parse_number(flag, value));
+      options.peer_lost_silence = std::chrono::milliseconds(parse_flag_number(flag, value));
     } else if (flag == "--secret-file") {
       options.secret = torchwan::security::JobSecret::load_file(value);
     } else if (flag == "--recovery-grace-ms") {
-      options.recovery_grace = std::chrono::milliseconds(parse_number(flag, value));
+      options.recovery_grace = std::chrono::milliseconds(parse_flag_number(flag, value));
     } else {  // --min-members
-      options.min_members = static_cast<size_t>(parse_number(flag, value));
+      options.min_members = static_cast<size_t>(parse_flag_number(flag, value));
     }
   }
   if (!have_port) throw std::invalid_argument("--port is required");

@@ -12,6 +12,8 @@
 
 namespace {
 
+using torchwan::base::parse_flag_number;
+
 constexpr const char* kUsage =
     "usage: torchwan-relay --port P [--bind ADDR] [--secret-file FILE] [--max-streams N]\n"
     "                      [--window-bytes W] [--max-memory-mb M]\n"
@@ -21,20 +23,6 @@ constexpr const char* kUsage =
     "--max-streams: streams (sender, receiver, lane) carrying bytes at once (default 1024).\n"
     "--window-bytes: unacknowledged bytes one stream may have (default 4194304).\n"
     "--max-memory-mb: streams x window stays below this (default 4096).\n";
-
-uint64_t parse_number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  long long value = -1;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < 0) {
-    throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
-  }
-  return static_cast<uint64_t>(value);
-}
 
 torchwan::relay::RelayOptions parse(int argc, char** argv) {
   torchwan::relay::RelayOptions options;
@@ -54,7 +42,7 @@ torchwan::relay::RelayOptions parse(int argc, char** argv) {
     if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
     const std::string value = argv[++i];
     if (flag == "--port") {
-      const uint64_t port = parse_number(flag, value);
+      const uint64_t port = parse_flag_number(flag, value);
       if (port > 65535) throw std::invalid_argument("--port must be below 65536");
       options.port = static_cast<int>(port);
       have_port = true;
@@ -63,13 +51,13 @@ torchwan::relay::RelayOptions parse(int argc, char** argv) {
     } else if (flag == "--secret-file") {
       secret_file = value;
     } else if (flag == "--max-streams") {
-      options.max_streams = parse_number(flag, value);
+      options.max_streams = parse_flag_number(flag, value);
     } else if (flag == "--window-bytes") {
-      options.window_bytes = parse_number(flag, value);
+      options.window_bytes = parse_flag_number(flag, value);
       options.max_chunk_bytes =
           static_cast<uint32_t>(std::min<uint64_t>(options.max_chunk_bytes, options.window_bytes));
     } else {
-      options.max_memory_bytes = parse_number(flag, value) << 20;
+      options.max_memory_bytes = parse_flag_number(flag, value) << 20;
     }
   }
   if (!have_port) throw std::invalid_argument("--port is required");
