@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
+from torchwan._local_ranks import free_port
 from torchwan._native_cli import native_path
 
 # Where the wheel installed the torchwan-coordinator executable.
@@ -23,12 +23,6 @@ COORDINATOR = native_path("torchwan-coordinator")
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO / "examples" / "elastic_train.py"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(
