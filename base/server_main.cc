@@ -3,23 +3,8 @@
 #include <pthread.h>
 
 #include <cstdlib>
-#include <stdexcept>
 
 namespace torchwan::base {
-
-uint64_t parse_flag_number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  long long value = -1;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < 0) {
-    throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
-  }
-  return static_cast<uint64_t>(value);
-}
 
 std::string local_endpoint(const std::string& host, int port) {
   const std::string reachable = host == "0.0.0.0" || host == "*" ? "127.0.0.1" : host;

@@ -3,12 +3,10 @@
 // inherits the mask, and the main thread takes them synchronously with sigwait: no handler, no
 // global flag), log at info unless TORCHWAN_LOG_LEVEL says otherwise (these binaries exist to be
 // watched), start the server, print "<program> listening on <host>:<port>" (scripts and tests
-// wait for that line), and stop it cleanly on the first signal. Also what their flag parsers
-// share.
+// wait for that line), and stop it cleanly on the first signal.
 #pragma once
 
 #include <csignal>
-#include <cstdint>
 #include <exception>
 #include <iostream>
 #include <memory>
@@ -23,10 +21,6 @@ void log_at_info_by_default();
 void wait_for(const sigset_t& signals);
 
 }  // namespace server_main_detail
-
-// The value of a numeric flag: a non-negative integer, else std::invalid_argument naming the flag
-// and the text.
-uint64_t parse_flag_number(const std::string& flag, const std::string& text);
 
 // The tcp:// endpoint at which a process on this machine reaches a server bound to host:port: a
 // wildcard host ("0.0.0.0", "*") is reached through loopback.

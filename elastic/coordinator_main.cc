@@ -9,12 +9,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/server_flags.h"
 #include "base/server_main.h"
 #include "elastic/coordinator.h"
 #include "transport/secure/job_secret.h"
 
 namespace {
 
+using torchwan::base::for_each_flag;
 using torchwan::base::parse_flag_number;
 
 constexpr const char* kUsage =
@@ -32,34 +34,12 @@ constexpr const char* kUsage =
 torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
   torchwan::elastic::CoordinatorOptions options;
   bool have_port = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
+  const auto on_flag = [&](const std::string& flag, const std::string& value) {
     if (flag == "--no-quorum") {
       options.require_majority = false;
-      continue;
-    }
-    if (flag == "--standby") {
+    } else if (flag == "--standby") {
       options.standby = true;
-      continue;
-    }
-    static const char* const kValued[] = {"--port",
-                                          "--host",
-                                          "--job-id",
-                                          "--heartbeat-timeout-ms",
-                                          "--peer-lost-silence-ms",
-                                          "--recovery-grace-ms",
-                                          "--min-members",
-                                          "--secret-file"};
-    if (std::find(std::begin(kValued), std::end(kValued), flag) == std::end(kValued)) {
-      throw std::invalid_argument("unknown option " + flag);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--port") {
+    } else if (flag == "--port") {
       options.port = static_cast<int>(parse_flag_number(flag, value));
       have_port = true;
     } else if (flag == "--host") {
@@ -77,7 +57,11 @@ torchwan::elastic::CoordinatorOptions parse(int argc, char** argv) {
     } else {  // --min-members
       options.min_members = static_cast<size_t>(parse_flag_number(flag, value));
     }
-  }
+  };
+  for_each_flag(argc, argv, kUsage,
+                {"--port", "--host", "--job-id", "--heartbeat-timeout-ms", "--peer-lost-silence-ms",
+                 "--recovery-grace-ms", "--min-members", "--secret-file"},
+                {"--no-quorum", "--standby"}, on_flag);
   if (!have_port) throw std::invalid_argument("--port is required");
   return options;
 }

@@ -6,12 +6,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/server_flags.h"
 #include "base/server_main.h"
 #include "relay/relay_server.h"
 #include "transport/secure/job_secret.h"
 
 namespace {
 
+using torchwan::base::for_each_flag;
 using torchwan::base::parse_flag_number;
 
 constexpr const char* kUsage =
@@ -29,18 +31,7 @@ torchwan::relay::RelayOptions parse(int argc, char** argv) {
   bool have_port = false;
   std::string secret_file;
   if (const char* env = std::getenv("TORCHWAN_SECRET_FILE"); env != nullptr) secret_file = env;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (flag != "--port" && flag != "--bind" && flag != "--secret-file" &&
-        flag != "--max-streams" && flag != "--window-bytes" && flag != "--max-memory-mb") {
-      throw std::invalid_argument("unknown option " + flag);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
-    const std::string value = argv[++i];
+  const auto on_flag = [&](const std::string& flag, const std::string& value) {
     if (flag == "--port") {
       const uint64_t port = parse_flag_number(flag, value);
       if (port > 65535) throw std::invalid_argument("--port must be below 65536");
@@ -56,10 +47,14 @@ torchwan::relay::RelayOptions parse(int argc, char** argv) {
       options.window_bytes = parse_flag_number(flag, value);
       options.max_chunk_bytes =
           static_cast<uint32_t>(std::min<uint64_t>(options.max_chunk_bytes, options.window_bytes));
-    } else {
+    } else {  // --max-memory-mb
       options.max_memory_bytes = parse_flag_number(flag, value) << 20;
     }
-  }
+  };
+  for_each_flag(
+      argc, argv, kUsage,
+      {"--port", "--bind", "--secret-file", "--max-streams", "--window-bytes", "--max-memory-mb"},
+      {}, on_flag);
   if (!have_port) throw std::invalid_argument("--port is required");
   if (!secret_file.empty()) options.secret = torchwan::security::JobSecret::load_file(secret_file);
   torchwan::relay::validate(options);
