@@ -12,12 +12,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/server_flags.h"
 #include "base/server_main.h"
 #include "elastic/coordinator.h"
 #include "relay/relay_server.h"
 #include "transport/secure/job_secret.h"
 
 namespace {
+
+using torchwan::base::for_each_flag;
+using torchwan::base::parse_flag_number;
 
 constexpr const char* kUsage =
     "usage: torchwan-coordinator --port P [--host H] [--job-id J] [--heartbeat-timeout-ms N]\n"
@@ -66,75 +70,42 @@ class CoordinatorServer {
   std::optional<torchwan::relay::RelayServer> relay_;
 };
 
-long parse_number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  long value = -1;
-  try {
-    value = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < 0) {
-    throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
-  }
-  return value;
-}
-
 Settings parse(int argc, char** argv) {
   Settings settings;
   torchwan::elastic::CoordinatorOptions& options = settings.coordinator;
   bool have_port = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
+  const auto on_flag = [&](const std::string& flag, const std::string& value) {
     if (flag == "--no-quorum") {
       options.require_majority = false;
-      continue;
-    }
-    if (flag == "--standby") {
+    } else if (flag == "--standby") {
       options.standby = true;
-      continue;
-    }
-    static const char* const kValued[] = {"--port",
-                                          "--host",
-                                          "--job-id",
-                                          "--heartbeat-timeout-ms",
-                                          "--peer-lost-silence-ms",
-                                          "--recovery-grace-ms",
-                                          "--min-members",
-                                          "--secret-file",
-                                          "--relay-port"};
-    if (std::find(std::begin(kValued), std::end(kValued), flag) == std::end(kValued)) {
-      throw std::invalid_argument("unknown option " + flag);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--port") {
-      options.port = static_cast<int>(parse_number(flag, value));
+    } else if (flag == "--port") {
+      options.port = static_cast<int>(parse_flag_number(flag, value));
       have_port = true;
     } else if (flag == "--host") {
       options.host = value;
     } else if (flag == "--job-id") {
       options.job_id = value;
     } else if (flag == "--heartbeat-timeout-ms") {
-      options.heartbeat_timeout = std::chrono::milliseconds(parse_number(flag, value));
+      options.heartbeat_timeout = std::chrono::milliseconds(parse_flag_number(flag, value));
     } else if (flag == "--peer-lost-silence-ms") {
-      options.peer_lost_silence = std::chrono::milliseconds(parse_number(flag, value));
+      options.peer_lost_silence = std::chrono::milliseconds(parse_flag_number(flag, value));
     } else if (flag == "--relay-port") {
-      const long port = parse_number(flag, value);
+      const uint64_t port = parse_flag_number(flag, value);
       if (port > 65535) throw std::invalid_argument("--relay-port must be below 65536");
       settings.relay_port = static_cast<int>(port);
     } else if (flag == "--secret-file") {
       options.secret = torchwan::security::JobSecret::load_file(value);
     } else if (flag == "--recovery-grace-ms") {
-      options.recovery_grace = std::chrono::milliseconds(parse_number(flag, value));
+      options.recovery_grace = std::chrono::milliseconds(parse_flag_number(flag, value));
     } else {  // --min-members
-      options.min_members = static_cast<size_t>(parse_number(flag, value));
+      options.min_members = static_cast<size_t>(parse_flag_number(flag, value));
     }
-  }
+  };
+  for_each_flag(argc, argv, kUsage,
+                {"--port", "--host", "--job-id", "--heartbeat-timeout-ms", "--peer-lost-silence-ms",
+                 "--recovery-grace-ms", "--min-members", "--secret-file", "--relay-port"},
+                {"--no-quorum", "--standby"}, on_flag);
   if (!have_port) throw std::invalid_argument("--port is required");
   if (settings.relay_port && *settings.relay_port != 0 &&
       *settings.relay_port == settings.coordinator.port) {

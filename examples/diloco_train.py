@@ -100,6 +100,17 @@ def global_mean(value: float) -> float:
     return tensor.item() / dist.get_world_size()
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The batch, the model's shape and the two learning rates; bench/diloco/worker.py trains
+    this model with the same options."""
+    parser.add_argument("--batch-size", type=int, default=16, help="per rank")
+    parser.add_argument("--context", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--inner-lr", type=float, default=3e-3)
+    parser.add_argument("--outer-lr", type=float, default=0.7)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="inner steps per rank")
@@ -108,12 +119,7 @@ def main() -> None:
     parser.add_argument("--delay", type=int, default=0, help="steps a sync overlaps with")
     parser.add_argument("--codec", default="none", choices=torchwan.diloco.CODECS)
     parser.add_argument("--backend", default="wan")
-    parser.add_argument("--batch-size", type=int, default=16, help="per rank")
-    parser.add_argument("--context", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--inner-lr", type=float, default=3e-3)
-    parser.add_argument("--outer-lr", type=float, default=0.7)
+    add_model_arguments(parser)
     parser.add_argument("--log-every", type=int, default=10)
     args = parser.parse_args()
 

@@ -6,11 +6,15 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/server_flags.h"
 #include "base/server_main.h"
 #include "relay/relay_server.h"
 #include "transport/secure/job_secret.h"
 
 namespace {
+
+using torchwan::base::for_each_flag;
+using torchwan::base::parse_flag_number;
 
 constexpr const char* kUsage =
     "usage: torchwan-relay --port P [--bind ADDR] [--secret-file FILE] [--max-streams N]\n"
@@ -22,39 +26,14 @@ constexpr const char* kUsage =
     "--window-bytes: unacknowledged bytes one stream may have (default 4194304).\n"
     "--max-memory-mb: streams x window stays below this (default 4096).\n";
 
-uint64_t parse_number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  long long value = -1;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < 0) {
-    throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
-  }
-  return static_cast<uint64_t>(value);
-}
-
 torchwan::relay::RelayOptions parse(int argc, char** argv) {
   torchwan::relay::RelayOptions options;
   bool have_port = false;
   std::string secret_file;
   if (const char* env = std::getenv("TORCHWAN_SECRET_FILE"); env != nullptr) secret_file = env;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (flag != "--port" && flag != "--bind" && flag != "--secret-file" &&
-        flag != "--max-streams" && flag != "--window-bytes" && flag != "--max-memory-mb") {
-      throw std::invalid_argument("unknown option " + flag);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
-    const std::string value = argv[++i];
+  const auto on_flag = [&](const std::string& flag, const std::string& value) {
     if (flag == "--port") {
-      const uint64_t port = parse_number(flag, value);
+      const uint64_t port = parse_flag_number(flag, value);
       if (port > 65535) throw std::invalid_argument("--port must be below 65536");
       options.port = static_cast<int>(port);
       have_port = true;
@@ -63,15 +42,19 @@ torchwan::relay::RelayOptions parse(int argc, char** argv) {
     } else if (flag == "--secret-file") {
       secret_file = value;
     } else if (flag == "--max-streams") {
-      options.max_streams = parse_number(flag, value);
+      options.max_streams = parse_flag_number(flag, value);
     } else if (flag == "--window-bytes") {
-      options.window_bytes = parse_number(flag, value);
+      options.window_bytes = parse_flag_number(flag, value);
       options.max_chunk_bytes =
           static_cast<uint32_t>(std::min<uint64_t>(options.max_chunk_bytes, options.window_bytes));
-    } else {
-      options.max_memory_bytes = parse_number(flag, value) << 20;
+    } else {  // --max-memory-mb
+      options.max_memory_bytes = parse_flag_number(flag, value) << 20;
     }
-  }
+  };
+  for_each_flag(
+      argc, argv, kUsage,
+      {"--port", "--bind", "--secret-file", "--max-streams", "--window-bytes", "--max-memory-mb"},
+      {}, on_flag);
   if (!have_port) throw std::invalid_argument("--port is required");
   if (!secret_file.empty()) options.secret = torchwan::security::JobSecret::load_file(secret_file);
   torchwan::relay::validate(options);

@@ -126,53 +126,31 @@ Frame decode_frame(std::span<const uint8_t> bytes) {
   return frame;
 }
 
+// Designated initializers keep each shorthand to the fields its frame type carries.
 Frame register_frame(std::string job_id, std::string member) {
-  Frame frame;
-  frame.type = FrameType::kRegister;
-  frame.job_id = std::move(job_id);
-  frame.member = std::move(member);
-  return frame;
+  return {.type = FrameType::kRegister, .job_id = std::move(job_id), .member = std::move(member)};
 }
 
 Frame registered_frame(uint64_t window_bytes, uint32_t max_chunk_bytes) {
-  Frame frame;
-  frame.type = FrameType::kRegistered;
-  frame.window_bytes = window_bytes;
-  frame.max_chunk_bytes = max_chunk_bytes;
-  return frame;
+  return {.type = FrameType::kRegistered,
+          .window_bytes = window_bytes,
+          .max_chunk_bytes = max_chunk_bytes};
 }
 
 Frame data_frame(std::string peer, uint32_t lane, uint64_t payload_bytes) {
-  Frame frame;
-  frame.type = FrameType::kData;
-  frame.peer = std::move(peer);
-  frame.lane = lane;
-  frame.bytes = payload_bytes;
-  return frame;
+  return {.type = FrameType::kData, .peer = std::move(peer), .lane = lane, .bytes = payload_bytes};
 }
 
 Frame credit_frame(std::string peer, uint32_t lane, uint64_t bytes) {
-  Frame frame;
-  frame.type = FrameType::kCredit;
-  frame.peer = std::move(peer);
-  frame.lane = lane;
-  frame.bytes = bytes;
-  return frame;
+  return {.type = FrameType::kCredit, .peer = std::move(peer), .lane = lane, .bytes = bytes};
 }
 
 Frame no_route_frame(std::string peer, std::string reason) {
-  Frame frame;
-  frame.type = FrameType::kNoRoute;
-  frame.peer = std::move(peer);
-  frame.reason = std::move(reason);
-  return frame;
+  return {.type = FrameType::kNoRoute, .peer = std::move(peer), .reason = std::move(reason)};
 }
 
 Frame refused_frame(std::string reason) {
-  Frame frame;
-  frame.type = FrameType::kRefused;
-  frame.reason = std::move(reason);
-  return frame;
+  return {.type = FrameType::kRefused, .reason = std::move(reason)};
 }
 
 }  // namespace torchwan::relay

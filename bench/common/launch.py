@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
+
+from torchwan._local_ranks import free_port, rank_environment, stop_all
 
 from bench.common.host_tcp import OWNER_ENV
 
@@ -63,12 +64,6 @@ class Namespaces:
         return env
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class RankResult:
     returncodes: list[int]
@@ -116,12 +111,7 @@ def run_world(
         rank_env = {
             **os.environ,
             **(env or {}),
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(world_size),
-            "MASTER_ADDR": master,
-            "MASTER_PORT": str(port),
-            "TORCHWAN_HOST": placement.host_address(rank),
+            **rank_environment(rank, world_size, master, port, placement.host_address(rank)),
             **placement.rank_env(rank),
         }
         command = [*placement.command_prefix(rank), sys.executable, script, *script_args]
@@ -148,11 +138,7 @@ def run_world(
         for process in processes[1:]:
             process.wait(timeout=120)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    codes = [process.returncode for process in processes]
+        codes = stop_all(processes)
     stderr_tail = []
     for log in logs:
         log.seek(0)

@@ -129,12 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", required=True, help="comma-separated, see parse_run")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--context", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--inner-lr", type=float, default=3e-3)
-    parser.add_argument("--outer-lr", type=float, default=0.7)
+    example.add_model_arguments(parser)
     parser.add_argument("--eval-every", type=int, default=10)
     args = parser.parse_args()
 

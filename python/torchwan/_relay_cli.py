@@ -1,24 +1,13 @@
-"""The ``torchwan-relay`` console script: execs the native relay shipped in the wheel, so signals
-(SIGTERM from a supervisor) reach it directly rather than a Python wrapper (docs/relay.md)."""
+"""The ``torchwan-relay`` console script: execs the native relay shipped in the wheel
+(docs/relay.md)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
-
-def relay_path() -> Path:
-    """Where the wheel installed the relay executable."""
-    # Not resolve(): the package directory, not wherever its files may be linked from.
-    return Path(os.path.abspath(__file__)).parent / "bin" / "torchwan-relay"
+from torchwan._native_cli import exec_native
 
 
 def main() -> None:
-    path = relay_path()
-    if not path.is_file():
-        sys.exit(f"torchwan-relay: {path} is missing; reinstall torchwan")
-    os.execv(path, [str(path), *sys.argv[1:]])
+    exec_native("torchwan-relay")
 
 
 if __name__ == "__main__":

@@ -67,9 +67,7 @@ void receive_exactly(
 }
 
 TEST(Relay, TwoMembersExchangeBothWaysOnSeveralLanesByteExact) {
-  RelayOptions options;
-  options.window_bytes = 1u << 20;
-  options.max_chunk_bytes = 64u << 10;
+  const RelayOptions options{.window_bytes = 1u << 20, .max_chunk_bytes = 64u << 10};
   RelayServer relay(options);
   relay.start();
   constexpr uint32_t kLanes = 4;
@@ -101,10 +99,8 @@ TEST(Relay, TwoMembersExchangeBothWaysOnSeveralLanesByteExact) {
 }
 
 TEST(Relay, SixtyFourConcurrentStreamsAllCompleteByteExact) {
-  RelayOptions options;
-  options.window_bytes = 512u << 10;
-  options.max_chunk_bytes = 64u << 10;
-  options.max_streams = 64;
+  const RelayOptions options{
+      .max_streams = 64, .window_bytes = 512u << 10, .max_chunk_bytes = 64u << 10};
   RelayServer relay(options);
   relay.start();
   // Four senders, each to its own receiver on 16 lanes: 64 streams carrying bytes at once.
@@ -155,10 +151,8 @@ TEST(Relay, SixtyFourConcurrentStreamsAllCompleteByteExact) {
 }
 
 TEST(Relay, StreamsBeyondTheLimitGetNoRoute) {
-  RelayOptions options;
-  options.window_bytes = 64u << 10;
-  options.max_chunk_bytes = 16u << 10;
-  options.max_streams = 2;
+  const RelayOptions options{
+      .max_streams = 2, .window_bytes = 64u << 10, .max_chunk_bytes = 16u << 10};
   RelayServer relay(options);
   relay.start();
   RelayClient sender = connect_member(relay, "s");
@@ -178,9 +172,7 @@ TEST(Relay, StreamsBeyondTheLimitGetNoRoute) {
 }
 
 TEST(Relay, StalledReceiverHoldsTheSenderAtItsWindowThenCompletes) {
-  RelayOptions options;
-  options.window_bytes = 1u << 20;
-  options.max_chunk_bytes = 64u << 10;
+  const RelayOptions options{.window_bytes = 1u << 20, .max_chunk_bytes = 64u << 10};
   RelayServer relay(options);
   relay.start();
   RelayClient receiver = connect_member(relay, "slow");
@@ -265,10 +257,8 @@ TEST(Relay, HostileClientsChangeNothingForALegitimateStream) {
   const auto other_secret = security::JobSecret::load_file(secrets.create("other.key"));
   RelayLogCapture log;
   layer_logger("relay")->set_level(spdlog::level::info);
-  RelayOptions options;
-  options.secret = secret;
-  options.window_bytes = 1u << 20;
-  options.max_chunk_bytes = 64u << 10;
+  const RelayOptions options{
+      .secret = secret, .window_bytes = 1u << 20, .max_chunk_bytes = 64u << 10};
   RelayServer relay(options);
   relay.start();
 
@@ -375,9 +365,7 @@ TEST(Relay, HostileClientsChangeNothingForALegitimateStream) {
 }
 
 TEST(Relay, AReceiverThatDisconnectsMidStreamFailsItsSenderFast) {
-  RelayOptions options;
-  options.window_bytes = 256u << 10;
-  options.max_chunk_bytes = 64u << 10;
+  const RelayOptions options{.window_bytes = 256u << 10, .max_chunk_bytes = 64u << 10};
   RelayServer relay(options);
   relay.start();
   RelayClient sender = connect_member(relay, "sender");  // timeout 5 s
@@ -409,8 +397,7 @@ TEST(Relay, AReceiverThatDisconnectsMidStreamFailsItsSenderFast) {
 TEST(Relay, WithASecretASecondRegistrationReplacesTheFirst) {
   testing::SecretDir secrets;
   const auto secret = security::JobSecret::load_file(secrets.create("job.key"));
-  RelayOptions options;
-  options.secret = secret;
+  const RelayOptions options{.secret = secret};
   RelayServer relay(options);
   relay.start();
   RelayClient old_connection = connect_member(relay, "rank-1", secret);

@@ -9,13 +9,14 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+from torchwan._local_ranks import free_port
 
 from conftest import TRANSPORTS
 
@@ -58,12 +59,6 @@ def example_binary(tmp_path_factory) -> pathlib.Path:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return build_dir / "wan_train"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_example(binary: pathlib.Path, transport: str) -> list[re.Match]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from test_elastic_support import (
     Coordinator,
     Worker,
-    expected_checksum,
+    finish_exactly_once,
     free_port,
     job_report,
     wait_until,
@@ -85,12 +85,7 @@ def test_active_coordinator_killed_mid_training_costs_no_step() -> None:
             workers["w0"].signal(signal.SIGUSR1)
             assert workers["w0"].wait(timeout=30) == 0, workers["w0"].stderr()
             remaining = ["w1", "w2", "w3"]
-            done = []
-            for name in remaining:
-                assert workers[name].wait(timeout=120) == 0, report()
-                done.append(workers[name].last("done"))
-            assert {e["checksum"] for e in done} == {expected_checksum(steps, SIZE)}, done
-            assert all(e["exactly_once"] and e["step"] == steps for e in done), done
+            finish_exactly_once(workers, remaining, steps, SIZE, report)
             assert all(workers[n].last("step")["world_size"] == 3 for n in remaining), report()
             # No collective failed and nothing restarted because of the failover: every founder
             # started once and saw its first failure (if any) only after the join began.

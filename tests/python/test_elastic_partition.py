@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from test_elastic_support import Coordinator, Worker, expected_checksum, job_report, wait_until
+from test_elastic_support import Coordinator, Worker, finish_exactly_once, job_report, wait_until
 from wanlab_fixture import wanlab_fixture
 
 SIZE = 1 << 14
@@ -81,16 +81,7 @@ def test_partitioned_host_is_dropped_then_readmitted(lab, tmp_path: Path) -> Non
             60,
             lambda: f"w3 to be readmitted:\n{report()}",
         )
-        done = []
-        for name, worker in workers.items():
-            try:
-                code = worker.wait(120)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"{name} did not finish:\n{report()}") from None
-            assert code == 0, f"{name} exited with {code}:\n{report()}"
-            done.append(worker.last("done"))
-        assert {event["checksum"] for event in done} == {expected_checksum(steps, SIZE)}, done
-        assert all(event["exactly_once"] and event["step"] == steps for event in done), done
+        finish_exactly_once(workers, list(workers), steps, SIZE, report)
     finally:
         for worker in workers.values():
             worker.kill()

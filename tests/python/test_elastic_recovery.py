@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import time
 
-from test_elastic_support import ElasticJob, expected_checksum, wait_until
+from test_elastic_support import ElasticJob, assert_each_ran_exactly_once, wait_until
 
 SIZE = 1 << 16
 # Detection and recovery bound for a killed member on loopback (the target).
@@ -20,13 +20,6 @@ def worker_args(steps: int, heartbeat_ms: int = 250) -> tuple[str, ...]:
         "--steps", str(steps), "--size", str(SIZE), "--step-delay", "0.02",
         "--heartbeat-ms", str(heartbeat_ms), "--timeout-s", "30",
     )  # fmt: skip
-
-
-def check_done(done: list[dict], steps: int) -> None:
-    checksums = {event["checksum"] for event in done}
-    assert checksums == {expected_checksum(steps, SIZE)}, done
-    assert all(event["exactly_once"] for event in done), done
-    assert all(event["step"] == steps for event in done), done
 
 
 def test_sigkill_one_of_four_mid_allreduce() -> None:
@@ -42,7 +35,7 @@ def test_sigkill_one_of_four_mid_allreduce() -> None:
         killed_at = job.workers["w3"].signal(signal.SIGKILL)
         survivors = names[:3]
         done = job.finish(survivors, timeout=90)
-        check_done(done, steps)
+        assert_each_ran_exactly_once(done, steps, SIZE)
         failures = []
         for name in survivors:
             worker = job.workers[name]
@@ -111,7 +104,7 @@ def test_coordinator_killed_and_restarted_job_goes_on() -> None:
             assert time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.05)
         done = job.finish(names, timeout=90)
-        check_done(done, steps)
+        assert_each_ran_exactly_once(done, steps, SIZE)
         for name in names:
             assert job.workers[name].first("failure") is None, job.workers[name].events[-5:]
         assert step_at_kill < steps
@@ -144,7 +137,7 @@ def test_join_three_to_four_then_two_leave_at_once() -> None:
             assert job.workers[name].wait(timeout=30) == 0, job.workers[name].stderr()
             assert job.workers[name].last("leaving") is not None
         done = job.finish(["w2", "w3"], timeout=90)
-        check_done(done, steps)
+        assert_each_ran_exactly_once(done, steps, SIZE)
         for name in ["w2", "w3"]:
             assert job.workers[name].last("step")["world_size"] == 2
 

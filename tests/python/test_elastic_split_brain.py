@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from test_elastic_support import Coordinator, Worker, expected_checksum, job_report, wait_until
+from test_elastic_support import Coordinator, Worker, finish_exactly_once, job_report, wait_until
 from wanlab_fixture import wanlab_fixture
 
 SIZE = 1 << 14
@@ -75,13 +75,10 @@ def test_partitioned_active_coordinator_with_a_minority_never_runs_a_second_job(
             # A step in flight at the cut may still be recorded a moment later; nothing after.
             late = [e for e in workers["w0"].events if e["event"] == "step" and e["t"] > cut_at + 1]
             assert not late, late
+        finish_exactly_once(workers, majority, steps, SIZE, report)
         for name in majority:
             after_cut = [e for e in workers[name].events if e["event"] == "step" and e["t"] > cut_at + 1]
             assert after_cut and all(e["epoch"] > epoch_before for e in after_cut), after_cut[:3]
-            assert workers[name].wait(timeout=120) == 0, report()
-        done = [workers[name].last("done") for name in majority]
-        assert {e["checksum"] for e in done} == {expected_checksum(steps, SIZE)}, done
-        assert all(e["exactly_once"] and e["step"] == steps for e in done), done
     finally:
         for worker in workers.values():
             worker.kill()

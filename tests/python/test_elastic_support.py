@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,16 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-from torchwan.elastic._coordinator_cli import coordinator_path
+from torchwan._local_ranks import free_port
+from torchwan._native_cli import native_path
+
+# Where the wheel installed the torchwan-coordinator executable.
+COORDINATOR = native_path("torchwan-coordinator")
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO / "examples" / "elastic_train.py"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(
@@ -59,7 +56,7 @@ class Coordinator:
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"coordinator{self.starts}.log", "wb")
-        command = [*self.prefix, str(coordinator_path()), "--host", self.host, "--port", str(self.port)]
+        command = [*self.prefix, str(COORDINATOR), "--host", self.host, "--port", str(self.port)]
         self.process = subprocess.Popen(command + self.args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
@@ -181,18 +178,7 @@ class ElasticJob:
 
     def finish(self, names: list[str], timeout: float) -> list[dict[str, Any]]:
         """Waits for the named workers to exit cleanly; returns their 'done' events."""
-        done = []
-        for name in names:
-            worker = self.workers[name]
-            try:
-                code = worker.wait(timeout)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"{name} did not finish: {self.diagnostics()}") from None
-            assert code == 0, f"{name} exited with {code}: {worker.stderr()}"
-            event = worker.last("done")
-            assert event is not None, f"{name} has no 'done' event: {worker.stderr()}"
-            done.append(event)
-        return done
+        return finish_workers(self.workers, names, timeout, self.diagnostics)
 
     def diagnostics(self) -> str:
         return job_report(self.coordinator, self.workers)
@@ -215,6 +201,40 @@ def job_report(coordinator: Coordinator, workers: dict[str, Worker]) -> str:
     return "\n".join(parts)
 
 
+def finish_workers(
+    workers: dict[str, Worker], names: list[str], timeout: float, report: Callable[[], str]
+) -> list[dict[str, Any]]:
+    """Waits for the named workers to exit cleanly; returns their 'done' events. `report` says
+    what a failed wait needs to know."""
+    done = []
+    for name in names:
+        worker = workers[name]
+        try:
+            code = worker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{name} did not finish:\n{report()}") from None
+        assert code == 0, f"{name} exited with {code}:\n{report()}"
+        event = worker.last("done")
+        assert event is not None, f"{name} has no 'done' event:\n{report()}"
+        done.append(event)
+    return done
+
+
 def expected_checksum(steps: int, size: int) -> float:
     """What AllReduceModel in examples/elastic_train.py holds after `steps` steps."""
     return float(size * steps * (steps + 1) // 2)
+
+
+def assert_each_ran_exactly_once(done: list[dict[str, Any]], steps: int, size: int) -> None:
+    """Every 'done' event says all `steps` steps ran exactly once and holds the checksum an
+    AllReduceModel of `size` elements has after them."""
+    assert {event["checksum"] for event in done} == {expected_checksum(steps, size)}, done
+    assert all(event["exactly_once"] and event["step"] == steps for event in done), done
+
+
+def finish_exactly_once(
+    workers: dict[str, Worker], names: list[str], steps: int, size: int, report: Callable[[], str]
+) -> None:
+    """The end of a job that must lose nothing: the named workers exit cleanly (within 120 s
+    each) and each ran every one of `steps` steps exactly once."""
+    assert_each_ran_exactly_once(finish_workers(workers, names, 120, report), steps, size)

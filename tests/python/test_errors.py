@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from conftest import TRANSPORTS
+from group_checks import group_still_works
 from multiprocess import run_ranks
 
 
@@ -93,9 +94,7 @@ def check_bad_arguments(rank: int, world: int) -> list[str]:
     sparse = torch.ones(2).to_sparse()
     expect("sparse MAX", ValueError, lambda: dist.all_reduce(sparse, op=dist.ReduceOp.MAX), "SUM")
     # None of the rejected calls consumed a sequence number: the group still works.
-    check = torch.ones(3)
-    dist.all_reduce(check)
-    if not torch.equal(check, torch.full((3,), float(world))):
+    if not group_still_works(world):
         failures.append("group unusable after rejected calls")
     return failures
 
@@ -138,9 +137,7 @@ def check_mismatches(rank: int, world: int) -> list[str]:
     if message is not None and "all_reduce" not in message and "broadcast" not in message:
         failures.append(f"collective mismatch message names neither call: {message}")
     # Every rank failed the same calls, so the group is still in step.
-    check = torch.ones(3)
-    dist.all_reduce(check)
-    if not torch.equal(check, torch.full((3,), float(world))):
+    if not group_still_works(world):
         failures.append("group unusable after mismatches")
     return failures
 

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 import torchwan
+from group_checks import group_still_works
 from multiprocess import RankFailed, run_ranks
 
 
@@ -54,10 +55,7 @@ def bad_calls(rank: int, world_size: int) -> list[str]:
         except (RuntimeError, ValueError, TypeError) as error:
             if expected_words not in str(error):
                 problems.append(f"error {error!r} does not mention {expected_words!r}")
-    # The group still works after rejected calls.
-    t = torch.ones(3)
-    dist.all_reduce(t)
-    if not torch.equal(t, torch.full((3,), float(world_size))):
+    if not group_still_works(world_size):
         problems.append("group unusable after rejected calls")
     return problems
 

@@ -11,13 +11,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from torchwan._relay_cli import relay_path
+from torchwan._native_cli import native_path
 
 from test_elastic_support import free_port
 
+# Where the wheel installed the torchwan-relay executable.
+RELAY = native_path("torchwan-relay")
+
 
 def start_relay(port: int, *args: str) -> subprocess.Popen[str]:
-    command = shutil.which("torchwan-relay") or str(relay_path())
+    command = shutil.which("torchwan-relay") or str(RELAY)
     process = subprocess.Popen(
         [command, "--bind", "127.0.0.1", "--port", str(port), *args],
         stdout=subprocess.PIPE,
@@ -38,7 +41,7 @@ def rss_kib(pid: int) -> int:
 
 
 def test_binary_is_shipped_in_the_package() -> None:
-    assert relay_path().is_file(), relay_path()
+    assert RELAY.is_file(), RELAY
 
 
 def test_garbage_on_the_port_leaves_the_relay_serving_with_bounded_memory() -> None:
@@ -64,7 +67,7 @@ def test_garbage_on_the_port_leaves_the_relay_serving_with_bounded_memory() -> N
 
 
 def test_bad_options_are_refused_with_the_reason() -> None:
-    command = shutil.which("torchwan-relay") or str(relay_path())
+    command = shutil.which("torchwan-relay") or str(RELAY)
     result = subprocess.run(
         [command, "--port", "0", "--window-bytes", "0"], capture_output=True, text=True, timeout=10
     )

@@ -17,10 +17,9 @@ import pytest
 
 import torchwan
 from torchwan import _elastic
-from torchwan.elastic._coordinator_cli import coordinator_path
 from torchwan.secret import resolve_secret_file
 
-from test_elastic_support import free_port
+from test_elastic_support import COORDINATOR, free_port
 
 CONNECT_TIMEOUT = timedelta(seconds=1)
 WAIT = timedelta(seconds=10)
@@ -33,7 +32,7 @@ def secret_hex(path: Path) -> str:
 def start_coordinator(port: int, log: Path, *args: str) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(coordinator_path()), "--host", "127.0.0.1", "--port", str(port), *args],
+            [str(COORDINATOR), "--host", "127.0.0.1", "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -72,7 +71,7 @@ def test_created_secret_is_private(tmp_path: Path) -> None:
 
     made = tmp_path / "made.secret"
     result = subprocess.run(
-        [str(coordinator_path()), "--make-secret", str(made)], capture_output=True, check=True
+        [str(COORDINATOR), "--make-secret", str(made)], capture_output=True, check=True
     )
     assert stat.S_IMODE(made.stat().st_mode) == 0o600
     assert secret_hex(made).encode() not in result.stdout + result.stderr
@@ -100,7 +99,7 @@ def test_group_readable_secret_is_refused(tmp_path: Path) -> None:
     log = tmp_path / "coordinator.log"
     with open(log, "wb") as out:
         code = subprocess.run(
-            [str(coordinator_path()), "--port", "0", "--secret-file", str(path)],
+            [str(COORDINATOR), "--port", "0", "--secret-file", str(path)],
             stdout=out,
             stderr=subprocess.STDOUT,
             timeout=10,

@@ -194,47 +194,44 @@ def error_words(rank: int, world: int) -> list[str]:
         )
     dist.barrier(group=gloo)
 
+    def on_a_fresh_group(callers, label, pattern, call, keeps=("torchwan",), timeout=None):
+        """Every rank makes a new group; only `callers` run `call(group)`, which must fail."""
+        group = dist.new_group() if timeout is None else dist.new_group(timeout=timeout)
+        if rank in callers:
+            expect(label, pattern, lambda: call(group), keeps)
+        dist.barrier(group=gloo)
+
     # Rank 1 never arrives: rank 0 names it (test_monitored_barrier_gloo).
-    absent = dist.new_group()
-    if rank == 0:
-        expect(
-            "monitored_barrier",
-            "Rank 1 failed to pass monitoredBarrier",
-            lambda: dist.monitored_barrier(absent, timeout=timedelta(seconds=1)),
-            keeps=("torchwan monitored_barrier", "rank 1 did not arrive"),
-        )
-    dist.barrier(group=gloo)
-
+    on_a_fresh_group(
+        {0},
+        "monitored_barrier",
+        "Rank 1 failed to pass monitoredBarrier",
+        lambda group: dist.monitored_barrier(group, timeout=timedelta(seconds=1)),
+        keeps=("torchwan monitored_barrier", "rank 1 did not arrive"),
+    )
     # Neither 1 nor 2 arrives: with wait_all_ranks, rank 0 names both.
-    absent = dist.new_group()
-    if rank == 0:
-        expect(
-            "monitored_barrier wait_all_ranks",
-            "Ranks 1, 2 failed to pass monitoredBarrier",
-            lambda: dist.monitored_barrier(absent, timeout=0.5, wait_all_ranks=True),
-        )
-    dist.barrier(group=gloo)
-
+    on_a_fresh_group(
+        {0},
+        "monitored_barrier wait_all_ranks",
+        "Ranks 1, 2 failed to pass monitoredBarrier",
+        lambda group: dist.monitored_barrier(group, timeout=0.5, wait_all_ranks=True),
+    )
     # No time at all (test_monitored_barrier_gloo_rank_0_timeout).
-    absent = dist.new_group()
-    if rank == 0:
-        expect(
-            "monitored_barrier of 0 s",
-            "Rank 0 timed out in monitoredBarrier",
-            lambda: absent.monitored_barrier(timedelta(seconds=0)),
-        )
-    dist.barrier(group=gloo)
-
+    on_a_fresh_group(
+        {0},
+        "monitored_barrier of 0 s",
+        "Rank 0 timed out in monitoredBarrier",
+        lambda group: group.monitored_barrier(timedelta(seconds=0)),
+    )
     # Rank 0 never arrives: the others say they reached it and blame rank 0.
-    absent = dist.new_group(timeout=timedelta(seconds=1))
-    if rank != 0:
-        expect(
-            "monitored_barrier without rank 0",
-            f"Rank {rank} successfully reached monitoredBarrier, but received errors while "
-            "waiting for send/recv from rank 0",
-            lambda: dist.monitored_barrier(absent, timeout=timedelta(seconds=1)),
-        )
-    dist.barrier(group=gloo)
+    on_a_fresh_group(
+        set(range(1, world)),
+        "monitored_barrier without rank 0",
+        f"Rank {rank} successfully reached monitoredBarrier, but received errors while "
+        "waiting for send/recv from rank 0",
+        lambda group: dist.monitored_barrier(group, timeout=timedelta(seconds=1)),
+        timeout=timedelta(seconds=1),
+    )
 
     # And a monitored barrier everyone enters still passes, here and on a fresh group.
     healthy = dist.new_group()

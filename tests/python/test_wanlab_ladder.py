@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from torchwan._local_ranks import free_port
 from wanlab_fixture import wanlab_fixture
 
 from scripts.wanlab import Lab
@@ -90,17 +90,11 @@ _FORM_ONLY = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _launch(lab: Lab, hosts: list[str], code: str, extra_env: dict[str, str] | None = None,
             timeout: float = 90) -> list[tuple[int, str, str]]:
     """Runs code as ranks 0.. on hosts (rank 0 on hosts[0], holding the store); returns per rank
     (exit code, stdout, stderr)."""
-    port = str(_free_port())
+    port = str(free_port())
     python_path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(_REPO)) if p)
     processes = []
     for rank, host in enumerate(hosts):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+
+from torchwan._local_ranks import free_port, rank_environment, stop_all
 
 DONE_KEY = "torchwan-doctor-done"
 LEFT_KEY = "torchwan-doctor-left"
@@ -53,22 +54,14 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
     return forwarded
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def run_local(args: argparse.Namespace) -> int:
     """Starts args.local ranks on loopback as torchrun would; rank 0 prints and writes files."""
-    port = _free_port()
+    port = free_port()
     # Files, not pipes: a rank must never block on a full pipe nobody reads.
     logs = [tempfile.TemporaryFile(mode="w+") for _ in range(args.local)]
     processes = []
     for rank in range(args.local):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "WORLD_SIZE": str(args.local), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "TORCHWAN_HOST": "127.0.0.1"}
+        env = {**os.environ, **rank_environment(rank, args.local, "127.0.0.1", port, "127.0.0.1")}
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "torchwan.doctor", *_forwarded(args)], env=env,
             stdout=None if rank == 0 else subprocess.DEVNULL, stderr=logs[rank]))
@@ -80,11 +73,7 @@ def run_local(args: argparse.Namespace) -> int:
         print(f"torchwan-doctor: ranks did not finish within {args.timeout + 60:.0f} s",
               file=sys.stderr)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    codes = [process.returncode for process in processes]
+        codes = stop_all(processes)
     if any(codes):
         for rank, log in enumerate(logs):
             log.seek(0)
