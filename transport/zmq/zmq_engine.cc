@@ -57,6 +57,7 @@ Engine::Engine(const TransportOptions& options, Store& store, int rank, int size
   }
   await_hellos(deadline);
   bootstrapped_ = true;
+  relay_watch_from_ = Clock::now();
   log_->debug("{}: connected to {} peers over {} lanes", who(), size_ - 1, options_.lanes);
   // The sockets move to the progress thread here; starting a thread is a full memory barrier.
   progress_thread_ = std::thread([this] { run(); });

@@ -308,6 +308,7 @@ class Engine {
   // Lanes through a relay, for the pairs that need one; after context_, so it closes first.
   std::unique_ptr<RelayLink> relay_;
   std::vector<std::chrono::steady_clock::time_point> relay_last_sent_;  // per rank
+  std::chrono::steady_clock::time_point relay_watch_from_;              // when the group formed
   core::InboundMatcher inbound_;
   std::unordered_map<uint64_t, uint64_t> next_send_index_;  // per (peer << 48 | tag)
   std::vector<char> hello_seen_;                            // per peer * lanes + lane

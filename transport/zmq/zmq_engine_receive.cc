@@ -413,7 +413,10 @@ void Engine::keep_relayed_peers_alive() {
         lost_[static_cast<size_t>(peer)]) {
       continue;
     }
-    if (now - relay_->last_heard(peer) > options_.peer_timeout) {
+    // During connection setup a peer may be blocked reading another peer's records, silent for
+    // as long as connect_timeout allows; silence counts from the moment the group formed.
+    const auto heard = std::max(relay_->last_heard(peer), relay_watch_from_);
+    if (bootstrapped_ && now - heard > options_.peer_timeout) {
       lose_peer(peer, ErrorKind::kPeerLost,
                 fmt::format("nothing came from it through the relay at {} for {} ms (it exited, "
                             "or its connection to the relay or this rank's is gone)",
