@@ -153,6 +153,10 @@ void zmq_seeds(const fs::path& root) {
   const Bytes reach = encode_reach_record({1, {1, 0, 1}});
   write(root, "zmq_reach_record", "valid", reach);
   write(root, "zmq_reach_record", "truncated", Bytes(reach.begin(), reach.end() - 1));
+  const Bytes relayed = encode_relay_record({"00ff00ff00ff00ff", "tcp://10.0.0.1:443", ""});
+  write(root, "zmq_relay_record", "registered", relayed);
+  write(root, "zmq_relay_record", "failed", encode_relay_record({"00ff", "", "no relay answered"}));
+  write(root, "zmq_relay_record", "truncated", Bytes(relayed.begin(), relayed.end() - 1));
 }
 
 void data_auth_seeds(const fs::path& root) {
