@@ -89,7 +89,6 @@ class RelayClient {
   std::vector<std::pair<std::string, std::string>> take_no_routes();
 
   const std::string& endpoint() const { return endpoint_; }
-  const std::string& member() const { return options_.member; }
   uint64_t window_bytes() const { return window_bytes_; }
   uint32_t max_chunk_bytes() const { return max_chunk_bytes_; }
 

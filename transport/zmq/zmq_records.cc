@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "base/byte_io.h"
 
@@ -25,17 +29,31 @@ bool plausible_host(const std::string& host) {
   });
 }
 
-void check_magic_and_version(base::ByteReader& in, uint32_t magic, uint16_t version,
-                             const char* what) {
-  const auto found = in.get<uint32_t>("magic");
-  if (found != magic) {
-    in.reject("magic", std::string("not a torchwan zmq ") + what +
-                           " (another transport or an older torchwan?)");
-  }
-  const auto found_version = in.get<uint16_t>("version");
-  if (found_version != version) {
-    in.reject("version", "version " + std::to_string(found_version) + ", expected " +
-                             std::to_string(version) + " (mixed torchwan versions?)");
+// Every record's envelope: magic and version first, then what `read_fields` takes, then nothing
+// more. Nothing, with `why` naming the malformed field, unless all of it holds.
+template <typename ReadFields>
+auto decode_record(const std::vector<uint8_t>& bytes, std::string& why, const char* what,
+                   uint32_t magic, uint16_t version, ReadFields read_fields)
+    -> std::optional<decltype(read_fields(std::declval<base::ByteReader&>()))> {
+  const std::string name = std::string("zmq ") + what;
+  try {
+    base::ByteReader in(bytes, name);
+    const auto found = in.get<uint32_t>("magic");
+    if (found != magic) {
+      in.reject("magic", std::string("not a torchwan zmq ") + what +
+                             " (another transport or an older torchwan?)");
+    }
+    const auto found_version = in.get<uint16_t>("version");
+    if (found_version != version) {
+      in.reject("version", "version " + std::to_string(found_version) + ", expected " +
+                               std::to_string(version) + " (mixed torchwan versions?)");
+    }
+    auto record = read_fields(in);
+    in.expect_end();
+    return record;
+  } catch (const base::MalformedBytes& malformed) {
+    why = malformed.what();
+    return std::nullopt;
   }
 }
 
@@ -69,37 +87,36 @@ std::vector<uint8_t> encode_address_record(const AddressRecord& record) {
 
 std::optional<AddressRecord> decode_address_record(const std::vector<uint8_t>& bytes,
                                                    std::string& why) {
-  try {
-    base::ByteReader in(bytes, "zmq address record");
-    check_magic_and_version(in, kAddressMagic, kAddressVersion, "address record");
-    AddressRecord record;
-    // A host takes at least its length and one byte.
-    const uint32_t hosts = in.get_count("host count", sizeof(uint32_t) + 1);
-    if (hosts == 0 || hosts > kMaxCandidateHosts) {
-      in.reject("host count", std::to_string(hosts) + " candidate hosts (1 to " +
-                                  std::to_string(kMaxCandidateHosts) + " allowed)");
-    }
-    for (uint32_t i = 0; i < hosts; ++i) {
-      std::string host = in.get_string("host", kMaxHostBytes);
-      if (!plausible_host(host)) in.reject("host", "'" + host + "' is not a host name or address");
-      record.hosts.push_back(std::move(host));
-    }
-    const uint32_t lanes = in.get_count("lane count", sizeof(uint16_t));
-    if (lanes == 0 || lanes > kMaxRecordLanes) {
-      in.reject("lane count", std::to_string(lanes) + " lanes (1 to " +
-                                  std::to_string(kMaxRecordLanes) + " allowed)");
-    }
-    for (uint32_t lane = 0; lane < lanes; ++lane) {
-      const auto port = in.get<uint16_t>("lane port");
-      if (port == 0) in.reject("lane port", "port 0 for lane " + std::to_string(lane));
-      record.ports.push_back(port);
-    }
-    in.expect_end();
-    return record;
-  } catch (const base::MalformedBytes& malformed) {
-    why = malformed.what();
-    return std::nullopt;
-  }
+  return decode_record(
+      bytes, why, "address record", kAddressMagic, kAddressVersion, [](base::ByteReader& in) {
+        AddressRecord record;
+        // A host takes at least its length and one byte.
+        const uint32_t hosts = in.get_count("host count", sizeof(uint32_t) + 1);
+        if (hosts == 0 || hosts > kMaxCandidateHosts) {
+          in.reject("host count", std::to_string(hosts) + " candidate hosts (1 to " +
+                                      std::to_string(kMaxCandidateHosts) + " allowed)");
+        }
+        for (uint32_t i = 0; i < hosts; ++i) {
+          std::string host = in.get_string("host", kMaxHostBytes);
+          if (!plausible_host(host)) {
+            in.reject("host", "'" + host + "' is not a host name or address");
+          }
+          record.hosts.push_back(std::move(host));
+        }
+        const uint32_t lanes = in.get_count("lane count", sizeof(uint16_t));
+        if (lanes == 0 || lanes > kMaxRecordLanes) {
+          in.reject("lane count", std::to_string(lanes) + " lanes (1 to " +
+                                      std::to_string(kMaxRecordLanes) + " allowed)");
+        }
+        for (uint32_t lane = 0; lane < lanes; ++lane) {
+          const auto port = in.get<uint16_t>("lane port");
+          if (port == 0) {
+            in.reject("lane port", "port 0 for lane " + std::to_string(lane));
+          }
+          record.ports.push_back(port);
+        }
+        return record;
+      });
 }
 
 std::string reach_key(int rank) { return "tw/zmq/reach/" + std::to_string(rank); }
@@ -116,31 +133,27 @@ std::vector<uint8_t> encode_reach_record(const ReachRecord& record) {
 
 std::optional<ReachRecord> decode_reach_record(const std::vector<uint8_t>& bytes,
                                                std::string& why) {
-  try {
-    base::ByteReader in(bytes, "zmq reach record");
-    check_magic_and_version(in, kReachMagic, kReachVersion, "reach record");
-    ReachRecord record;
-    record.rank = static_cast<int>(in.get<uint32_t>("rank"));
-    const uint32_t size = in.get_count("rank count", 1);
-    if (size == 0 || size > kMaxReachRanks || static_cast<uint32_t>(record.rank) >= size) {
-      in.reject("rank count",
-                std::to_string(size) + " ranks for rank " + std::to_string(record.rank));
-    }
-    for (uint32_t peer = 0; peer < size; ++peer) {
-      const auto reached = in.get<uint8_t>("reached");
-      if (reached > 1)
-        in.reject("reached", "value " + std::to_string(reached) + ", expected 0 or 1");
-      if (reached == 1 && static_cast<int>(peer) == record.rank) {
-        in.reject("reached", "a rank claims to have connected to itself");
-      }
-      record.reached.push_back(static_cast<char>(reached));
-    }
-    in.expect_end();
-    return record;
-  } catch (const base::MalformedBytes& malformed) {
-    why = malformed.what();
-    return std::nullopt;
-  }
+  return decode_record(
+      bytes, why, "reach record", kReachMagic, kReachVersion, [](base::ByteReader& in) {
+        ReachRecord record;
+        record.rank = static_cast<int>(in.get<uint32_t>("rank"));
+        const uint32_t size = in.get_count("rank count", 1);
+        if (size == 0 || size > kMaxReachRanks || static_cast<uint32_t>(record.rank) >= size) {
+          in.reject("rank count",
+                    std::to_string(size) + " ranks for rank " + std::to_string(record.rank));
+        }
+        for (uint32_t peer = 0; peer < size; ++peer) {
+          const auto reached = in.get<uint8_t>("reached");
+          if (reached > 1) {
+            in.reject("reached", "value " + std::to_string(reached) + ", expected 0 or 1");
+          }
+          if (reached == 1 && static_cast<int>(peer) == record.rank) {
+            in.reject("reached", "a rank claims to have connected to itself");
+          }
+          record.reached.push_back(static_cast<char>(reached));
+        }
+        return record;
+      });
 }
 
 std::string relay_key(int rank) { return "tw/zmq/relay/" + std::to_string(rank); }
@@ -157,22 +170,17 @@ std::vector<uint8_t> encode_relay_record(const RelayRecord& record) {
 
 std::optional<RelayRecord> decode_relay_record(const std::vector<uint8_t>& bytes,
                                                std::string& why) {
-  try {
-    base::ByteReader in(bytes, "zmq relay record");
-    check_magic_and_version(in, kRelayRecordMagic, kRelayRecordVersion, "relay record");
-    RelayRecord record;
-    record.token = in.get_string("token", kMaxRelayTokenBytes);
-    record.endpoint = in.get_string("endpoint", kMaxHostBytes + 16);
-    record.failure = in.get_string("failure", kMaxRelayFailureBytes);
-    in.expect_end();
-    if (record.failure.empty() && (record.token.empty() || record.endpoint.empty())) {
-      in.fail("neither a registration (token and endpoint) nor a failure");
-    }
-    return record;
-  } catch (const base::MalformedBytes& malformed) {
-    why = malformed.what();
-    return std::nullopt;
-  }
+  return decode_record(
+      bytes, why, "relay record", kRelayRecordMagic, kRelayRecordVersion, [](base::ByteReader& in) {
+        RelayRecord record;
+        record.token = in.get_string("token", kMaxRelayTokenBytes);
+        record.endpoint = in.get_string("endpoint", kMaxHostBytes + 16);
+        record.failure = in.get_string("failure", kMaxRelayFailureBytes);
+        if (record.failure.empty() && (record.token.empty() || record.endpoint.empty())) {
+          in.fail("neither a registration (token and endpoint) nor a failure");
+        }
+        return record;
+      });
 }
 
 std::optional<LinkRung> decide_rung(bool a_reached_b, bool b_reached_a) {

@@ -83,6 +83,14 @@ std::string RelayLink::member_id(const std::string& token, int lane) {
   return fmt::format("{}.{}", token, lane);
 }
 
+std::optional<std::pair<int, std::string>> RelayLink::peer_of(const std::string& member) const {
+  const auto dot = member.rfind('.');
+  if (dot == std::string::npos) return std::nullopt;
+  const auto found = rank_by_token_.find(member.substr(0, dot));
+  if (found == rank_by_token_.end()) return std::nullopt;
+  return std::make_pair(found->second, member.substr(dot + 1));
+}
+
 void RelayLink::add_peer(int rank, const std::string& token) {
   rank_by_token_[token] = rank;
   token_by_rank_[rank] = token;
@@ -129,22 +137,16 @@ void RelayLink::receive(const Deliver& deliver, std::vector<Problem>& problems) 
       return;
     }
     for (const auto& [member, reason] : client.take_no_routes()) {
-      const auto dot = member.rfind('.');
-      const auto found = rank_by_token_.find(member.substr(0, dot));
-      if (dot == std::string::npos || found == rank_by_token_.end()) continue;
-      problems.push_back({found->second, fmt::format("the relay at {} has no route to it: {}",
-                                                     endpoint(), reason)});
+      const auto peer = peer_of(member);
+      if (!peer) continue;
+      problems.push_back(
+          {peer->first, fmt::format("the relay at {} has no route to it: {}", endpoint(), reason)});
     }
     while (auto message = client.take()) {
-      const auto dot = message->peer.rfind('.');
-      const auto found = dot == std::string::npos
-                             ? rank_by_token_.end()
-                             : rank_by_token_.find(message->peer.substr(0, dot));
-      // A member that is no peer of this group (or another lane's) gets nothing delivered.
-      if (found == rank_by_token_.end() || message->peer.substr(dot + 1) != std::to_string(lane)) {
-        continue;
-      }
-      const int peer = found->second;
+      // A member that is no peer of this group, or another lane's, gets nothing delivered.
+      const auto sender = peer_of(message->peer);
+      if (!sender || sender->second != std::to_string(lane)) continue;
+      const int peer = sender->first;
       const auto reader = readers_.find({peer, static_cast<int>(lane)});
       if (reader == readers_.end() || forgotten_.count(peer) != 0) continue;  // the peer is lost
       heard_[peer] = Clock::now();

@@ -24,6 +24,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 #include <zmq.hpp>
 
@@ -102,6 +103,8 @@ class RelayLink {
 
  private:
   static std::string member_id(const std::string& token, int lane);
+  // The rank whose token names `member`, and the lane part of the name; nothing for a stranger.
+  std::optional<std::pair<int, std::string>> peer_of(const std::string& member) const;
 
   Settings settings_;
   std::vector<std::unique_ptr<relay::RelayClient>> lanes_;
