@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "relay/relay_server.h"
@@ -177,6 +178,21 @@ TEST_P(RelayRungLanes, TwoRanksNeitherCanDialTalkThroughTheRelayEncryptedByDefau
 }
 
 INSTANTIATE_TEST_SUITE_P(Lanes, RelayRungLanes, ::testing::Values(1, 2));
+
+TEST(RelayRung, AnIdleRelayedPairOutlivesThePeerTimeoutOnHeartbeats) {
+  RelayedJob job;
+  auto ranks = job.connect(2, 1);
+  ASSERT_EQ(ranks[0]->links()[1], LinkRung::kRelay);
+  // Nothing is sent for half as long again as peer_timeout (3 s): only the transport's own
+  // heartbeats through the relay keep each side from losing the other.
+  std::this_thread::sleep_for(4500ms);
+  const auto data = pattern_bytes(100'000, 4);
+  std::vector<uint8_t> got(data.size());
+  auto receive = ranks[1]->irecv(0, 3, got.data(), got.size());
+  ranks[0]->isend(1, 3, data.data(), data.size())->wait(10s);
+  receive->wait(10s);
+  EXPECT_TRUE(got == data);
+}
 
 TEST(RelayRung, APeerBehindAStoppedRelayIsLostWithinThePeerTimeout) {
   RelayedJob job;
