@@ -97,6 +97,23 @@ Engine::EndpointSlot& Engine::endpoint(int peer, int lane) {
 // ---------------------------------------------------------------------------------------------
 // Commands from user threads
 
+void Engine::start_send(core::PostedSend send) {
+  // A transfer holds one pointer type for both directions; a send's buffer is only read.
+  start({send.id, std::move(send.request), /*is_send=*/true, send.peer, send.tag,
+         const_cast<uint8_t*>(send.data), send.length});
+}
+
+void Engine::start_receive(core::PostedReceive receive) {
+  start({receive.id, std::move(receive.request), /*is_send=*/false, receive.peer, receive.tag,
+         receive.data, receive.length});
+}
+
+void Engine::advance() {
+  // Bounds how late the liveness timers run when nothing arrives.
+  constexpr std::chrono::milliseconds kIdleWait{100};
+  if (!progress()) wait_for_event(kIdleWait);
+}
+
 void Engine::start(TransferSpec spec) {
   if (aborted_ || stopping_) {
     const auto aborted = peers_.aborted();
@@ -183,16 +200,15 @@ void Engine::cancel(uint64_t id) {
                  /*fail_request_now=*/false);
 }
 
-void Engine::abort(const std::string& reason) {
+void Engine::abort(const core::Failure& failure, const std::string& reason) {
   if (aborted_ || stopping_) return;
   aborted_ = true;
-  peers_.abort({ErrorKind::kAborted, reason});
-  logger_->warn("ucx rank {}: aborted: {}", rank_, reason);
-  leave("transport aborted: " + reason, /*aborting=*/true);
+  peers_.abort(failure);
+  close_down("transport aborted: " + failure.message, /*aborting=*/true, reason);
   settle();
 }
 
-void Engine::leave(const std::string& why, bool aborting) {
+void Engine::close_down(const std::string& why, bool aborting, const std::string& goodbye) {
   fail_pending_any_source(ErrorKind::kAborted, why);
   // Decided before the transfers fail: a failed transfer stays registered until UCX lets go.
   std::vector<bool> force(static_cast<size_t>(size_));
@@ -207,8 +223,7 @@ void Engine::leave(const std::string& why, bool aborting) {
                    /*fail_request_now=*/true);
   });
   if (connected_) {
-    std::vector<std::shared_ptr<Request>> goodbyes =
-        say_goodbye(aborting, peers_.aborted().value_or(core::Failure{}).message);
+    std::vector<std::shared_ptr<Request>> goodbyes = say_goodbye(aborting, goodbye);
     // An endpoint about to be forced drops what it has not written yet; give the goodbyes a
     // moment to leave so the peers learn why instead of noticing a broken connection.
     const auto deadline = Clock::now() + kGoodbyeGrace;
@@ -606,7 +621,7 @@ void Engine::shutdown() {
   if (!aborted_ && connected_) drain_sends();
   stopping_ = true;
   // After an abort everything already failed and the endpoints are closed.
-  if (!aborted_) leave("the transport was shut down", /*aborting=*/false);
+  if (!aborted_) close_down("the transport was shut down", /*aborting=*/false, "");
   settle();
   const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
   while ((!closing_endpoints_.empty() || !transfers_.empty()) &&

@@ -44,6 +44,7 @@
 #include "transport/core/control_wire.h"
 #include "transport/core/departures.h"
 #include "transport/core/lane_set.h"
+#include "transport/core/link.h"
 #include "transport/core/peer_table.h"
 #include "transport/errors.h"
 #include "transport/link_rung.h"
@@ -69,12 +70,13 @@ struct TransferSpec {
   size_t length = 0;
 };
 
-class Engine {
+// UCX's link under the core's LinkTransport (transport/core/link.h).
+class Engine final : public core::Link {
  public:
   // Creates the context and the workers. Throws TransportError.
   Engine(const TransportOptions& options, int rank, int size, core::PeerTable& peers);
   // Shuts down (bounded) if shutdown() was not called.
-  ~Engine();
+  ~Engine() override;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -85,12 +87,18 @@ class Engine {
   // TransportError(kBootstrap) naming the ranks that did not answer before `deadline`.
   std::vector<LinkRung> connect(Store& store, std::chrono::steady_clock::time_point deadline);
 
-  // `spec.peer` may be kAnySource (a receive): see irecv_any in ucx_transport.h.
-  void start(TransferSpec spec);
+  // --- core::Link ---
+  std::vector<LinkRung> rungs() const override { return rungs_; }
+  void start_send(core::PostedSend send) override;
+  // `receive.peer` may be kAnySource: see irecv_any in ucx_transport.h.
+  void start_receive(core::PostedReceive receive) override;
   // Cancels what UCX can still cancel of transfer `id`; it then fails with kCanceled.
-  void cancel(uint64_t id);
+  void cancel(uint64_t id) override;
   // Fails every pending transfer with kAborted and closes every endpoint.
-  void abort(const std::string& reason);
+  void abort(const core::Failure& failure, const std::string& reason) override;
+  // Progress, or a sleep in epoll (at most a tenth of a second, for the liveness timers).
+  void advance() override;
+  void leave() override { shutdown(); }
 
   // Progresses every worker once and settles what completed. True when anything happened.
   bool progress();
@@ -230,7 +238,9 @@ class Engine {
   void close_endpoints(int peer, bool force);
   // Fails every transfer with kAborted, says goodbye, and closes the endpoints (forcing those
   // with user transfers in flight, whose buffers UCX must give back now).
-  void leave(const std::string& why, bool aborting);
+  // `goodbye`: the reason the peers read.
+  void close_down(const std::string& why, bool aborting, const std::string& goodbye);
+  void start(TransferSpec spec);
   bool has_pending_user_transfer(int peer) const;
   bool has_pending_user_send() const;
   // Lets the user's pending sends finish before the goodbye (see Departure above).
@@ -279,6 +289,7 @@ class Engine {
   bool draining_ = false;  // shutdown waits for the user's sends; losses are no longer reported
   bool shut_down_ = false;
   bool connected_ = false;
+  std::vector<LinkRung> rungs_;  // set by connect()
 
   // Liveness state.
   std::vector<Clock::time_point> last_heard_;  // [peer]

@@ -31,11 +31,11 @@ std::vector<LinkRung> Engine::connect(Store& store,
 
   const std::vector<AddressRecord> records = fetch_peer_addresses(store, deadline);
   auth_.collect(store, deadline);
-  std::vector<LinkRung> rungs = establish(store, records, deadline);
+  rungs_ = establish(store, records, deadline);
   tune_connections();
   connected_ = true;
   start_liveness();
-  return rungs;
+  return rungs_;
 }
 
 void Engine::tune_connections() {

@@ -1,6 +1,7 @@
-// The engine behind ZmqTransport: one ZMQ context and one progress thread that owns every socket
-// (ZMQ sockets are not thread-safe). User threads post commands to it through a mailbox and an
-// eventfd that zmq_poll watches beside the sockets.
+// ZeroMQ's link under the core's LinkTransport (transport/core/link.h): one ZMQ context whose
+// sockets only the core's progress thread touches (ZMQ sockets are not thread-safe). It sleeps in
+// zmq_poll on the sockets and the core's wakeup descriptor, on which it also hangs a mailbox of
+// its own for "ZMQ let go of this send buffer" notices from ZMQ's I/O thread.
 //
 // Topology: each rank binds one ROUTER per lane and, for every peer and lane, connects a DEALER to
 // that peer's lane ROUTER, so every (peer, lane) is its own TCP connection in each direction and a
@@ -56,6 +57,7 @@
 #include "transport/core/control_wire.h"
 #include "transport/core/departures.h"
 #include "transport/core/inbound_matcher.h"
+#include "transport/core/link.h"
 #include "transport/core/mailbox.h"
 #include "transport/core/peer_table.h"
 #include "transport/errors.h"
@@ -73,59 +75,33 @@
 
 namespace torchwan::transport::zmq_detail {
 
-class Engine {
+class Engine final : public core::Link {
  public:
   // Binds, publishes this rank's endpoints, connects to every peer and exchanges hellos, all
-  // within options.connect_timeout, then starts the progress thread. Throws
-  // TransportError(kBootstrap) naming the ranks that did not answer.
-  Engine(const TransportOptions& options, Store& store, int rank, int size);
-  // Fails whatever is pending with kAborted and stops, even when peers are gone.
-  ~Engine();
+  // before setup.deadline. Throws TransportError(kBootstrap) naming the ranks that did not
+  // answer.
+  explicit Engine(core::LinkSetup& setup);
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Thread-safe. Arguments are already checked by ZmqTransport.
-  std::shared_ptr<Request> send(int peer, Tag tag, const void* data, size_t length,
-                                Request::Callback callback);
-  // `peer` may be kAnySource (see transport/core/inbound_matcher.h for how those match).
-  std::shared_ptr<Request> recv(int peer, Tag tag, void* data, size_t length,
-                                Request::Callback callback);
-  void abort(const std::string& reason);
-  void set_peer_failure_handler(Transport::PeerFailureHandler handler);
-  // Per rank the rung that carries its lanes; fixed once the constructor returned.
-  const std::vector<LinkRung>& links() const { return rungs_; }
   // "zmq transport rank R", the prefix of every message this rank's transport writes.
-  std::string who() const;
+  static std::string who(int rank);
+  std::string who() const { return who(rank_); }
+
+  // --- core::Link ---
+  // Per rank the rung that carries its lanes; fixed once the constructor returned.
+  std::vector<LinkRung> rungs() const override { return rungs_; }
+  void start_send(core::PostedSend send) override;
+  // `receive.peer` may be kAnySource (see transport/core/inbound_matcher.h for how those match).
+  void start_receive(core::PostedReceive receive) override;
+  void cancel(uint64_t id) override;
+  void abort(const core::Failure& failure, const std::string& reason) override;
+  void advance() override;
+  // Fails pending receives, says goodbye on every lane behind the sends still queued there, waits
+  // (bounded) for the peers to acknowledge, then fails what did not leave and closes.
+  void leave() override;
 
  private:
-  struct SendCommand {
-    std::shared_ptr<Request> request;
-    uint64_t id;
-    int peer;
-    Tag tag;
-    const uint8_t* data;
-    size_t length;
-  };
-  struct RecvCommand {
-    core::PostedReceive recv;
-  };
-  struct CancelCommand {
-    uint64_t id;
-  };
-  struct AbortCommand {
-    core::Failure failure;
-    std::string reason;
-  };
-  struct StopCommand {};
-  using Command = std::variant<SendCommand, RecvCommand, CancelCommand, AbortCommand, StopCommand>;
-
-  // Shared with cancel hooks (through weak_ptr), which may outlive the engine.
-  struct Inbox {
-    core::Wakeup wakeup;
-    core::Mailbox<Command> commands{wakeup};
-    core::Mailbox<uint64_t> releases{wakeup};  // ids of SendOps whose zero-copy piece ZMQ released
-  };
-
   // Our ROUTER for one lane: every peer's DEALER for that lane connects to it.
   struct ReceiveLane {
     MonitoredSocket router;
@@ -209,14 +185,7 @@ class Engine {
   std::string describe_missing_hellos() const;
 
   // --- progress ---
-  void run();
   void poll_once(std::chrono::milliseconds timeout);
-  void handle_commands();
-  void handle_command(SendCommand& command);
-  void handle_command(RecvCommand& command);
-  void handle_command(CancelCommand& command);
-  void handle_command(AbortCommand& command);
-  void handle_command(StopCommand& command);
   void handle_releases();
   void drain_router(int lane);
   // Where a message came in: on our ROUTER under `routing`, or (routing null) on our DEALER.
@@ -269,20 +238,13 @@ class Engine {
   void close_sockets();
   // Abort: fail everything and close every socket at once.
   void shut_down(const core::Failure& failure);
-  // Destruction: fail pending receives, say goodbye on every lane behind the sends still queued
-  // there, and wait (bounded) for the peers to acknowledge, so that every send is delivered
-  // before the connections close; then fail what did not leave in time, and close.
-  void leave();
+  // leave()'s first part: the goodbye handshake, so that every send is delivered before the
+  // connections close; then fail what did not leave in time, and close.
+  void say_goodbye();
 
   SendLane& send_lane(int peer, int lane) {
     return send_lanes_[static_cast<size_t>(peer * options_.lanes + lane)];
   }
-  std::function<void()> cancel_hook(uint64_t id);
-  // A new request: failed at once when the peer table refuses it, else given a command id in
-  // `id` and a cancel hook.
-  std::shared_ptr<Request> admit(bool is_send, int peer, Tag tag, size_t length,
-                                 Request::Callback callback, std::optional<uint64_t>& id);
-
   const TransportOptions options_;
   const int rank_;
   const int size_;
@@ -291,13 +253,13 @@ class Engine {
   DataAuth auth_;
 
   // Shared with other threads.
-  std::shared_ptr<Inbox> inbox_;
-  core::PeerTable peers_;
-  std::atomic<uint64_t> next_request_id_{1};
+  core::PeerTable& peers_;
+  core::Wakeup& wakeup_;
+  core::Mailbox<uint64_t> releases_{wakeup_};  // ids of SendOps whose zero-copy piece ZMQ released
 
   // Progress-thread state. Declaration order matters for destruction: sockets close first, then
   // the context terminates (running the last release callbacks, which touch send_ops_ and
-  // inbox_), and only then do send_ops_ and inbox_ go.
+  // releases_), and only then do send_ops_ and releases_ go.
   core::LaneSet<SendOp> send_ops_;
   ::zmq::context_t context_;
   std::vector<ReceiveLane> receive_lanes_;
@@ -319,12 +281,10 @@ class Engine {
   bool bootstrapped_ = false;
   std::string bootstrap_failure_;
   bool shut_down_ = false;  // sockets closed
-  bool stopping_ = false;   // the destructor asked the progress thread to finish
+  bool stopping_ = false;   // leaving: the transport is being destroyed
   bool leaving_ = false;    // saying goodbye
   std::vector<zmq_pollitem_t> poll_items_;
   std::vector<std::pair<PollTarget, size_t>> poll_targets_;
-
-  std::thread progress_thread_;
 };
 
 }  // namespace torchwan::transport::zmq_detail

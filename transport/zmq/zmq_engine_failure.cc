@@ -98,7 +98,7 @@ void Engine::shut_down(const core::Failure& failure) {
   close_sockets();
 }
 
-void Engine::leave() {
+void Engine::say_goodbye() {
   const core::Failure failure{ErrorKind::kAborted,
                               who() + " was destroyed with this request pending"};
   const auto error = failure.error();
@@ -140,6 +140,8 @@ void Engine::leave() {
       break;
     }
     try {
+      // The core's mailbox is closed now, so only this loop consumes the wakeup.
+      wakeup_.clear();
       poll_once(std::min(left, std::chrono::milliseconds(100)) + std::chrono::milliseconds(1));
     } catch (const std::exception& failure) {
       log_->warn("{}: error while saying goodbye: {}", who(), failure.what());

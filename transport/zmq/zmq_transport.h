@@ -24,39 +24,16 @@
 // - irecv_any: see transport/core/inbound_matcher.h for which message an any-source receive gets.
 #pragma once
 
-#include <memory>
-#include <string>
-#include <vector>
-
-#include "transport/transport.h"
+#include "transport/core/link_transport.h"
 
 namespace torchwan::transport {
 
-namespace zmq_detail {
-class Engine;
-}
-
-class ZmqTransport final : public Transport {
+// The core's LinkTransport (transport/core/link_transport.h) over ZeroMQ's link (zmq_engine.h).
+class ZmqTransport final : public core::LinkTransport {
  public:
+  // Returns once every peer answered on every lane; throws TransportError(kBootstrap) naming the
+  // ranks that did not within options.connect_timeout.
   ZmqTransport(const TransportOptions& options, Store& store, int rank, int size);
-  ~ZmqTransport() override;
-
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  std::string name() const override { return "zmq"; }
-  const TransportOptions& options() const override { return options_; }
-
-  std::shared_ptr<Request> post(Posting posting) override;
-  void abort(const std::string& reason) override;
-  void set_peer_failure_handler(PeerFailureHandler handler) override;
-  // Direct or reverse per peer, as the connection ladder chose at construction.
-  std::vector<LinkRung> links() const override;
-
- private:
-  TransportOptions options_;
-  int rank_;
-  int size_;
-  std::unique_ptr<zmq_detail::Engine> engine_;
 };
 
 }  // namespace torchwan::transport

@@ -1,0 +1,79 @@
+// The narrow interface between the transport core and a link (UCX, ZeroMQ, or a third one): what
+// the core's progress loop (link_transport.h) asks of a link, each call on the loop's thread, which
+// alone touches the link's sockets or workers. The core keeps everything else a transport does
+// for its users: argument checks, refusing requests to lost peers, request ids and cancel hooks,
+// the command mailbox, the thread and its lifecycle, and the abort handshake.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "transport/core/any_source.h"
+#include "transport/core/mailbox.h"
+#include "transport/core/peer_table.h"
+#include "transport/link_rung.h"
+#include "transport/options.h"
+#include "transport/request.h"
+#include "transport/store.h"
+
+namespace torchwan::transport::core {
+
+// A user's send as the loop hands it to the link: the Request to finish, the id its cancel hook
+// names, and the caller's buffer, which stays valid until the Request ends.
+struct PostedSend {
+  std::shared_ptr<Request> request;
+  uint64_t id = 0;
+  int peer = -1;
+  Tag tag = 0;
+  const uint8_t* data = nullptr;
+  size_t length = 0;
+};
+
+class Link {
+ public:
+  virtual ~Link() = default;
+
+  // Per rank how this link reaches it (this rank's own entry is unused); fixed once made.
+  virtual std::vector<LinkRung> rungs() const = 0;
+
+  // Starts a send to a peer the peer table did not refuse when it was posted.
+  virtual void start_send(PostedSend send) = 0;
+  // Starts a receive; `receive.peer` may be kAnySource.
+  virtual void start_receive(PostedReceive receive) = 0;
+  // Cancels what can still be canceled of request `id`, which then fails with kCanceled; an id
+  // that already finished is ignored.
+  virtual void cancel(uint64_t id) = 0;
+  // Fails everything pending with `failure` (the peer table already holds it) and closes every
+  // connection; `reason` is the caller's own words, for the peers.
+  virtual void abort(const Failure& failure, const std::string& reason) = 0;
+
+  // One round of progress. When nothing is ready, sleeps until the link has an event or the
+  // loop's wakeup descriptor (LinkSetup::wakeup) is readable; a link with timers of its own
+  // bounds the sleep by them. A link with mailboxes of its own on that wakeup takes them before
+  // it sleeps, so that no item waits for another event.
+  virtual void advance() = 0;
+
+  // The loop was told to stop and has started every command queued before: delivers what was
+  // sent (bounded by the link's own patience), fails the rest with kAborted, and closes.
+  virtual void leave() = 0;
+};
+
+// What the loop gives the factory that makes a link, on the loop's thread.
+struct LinkSetup {
+  const TransportOptions& options;
+  Store& store;
+  int rank;
+  int size;
+  PeerTable& peers;
+  // Signalled when commands wait; a link puts its descriptor in its sleep, and may hang
+  // mailboxes of its own on it (for events from threads of its library).
+  Wakeup& wakeup;
+  // Connection setup ends by then.
+  std::chrono::steady_clock::time_point deadline;
+};
+
+}  // namespace torchwan::transport::core
