@@ -37,7 +37,7 @@ Engine::Engine(const TransportOptions& options, int rank, int size, core::PeerTa
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
       lost_(static_cast<size_t>(size), false),
       departed_(static_cast<size_t>(size), false),
-      last_heard_(static_cast<size_t>(size)),
+      liveness_(size, options.peer_timeout),
       departures_(size, options.lanes) {
   if (epoll_.get() < 0) {
     throw TransportError(ErrorKind::kInternal,
@@ -413,7 +413,7 @@ void Engine::finish_piece(const Completion& completion) {
 
   std::exception_ptr error;
   if (completion.status == UCS_OK && !transfer.is_send()) {
-    last_heard_[static_cast<size_t>(transfer.peer())] = Clock::now();
+    liveness_.heard(transfer.peer(), Clock::now());
   }
   if (completion.status == UCS_OK) {
     if (!transfer.is_send() && completion.received != piece.length) {

@@ -45,6 +45,7 @@
 #include "transport/core/departures.h"
 #include "transport/core/lane_set.h"
 #include "transport/core/link.h"
+#include "transport/core/peer_liveness.h"
 #include "transport/core/peer_table.h"
 #include "transport/errors.h"
 #include "transport/link_rung.h"
@@ -292,13 +293,11 @@ class Engine final : public core::Link {
   std::vector<LinkRung> rungs_;  // set by connect()
 
   // Liveness state.
-  std::vector<Clock::time_point> last_heard_;  // [peer]
+  core::PeerLiveness liveness_;
   core::Departures departures_;
   std::vector<std::vector<uint8_t>> control_in_;  // [peer * lanes + lane]
   std::vector<uint8_t> heartbeat_out_;
   std::vector<uint8_t> goodbye_out_;
-  Clock::time_point next_heartbeat_{};
-  Clock::time_point last_liveness_check_{};
 
   // Connection setup only: the ladder's state per peer (empty afterwards).
   std::vector<PeerDial> dials_;

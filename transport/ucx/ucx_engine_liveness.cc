@@ -11,27 +11,12 @@
 
 namespace torchwan::transport::ucx {
 
-namespace {
-
-// How often silence is checked; detection happens within peer_timeout plus this.
-constexpr std::chrono::milliseconds kLivenessCheckPeriod{100};
-
-std::string milliseconds_text(std::chrono::steady_clock::duration duration) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(duration).count()) +
-         " ms";
-}
-
-}  // namespace
-
 void Engine::start_liveness() {
   heartbeat_out_ = core::encode_control(core::Heartbeat{});
   const size_t lanes = static_cast<size_t>(options_.lanes);
   control_in_.assign(static_cast<size_t>(size_) * lanes,
                      std::vector<uint8_t>(core::kControlBytes, 0));
-  const auto now = Clock::now();
-  std::fill(last_heard_.begin(), last_heard_.end(), now);
-  last_liveness_check_ = now;
-  next_heartbeat_ = now;
+  liveness_.start(Clock::now());
   for (int peer = 0; peer < size_; ++peer) {
     if (peer == rank_) continue;
     // Goodbyes come on every lane (each after that lane's data), heartbeats on lane 0.
@@ -91,31 +76,22 @@ void Engine::handle_control(const ControlArrival& arrival) {
 void Engine::check_liveness() {
   if (!connected_ || aborted_ || stopping_) return;
   const auto now = Clock::now();
-  if (now - last_liveness_check_ < kLivenessCheckPeriod) return;
-  if (now - last_liveness_check_ > options_.peer_timeout / 2) {
-    // This thread itself was held up (a stopped process, an overloaded host): the silence was
-    // ours, so nobody is blamed for it.
-    logger_->warn("ucx rank {}: progress thread was held up for {}; restarting peer timers", rank_,
-                  milliseconds_text(now - last_liveness_check_));
-    std::fill(last_heard_.begin(), last_heard_.end(), now);
+  const core::PeerLiveness::Check check = liveness_.check(
+      now, [this](int peer) { return peer != rank_ && !lost_[static_cast<size_t>(peer)]; });
+  if (check.held_up) {
+    logger_->warn("ucx rank {}: progress thread was held up for {} ms; restarting peer timers",
+                  rank_,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(*check.held_up).count());
   }
-  last_liveness_check_ = now;
-  const auto heartbeat_interval =
-      std::max<std::chrono::milliseconds>(options_.peer_timeout / 4, std::chrono::milliseconds(10));
-  const bool heartbeat_due = now >= next_heartbeat_;
-  if (heartbeat_due) next_heartbeat_ = now + heartbeat_interval;
-
-  for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_ || lost_[static_cast<size_t>(peer)]) continue;
-    const auto silence = now - last_heard_[static_cast<size_t>(peer)];
-    if (silence > options_.peer_timeout) {
-      lose_peer(peer, "nothing arrived from it for " + milliseconds_text(silence) +
-                          " although it heartbeats every " + milliseconds_text(heartbeat_interval) +
-                          " (peer_timeout " + milliseconds_text(options_.peer_timeout) +
-                          "): stopped, hung or unreachable");
-      continue;
-    }
-    if (heartbeat_due && !departures_.departing(peer)) send_control(peer, 0, heartbeat_out_);
+  for (int peer : check.silent) {
+    lose_peer(peer, liveness_.describe_silence(peer, now) + ": stopped, hung or unreachable");
+  }
+  for (int peer : check.heartbeat_due) {
+    if (lost_[static_cast<size_t>(peer)] || departures_.departing(peer)) continue;
+    // Sent on a fixed period, whatever else goes to the peer: a message UCX holds until the peer
+    // posts its receive is no sign of life to that peer.
+    send_control(peer, 0, heartbeat_out_);
+    liveness_.sent(peer, now);
   }
 }
 
