@@ -68,55 +68,27 @@ std::vector<uint8_t> Engine::local_address(int lane) {
 
 std::vector<AddressRecord> Engine::fetch_peer_addresses(
     Store& store, std::chrono::steady_clock::time_point deadline) {
-  std::vector<AddressRecord> addresses(static_cast<size_t>(size_));
-  auto on_record = [&](int peer, std::vector<uint8_t> bytes) {
-    std::string why;
-    std::optional<AddressRecord> record = decode_address_record(bytes, why);
-    if (record && record->rank != peer) {
-      why = "it claims to be rank " + std::to_string(record->rank);
-      record.reset();
-    }
-    if (!record) {
-      throw TransportError(ErrorKind::kBootstrap,
-                           "ucx rank " + std::to_string(rank_) + ": the address record of rank " +
-                               std::to_string(peer) + " under '" + address_key(peer) +
-                               "' is invalid: " + why,
-                           peer);
-    }
-    if (record->lane_addresses.size() != static_cast<size_t>(options_.lanes)) {
-      throw TransportError(ErrorKind::kBootstrap,
-                           "ucx rank " + std::to_string(rank_) + ": rank " + std::to_string(peer) +
-                               " uses " + std::to_string(record->lane_addresses.size()) +
-                               " lanes, this rank " + std::to_string(options_.lanes) +
-                               " (TORCHWAN_LANES must match on every rank)",
-                           peer);
-    }
-    if (record->stripe_min_bytes != options_.stripe_min_bytes ||
-        record->chunk_bytes != options_.chunk_bytes) {
-      throw TransportError(
-          ErrorKind::kBootstrap,
-          "ucx rank " + std::to_string(rank_) + ": rank " + std::to_string(peer) +
-              " cuts messages differently (stripe_min_bytes " +
-              std::to_string(record->stripe_min_bytes) + ", chunk_bytes " +
-              std::to_string(record->chunk_bytes) + "; this rank " +
-              std::to_string(options_.stripe_min_bytes) + ", " +
-              std::to_string(options_.chunk_bytes) +
-              "); TORCHWAN_STRIPE_MIN_BYTES and TORCHWAN_CHUNK_BYTES must match on every rank",
-          peer);
-    }
-    addresses[static_cast<size_t>(peer)] = std::move(*record);
-  };
-  const std::vector<int> missing =
-      read_peer_records(store, rank_, size_, address_key, deadline, on_record);
-  if (!missing.empty()) {
-    throw TransportError(ErrorKind::kBootstrap,
-                         "ucx rank " + std::to_string(rank_) + ": rank(s) " + rank_list(missing) +
-                             " did not publish their address (store key 'tw/ucx/<rank>') within " +
-                             std::to_string(options_.connect_timeout.count()) +
-                             " ms; are they running and using the same store?",
-                         missing.front());
-  }
-  return addresses;
+  return read_address_records<AddressRecord>(
+      store, "ucx rank " + std::to_string(rank_), rank_, size_, address_key, deadline,
+      options_.connect_timeout, decode_address_record,
+      [this](int peer, const AddressRecord& record) -> std::string {
+        if (record.rank != peer)
+          return "published a record claiming to be rank " + std::to_string(record.rank);
+        if (record.lane_addresses.size() != static_cast<size_t>(options_.lanes)) {
+          return "uses " + std::to_string(record.lane_addresses.size()) + " lanes, this rank " +
+                 std::to_string(options_.lanes) + " (TORCHWAN_LANES must match on every rank)";
+        }
+        if (record.stripe_min_bytes != options_.stripe_min_bytes ||
+            record.chunk_bytes != options_.chunk_bytes) {
+          return "cuts messages differently (stripe_min_bytes " +
+                 std::to_string(record.stripe_min_bytes) + ", chunk_bytes " +
+                 std::to_string(record.chunk_bytes) + "; this rank " +
+                 std::to_string(options_.stripe_min_bytes) + ", " +
+                 std::to_string(options_.chunk_bytes) +
+                 "); TORCHWAN_STRIPE_MIN_BYTES and TORCHWAN_CHUNK_BYTES must match on every rank";
+        }
+        return "";
+      });
 }
 
 }  // namespace torchwan::transport::ucx

@@ -48,39 +48,13 @@ AddressRecord Engine::bind_lanes() {
 }
 
 std::vector<AddressRecord> Engine::read_peer_addresses(Store& store, Clock::time_point deadline) {
-  std::vector<AddressRecord> addresses(static_cast<size_t>(size_));
-  auto on_record = [&](int peer, std::vector<uint8_t> record) {
-    std::string why;
-    auto decoded = decode_address_record(record, why);
-    if (!decoded) {
-      throw TransportError(ErrorKind::kBootstrap,
-                           who() + ": rank " + std::to_string(peer) +
-                               " published an invalid address under '" + address_key(peer) +
-                               "': " + why,
-                           peer);
-    }
-    if (decoded->ports.size() != static_cast<size_t>(options_.lanes)) {
-      throw TransportError(ErrorKind::kBootstrap,
-                           who() + ": rank " + std::to_string(peer) + " listens on " +
-                               std::to_string(decoded->ports.size()) + " lanes, this rank on " +
-                               std::to_string(options_.lanes) +
-                               " (every rank must use the same TORCHWAN_LANES)",
-                           peer);
-    }
-    addresses[static_cast<size_t>(peer)] = std::move(*decoded);
-  };
-  const std::vector<int> missing =
-      read_peer_records(store, rank_, size_, address_key, deadline, on_record);
-  if (!missing.empty()) {
-    throw TransportError(ErrorKind::kBootstrap,
-                         who() + ": ranks " + rank_list(missing) +
-                             " did not publish their addresses (store key " +
-                             address_key(missing.front()) + ") within " +
-                             std::to_string(options_.connect_timeout.count()) +
-                             " ms; are they running, with the same world size and store?",
-                         missing.front());
-  }
-  return addresses;
+  return read_address_records<AddressRecord>(
+      store, who(), rank_, size_, address_key, deadline, options_.connect_timeout,
+      decode_address_record, [this](int, const AddressRecord& record) -> std::string {
+        if (record.ports.size() == static_cast<size_t>(options_.lanes)) return "";
+        return "listens on " + std::to_string(record.ports.size()) + " lanes, this rank on " +
+               std::to_string(options_.lanes) + " (every rank must use the same TORCHWAN_LANES)";
+      });
 }
 
 void Engine::connect_lanes(const std::vector<AddressRecord>& addresses,
