@@ -20,15 +20,17 @@ export CCACHE_NOHASHDIR=1
 JOBS="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 
 # The transport and engine tests whose threads (progress threads, completion callbacks, the
-# engine's waits) TSan checks: the UCX transport, every transport's shutdown and any-source paths,
-# and the collectives engine on 3 and 5 ranks. Left out: zmq_transport_test, because libzmq is a
+# engine's waits) TSan checks: the UCX transport, the core's progress loop under it, every
+# transport's shutdown and any-source paths, and the collectives engine on 3 and 5 ranks. Left out: zmq_transport_test, because libzmq is a
 # prebuilt, uninstrumented library whose I/O threads TSan cannot follow (false reports, and
 # crashes in its lock-free pipes), and the tests that bound a duration ("...Quickly"), which a
-# 5-15x TSan slowdown breaks. ASan and the regular suite run all of them.
-TSAN_TESTS='^(UcxTransport|UcxLanes|Lanes/UcxLanes|Transports/AnySource|AllTransports/TransportShutdown|UcxShutdown|UcxPeerDeath|Engine/Collectives\.[^/]*/[a-z]+_size[35]$)'
+# 5-15x TSan slowdown breaks. ASan and the regular suite run all of them. ctest names parameterized
+# tests "<name>/<param>  # GetParam() = ...", so a pattern ends a name with "( |$)", not "$".
+TSAN_TESTS='^(UcxTransport|UcxLanes|Lanes/UcxLanes|Transports/AnySource|AllTransports/TransportShutdown|UcxShutdown|UcxPeerDeath|Links/LinkCore\.[^/]*/ucx( |$)|Engine/Collectives\.[^/]*/(memory|ucx)_size[35]( |$))'
 TSAN_EXCLUDE='Quickly|_NOT_BUILT'
 # The executables holding those tests: the TSan build compiles only them (and their libraries).
-TSAN_TARGETS=(any_source_test collectives_test transport_shutdown_test ucx_transport_test)
+TSAN_TARGETS=(any_source_test collectives_test transport_link_core_test transport_shutdown_test
+              ucx_transport_test)
 
 build() {  # build <dir> <sanitizers> [targets...]
   local dir="$1" sanitizers="$2"
