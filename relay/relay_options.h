@@ -20,6 +20,8 @@ struct RelayOptions {
   uint32_t max_chunk_bytes = 256u << 10;  // the largest DATA payload the relay accepts
   // Caps max_streams so that max_streams x window_bytes stays within it.
   uint64_t max_memory_bytes = 4096ull << 20;
+  // TCP congestion control of accepted connections (relay_tcp.h); empty: the system default.
+  std::string congestion = "bbr";
 };
 
 // Throws std::invalid_argument naming the option when options cannot work (zero window, a chunk
