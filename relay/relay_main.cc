@@ -23,7 +23,7 @@ constexpr const char* kUsage =
     "--secret-file: only holders of this job secret may connect (ZeroMQ CURVE); also read\n"
     "    from TORCHWAN_SECRET_FILE. Without it anyone who reaches the port may use the relay.\n"
     "--max-streams: streams (sender, receiver, lane) carrying bytes at once (default 1024).\n"
-    "--window-bytes: unacknowledged bytes one stream may have (default 4194304).\n"
+    "--window-bytes: unacknowledged bytes one stream may have (default 16777216).\n"
     "--max-memory-mb: streams x window stays below this (default 4096).\n"
     "--congestion: TCP congestion control of accepted connections (default bbr; 'system':\n"
     "    the system's default).\n";

@@ -40,7 +40,7 @@ def run_relayed(lab: Lab, workdir: Path) -> dict:
     """LADDER_RELAY_PLAINTEXT=1: no job secret, so neither CURVE on the relay's hops nor
     end-to-end encryption (to see what the cryptography costs)."""
     plaintext = os.environ.get("LADDER_RELAY_PLAINTEXT") == "1"
-    window = os.environ.get("LADDER_RELAY_WINDOW_BYTES", str(4 << 20))
+    window = os.environ.get("LADDER_RELAY_WINDOW_BYTES", str(16 << 20))  # the relay's default
     relay_argv = [sys.executable, "-m", "torchwan._relay_cli", "--port", "443",
                   "--window-bytes", window]
     rank_env = {"LADDER_PAIR": "1,2", "TORCHWAN_RELAY": f"{lab.ip('pub')}:443"}
