@@ -25,7 +25,7 @@ constexpr const char* kUsage =
     "--max-streams: streams (sender, receiver, lane) carrying bytes at once (default 1024).\n"
     "--window-bytes: unacknowledged bytes one stream may have (default 16777216).\n"
     "--max-memory-mb: streams x window stays below this (default 4096).\n"
-    "--congestion: TCP congestion control of accepted connections (default bbr; 'system':\n"
+    "--congestion: TCP congestion control of accepted connections, e.g. bbr (default 'system':\n"
     "    the system's default).\n";
 
 torchwan::relay::RelayOptions parse(int argc, char** argv) {

@@ -129,7 +129,7 @@ void RelayServer::serve(::zmq::socket_t router) {
 void RelayServer::watch_handshakes(elastic::SocketMonitor& monitor, RelayForwarder& forwarder) {
   while (const auto event = monitor.next()) {
     if (event->event == ZMQ_EVENT_ACCEPTED && !options_.congestion.empty()) {
-      // The relay sends from the accepted end, so its congestion control paces the second hop.
+      // The relay sends from the accepted end, so this paces the second hop of every stream.
       // The descriptor is ZeroMQ's and open: a close would have queued an event after this one.
       const std::string problem = set_congestion_control(event->value, options_.congestion);
       if (!problem.empty() && !congestion_warned_) {

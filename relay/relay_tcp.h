@@ -1,8 +1,9 @@
-// TCP tuning of the relay's connections, at both ends (the relay's accepted connections and each
-// member's DEALER). A relayed lane crosses two long hops; with loss-based congestion control
-// (cubic) one drop leaves that lane's connection crawling at a halved window while the other lanes
-// are done, and the relayed stream ends at a fraction of the link (docs/relay.md, Performance).
-// BBR keeps each hop full, as the transports ask for on their own data connections.
+// TCP tuning of the relay's connections, at either end (each member's DEALER, which takes the
+// transport's congestion control, BBR by default; the relay's accepted connections, with
+// --congestion). A relayed lane crosses two long hops; with loss-based congestion control (cubic)
+// on the member's hop one drop leaves that lane crawling at a halved window while the other lanes
+// are done, and a one-way relayed stream ends at a fraction of the link (docs/relay.md,
+// Performance).
 #pragma once
 
 #include <string>
