@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "relay/relay_tcp.h"
 #include "relay/relay_wire.h"
 #include "transport/secure/control_security.h"
 
@@ -82,8 +83,13 @@ bool RelayClient::try_register(const std::string& endpoint, std::string& why) {
   (void)dealer_->send(::zmq::buffer(request), ::zmq::send_flags::dontwait);
   const auto deadline = Clock::now() + options_.timeout;
   int closed_handshakes = 0;
-  while (Clock::now() < deadline) {
+  // False on a failed handshake. Tunes the connection as soon as it is made.
+  const auto watch_events = [&] {
     while (const auto event = monitor_->next()) {
+      if (event->event == ZMQ_EVENT_CONNECTED && !options_.congestion.empty()) {
+        // The descriptor is ZeroMQ's and open: a close would have queued DISCONNECTED after this.
+        tuning_problem_ = set_congestion_control(event->value, options_.congestion);
+      }
       if (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
           event->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
           (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && ++closed_handshakes >= 2)) {
@@ -92,6 +98,10 @@ bool RelayClient::try_register(const std::string& endpoint, std::string& why) {
         return false;
       }
     }
+    return true;
+  };
+  while (Clock::now() < deadline) {
+    if (!watch_events()) return false;
     std::vector<::zmq::pollitem_t> items = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}};
     ::zmq::poll(items, std::chrono::milliseconds(20));
     if ((items[0].revents & ZMQ_POLLIN) == 0) continue;
@@ -110,6 +120,8 @@ bool RelayClient::try_register(const std::string& endpoint, std::string& why) {
       why = fmt::format("the relay answered REGISTER with {}", frame_type_name(frame.type));
       return false;
     }
+    // The connection was made before the answer came, so its CONNECTED event is queued by now.
+    (void)watch_events();
     endpoint_ = endpoint;
     window_bytes_ = frame.window_bytes;
     max_chunk_bytes_ =
@@ -205,7 +217,8 @@ std::optional<RelayedMessage> RelayClient::take() {
   if (inbox_.empty()) return std::nullopt;
   RelayedMessage message = std::move(inbox_.front());
   inbox_.pop_front();
-  const auto credit = encode_frame(credit_frame(message.peer, message.lane, message.bytes.size()));
+  const auto credit =
+      encode_frame(credit_frame(message.peer, message.lane, message.payload.size()));
   (void)dealer_->send(::zmq::buffer(credit), ::zmq::send_flags::none);
   return message;
 }
@@ -232,8 +245,7 @@ bool RelayClient::pump(std::chrono::milliseconds timeout) {
           throw RelayError(fmt::format("relay sent DATA announcing {} bytes with {}", frame.bytes,
                                        payload.size()));
         }
-        const auto bytes = view(payload);
-        inbox_.push_back({frame.peer, frame.lane, {bytes.begin(), bytes.end()}});
+        inbox_.push_back({frame.peer, frame.lane, std::move(payload)});
         break;
       }
       case FrameType::kCredit: {

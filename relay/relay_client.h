@@ -45,12 +45,17 @@ struct RelayClientOptions {
   // The ZeroMQ context the DEALER lives in; null: the client makes one of its own. A shared
   // context must outlive the client.
   ::zmq::context_t* context = nullptr;
+  // TCP congestion control of the connection to the relay (relay_tcp.h); empty: the system's.
+  std::string congestion;
 };
 
 struct RelayedMessage {
   std::string peer;
   uint32_t lane = 0;
-  std::vector<uint8_t> bytes;
+  ::zmq::message_t payload;  // as ZeroMQ received it: handed out without a copy
+  std::span<const uint8_t> bytes() const {
+    return {static_cast<const uint8_t*>(payload.data()), payload.size()};
+  }
 };
 
 class RelayClient {
@@ -89,6 +94,8 @@ class RelayClient {
   std::vector<std::pair<std::string, std::string>> take_no_routes();
 
   const std::string& endpoint() const { return endpoint_; }
+  // Why options.congestion could not be set on the connection; empty when it was (or none given).
+  const std::string& tuning_problem() const { return tuning_problem_; }
   uint64_t window_bytes() const { return window_bytes_; }
   uint32_t max_chunk_bytes() const { return max_chunk_bytes_; }
 
@@ -114,6 +121,7 @@ class RelayClient {
   std::deque<RelayedMessage> inbox_;
   std::map<std::string, std::string> no_route_;  // peer -> the relay's reason
   std::string refused_;                          // set once the relay dropped us
+  std::string tuning_problem_;
 };
 
 }  // namespace torchwan::relay

@@ -18,13 +18,15 @@ using torchwan::base::parse_flag_number;
 
 constexpr const char* kUsage =
     "usage: torchwan-relay --port P [--bind ADDR] [--secret-file FILE] [--max-streams N]\n"
-    "                      [--window-bytes W] [--max-memory-mb M]\n"
+    "                      [--window-bytes W] [--max-memory-mb M] [--congestion NAME]\n"
     "--bind: address to listen on (default 0.0.0.0).\n"
     "--secret-file: only holders of this job secret may connect (ZeroMQ CURVE); also read\n"
     "    from TORCHWAN_SECRET_FILE. Without it anyone who reaches the port may use the relay.\n"
     "--max-streams: streams (sender, receiver, lane) carrying bytes at once (default 1024).\n"
-    "--window-bytes: unacknowledged bytes one stream may have (default 4194304).\n"
-    "--max-memory-mb: streams x window stays below this (default 4096).\n";
+    "--window-bytes: unacknowledged bytes one stream may have (default 16777216).\n"
+    "--max-memory-mb: streams x window stays below this (default 4096).\n"
+    "--congestion: TCP congestion control of accepted connections, e.g. bbr (default 'system':\n"
+    "    the system's default).\n";
 
 torchwan::relay::RelayOptions parse(int argc, char** argv) {
   torchwan::relay::RelayOptions options;
@@ -47,14 +49,16 @@ torchwan::relay::RelayOptions parse(int argc, char** argv) {
       options.window_bytes = parse_flag_number(flag, value);
       options.max_chunk_bytes =
           static_cast<uint32_t>(std::min<uint64_t>(options.max_chunk_bytes, options.window_bytes));
+    } else if (flag == "--congestion") {
+      options.congestion = value == "system" ? std::string() : value;
     } else {  // --max-memory-mb
       options.max_memory_bytes = parse_flag_number(flag, value) << 20;
     }
   };
-  for_each_flag(
-      argc, argv, kUsage,
-      {"--port", "--bind", "--secret-file", "--max-streams", "--window-bytes", "--max-memory-mb"},
-      {}, on_flag);
+  for_each_flag(argc, argv, kUsage,
+                {"--port", "--bind", "--secret-file", "--max-streams", "--window-bytes",
+                 "--max-memory-mb", "--congestion"},
+                {}, on_flag);
   if (!have_port) throw std::invalid_argument("--port is required");
   if (!secret_file.empty()) options.secret = torchwan::security::JobSecret::load_file(secret_file);
   torchwan::relay::validate(options);

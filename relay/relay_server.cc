@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/server_main.h"
 #include "relay/relay_forwarder.h"
+#include "relay/relay_tcp.h"
 #include "relay/relay_wire.h"
 #include "transport/secure/control_security.h"
 #include "transport/secure/zap_handler.h"
@@ -72,8 +73,10 @@ void RelayServer::start() {
   router.bind("tcp://" + options_.host + ":" + port);
   port_ = bound_port(router);
   stopping_ = false;
-  log_->info("relay: listening on {}:{}, window {} bytes, at most {} streams", options_.host, port_,
-             options_.window_bytes, effective_max_streams(options_));
+  log_->info(
+      "relay: listening on {}:{}, window {} bytes, at most {} streams, congestion control {}",
+      options_.host, port_, options_.window_bytes, effective_max_streams(options_),
+      options_.congestion.empty() ? "of the system" : options_.congestion);
   if (options_.secret) {
     log_->info("relay: CURVE authentication on; members need the job secret (fingerprint {})",
                options_.secret->fingerprint());
@@ -125,6 +128,15 @@ void RelayServer::serve(::zmq::socket_t router) {
 
 void RelayServer::watch_handshakes(elastic::SocketMonitor& monitor, RelayForwarder& forwarder) {
   while (const auto event = monitor.next()) {
+    if (event->event == ZMQ_EVENT_ACCEPTED && !options_.congestion.empty()) {
+      // The relay sends from the accepted end, so this paces the second hop of every stream.
+      // The descriptor is ZeroMQ's and open: a close would have queued an event after this one.
+      const std::string problem = set_congestion_control(event->value, options_.congestion);
+      if (!problem.empty() && !congestion_warned_) {
+        congestion_warned_ = true;
+        log_->warn("relay: connections keep the system's congestion control: {}", problem);
+      }
+    }
     if (event->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
         event->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
         event->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {

@@ -53,7 +53,8 @@ class RelayServer {
 
  private:
   void serve(::zmq::socket_t router);
-  // Logs failed CURVE handshakes (a client without the job's secret) and counts them.
+  // Logs failed CURVE handshakes (a client without the job's secret) and counts them; sets the
+  // congestion control of accepted connections.
   void watch_handshakes(elastic::SocketMonitor& monitor, RelayForwarder& forwarder);
 
   RelayOptions options_;
@@ -64,6 +65,7 @@ class RelayServer {
   std::atomic<bool> stopping_{false};
   mutable std::mutex stats_mutex_;
   RelayStats stats_;
+  bool congestion_warned_ = false;  // serving thread only
   std::thread thread_;
 };
 

@@ -38,12 +38,17 @@ def run(lab: Lab, hosts: list[str], extra_env: dict[str, str] | None = None) -> 
 
 def run_relayed(lab: Lab, workdir: Path) -> dict:
     """LADDER_RELAY_PLAINTEXT=1: no job secret, so neither CURVE on the relay's hops nor
-    end-to-end encryption (to see what the cryptography costs)."""
+    end-to-end encryption (to see what the cryptography costs). LADDER_RELAY_WINDOW_BYTES: the
+    relay's window. LADDER_RELAY_CONGESTION: the relay's --congestion (TORCHWAN_CONGESTION
+    sets the members' end, as for any transport connection)."""
     plaintext = os.environ.get("LADDER_RELAY_PLAINTEXT") == "1"
-    window = os.environ.get("LADDER_RELAY_WINDOW_BYTES", str(4 << 20))
+    window = os.environ.get("LADDER_RELAY_WINDOW_BYTES", str(16 << 20))  # the relay's default
     relay_argv = [sys.executable, "-m", "torchwan._relay_cli", "--port", "443",
                   "--window-bytes", window]
     rank_env = {"LADDER_PAIR": "1,2", "TORCHWAN_RELAY": f"{lab.ip('pub')}:443"}
+    congestion = os.environ.get("LADDER_RELAY_CONGESTION")  # e.g. system: the relay's own end
+    if congestion:
+        relay_argv += ["--congestion", congestion]
     if plaintext:
         rank_env["TORCHWAN_ENCRYPTION"] = "none"
     else:

@@ -234,7 +234,7 @@ TEST(RelayProcess, FloodsAtAStalledReceiverKeepTheRelaysMemoryBounded) {
   while (got.size() < bytes.size()) {
     auto message = b.receive(10s);
     ASSERT_TRUE(message.has_value()) << "stalled at " << got.size();
-    got.insert(got.end(), message->bytes.begin(), message->bytes.end());
+    got.insert(got.end(), message->bytes().begin(), message->bytes().end());
   }
   sender.join();
   EXPECT_EQ(got, bytes);

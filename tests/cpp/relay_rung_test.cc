@@ -112,7 +112,8 @@ TEST(RelayedRecords, AStreamCutAnywhereGivesBackEveryFramePairAndRefusesAnOversi
   for (const auto& [header, payload] : frames) {
     const auto record = wire::make_relayed_record(wire::encode_header(header),
                                                   ::zmq::message_t(payload.data(), payload.size()));
-    stream.insert(stream.end(), record.bytes.begin(), record.bytes.end());
+    const auto bytes = record.bytes();
+    stream.insert(stream.end(), bytes.begin(), bytes.end());
   }
   for (const size_t chunk :
        {size_t{1}, size_t{7}, size_t{72}, size_t{73}, size_t{4096}, stream.size()}) {

@@ -3,10 +3,15 @@
 // window, hostile clients beside a legitimate stream, and one stream's throughput against a direct
 // DEALER/ROUTER pair.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -57,12 +62,12 @@ void receive_exactly(
     const auto want = expected.find(stream);
     ASSERT_NE(want, expected.end()) << "bytes from " << message->peer << " lane " << message->lane;
     size_t& offset = got[stream];
-    ASSERT_LE(offset + message->bytes.size(), want->second.size());
-    ASSERT_TRUE(std::equal(message->bytes.begin(), message->bytes.end(),
+    ASSERT_LE(offset + message->bytes().size(), want->second.size());
+    ASSERT_TRUE(std::equal(message->bytes().begin(), message->bytes().end(),
                            want->second.begin() + static_cast<std::ptrdiff_t>(offset)))
         << "wrong bytes from " << message->peer << " lane " << message->lane << " at " << offset;
-    offset += message->bytes.size();
-    missing -= message->bytes.size();
+    offset += message->bytes().size();
+    missing -= message->bytes().size();
   }
 }
 
@@ -342,11 +347,11 @@ TEST(Relay, HostileClientsChangeNothingForALegitimateStream) {
       ASSERT_TRUE(message.has_value()) << "the legitimate stream stalled at " << offset;
       ASSERT_EQ(message->peer, "sender");
       ASSERT_EQ(message->lane, 3u);
-      ASSERT_LE(offset + message->bytes.size(), bytes.size());
-      ASSERT_TRUE(std::equal(message->bytes.begin(), message->bytes.end(),
+      ASSERT_LE(offset + message->bytes().size(), bytes.size());
+      ASSERT_TRUE(std::equal(message->bytes().begin(), message->bytes().end(),
                              bytes.begin() + static_cast<std::ptrdiff_t>(offset)))
           << "wrong bytes at " << offset;
-      offset += message->bytes.size();
+      offset += message->bytes().size();
     }
   };
   testing::run_on_threads(3, [&](int rank) {
@@ -407,7 +412,7 @@ TEST(Relay, WithASecretASecondRegistrationReplacesTheFirst) {
   sender.send("rank-1", 0, bytes);
   const auto message = new_connection.receive(5s);
   ASSERT_TRUE(message.has_value());
-  EXPECT_EQ(message->bytes, bytes);
+  EXPECT_EQ(std::vector<uint8_t>(message->bytes().begin(), message->bytes().end()), bytes);
   EXPECT_FALSE(old_connection.receive(200ms).has_value());
   EXPECT_EQ(relay.stats().members, 2u);
 }
@@ -429,6 +434,63 @@ TEST(Relay, AClientTriesTheNextRelayWhenOneRefusesIt) {
   EXPECT_EQ(member.endpoint(), right_relay.endpoint());
   EXPECT_EQ(right_relay.stats().members, 1u);
   EXPECT_EQ(wrong_relay.stats().members, 0u);
+}
+
+int port_of(const sockaddr_storage& address) {
+  if (address.ss_family == AF_INET) {
+    return ntohs(reinterpret_cast<const sockaddr_in&>(address).sin_port);
+  }
+  if (address.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6&>(address).sin6_port);
+  }
+  return -1;
+}
+
+// The congestion control of each TCP connection of this process with `port` at either end.
+std::vector<std::string> congestion_controls_on_port(int port) {
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(entry.path().filename().string());
+    sockaddr_storage local{};
+    sockaddr_storage remote{};
+    socklen_t local_length = sizeof(local);
+    socklen_t remote_length = sizeof(remote);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&remote), &remote_length) != 0 ||
+        (port_of(local) != port && port_of(remote) != port)) {
+      continue;
+    }
+    char name[32] = {};
+    socklen_t name_length = sizeof(name);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &name_length) == 0) {
+      found.emplace_back(name);
+    }
+  }
+  return found;
+}
+
+TEST(Relay, BothEndsOfAMembersConnectionUseTheCongestionControlAskedFor) {
+  // reno is built into every kernel; the test asks for it because the default is something else.
+  std::string system_default;
+  std::ifstream("/proc/sys/net/ipv4/tcp_congestion_control") >> system_default;
+  if (system_default == "reno") GTEST_SKIP() << "the system default is reno already";
+  RelayOptions options;
+  options.congestion = "reno";
+  RelayServer relay(options);
+  relay.start();
+  RelayClientOptions client = member_options(relay, "rank-0");
+  client.congestion = "reno";
+  RelayClient member(client);
+  EXPECT_EQ(member.tuning_problem(), "");
+  // The relay tunes what it accepted on its serving thread, while the client registers.
+  std::vector<std::string> found;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    found = congestion_controls_on_port(relay.port());
+    if (found == std::vector<std::string>{"reno", "reno"}) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(found, (std::vector<std::string>{"reno", "reno"}))
+      << "the relay's end and the member's end of their one connection";
 }
 
 TEST(Relay, WithoutASecretASecondRegistrationOfAMemberIsRefused) {

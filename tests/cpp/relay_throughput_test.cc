@@ -50,9 +50,9 @@ double through_relay(RelayOptions options, const std::vector<uint8_t>& chunk) {
   while (received < kTotalBytes) {
     auto message = receiver.receive(10s);
     if (!message) break;
-    exact = exact && message->bytes.size() == chunk.size() &&
-            std::equal(message->bytes.begin(), message->bytes.end(), chunk.begin());
-    received += message->bytes.size();
+    exact = exact && message->bytes().size() == chunk.size() &&
+            std::equal(message->bytes().begin(), message->bytes().end(), chunk.begin());
+    received += message->bytes().size();
   }
   sending.join();
   const double elapsed = seconds_since(start);

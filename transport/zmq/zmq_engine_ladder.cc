@@ -270,6 +270,7 @@ void Engine::open_relay(Store& store, Clock::time_point deadline) {
     settings.secret = auth_.secret();
     settings.timeout = std::min<std::chrono::milliseconds>(left(), std::chrono::seconds(10));
     settings.context = &context_;
+    settings.congestion = tuning_.congestion;
     relay_ = std::make_unique<RelayLink>(std::move(settings));
     mine.endpoint = relay_->endpoint();
   } catch (const relay::RelayError& error) {

@@ -59,13 +59,16 @@ void Engine::flush_relayed(SendLane& link) {
   while (relay_ && link.relayed) {
     if (link.relay_out.empty()) {
       if (link.queue.empty()) return;
-      // The frame becomes a record here, a copy: its piece is done and leaves the queue, so a
-      // cancel never recalls a record half sent (the receiver would lose its place in the stream).
+      // The frame becomes a record here, taking its payload message without a copy: its piece is
+      // done and leaves the queue, so a cancel never recalls a record half sent (the receiver
+      // would lose its place in the stream). A zero-copy payload holds the send's buffer until
+      // the record has left, as ZeroMQ would hold it on a connection.
       OutgoingFrame& frame = link.queue.front();
       Header stamped = frame.header;
       stamped.job = auth_.job_hash();
       stamped.epoch = auth_.epoch();
-      link.relay_out = make_relayed_record(encode_header(stamped), frame.prepare_payload());
+      link.relay_out =
+          make_relayed_record(encode_header(stamped), std::move(frame.prepare_payload()));
       SendOp* op = frame.op;
       link.queue.pop_front();
       if (op != nullptr) {

@@ -14,16 +14,30 @@ using Clock = std::chrono::steady_clock;
 }  // namespace
 
 RelayedRecord make_relayed_record(const std::array<uint8_t, kHeaderBytes>& header,
-                                  const ::zmq::message_t& payload) {
+                                  ::zmq::message_t payload) {
   RelayedRecord record;
-  record.bytes.resize(kRelayedRecordPrefixBytes + payload.size());
-  base::ByteWriter prefix(std::span<uint8_t>(record.bytes).first(8));
+  base::ByteWriter prefix(std::span<uint8_t>(record.prefix).first(8));
   prefix.put(static_cast<uint64_t>(payload.size()));
-  std::memcpy(record.bytes.data() + 8, header.data(), header.size());
-  if (payload.size() > 0) {
-    std::memcpy(record.bytes.data() + kRelayedRecordPrefixBytes, payload.data(), payload.size());
-  }
+  std::memcpy(record.prefix.data() + 8, header.data(), header.size());
+  record.payload.emplace(std::move(payload));
   return record;
+}
+
+std::span<const uint8_t> RelayedRecord::unsent() const {
+  if (sent < prefix.size()) return std::span<const uint8_t>(prefix).subspan(sent);
+  if (!payload) return {};
+  const std::span<const uint8_t> body(static_cast<const uint8_t*>(payload->data()),
+                                      payload->size());
+  return body.subspan(std::min(sent - prefix.size(), body.size()));
+}
+
+std::vector<uint8_t> RelayedRecord::bytes() const {
+  std::vector<uint8_t> stream(prefix.begin(), prefix.end());
+  if (payload) {
+    const auto* data = static_cast<const uint8_t*>(payload->data());
+    stream.insert(stream.end(), data, data + payload->size());
+  }
+  return stream;
 }
 
 std::string RelayedStreamReader::feed(
@@ -73,7 +87,9 @@ RelayLink::RelayLink(Settings settings) : settings_(std::move(settings)) {
     options.secret = settings_.secret;
     options.timeout = settings_.timeout;
     options.context = settings_.context;
+    options.congestion = settings_.congestion;
     lanes_.push_back(std::make_unique<relay::RelayClient>(std::move(options)));
+    handles_.push_back(lanes_.back()->handle());
   }
 }
 
@@ -100,22 +116,17 @@ void RelayLink::add_peer(int rank, const std::string& token) {
   }
 }
 
-std::vector<void*> RelayLink::handles() const {
-  std::vector<void*> handles;
-  for (const auto& lane : lanes_) handles.push_back(lane->handle());
-  return handles;
-}
-
 bool RelayLink::send(int peer, int lane, RelayedRecord& record) {
   relay::RelayClient& client = *lanes_[static_cast<size_t>(lane)];
   const std::string member = member_id(token_by_rank_.at(peer), lane);
-  while (record.sent < record.bytes.size()) {
+  while (record.sent < record.size()) {
+    // The prefix goes as a chunk of its own, so the payload is read where it lies.
+    const std::span<const uint8_t> unsent = record.unsent();
     const uint64_t room = client.room(member, static_cast<uint32_t>(lane));
-    const size_t chunk = static_cast<size_t>(
-        std::min<uint64_t>({room, client.max_chunk_bytes(), record.bytes.size() - record.sent}));
+    const size_t chunk =
+        static_cast<size_t>(std::min<uint64_t>({room, client.max_chunk_bytes(), unsent.size()}));
     if (chunk == 0) return false;  // the window is full: credit wakes the poll
-    client.send_now(member, static_cast<uint32_t>(lane),
-                    std::span<const uint8_t>(record.bytes).subspan(record.sent, chunk));
+    client.send_now(member, static_cast<uint32_t>(lane), unsent.first(chunk));
     record.sent += chunk;
   }
   return true;
@@ -151,7 +162,7 @@ void RelayLink::receive(const Deliver& deliver, std::vector<Problem>& problems) 
       if (reader == readers_.end() || forgotten_.count(peer) != 0) continue;  // the peer is lost
       heard_[peer] = Clock::now();
       const std::string why =
-          reader->second.feed(message->bytes, [&](std::vector<::zmq::message_t>& parts) {
+          reader->second.feed(message->bytes(), [&](std::vector<::zmq::message_t>& parts) {
             deliver(peer, static_cast<int>(lane), parts);
           });
       if (!why.empty()) {

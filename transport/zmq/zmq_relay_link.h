@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,14 +37,24 @@ namespace torchwan::transport::zmq_detail {
 // The prefix of every relayed record: payload length, then the frame header.
 inline constexpr size_t kRelayedRecordPrefixBytes = 8 + kHeaderBytes;
 
-// One record on its way out: built once from a frame pair, then sent in chunks as credit allows.
+// One record on its way out, sent in chunks as credit allows: its prefix, then the frame's own
+// payload message. Nothing is copied into the record: a large payload stays the zero-copy message
+// into the sender's buffer, which is released (and the send may complete) once the record's
+// last chunk went to ZeroMQ.
 struct RelayedRecord {
-  std::vector<uint8_t> bytes;
-  size_t sent = 0;
-  bool empty() const { return bytes.empty(); }
+  std::array<uint8_t, kRelayedRecordPrefixBytes> prefix{};
+  std::optional<::zmq::message_t> payload;  // none: no record
+  size_t sent = 0;                          // of the prefix and the payload together
+
+  bool empty() const { return !payload; }
+  size_t size() const { return prefix.size() + (payload ? payload->size() : 0); }
+  // What is left of the prefix, or else of the payload: the next chunk is cut from it.
+  std::span<const uint8_t> unsent() const;
+  // The record as one byte stream (for tests and the fuzz harness's seeds).
+  std::vector<uint8_t> bytes() const;
 };
 RelayedRecord make_relayed_record(const std::array<uint8_t, kHeaderBytes>& header,
-                                  const ::zmq::message_t& payload);
+                                  ::zmq::message_t payload);
 
 // Rebuilds frame pairs from one (peer, lane) byte stream, whatever the chunking.
 class RelayedStreamReader {
@@ -74,6 +85,8 @@ class RelayLink {
     std::optional<security::JobSecret> secret;
     std::chrono::milliseconds timeout{10000};
     ::zmq::context_t* context = nullptr;
+    // TCP congestion control of each lane's connection to the relay; empty: the system's.
+    std::string congestion;
   };
   // Registers every lane at the first relay that admits lane 0. Throws relay::RelayError naming
   // each relay tried and why it failed.
@@ -83,8 +96,9 @@ class RelayLink {
   const std::string& endpoint() const;
   // Routes a peer's lanes: `token` is what it published.
   void add_peer(int rank, const std::string& token);
-  // The lanes' sockets, for zmq_poll (ZMQ_POLLIN).
-  std::vector<void*> handles() const;
+  // The lanes' sockets, for zmq_poll (ZMQ_POLLIN); fixed once registered, so the progress loop
+  // reads them every turn without building a list.
+  const std::vector<void*>& handles() const { return handles_; }
 
   // Sends what credit allows of `record` to `peer` on `lane`; true once all of it left.
   bool send(int peer, int lane, RelayedRecord& record);
@@ -108,6 +122,7 @@ class RelayLink {
 
   Settings settings_;
   std::vector<std::unique_ptr<relay::RelayClient>> lanes_;
+  std::vector<void*> handles_;
   std::map<std::string, int> rank_by_token_;
   std::map<int, std::string> token_by_rank_;
   std::map<std::pair<int, int>, RelayedStreamReader> readers_;  // (peer, lane)
