@@ -26,7 +26,12 @@ class PeerLiveness {
   // Silence counts from `now` (the group formed): a peer slow to finish connection setup is not
   // silent before it.
   void start(Clock::time_point now);
-  void heard(int peer, Clock::time_point now) { heard_[static_cast<size_t>(peer)] = now; }
+  // Keeps the latest sign of life: an older one (a link's own record of an earlier arrival) does
+  // not move it back.
+  void heard(int peer, Clock::time_point when) {
+    auto& heard = heard_[static_cast<size_t>(peer)];
+    if (when > heard) heard = when;
+  }
   // Something left for `peer` that it will read whether or not a receive waits for it.
   void sent(int peer, Clock::time_point now) { sent_[static_cast<size_t>(peer)] = now; }
 

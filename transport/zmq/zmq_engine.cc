@@ -19,6 +19,7 @@ Engine::Engine(core::LinkSetup& setup)
       auth_(options_, rank_, size_, who(rank_)),
       peers_(setup.peers),
       wakeup_(setup.wakeup),
+      relay_liveness_(size_, options_.peer_timeout),
       inbound_(who()),
       hello_seen_(static_cast<size_t>(size_ * options_.lanes), 0),
       departures_(size_, options_.lanes),
@@ -56,7 +57,10 @@ Engine::Engine(core::LinkSetup& setup)
   }
   await_hellos(deadline);
   bootstrapped_ = true;
-  relay_watch_from_ = Clock::now();
+  // During connection setup a peer may be blocked reading another peer's records, silent for as
+  // long as connect_timeout allows: a relayed peer's silence counts from the moment the group
+  // formed.
+  relay_liveness_.start(Clock::now());
   log_->debug("{}: connected to {} peers over {} lanes", who(), size_ - 1, options_.lanes);
 }
 

@@ -59,6 +59,7 @@
 #include "transport/core/inbound_matcher.h"
 #include "transport/core/link.h"
 #include "transport/core/mailbox.h"
+#include "transport/core/peer_liveness.h"
 #include "transport/core/peer_table.h"
 #include "transport/errors.h"
 #include "transport/link_rung.h"
@@ -225,7 +226,9 @@ class Engine final : public core::Link {
   // Relayed peers: a heartbeat to each that heard nothing from this rank for a while, and the
   // loss of each that sent nothing for peer_timeout.
   void keep_relayed_peers_alive();
-  std::chrono::milliseconds relay_heartbeat_interval() const { return options_.peer_timeout / 4; }
+  std::chrono::milliseconds relay_heartbeat_interval() const {
+    return relay_liveness_.heartbeat_interval();
+  }
 
   // Fails `op` with kCanceled, recalls its queued pieces and tells the receiver; may destroy it.
   void cancel_send(SendOp& op);
@@ -269,8 +272,8 @@ class Engine final : public core::Link {
   std::vector<Probe> probes_;         // during the dial phase only
   // Lanes through a relay, for the pairs that need one; after context_, so it closes first.
   std::unique_ptr<RelayLink> relay_;
-  std::vector<std::chrono::steady_clock::time_point> relay_last_sent_;  // per rank
-  std::chrono::steady_clock::time_point relay_watch_from_;              // when the group formed
+  // Relayed peers' signs of life and this rank's to them; silence counts once the group formed.
+  core::PeerLiveness relay_liveness_;
   core::InboundMatcher inbound_;
   std::unordered_map<uint64_t, uint64_t> next_send_index_;  // per (peer << 48 | tag)
   std::vector<char> hello_seen_;                            // per peer * lanes + lane

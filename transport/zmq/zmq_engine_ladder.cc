@@ -321,7 +321,7 @@ void Engine::open_relay(Store& store, Clock::time_point deadline) {
         "go through the relay at {}",
         who(), peer, relay_->endpoint());
   }
-  relay_last_sent_.assign(static_cast<size_t>(size_), Clock::now());
+  relay_liveness_.start(Clock::now());
 }
 
 }  // namespace torchwan::transport::zmq_detail

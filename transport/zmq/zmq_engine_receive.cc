@@ -408,28 +408,34 @@ void Engine::drain_relay() {
 
 void Engine::keep_relayed_peers_alive() {
   const auto now = std::chrono::steady_clock::now();
+  auto relayed = [this](int peer) {
+    return carriers_[static_cast<size_t>(peer)] == Carrier::kRelay &&
+           !lost_[static_cast<size_t>(peer)];
+  };
   for (int peer = 0; peer < size_; ++peer) {
-    if (carriers_[static_cast<size_t>(peer)] != Carrier::kRelay ||
-        lost_[static_cast<size_t>(peer)]) {
-      continue;
+    if (relayed(peer)) relay_liveness_.heard(peer, relay_->last_heard(peer));
+  }
+  const core::PeerLiveness::Check check = relay_liveness_.check(now, relayed);
+  if (bootstrapped_) {
+    if (check.held_up) {
+      log_->warn("{}: progress thread was held up for {} ms; restarting relayed peers' timers",
+                 who(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(*check.held_up).count());
     }
-    // During connection setup a peer may be blocked reading another peer's records, silent for
-    // as long as connect_timeout allows; silence counts from the moment the group formed.
-    const auto heard = std::max(relay_->last_heard(peer), relay_watch_from_);
-    if (bootstrapped_ && now - heard > options_.peer_timeout) {
+    for (int peer : check.silent) {
       lose_peer(peer, ErrorKind::kPeerLost,
-                fmt::format("nothing came from it through the relay at {} for {} ms (it exited, "
-                            "or its connection to the relay or this rank's is gone)",
-                            relay_->endpoint(), options_.peer_timeout.count()));
-      continue;
+                fmt::format("{} through the relay at {} (it exited, or its connection to the "
+                            "relay or this rank's is gone)",
+                            relay_liveness_.describe_silence(peer, now), relay_->endpoint()));
     }
+  }
+  for (int peer : check.heartbeat_due) {
+    if (leaving_ || lost_[static_cast<size_t>(peer)]) continue;
+    // Behind queued data the peer hears this rank anyway.
     SendLane& lane0 = send_lane(peer, 0);
-    auto& last_sent = relay_last_sent_[static_cast<size_t>(peer)];
-    if (!leaving_ && now - last_sent > relay_heartbeat_interval() && lane0.queue.empty() &&
-        lane0.relay_out.empty()) {
-      lane0.queue.push_back(control_frame(core::Heartbeat{}));
-      last_sent = now;
-    }
+    if (!lane0.queue.empty() || !lane0.relay_out.empty()) continue;
+    lane0.queue.push_back(control_frame(core::Heartbeat{}));
+    relay_liveness_.sent(peer, now);
   }
 }
 

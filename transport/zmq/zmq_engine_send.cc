@@ -85,7 +85,7 @@ void Engine::flush_relayed(SendLane& link) {
                     " failed: " + error.what());
       return;
     }
-    relay_last_sent_[static_cast<size_t>(link.peer)] = std::chrono::steady_clock::now();
+    relay_liveness_.sent(link.peer, std::chrono::steady_clock::now());
     if (!sent) return;  // the window is full: the peer's credit wakes the poll
     link.relay_out = {};
   }
