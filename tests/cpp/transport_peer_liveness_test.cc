@@ -89,6 +89,17 @@ TEST(PeerLiveness, AWatcherHeldUpBlamesNobodyAndRestartsItsTimers) {
   EXPECT_EQ(liveness.check(resumed + 1100ms, others).silent, (std::vector<int>{1, 2}));
 }
 
+TEST(PeerLiveness, AnOlderSignOfLifeDoesNotMoveTheLatestBack) {
+  PeerLiveness liveness(2, 1000ms);
+  const Clock::time_point start{};
+  liveness.start(start + 1s);  // the group formed after the peer's last arrival during setup
+  liveness.heard(1, start);
+  EXPECT_EQ(liveness.silence(1, start + 1s), Clock::duration::zero());
+  liveness.heard(1, start + 1500ms);
+  liveness.heard(1, start + 1200ms);
+  EXPECT_EQ(liveness.silence(1, start + 2s), 500ms);
+}
+
 TEST(PeerLiveness, TheHeartbeatIntervalIsAQuarterOfTheTimeoutAndAtLeastTenMilliseconds) {
   EXPECT_EQ(PeerLiveness(2, 8000ms).heartbeat_interval(), 2000ms);
   EXPECT_EQ(PeerLiveness(2, 20ms).heartbeat_interval(), 10ms);
