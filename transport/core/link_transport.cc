@@ -65,28 +65,24 @@ LinkTransport::~LinkTransport() {
 // ---------------------------------------------------------------------------------------------
 // User threads
 
-std::shared_ptr<Request> LinkTransport::refuse(Posting& posting, ErrorKind kind,
-                                               const std::string& why) const {
-  auto request = std::make_shared<Request>(posting.peer, posting.tag, posting.length,
-                                           std::move(posting.callback));
-  request->fail(std::make_exception_ptr(TransportError(
-      kind,
-      who_ + ": " + describe_message(posting.is_send(), posting.peer, posting.tag, posting.length) +
-          " refused: " + why,
-      posting.peer)));
-  return request;
+std::exception_ptr LinkTransport::request_error(ErrorKind kind, bool is_send, int peer, Tag tag,
+                                                size_t length, const std::string& outcome) const {
+  return std::make_exception_ptr(TransportError(
+      kind, who_ + ": " + describe_message(is_send, peer, tag, length) + " " + outcome, peer));
 }
 
 std::shared_ptr<Request> LinkTransport::post(Posting posting) {
   check_request_arguments(who_, rank_, size_, posting);
   const bool is_send = posting.is_send();
+  auto request = std::make_shared<Request>(posting.peer, posting.tag, posting.length,
+                                           std::move(posting.callback));
   // A receive from a rank that left in order goes to the link, which may still hold what it sent
   // before leaving.
   if (std::optional<Failure> refusal = peers_.refusal(posting.peer, is_send)) {
-    return refuse(posting, refusal->kind, refusal_reason(*refusal, posting.peer));
+    request->fail(request_error(refusal->kind, is_send, posting.peer, posting.tag, posting.length,
+                                "refused: " + refusal_reason(*refusal, posting.peer)));
+    return request;
   }
-  auto request = std::make_shared<Request>(posting.peer, posting.tag, posting.length,
-                                           std::move(posting.callback));
   const uint64_t id = next_request_id_.fetch_add(1);
   // The hook holds the inbox weakly: a request may outlive its transport.
   request->set_cancel_hook([inbox = std::weak_ptr<Inbox>(inbox_), id] {
@@ -98,11 +94,8 @@ std::shared_ptr<Request> LinkTransport::post(Posting posting) {
           ? Command(PostedSend{request, id, posting.peer, posting.tag, data, posting.length})
           : Command(PostedReceive{request, id, posting.peer, posting.tag, data, posting.length});
   if (!inbox_->commands.push(std::move(command))) {
-    request->fail(std::make_exception_ptr(TransportError(
-        ErrorKind::kAborted,
-        who_ + ": " + describe_message(is_send, posting.peer, posting.tag, posting.length) +
-            " refused: the transport is shutting down",
-        posting.peer)));
+    request->fail(request_error(ErrorKind::kAborted, is_send, posting.peer, posting.tag,
+                                posting.length, "refused: the transport is shutting down"));
   }
   return request;
 }
@@ -204,11 +197,8 @@ bool LinkTransport::refused(const std::shared_ptr<Request>& request, bool is_sen
   // The peer may have been lost, or the transport aborted, since the request was posted.
   const std::optional<Failure> refusal = peers_.refusal(peer, is_send);
   if (!refusal) return false;
-  request->fail(std::make_exception_ptr(
-      TransportError(refusal->kind,
-                     who_ + ": " + describe_message(is_send, peer, tag, length) +
-                         " not started: " + refusal_reason(*refusal, peer),
-                     peer)));
+  request->fail(request_error(refusal->kind, is_send, peer, tag, length,
+                              "not started: " + refusal_reason(*refusal, peer)));
   return true;
 }
 

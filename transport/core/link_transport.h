@@ -74,8 +74,9 @@ class LinkTransport : public Transport {
   // Runs what the mailbox holds; false once a StopCommand came.
   bool run_commands(Link& link);
   void run_command(Link& link, Command& command);
-  // A request failed at once: `why` follows "<who>: <what the request was> refused: ".
-  std::shared_ptr<Request> refuse(Posting& posting, ErrorKind kind, const std::string& why) const;
+  // "<who>: <what the request was> <outcome>", as every request this transport fails reads.
+  std::exception_ptr request_error(ErrorKind kind, bool is_send, int peer, Tag tag, size_t length,
+                                   const std::string& outcome) const;
   // Fails `request` when the peer table refuses its peer; true when it did.
   bool refused(const std::shared_ptr<Request>& request, bool is_send, int peer, Tag tag,
                size_t length) const;

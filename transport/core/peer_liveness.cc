@@ -29,11 +29,10 @@ std::chrono::milliseconds PeerLiveness::heartbeat_interval() const {
   return std::max<std::chrono::milliseconds>(peer_timeout_ / 4, std::chrono::milliseconds(10));
 }
 
-bool PeerLiveness::restart_if_held_up(Clock::time_point now, Check& check) {
-  if (!last_check_ || now - *last_check_ <= peer_timeout_ / 2) return false;
+void PeerLiveness::restart_if_held_up(Clock::time_point now, Check& check) {
+  if (!last_check_ || now - *last_check_ <= peer_timeout_ / 2) return;
   check.held_up = now - *last_check_;
   std::fill(heard_.begin(), heard_.end(), now);
-  return true;
 }
 
 std::string PeerLiveness::describe_silence(int peer, Clock::time_point now) const {

@@ -59,8 +59,8 @@ class PeerLiveness {
   static constexpr std::chrono::milliseconds kCheckPeriod{100};
 
  private:
-  // Restarts every timer when the watcher was held up; true when it did.
-  bool restart_if_held_up(Clock::time_point now, Check& check);
+  // Restarts every timer when the watcher was held up, saying so in `check`.
+  void restart_if_held_up(Clock::time_point now, Check& check);
 
   const std::chrono::milliseconds peer_timeout_;
   std::vector<Clock::time_point> heard_;  // [peer]

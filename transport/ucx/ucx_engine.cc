@@ -115,16 +115,8 @@ void Engine::advance() {
 }
 
 void Engine::start(TransferSpec spec) {
-  if (aborted_ || stopping_) {
-    const auto aborted = peers_.aborted();
-    const std::string reason = aborted ? aborted->message : "the transport is shutting down";
-    spec.request->fail(std::make_exception_ptr(TransportError(
-        ErrorKind::kAborted,
-        "ucx: " + core::describe_message(spec.is_send, spec.peer, spec.tag, spec.length) +
-            " not started: transport aborted: " + reason,
-        spec.peer)));
-    return;
-  }
+  // The core started this only after the peer table refused nothing: the transport is neither
+  // aborted nor leaving (both mark the table first).
   if (spec.peer == kAnySource) {
     any_source_.add(
         {std::move(spec.request), spec.id, spec.peer, spec.tag, spec.data, spec.length});

@@ -84,9 +84,9 @@ class Engine final : public core::Link {
   // Adds a descriptor (the command queue's) whose readability ends wait_for_event.
   void watch_fd(int fd);
   // Publishes this rank's worker addresses, reaches every peer through the ladder above and
-  // exchanges a hello with it on every lane. Returns how each peer rank was reached. Throws
-  // TransportError(kBootstrap) naming the ranks that did not answer before `deadline`.
-  std::vector<LinkRung> connect(Store& store, std::chrono::steady_clock::time_point deadline);
+  // exchanges a hello with it on every lane; rungs() then says how each peer rank was reached.
+  // Throws TransportError(kBootstrap) naming the ranks that did not answer before `deadline`.
+  void connect(Store& store, std::chrono::steady_clock::time_point deadline);
 
   // --- core::Link ---
   std::vector<LinkRung> rungs() const override { return rungs_; }

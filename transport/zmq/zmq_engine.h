@@ -38,18 +38,14 @@
 // still waiting for it, but later receives still take the messages that arrived before.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
-#include <variant>
 #include <vector>
 #include <zmq.hpp>
 
