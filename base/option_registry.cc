@@ -72,7 +72,8 @@ const std::vector<OptionSpec>& option_registry() {
       {"algorithm", "engine", "str", "", "automatic",
        "forces collectives' algorithms, for tests and benchmarks: `collective:algorithm` pairs, "
        "comma-separated, e.g. `allreduce:ring,broadcast:chain`. Allreduce: `hierarchical`, "
-       "`shared_memory`, `hosts`, `direct`, `recursive_doubling`, `ring`; broadcast: `direct`, "
+       "`shared_memory`, `hosts`, `direct`, `two_step`, `recursive_doubling`, `ring`; broadcast: "
+       "`direct`, "
        "`binomial_tree`, `chain`; "
        "reduce: "
        "`binomial_tree`, `chain`; allgather and reduce_scatter: `direct`, `ring`; barrier: "

@@ -31,6 +31,11 @@ const std::vector<AlgorithmInfo>& algorithm_table() {
        "scratch, P x the buffer, stays within 64 MiB); otherwise while the P-1 copies each rank "
        "sends stay below 64 KiB: every rank sends its buffer to every other and reduces them all "
        "in rank order, one latency"},
+      {Collective::kAllreduce, Algorithm::kTwoStep, "two_step",
+       "where round trips were measured, whenever the cost model predicts it fastest (the "
+       "(P-1)/P of the buffer each rank sends at once stays within 4 MiB): every rank sends each "
+       "other rank the part of its buffer that rank reduces, folds the P parts of its own in rank "
+       "order, then sends the result to every rank; two latencies, with the ring's bytes"},
       {Collective::kAllreduce, Algorithm::kRecursiveDoubling, "recursive_doubling",
        "measured round trips: when predicted fastest; otherwise below 64 KiB: log2 P latencies"},
       {Collective::kAllreduce, Algorithm::kRing, "ring",

@@ -22,6 +22,7 @@ enum class Algorithm {
   kRecursiveDoubling,
   kRing,
   kDirectAllreduce,
+  kTwoStep,
   kHierarchical,
   kSharedMemory,
   kHosts,

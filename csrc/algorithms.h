@@ -23,6 +23,13 @@ void direct_reduce_scatter(Exchange& ex, const uint8_t* input, uint8_t* work, si
                            DataType dtype, ReduceOp op);
 void direct_barrier(Exchange& ex, uint32_t step = 0);
 
+// Allreduce as a direct reduce-scatter then a direct allgather over the ring's segments (rank r
+// owns segment r): every rank sends each other rank that rank's segment, folds the P copies of its
+// own in rank order 0..P-1, then sends the result to every rank. Two message latencies whatever
+// P, with the ring's bytes per rank (2(P-1)/P of the buffer); the folds are direct_allreduce's, so
+// the results are bit-identical to it on every rank.
+void two_step_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op);
+
 // Allreduce in ceil(log2 P) exchange rounds (+1 fold-in and +1 fold-out round for the ranks
 // beyond the largest power of two). Every pairwise combination is computed as
 // (partial of the lower ranks) op (partial of the higher ranks) on both partners, so all ranks end

@@ -61,6 +61,8 @@ void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType 
     hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
   } else if (algorithm == Algorithm::kDirectAllreduce) {
     direct_allreduce(ex, bytes_ptr, count, dtype, op);
+  } else if (algorithm == Algorithm::kTwoStep) {
+    two_step_allreduce(ex, bytes_ptr, count, dtype, op);
   } else if (algorithm == Algorithm::kRecursiveDoubling) {
     recursive_doubling_allreduce(ex, bytes_ptr, count, dtype, op);
   } else {

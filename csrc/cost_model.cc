@@ -54,6 +54,12 @@ double chain(const Terms& t, int size, size_t bytes, double per_hop_extra) {
          (size - 2) * t.wire(chunk_of_chain(bytes, size));
 }
 
+// The largest segment a two-step allreduce of `bytes` cuts (the ring's balanced layout).
+size_t two_step_segment(size_t bytes, int size) {
+  const auto ranks = static_cast<size_t>(size);
+  return (bytes + ranks - 1) / ranks;
+}
+
 // One call of `bytes` on `size` ranks (bytes as SelectionInputs counts them).
 using Formula = double (*)(const Terms& t, size_t bytes, int size);
 
@@ -74,6 +80,12 @@ constexpr FormulaRow kFormulas[] = {
      [](const Terms& t, size_t bytes, int size) {
        const auto s = static_cast<double>(bytes);
        return t.a + (size - 1) * (t.wire(s) + t.o + t.fold(s));
+     }},
+    // Two rounds of P-1 messages of a segment, and one fold of the P-1 copies of its own.
+    {Collective::kAllreduce, Algorithm::kTwoStep,
+     [](const Terms& t, size_t bytes, int size) {
+       const auto segment = static_cast<double>(two_step_segment(bytes, size));
+       return 2 * t.a + 2 * (size - 1) * (t.wire(segment) + t.o) + (size - 1) * t.fold(segment);
      }},
     {Collective::kAllreduce, Algorithm::kRecursiveDoubling,
      [](const Terms& t, size_t bytes, int size) {
@@ -130,6 +142,9 @@ bool ruled_out(Collective collective, Algorithm algorithm, size_t bytes, int siz
       ((collective == Collective::kAllgather || collective == Collective::kReduceScatter) &&
        algorithm == Algorithm::kDirect);
   if (symmetric_direct) return bytes > kDirectBurstMaxBytes / static_cast<size_t>(size - 1);
+  if (collective == Collective::kAllreduce && algorithm == Algorithm::kTwoStep) {
+    return two_step_segment(bytes, size) > kDirectBurstMaxBytes / static_cast<size_t>(size - 1);
+  }
   if (collective == Collective::kBarrier && algorithm == Algorithm::kDirect) {
     return size > kDirectBarrierMaxRanks;
   }

@@ -32,7 +32,8 @@ inline constexpr double kMessageOverheadSeconds = 0.4e-3;
 // overlaps the network and is not counted there.
 inline constexpr double kReduceBytesPerSecond = 1e9;
 
-// In a direct allreduce, allgather or reduce-scatter every rank posts its P-1 copies at once, so
+// In a direct allreduce, allgather or reduce-scatter (and in each step of a two-step allreduce)
+// every rank posts its P-1 copies at once, so
 // all hosts burst together; bursts past the network's buffers are dropped and wait for
 // retransmission, which the model does not describe. On wan-8 (50 ms, 1 Gbit/s, 50 ms of queue)
 // a 1 MiB direct allreduce (7 MiB per rank) took 276-363 ms against recursive doubling's 169 ms.

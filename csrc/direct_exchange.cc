@@ -7,6 +7,7 @@
 
 #include "csrc/algorithms.h"
 #include "csrc/reduce.h"
+#include "csrc/ring.h"
 
 namespace torchwan::engine {
 
@@ -37,6 +38,42 @@ void direct_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype,
   ex.wait_all();  // `data` is sent before it is overwritten
   fold_in_rank_order(slots, bytes, size, count, dtype, op);
   std::memcpy(data, slots, bytes);
+}
+
+void two_step_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op) {
+  const int size = ex.size();
+  const int rank = ex.rank();
+  const size_t element = element_size(dtype);
+  const RingLayout layout = balanced_ring_layout(count, element, size);
+  const auto mine = static_cast<size_t>(rank);
+  const size_t own_bytes = layout.length[mine];
+  // With fewer elements than ranks some segments are empty; their zero-length messages still go,
+  // so every rank posts the same exchanges, and they need a valid address.
+  auto segment = [&](size_t r) { return data + layout.offset[r]; };
+
+  // Step 0: slot r receives rank r's copy of this rank's segment.
+  uint8_t* slots = own_bytes > 0 ? ex.scratch(own_bytes * static_cast<size_t>(size)) : data;
+  if (own_bytes > 0) std::memcpy(slots + mine * own_bytes, segment(mine), own_bytes);
+  for (int peer = 0; peer < size; ++peer) {
+    if (peer == rank) continue;
+    const auto p = static_cast<size_t>(peer);
+    ex.send(peer, 0, segment(p), layout.length[p]);
+    ex.recv(peer, 0, own_bytes > 0 ? slots + p * own_bytes : data, own_bytes);
+  }
+  ex.wait_all();  // every segment has left before step 1 overwrites it
+  if (own_bytes > 0) {
+    fold_in_rank_order(slots, own_bytes, size, own_bytes / element, dtype, op);
+    std::memcpy(segment(mine), slots, own_bytes);
+  }
+
+  // Step 1: every rank hands its reduced segment to every other.
+  for (int peer = 0; peer < size; ++peer) {
+    if (peer == rank) continue;
+    const auto p = static_cast<size_t>(peer);
+    ex.send(peer, 1, segment(mine), own_bytes);
+    ex.recv(peer, 1, segment(p), layout.length[p]);
+  }
+  ex.wait_all();
 }
 
 void direct_allgather(Exchange& ex, uint8_t* out, size_t bytes_per_rank) {

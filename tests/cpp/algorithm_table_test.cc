@@ -87,8 +87,8 @@ TEST(AlgorithmTable, EveryForcedAlgorithmGivesTheReferenceResult) {
   // Sizes on both sides of every automatic threshold, so each algorithm also runs where it would
   // not be chosen by itself.
   for (size_t count : {size_t{5}, size_t{3000}, (size_t{1} << 20) + 7}) {
-    for (const char* forced :
-         {"allreduce:ring", "allreduce:recursive_doubling", "allreduce:direct"}) {
+    for (const char* forced : {"allreduce:ring", "allreduce:recursive_doubling", "allreduce:direct",
+                               "allreduce:two_step"}) {
       std::vector<std::vector<int64_t>> data(4, std::vector<int64_t>(count));
       for (int r = 0; r < 4; ++r) std::iota(data[r].begin(), data[r].end(), r * 7);
       const auto overrides = AlgorithmOverrides::parse(forced);

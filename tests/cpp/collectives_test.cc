@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "csrc/algorithm_table.h"
 #include "csrc/algorithm_tuning.h"
 #include "csrc/dtype.h"
 #include "csrc/float_conversions.h"
@@ -66,6 +67,7 @@ class Collectives : public KindAndSizeTest {
     testing::run_on_threads(size(), [&](int rank) {
       CollectiveContext ctx{*ranks[static_cast<size_t>(rank)], seq, deadline};
       ctx.topology = topology_;
+      ctx.algorithms = algorithms_;
       body(rank, ctx);
     });
   }
@@ -123,6 +125,8 @@ class Collectives : public KindAndSizeTest {
   uint32_t next_seq_ = 1;
   // The topology every call of the test runs with (none unless the test sets one).
   const Topology* topology_ = nullptr;
+  // The algorithms every call is forced to take (none unless the test sets them).
+  const AlgorithmOverrides* algorithms_ = nullptr;
 };
 
 // ------------------------------------------------------------------ allreduce
@@ -163,6 +167,52 @@ TEST_P(Collectives, AllreduceOrderSensitiveFloatsAreBitIdenticalOnEveryRank) {
                 ReduceOp::kSum);
     });
     ASSERT_TRUE(agreed_sum_near(data, inputs.exact, inputs)) << "count " << count;
+  }
+}
+
+// The two-step allreduce cuts the buffer into the ring's segments, some of them empty when there
+// are fewer elements than ranks; each segment's owner folds it in rank order as the direct
+// exchange folds the whole buffer, so the two agree to the bit, even on order-sensitive floats.
+TEST_P(Collectives, TwoStepAllreduceIsExactAndBitIdenticalToTheDirectExchange) {
+  const AlgorithmOverrides two_step = AlgorithmOverrides::parse("allreduce:two_step");
+  const AlgorithmOverrides direct = AlgorithmOverrides::parse("allreduce:direct");
+  for (size_t count : {size_t{1}, size_t{3}, size_t{37}, size_t{70001}}) {
+    for (DataType dtype : kAllTypes) {
+      for (ReduceOp op : kAllOps) {
+        if (!reduce_supported(dtype, op)) continue;
+        const ReductionCase c = make_reduction_case(dtype, op, count, size(), 23);
+        std::vector<std::vector<uint8_t>> outputs = c.inputs;
+        algorithms_ = &two_step;
+        on_every_rank([&](int rank, const CollectiveContext& ctx) {
+          allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
+        });
+        for (const auto& output : outputs) {
+          ASSERT_TRUE(equal_values(dtype, output, c.expected))
+              << dtype_name(dtype) << " " << reduce_op_name(op) << " count " << count;
+        }
+        expect_bit_identical(outputs);
+      }
+    }
+  }
+  const size_t count = 3001;
+  const OrderSensitiveFloats inputs = order_sensitive_floats(size(), count);
+  std::vector<std::vector<float>> by_two_step = inputs.data;
+  std::vector<std::vector<float>> by_direct = inputs.data;
+  algorithms_ = &two_step;
+  on_every_rank([&](int rank, const CollectiveContext& ctx) {
+    allreduce(ctx, by_two_step[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+              ReduceOp::kSum);
+  });
+  algorithms_ = &direct;
+  on_every_rank([&](int rank, const CollectiveContext& ctx) {
+    allreduce(ctx, by_direct[static_cast<size_t>(rank)].data(), count, DataType::kFloat32,
+              ReduceOp::kSum);
+  });
+  algorithms_ = nullptr;
+  for (int rank = 0; rank < size(); ++rank) {
+    ASSERT_EQ(0, std::memcmp(by_two_step[static_cast<size_t>(rank)].data(), by_direct[0].data(),
+                             count * sizeof(float)))
+        << "rank " << rank << " differs from the direct exchange";
   }
 }
 

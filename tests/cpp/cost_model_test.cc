@@ -63,6 +63,12 @@ constexpr HandWorked kHandWorked[] = {
     {Collective::kAllreduce, Algorithm::kDirectAllreduce, 1 * kMiB, 4, 54.511552},
     // 2 x (25 + 8.388608 + 0.4 + 1.048576)
     {Collective::kAllreduce, Algorithm::kRecursiveDoubling, 1 * kMiB, 4, 69.674368},
+    // 256 KiB segments: 2 x 25 + 6 x (2.097152 + 0.4) + 3 x 0.262144
+    {Collective::kAllreduce, Algorithm::kTwoStep, 1 * kMiB, 4, 65.769344},
+    // 128 KiB segments: 2 x 25 + 14 x (1.048576 + 0.4) + 7 x 0.131072
+    {Collective::kAllreduce, Algorithm::kTwoStep, 1 * kMiB, 8, 71.197568},
+    // 1 MiB segments: 2 x 25 + 6 x (8.388608 + 0.4) + 3 x 1.048576
+    {Collective::kAllreduce, Algorithm::kTwoStep, 4 * kMiB, 4, 105.877376},
     // 1 MiB segments in 256 KiB chunks wait for the trip: 5 x (25 + 2.097152 + 0.4) + 8.388608 +
     // 25.4
     {Collective::kAllreduce, Algorithm::kRing, 4 * kMiB, 4, 171.274368},
@@ -100,13 +106,13 @@ TEST(CostModel, TheCheapestFollowsFromThePredictions) {
   // Eight ranks, small: one latency beats doubling's three and the ring's fourteen.
   EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 4 * kKiB, 8, kLab),
             Algorithm::kDirectAllreduce);
-  // Four ranks cross from direct (1 MiB) to doubling (4 MiB: 126.297472 ms against direct's
-  // 139.446208 and the ring's 171.274368) to the ring (8 MiB: 190.148736 against doubling's
-  // 201.794944), and the ring keeps the link busy at 256 MiB.
+  // Four ranks cross from direct (1 MiB: 54.511552 ms against two steps' 65.769344) to two steps
+  // (4 MiB: 105.877376 ms against doubling's 126.297472, direct's 139.446208 and the ring's
+  // 171.274368) to the ring (8 MiB: 190.148736 against doubling's 201.794944; two steps would
+  // burst 6 MiB per rank), and the ring keeps the link busy at 256 MiB.
   EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 1 * kMiB, 4, kLab),
             Algorithm::kDirectAllreduce);
-  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 4 * kMiB, 4, kLab),
-            Algorithm::kRecursiveDoubling);
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 4 * kMiB, 4, kLab), Algorithm::kTwoStep);
   EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 8 * kMiB, 4, kLab), Algorithm::kRing);
   EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 256 * kMiB, 4, kLab), Algorithm::kRing);
   EXPECT_EQ(cheapest_algorithm(Collective::kBroadcast, 1 * kMiB, 8, kLab), Algorithm::kDirect);
@@ -135,11 +141,11 @@ Topology measured(int size, double max_rtt_ms) {
 TEST(CostModel, TheTableChoosesByTheModelWhereRoundTripsWereMeasured) {
   const Topology far = measured(4, 50);
   // 4 MiB on 4 ranks: without measured round trips the ring (at least 64 KiB); with them, the
-  // model's recursive doubling (above).
+  // model's two steps (above).
   EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {4 * kMiB, 4, nullptr}, nullptr),
             Algorithm::kRing);
   EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {4 * kMiB, 4, &far}, nullptr),
-            Algorithm::kRecursiveDoubling);
+            Algorithm::kTwoStep);
   EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {8 * kMiB, 4, &far}, nullptr),
             Algorithm::kRing);
   // A 1 MiB broadcast on 8 ranks: the tree by threshold, direct by the model.
@@ -160,12 +166,17 @@ TEST(CostModel, TheTableChoosesByTheModelWhereRoundTripsWereMeasured) {
 TEST(CostModel, SymmetricDirectExchangesStayWithinTheirBurst) {
   // 1 MiB on 8 ranks: the model alone would take the direct exchange (94.9 ms against doubling's
   // 104.5 ms), but every rank would post 7 MiB at once; it is ruled out above 4 MiB per rank.
+  // Two steps post 7 x 128 KiB at a time and beat both (71.2 ms).
   EXPECT_LT(predicted(Collective::kAllreduce, Algorithm::kDirectAllreduce, kMiB, 8),
             predicted(Collective::kAllreduce, Algorithm::kRecursiveDoubling, kMiB, 8));
-  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, kMiB, 8, kLab),
-            Algorithm::kRecursiveDoubling);
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, kMiB, 8, kLab), Algorithm::kTwoStep);
   EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 512 * kKiB, 8, kLab),
             Algorithm::kDirectAllreduce);  // 3.5 MiB per rank
+  // Two steps of 8 ranks burst (P-1)/P of the buffer: within 4 MiB up to 4.57 MiB, then doubling
+  // (three latencies of the whole buffer against the ring's fourteen).
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 4 * kMiB, 8, kLab), Algorithm::kTwoStep);
+  EXPECT_EQ(cheapest_algorithm(Collective::kAllreduce, 5 * kMiB, 8, kLab),
+            Algorithm::kRecursiveDoubling);
   EXPECT_EQ(cheapest_algorithm(Collective::kAllgather, kMiB, 8, kLab), Algorithm::kRing);
   // A broadcast's root bursts alone: the 1 MiB direct broadcast above stays a candidate.
   // On 2 ranks 300 ms apart the direct allreduce (tied with doubling, earlier in the table) wins

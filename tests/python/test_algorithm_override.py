@@ -16,6 +16,7 @@ FORCED = [
     "allreduce:ring",
     "allreduce:recursive_doubling",
     "allreduce:direct",
+    "allreduce:two_step",
     "broadcast:direct",
     "broadcast:binomial_tree",
     "broadcast:chain",
