@@ -87,6 +87,28 @@ class Collectives : public KindAndSizeTest {
     expect_bit_identical(outputs);
   }
 
+  // Every dtype and op the engine reduces, on each count: the reference's values, the same bits
+  // on every rank. `seed` picks the inputs.
+  void expect_every_dtype_and_op_allreduce(std::initializer_list<size_t> counts, uint64_t seed) {
+    for (size_t count : counts) {
+      for (DataType dtype : kAllTypes) {
+        for (ReduceOp op : kAllOps) {
+          if (!reduce_supported(dtype, op)) continue;
+          const ReductionCase c = make_reduction_case(dtype, op, count, size(), seed);
+          std::vector<std::vector<uint8_t>> outputs = c.inputs;
+          on_every_rank([&](int rank, const CollectiveContext& ctx) {
+            allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
+          });
+          for (const auto& output : outputs) {
+            ASSERT_TRUE(equal_values(dtype, output, c.expected))
+                << dtype_name(dtype) << " " << reduce_op_name(op) << " count " << count;
+          }
+          expect_bit_identical(outputs);
+        }
+      }
+    }
+  }
+
   // A broadcast of `bytes` from every root in turn reaches every rank intact.
   void expect_broadcast_from_every_root(size_t bytes) {
     for (int root = 0; root < size(); ++root) {
@@ -137,23 +159,7 @@ TEST_P(Collectives, AllreduceFloat32SumEveryCount) {
 
 TEST_P(Collectives, AllreduceEveryDtypeAndOp) {
   // 37 elements take the small-message path; 70001 elements (at least 64 KiB) the ring.
-  for (size_t count : {size_t{37}, size_t{70001}}) {
-    for (DataType dtype : kAllTypes) {
-      for (ReduceOp op : kAllOps) {
-        if (!reduce_supported(dtype, op)) continue;
-        const ReductionCase c = make_reduction_case(dtype, op, count, size(), 17);
-        std::vector<std::vector<uint8_t>> outputs = c.inputs;
-        on_every_rank([&](int rank, const CollectiveContext& ctx) {
-          allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
-        });
-        for (const auto& output : outputs) {
-          ASSERT_TRUE(equal_values(dtype, output, c.expected))
-              << dtype_name(dtype) << " " << reduce_op_name(op) << " count " << count;
-        }
-        expect_bit_identical(outputs);
-      }
-    }
-  }
+  expect_every_dtype_and_op_allreduce({37, 70001}, 17);
 }
 
 // Random floats whose sum depends on the order of additions: all ranks must still agree to the
@@ -176,24 +182,8 @@ TEST_P(Collectives, AllreduceOrderSensitiveFloatsAreBitIdenticalOnEveryRank) {
 TEST_P(Collectives, TwoStepAllreduceIsExactAndBitIdenticalToTheDirectExchange) {
   const AlgorithmOverrides two_step = AlgorithmOverrides::parse("allreduce:two_step");
   const AlgorithmOverrides direct = AlgorithmOverrides::parse("allreduce:direct");
-  for (size_t count : {size_t{1}, size_t{3}, size_t{37}, size_t{70001}}) {
-    for (DataType dtype : kAllTypes) {
-      for (ReduceOp op : kAllOps) {
-        if (!reduce_supported(dtype, op)) continue;
-        const ReductionCase c = make_reduction_case(dtype, op, count, size(), 23);
-        std::vector<std::vector<uint8_t>> outputs = c.inputs;
-        algorithms_ = &two_step;
-        on_every_rank([&](int rank, const CollectiveContext& ctx) {
-          allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, dtype, op);
-        });
-        for (const auto& output : outputs) {
-          ASSERT_TRUE(equal_values(dtype, output, c.expected))
-              << dtype_name(dtype) << " " << reduce_op_name(op) << " count " << count;
-        }
-        expect_bit_identical(outputs);
-      }
-    }
-  }
+  algorithms_ = &two_step;
+  expect_every_dtype_and_op_allreduce({1, 3, 37, 70001}, 23);
   const size_t count = 3001;
   const OrderSensitiveFloats inputs = order_sensitive_floats(size(), count);
   std::vector<std::vector<float>> by_two_step = inputs.data;
