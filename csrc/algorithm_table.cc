@@ -160,17 +160,7 @@ Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
       if (on_one_host(inputs) && inputs.bytes >= kSharedMemoryAllreduceMinBytes) {
         return Algorithm::kSharedMemory;
       }
-      if (use_cost_model(inputs)) {
-        return cheapest_algorithm(collective, inputs.bytes, inputs.size,
-                                  link_model(max_rtt_ms(inputs)));
-      }
-      if (inputs.bytes * static_cast<size_t>(inputs.size - 1) <
-          latency_bound_max_bytes(max_rtt_ms(inputs))) {
-        return Algorithm::kDirectAllreduce;
-      }
-      return inputs.bytes < latency_bound_max_bytes(max_rtt_ms(inputs))
-                 ? Algorithm::kRecursiveDoubling
-                 : Algorithm::kRing;
+      return flat_allreduce_algorithm(inputs.bytes, inputs.size, max_rtt_ms(inputs));
     case Collective::kBroadcast:
       if (inputs.bytes * static_cast<size_t>(inputs.size - 1) <
           latency_bound_max_bytes(max_rtt_ms(inputs))) {
@@ -192,6 +182,17 @@ Algorithm automatic(Collective collective, const SelectionInputs& inputs) {
 }
 
 }  // namespace
+
+Algorithm flat_allreduce_algorithm(size_t bytes, int size, double max_rtt_ms) {
+  if (max_rtt_ms > 0) {
+    return cheapest_algorithm(Collective::kAllreduce, bytes, size, link_model(max_rtt_ms));
+  }
+  if (bytes * static_cast<size_t>(size - 1) < latency_bound_max_bytes(max_rtt_ms)) {
+    return Algorithm::kDirectAllreduce;
+  }
+  return bytes < latency_bound_max_bytes(max_rtt_ms) ? Algorithm::kRecursiveDoubling
+                                                     : Algorithm::kRing;
+}
 
 AlgorithmOverrides AlgorithmOverrides::parse(const std::string& text) {
   AlgorithmOverrides overrides;

@@ -73,6 +73,12 @@ class AlgorithmOverrides {
   std::map<Collective, Algorithm> forced_;
 };
 
+// The flat allreduce (direct, two steps, recursive doubling or the ring) of `bytes` on `size`
+// ranks whose slowest round trip measured `max_rtt_ms` (0: not measured): the cost model's
+// cheapest where measured, else the size thresholds. The automatic rule of a group without tiers,
+// and of the step between hosts or regions inside the tiers.
+Algorithm flat_allreduce_algorithm(size_t bytes, int size, double max_rtt_ms);
+
 // The algorithm `collective` runs with: the override's when it names one (checked against the
 // inputs: a hierarchical allreduce needs regions), else the automatic rule. Where round trips
 // were measured (topology->max_rtt_ms > 0) the automatic rule is the cost model's cheapest flat

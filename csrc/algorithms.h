@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "csrc/algorithm_table.h"
 #include "csrc/dtype.h"
 #include "csrc/exchange.h"
 
@@ -29,6 +30,11 @@ void direct_barrier(Exchange& ex, uint32_t step = 0);
 // P, with the ring's bytes per rank (2(P-1)/P of the buffer); the folds are direct_allreduce's, so
 // the results are bit-identical to it on every rank.
 void two_step_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op);
+
+// Runs `algorithm`, one of the flat allreduces (direct, two steps, recursive doubling, ring), over
+// the exchange's ranks (a Subgroup's, inside one).
+void flat_allreduce(Exchange& ex, Algorithm algorithm, uint8_t* data, size_t count, DataType dtype,
+                    ReduceOp op);
 
 // Allreduce in ceil(log2 P) exchange rounds (+1 fold-in and +1 fold-out round for the ranks
 // beyond the largest power of two). Every pairwise combination is computed as

@@ -59,15 +59,8 @@ void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType 
     host_allreduce(ex, *ctx.topology, ctx.host_memory, bytes_ptr, count, dtype, op);
   } else if (algorithm == Algorithm::kHierarchical) {
     hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
-  } else if (algorithm == Algorithm::kDirectAllreduce) {
-    direct_allreduce(ex, bytes_ptr, count, dtype, op);
-  } else if (algorithm == Algorithm::kTwoStep) {
-    two_step_allreduce(ex, bytes_ptr, count, dtype, op);
-  } else if (algorithm == Algorithm::kRecursiveDoubling) {
-    recursive_doubling_allreduce(ex, bytes_ptr, count, dtype, op);
   } else {
-    ring_allreduce(ex, bytes_ptr, balanced_ring_layout(count, element_size(dtype), size), dtype,
-                   op);
+    flat_allreduce(ex, algorithm, bytes_ptr, count, dtype, op);
   }
   ex.finish();
 }

@@ -18,16 +18,15 @@ constexpr uint32_t kInsideRegionPhase = 0;
 constexpr uint32_t kAcrossRegionsPhase = 1;
 constexpr uint32_t kSpreadPhase = 2;
 
-// Allreduce over the current subgroup, chosen by size as the flat allreduce chooses. Every member
-// passes the same count, so all pick the same algorithm.
-void subgroup_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op) {
+// Allreduce over the current subgroup, chosen as a group of its size chooses its flat allreduce,
+// with the group's slowest round trip: the subgroups that call this (one rank per host or region)
+// span the slowest links. Every member passes the same count and round trip, so all pick the same
+// algorithm.
+void subgroup_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtype, ReduceOp op,
+                        double max_rtt_ms) {
   if (ex.size() < 2 || count == 0) return;
-  const size_t element_bytes = element_size(dtype);
-  if (count * element_bytes < kSmallAllreduceMaxBytes) {
-    recursive_doubling_allreduce(ex, data, count, dtype, op);
-  } else {
-    ring_allreduce(ex, data, balanced_ring_layout(count, element_bytes, ex.size()), dtype, op);
-  }
+  flat_allreduce(ex, flat_allreduce_algorithm(count * element_size(dtype), ex.size(), max_rtt_ms),
+                 data, count, dtype, op);
 }
 
 // `groups` are regions or hosts, `group` the one holding this rank at `position`. With `memory`,
@@ -67,10 +66,10 @@ void striped_allreduce(Exchange& ex, const std::vector<std::vector<int>>& groups
 }
 
 // The allreduce between groups when nothing finer is known about the links between them.
-ShardAllreduce flat_across(Exchange& ex, DataType dtype, ReduceOp op) {
-  return [&ex, dtype, op](const std::vector<int>& peers, uint8_t* shard, size_t count) {
+ShardAllreduce flat_across(Exchange& ex, DataType dtype, ReduceOp op, double max_rtt_ms) {
+  return [&ex, dtype, op, max_rtt_ms](const std::vector<int>& peers, uint8_t* shard, size_t count) {
     Exchange::Subgroup across(ex, peers, kAcrossRegionsPhase);
-    subgroup_allreduce(ex, shard, count, dtype, op);
+    subgroup_allreduce(ex, shard, count, dtype, op, max_rtt_ms);
   };
 }
 
@@ -117,7 +116,7 @@ ShardAllreduce regional_across(Exchange& ex, const Topology& topology, DataType 
   return [&ex, &topology, dtype, op](const std::vector<int>& peers, uint8_t* shard, size_t count) {
     const Topology regions = regions_among(topology, peers);
     if (!stripes_through(regions) || count * element_size(dtype) < kStripedAllreduceMinBytes) {
-      flat_across(ex, dtype, op)(peers, shard, count);
+      flat_across(ex, dtype, op, topology.max_rtt_ms)(peers, shard, count);
       return;
     }
     std::vector<std::vector<int>> groups;  // the regions, as global ranks
@@ -127,7 +126,7 @@ ShardAllreduce regional_across(Exchange& ex, const Topology& topology, DataType 
     }
     const Placement mine = place(groups, ex.rank());
     striped_allreduce(ex, groups, *mine.group, mine.position, nullptr, shard, count, dtype, op,
-                      flat_across(ex, dtype, op));
+                      flat_across(ex, dtype, op, topology.max_rtt_ms));
   };
 }
 
@@ -149,7 +148,7 @@ void leader_allreduce(Exchange& ex, const Topology& topology, const std::vector<
     std::vector<int> leaders;
     for (const std::vector<int>& other : topology.regions) leaders.push_back(other[0]);
     Exchange::Subgroup across(ex, leaders, kAcrossRegionsPhase);
-    subgroup_allreduce(ex, data, count, dtype, op);
+    subgroup_allreduce(ex, data, count, dtype, op, topology.max_rtt_ms);
   }
   if (has_peers_inside) {
     Exchange::Subgroup inside(ex, region, kSpreadPhase);
@@ -173,7 +172,7 @@ void hierarchical_allreduce(Exchange& ex, const Topology& topology, uint8_t* dat
       static_cast<int>(std::find(region.begin(), region.end(), rank) - region.begin());
   if (topology.uniform() && count * element_size(dtype) >= kStripedAllreduceMinBytes) {
     striped_allreduce(ex, topology.regions, region, position, nullptr, data, count, dtype, op,
-                      flat_across(ex, dtype, op));
+                      flat_across(ex, dtype, op, topology.max_rtt_ms));
   } else {
     leader_allreduce(ex, topology, region, position, data, count, dtype, op);
   }

@@ -163,6 +163,20 @@ TEST(CostModel, TheTableChoosesByTheModelWhereRoundTripsWereMeasured) {
             Algorithm::kBinomialTree);
 }
 
+TEST(CostModel, TheFlatAllreduceRuleServesGroupsAndTheStepsBetweenTiers) {
+  // Measured round trips: the model's choice, as for a whole group.
+  EXPECT_EQ(flat_allreduce_algorithm(4 * kMiB, 4, 50), Algorithm::kTwoStep);
+  EXPECT_EQ(flat_allreduce_algorithm(4 * kKiB, 8, 50), Algorithm::kDirectAllreduce);
+  EXPECT_EQ(flat_allreduce_algorithm(256 * kMiB, 4, 50), Algorithm::kRing);
+  // None measured: the size thresholds (64 KiB).
+  EXPECT_EQ(flat_allreduce_algorithm(4 * kKiB, 8, 0), Algorithm::kDirectAllreduce);
+  EXPECT_EQ(flat_allreduce_algorithm(32 * kKiB, 4, 0), Algorithm::kRecursiveDoubling);
+  EXPECT_EQ(flat_allreduce_algorithm(4 * kMiB, 4, 0), Algorithm::kRing);
+  const Topology far = measured(4, 50);
+  EXPECT_EQ(choose_algorithm(Collective::kAllreduce, {4 * kMiB, 4, &far}, nullptr),
+            flat_allreduce_algorithm(4 * kMiB, 4, 50));
+}
+
 TEST(CostModel, SymmetricDirectExchangesStayWithinTheirBurst) {
   // 1 MiB on 8 ranks: the model alone would take the direct exchange (94.9 ms against doubling's
   // 104.5 ms), but every rank would post 7 MiB at once; it is ruled out above 4 MiB per rank.

@@ -17,6 +17,7 @@
 #include "memory_transport.h"
 #include "reduction_cases.h"
 #include "test_support.h"
+#include "transport/counting_transport.h"
 
 namespace torchwan::engine {
 namespace {
@@ -118,6 +119,47 @@ TEST_P(Hierarchical, TopologyOfAnotherSizeIsRejectedBeforeAnyTraffic) {
     EXPECT_THROW(allreduce(with_wrong, &value, 1, DataType::kInt64, ReduceOp::kSum),
                  std::invalid_argument);
   });
+}
+
+// Messages rank 0 sent to each rank in one int64 SUM allreduce of `count` elements on `topology`,
+// over counting memory transports; the sums are checked exact.
+std::vector<uint64_t> messages_rank0_sends(const Topology& topology, size_t count) {
+  const int size = topology.size();
+  std::vector<std::unique_ptr<transport::Transport>> ranks;
+  for (auto& inner : testing::connect_memory_ranks(size)) {
+    ranks.push_back(std::make_unique<transport::CountingTransport>(std::move(inner)));
+  }
+  const ReductionCase c = make_reduction_case(DataType::kInt64, ReduceOp::kSum, count, size, 5);
+  std::vector<std::vector<uint8_t>> outputs = c.inputs;
+  const auto deadline = Clock::now() + 60s;
+  testing::run_on_threads(size, [&](int rank) {
+    const CollectiveContext ctx{*ranks[static_cast<size_t>(rank)], 1, deadline, nullptr, &topology};
+    allreduce(ctx, outputs[static_cast<size_t>(rank)].data(), count, DataType::kInt64,
+              ReduceOp::kSum);
+  });
+  for (const auto& output : outputs)
+    EXPECT_TRUE(equal_values(DataType::kInt64, output, c.expected));
+  std::vector<uint64_t> sent;
+  for (const transport::PeerTraffic& peer : ranks[0]->traffic()) sent.push_back(peer.messages_sent);
+  return sent;
+}
+
+// The step between regions is a flat allreduce among one rank per region, chosen as a group of
+// that size would choose it: with the round trips measured long, the cost model's one-step
+// exchange (a message to each other region) replaces the ring (messages to the next region only).
+// Three regions of two ranks; each rank's 280 KB shard crosses between the regions.
+TEST(HierarchicalStepBetweenRegions, TakesTheCostModelsChoiceWhereRoundTripsWereMeasured) {
+  const Layout layout = {0, 1, 2, 0, 1, 2};
+  Topology topology = topology_from_groups(layout);
+  const size_t count = 70001;
+  const std::vector<uint64_t> by_size = messages_rank0_sends(topology, count);
+  EXPECT_GT(by_size[1], 1u);  // the ring's chunks, to the next region's rank
+  EXPECT_EQ(by_size[2], 0u);  // ... and nothing to the one before
+  topology.max_rtt_ms = 50;
+  const std::vector<uint64_t> by_model = messages_rank0_sends(topology, count);
+  EXPECT_EQ(by_model[1], 1u);
+  EXPECT_EQ(by_model[2], 1u);
+  EXPECT_EQ(by_model[3], by_size[3]);  // inside the region nothing changed
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, Hierarchical,
