@@ -147,7 +147,7 @@ std::vector<uint64_t> messages_rank0_sends(const Topology& topology, size_t coun
 // The step between regions is a flat allreduce among one rank per region, chosen as a group of
 // that size would choose it: with the round trips measured long, the cost model's one-step
 // exchange (a message to each other region) replaces the ring (messages to the next region only).
-// Three regions of two ranks; each rank's 280 KB shard crosses between the regions.
+// Three regions of two ranks; each rank's shard (280 KB, then 5 MiB) crosses between the regions.
 TEST(HierarchicalStepBetweenRegions, TakesTheCostModelsChoiceWhereRoundTripsWereMeasured) {
   const Layout layout = {0, 1, 2, 0, 1, 2};
   Topology topology = topology_from_groups(layout);
@@ -160,6 +160,11 @@ TEST(HierarchicalStepBetweenRegions, TakesTheCostModelsChoiceWhereRoundTripsWere
   EXPECT_EQ(by_model[1], 1u);
   EXPECT_EQ(by_model[2], 1u);
   EXPECT_EQ(by_model[3], by_size[3]);  // inside the region nothing changed
+  // 5 MiB shards: two steps (111 ms predicted against the ring's 126), one message of each step
+  // to each other region.
+  const std::vector<uint64_t> two_steps = messages_rank0_sends(topology, size_t{5} << 18);
+  EXPECT_EQ(two_steps[1], 2u);
+  EXPECT_EQ(two_steps[2], 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, Hierarchical,
