@@ -60,7 +60,10 @@ void allreduce(const CollectiveContext& ctx, void* data, size_t count, DataType 
   } else if (algorithm == Algorithm::kHierarchical) {
     hierarchical_allreduce(ex, *ctx.topology, bytes_ptr, count, dtype, op);
   } else {
-    flat_allreduce(ex, algorithm, bytes_ptr, count, dtype, op);
+    // Ranks of one host that cannot share memory after all (every rank learns it alike) take the
+    // ring over the sockets.
+    flat_allreduce(ex, algorithm == Algorithm::kSharedMemory ? Algorithm::kRing : algorithm,
+                   bytes_ptr, count, dtype, op);
   }
   ex.finish();
 }
