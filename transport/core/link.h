@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,11 +52,31 @@ class Link {
   // connection; `reason` is the caller's own words, for the peers.
   virtual void abort(const Failure& failure, const std::string& reason) = 0;
 
-  // One round of progress. When nothing is ready, sleeps until the link has an event or the
-  // loop's wakeup descriptor (LinkSetup::wakeup) is readable; a link with timers of its own
-  // bounds the sleep by them. A link with mailboxes of its own on that wakeup takes them before
-  // it sleeps, so that no item waits for another event.
-  virtual void advance() = 0;
+  // One round of progress without sleeping: takes what arrived, sends what may leave, runs the
+  // link's timers. True when anything happened, so the caller goes round again before sleeping.
+  virtual bool progress_once() = 0;
+  // Readies the link to sleep. False when events are already pending (the caller progresses
+  // instead of sleeping): a sleep now could miss them.
+  virtual bool prepare_to_sleep() = 0;
+  // After prepare_to_sleep() returned true: a descriptor that stays readable (level-triggered)
+  // while the link has events, so that another link can sleep on it too; nullopt when the link
+  // has none and can only sleep itself.
+  virtual std::optional<int> event_descriptor() const = 0;
+  // After prepare_to_sleep() returned true: sleeps until the link has an event, a descriptor of
+  // `extra_fds` or the loop's wakeup descriptor (LinkSetup::wakeup) is readable, or `timeout`
+  // passed (kNoTimeout: none of the caller's); a link with timers of its own bounds the sleep by
+  // them. A link with mailboxes of its own on the wakeup takes them before it sleeps, so that no
+  // item waits for another event. It may handle the events it woke for.
+  virtual void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) = 0;
+  static constexpr std::chrono::milliseconds kNoTimeout{-1};
+
+  // One round of progress, or, when nothing was ready, one sleep: what the loop calls. Built on
+  // the three calls above, so that a link driven alone and one driven beside another (which
+  // sleeps on both) make progress the same way.
+  void advance() {
+    if (progress_once()) return;
+    if (prepare_to_sleep()) sleep({}, kNoTimeout);
+  }
 
   // The loop was told to stop and has started every command queued before: delivers what was
   // sent (bounded by the link's own patience), fails the rest with kAborted, and closes.

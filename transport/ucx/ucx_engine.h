@@ -97,13 +97,20 @@ class Engine final : public core::Link {
   void cancel(uint64_t id) override;
   // Fails every pending transfer with kAborted and closes every endpoint.
   void abort(const core::Failure& failure, const std::string& reason) override;
-  // Progress, or a sleep in epoll (at most a tenth of a second, for the liveness timers).
-  void advance() override;
+  bool progress_once() override { return progress(); }
+  // Arms every worker (ucp_worker_arm); false when one already has events.
+  bool prepare_to_sleep() override;
+  // The epoll descriptor of the workers' and watched descriptors.
+  std::optional<int> event_descriptor() const override { return epoll_.get(); }
+  // Sleeps in epoll, or in poll on it and `extra_fds`: at most a tenth of a second, for the
+  // liveness timers.
+  void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) override;
   void leave() override { shutdown(); }
 
   // Progresses every worker once and settles what completed. True when anything happened.
   bool progress();
-  // Sleeps until a worker or a watched descriptor has an event, or `timeout` passes.
+  // Arms the workers, then sleeps until a worker or a watched descriptor has an event, or
+  // `timeout` passes; returns at once when a worker has events already.
   void wait_for_event(std::chrono::milliseconds timeout);
 
   // Waits (at most peer_timeout) for the user's sends to complete, then fails everything pending,
