@@ -83,6 +83,10 @@ bool progress_until(std::vector<std::unique_ptr<LinkRank>>& ranks,
   return true;
 }
 
+core::PostedReceive any_source_receive(Tag tag, std::vector<uint8_t>& buffer) {
+  return {nullptr, 0, kAnySource, tag, buffer.data(), buffer.size()};
+}
+
 std::shared_ptr<Request> send(LinkRank& from, uint64_t id, int to, Tag tag,
                               const std::vector<uint8_t>& bytes) {
   auto request = std::make_shared<Request>(to, tag, bytes.size());
@@ -98,6 +102,61 @@ std::shared_ptr<Request> receive(LinkRank& at, uint64_t id, int from, Tag tag,
 }
 
 class LinkInterface : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LinkInterface, ClaimableSenderNamesTheSenderOfTheNextUnclaimedMessageWithTheTag) {
+  auto ranks = connect_links(GetParam(), 3);
+  LinkRank& receiver = *ranks[0];
+  const size_t length = 4096;
+  std::vector<uint8_t> buffer(length);
+  auto claimable = [&](Tag tag) {
+    return receiver.link->claimable_sender(any_source_receive(tag, buffer));
+  };
+  EXPECT_EQ(claimable(7), std::nullopt);
+
+  // Rank 2's message has another tag (one that travels on the same lane): it is no answer for
+  // tag 7.
+  const auto other_tag = pattern_bytes(length, 1);
+  auto sent_other = send(*ranks[2], 1, 0, 9, other_tag);
+  ASSERT_TRUE(progress_until(ranks, [&] { return claimable(9).has_value(); }));
+  EXPECT_EQ(claimable(9), std::optional<int>(2));
+  EXPECT_EQ(claimable(7), std::nullopt);
+
+  // Rank 1's two messages with tag 7: the first is claimable, and an exact receive started from
+  // the sender named takes it; then the second.
+  const auto first = pattern_bytes(length, 2);
+  const auto second = pattern_bytes(length, 3);
+  auto sent_first = send(*ranks[1], 1, 0, 7, first);
+  auto sent_second = send(*ranks[1], 2, 0, 7, second);
+  ASSERT_TRUE(progress_until(ranks, [&] { return claimable(7).has_value(); }));
+  ASSERT_EQ(claimable(7), std::optional<int>(1));
+  auto got_first = receive(receiver, 10, 1, 7, buffer);
+  ASSERT_TRUE(progress_until(ranks, [&] { return got_first->done(); }));
+  got_first->wait(0ms);
+  EXPECT_EQ(buffer, first) << "the exact receive from the sender named did not take its first";
+
+  ASSERT_TRUE(progress_until(ranks, [&] { return claimable(7).has_value(); }));
+  ASSERT_EQ(claimable(7), std::optional<int>(1));
+  auto got_second = receive(receiver, 11, 1, 7, buffer);
+  ASSERT_TRUE(progress_until(ranks, [&] { return got_second->done(); }));
+  got_second->wait(0ms);
+  EXPECT_EQ(buffer, second);
+  EXPECT_EQ(claimable(7), std::nullopt);
+
+  // A message whose exact receive was posted first is that receive's, never claimable.
+  auto posted_first = receive(receiver, 12, 1, 11, buffer);
+  auto sent_third = send(*ranks[1], 3, 0, 11, first);
+  ASSERT_TRUE(progress_until(ranks, [&] { return posted_first->done(); }));
+  EXPECT_EQ(claimable(11), std::nullopt);
+  EXPECT_EQ(buffer, first);
+
+  auto got_other = receive(receiver, 13, 2, 9, buffer);
+  ASSERT_TRUE(progress_until(ranks, [&] {
+    return got_other->done() && sent_other->done() && sent_first->done() && sent_second->done() &&
+           sent_third->done();
+  }));
+  EXPECT_EQ(buffer, other_tag);
+  leave_all(ranks);
+}
 
 TEST_P(LinkInterface, SleepWakesForAnExtraDescriptor) {
   auto ranks = connect_links(GetParam(), 2);

@@ -45,6 +45,12 @@ class Link {
   virtual void start_send(PostedSend send) = 0;
   // Starts a receive; `receive.peer` may be kAnySource.
   virtual void start_receive(PostedReceive receive) = 0;
+  // The sender whose message an any-source receive like `receive` could take now, if any: the
+  // next unclaimed message with its tag of that sender (one whose exact receive is not posted), so
+  // that messages from one sender still match in order. A caller that holds any-source receives
+  // itself (a link over several links) then starts the receive as an exact one from that sender,
+  // which takes that message. Only the receive's tag and length count.
+  virtual std::optional<int> claimable_sender(const PostedReceive& receive) = 0;
   // Cancels what can still be canceled of request `id`, which then fails with kCanceled; an id
   // that already finished is ignored.
   virtual void cancel(uint64_t id) = 0;

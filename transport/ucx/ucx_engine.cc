@@ -145,7 +145,7 @@ std::unique_ptr<Engine::Transfer> Engine::user_transfer(TransferSpec& spec) cons
                                     spec.tag, spec.length, options_);
 }
 
-std::optional<int> Engine::probe_sender(const core::PostedReceive& receive) {
+std::optional<int> Engine::claimable_sender(const core::PostedReceive& receive) {
   const int lane = plan_pieces(options_, receive.tag, receive.length).front().lane;
   ucp_tag_recv_info_t info{};
   // Without removing: the exact receive started next takes the message from the queue.
@@ -158,7 +158,8 @@ std::optional<int> Engine::probe_sender(const core::PostedReceive& receive) {
 
 bool Engine::match_any_source() {
   return any_source_.match(
-      std::nullopt, [this](const core::PostedReceive& receive) { return probe_sender(receive); },
+      std::nullopt,
+      [this](const core::PostedReceive& receive) { return claimable_sender(receive); },
       [this](core::PostedReceive receive) {
         start_exact({receive.id, std::move(receive.request), /*is_send=*/false, receive.peer,
                      receive.tag, receive.data, receive.length});

@@ -93,6 +93,8 @@ class Engine final : public core::Link {
   void start_send(core::PostedSend send) override;
   // `receive.peer` may be kAnySource: see irecv_any in ucx_transport.h.
   void start_receive(core::PostedReceive receive) override;
+  // The rank whose message for `receive` waits unmatched in UCX, if any.
+  std::optional<int> claimable_sender(const core::PostedReceive& receive) override;
   // Cancels what UCX can still cancel of transfer `id`; it then fails with kCanceled.
   void cancel(uint64_t id) override;
   // Fails every pending transfer with kAborted and closes every endpoint.
@@ -230,8 +232,6 @@ class Engine final : public core::Link {
   // True when it did so for any.
   bool match_any_source();
   void fail_pending_any_source(ErrorKind kind, const std::string& why);
-  // The rank whose message for `receive` waits unmatched in UCX, if any.
-  std::optional<int> probe_sender(const core::PostedReceive& receive);
   // Sends or receives one internal message whole on `lane`.
   void launch_internal(std::shared_ptr<Request> request, bool is_send, int peer, int lane,
                        std::vector<uint8_t>& buffer, ucp_tag_t wire_tag);

@@ -91,6 +91,9 @@ class Engine final : public core::Link {
   void start_send(core::PostedSend send) override;
   // `receive.peer` may be kAnySource (see transport/core/inbound_matcher.h for how those match).
   void start_receive(core::PostedReceive receive) override;
+  std::optional<int> claimable_sender(const core::PostedReceive& receive) override {
+    return inbound_.claimable_sender(receive.tag);
+  }
   void cancel(uint64_t id) override;
   void abort(const core::Failure& failure, const std::string& reason) override;
   // Flushes the lanes and takes what is ready, without waiting.
