@@ -75,6 +75,9 @@ class Link {
   // item waits for another event. It may handle the events it woke for.
   virtual void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) = 0;
   static constexpr std::chrono::milliseconds kNoTimeout{-1};
+  // How long the link may sleep before its own timers (heartbeats, liveness) are due, or
+  // kNoTimeout: a link sleeping beside it (SplitLink) sleeps no longer.
+  virtual std::chrono::milliseconds sleep_limit() const = 0;
 
   // One round of progress, or, when nothing was ready, one sleep: what the loop calls. Built on
   // the three calls above, so that a link driven alone and one driven beside another (which

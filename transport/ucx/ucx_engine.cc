@@ -262,10 +262,8 @@ bool Engine::prepare_to_sleep() {
 }
 
 void Engine::sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) {
-  // Bounds how late the liveness timers run when nothing arrives.
-  constexpr std::chrono::milliseconds kIdleWait{100};
-  const int wait_ms = static_cast<int>(timeout.count() < 0 ? kIdleWait.count()
-                                                           : std::min(timeout, kIdleWait).count());
+  const int wait_ms = static_cast<int>(
+      timeout.count() < 0 ? kLivenessTick.count() : std::min(timeout, kLivenessTick).count());
   if (extra_fds.empty()) {
     epoll_event events[8];
     const int ready = epoll_wait(epoll_.get(), events, 8, wait_ms);

@@ -107,6 +107,8 @@ class Engine final : public core::Link {
   // Sleeps in epoll, or in poll on it and `extra_fds`: at most a tenth of a second, for the
   // liveness timers.
   void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) override;
+  // The liveness timers run at least every tenth of a second.
+  std::chrono::milliseconds sleep_limit() const override { return kLivenessTick; }
   void leave() override { shutdown(); }
 
   // Progresses every worker once and settles what completed. True when anything happened.
@@ -167,6 +169,8 @@ class Engine final : public core::Link {
     bool ok;  // false: the receive failed (canceled, or a message of the wrong size)
   };
   using Clock = std::chrono::steady_clock;
+  // Bounds how late the liveness timers run when nothing arrives.
+  static constexpr std::chrono::milliseconds kLivenessTick{100};
 
   static void on_send_done(void* request, ucs_status_t status, void* user_data);
   static void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,

@@ -102,6 +102,10 @@ class Engine final : public core::Link {
   // sleep on; this link sleeps in zmq_poll, with other descriptors among its items.
   bool prepare_to_sleep() override { return true; }
   std::optional<int> event_descriptor() const override { return std::nullopt; }
+  // With relayed peers, their heartbeats; else none.
+  std::chrono::milliseconds sleep_limit() const override {
+    return relay_ ? relay_heartbeat_interval() : kNoTimeout;
+  }
   // zmq_poll on the sockets, the wakeup and `extra_fds` (bounded by the relayed peers'
   // heartbeats); handles what it woke for.
   void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) override;
