@@ -27,6 +27,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::exchange_everywhere;
+using testing::expect_links;
 using testing::HidingStore;
 using testing::pattern_bytes;
 using testing::run_on_threads;
@@ -103,11 +104,7 @@ TEST(SplitLinkRelay, EachPairGoesOverItsLinkByteExactAndLeavingDeliversWhatWasSe
       {LinkRung::kDirect, LinkRung::kRelay, LinkRung::kDirect},
       {LinkRung::kRelay, LinkRung::kDirect, LinkRung::kDirect},
       {LinkRung::kDirect, LinkRung::kDirect, LinkRung::kDirect}};
-  for (int rank = 0; rank < 3; ++rank) {
-    auto links = ranks[static_cast<size_t>(rank)]->links();
-    links[static_cast<size_t>(rank)] = LinkRung::kDirect;  // its own entry means nothing
-    EXPECT_EQ(links, expected[static_cast<size_t>(rank)]) << "rank " << rank;
-  }
+  expect_links(ranks, expected);
   exchange_everywhere(ranks);
   // One sleep waits on both links: a message over UCX wakes a rank at once, not when ZeroMQ or
   // UCX's liveness tick (a tenth of a second) next wakes it.

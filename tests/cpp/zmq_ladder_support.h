@@ -90,4 +90,14 @@ inline void exchange_everywhere(std::vector<std::unique_ptr<transport::Transport
   }
 }
 
+// Every rank's links() is `expected[rank]` (its own entry, which means nothing, aside).
+inline void expect_links(const std::vector<std::unique_ptr<transport::Transport>>& ranks,
+                         const std::vector<std::vector<transport::LinkRung>>& expected) {
+  for (size_t rank = 0; rank < ranks.size(); ++rank) {
+    auto links = ranks[rank]->links();
+    links[rank] = expected[rank][rank];
+    EXPECT_EQ(links, expected[rank]) << "rank " << rank;
+  }
+}
+
 }  // namespace torchwan::testing
