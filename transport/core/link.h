@@ -64,9 +64,9 @@ class Link {
   // Readies the link to sleep. False when events are already pending (the caller progresses
   // instead of sleeping): a sleep now could miss them.
   virtual bool prepare_to_sleep() = 0;
-  // After prepare_to_sleep() returned true: a descriptor that stays readable (level-triggered)
-  // while the link has events, so that another link can sleep on it too; nullopt when the link
-  // has none and can only sleep itself.
+  // A descriptor, the same for the link's life, that once prepare_to_sleep() returned true stays
+  // readable (level-triggered) while the link has events, so that another link can sleep on it
+  // too; nullopt when the link has none and can only sleep itself.
   virtual std::optional<int> event_descriptor() const = 0;
   // After prepare_to_sleep() returned true: sleeps until the link has an event, a descriptor of
   // `extra_fds` or the loop's wakeup descriptor (LinkSetup::wakeup) is readable, or `timeout`

@@ -13,7 +13,12 @@ SplitLink::SplitLink(std::unique_ptr<Link> primary, std::unique_ptr<Link> second
       secondary_(std::move(secondary)),
       secondary_serves_(std::move(secondary_serves)),
       who_(std::move(who)),
-      any_source_(who_) {}
+      any_source_(who_) {
+  if (!primary_->event_descriptor()) {
+    throw TransportError(ErrorKind::kInternal,
+                         who_ + ": the primary link offers no descriptor to sleep on");
+  }
+}
 
 Link& SplitLink::serving(int peer) const {
   return secondary_serves_[static_cast<size_t>(peer)] ? *secondary_ : *primary_;
@@ -105,13 +110,8 @@ std::chrono::milliseconds SplitLink::sleep_limit() const {
 }
 
 void SplitLink::sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) {
-  const std::optional<int> primary_events = primary_->event_descriptor();
-  if (!primary_events) {
-    throw TransportError(ErrorKind::kInternal,
-                         who_ + ": the primary link offers no descriptor to sleep on");
-  }
   std::vector<int> fds = extra_fds;
-  fds.push_back(*primary_events);
+  fds.push_back(*primary_->event_descriptor());  // checked by the constructor
   // The secondary's sleep knows only its own timers: the primary's bound it too.
   secondary_->sleep(fds, shorter(timeout, primary_->sleep_limit()));
 }

@@ -22,8 +22,9 @@ namespace torchwan::transport::core {
 class SplitLink final : public Link {
  public:
   // `secondary_serves[peer]`: the secondary serves `peer`, the primary every other peer. Both
-  // sides of a pair must agree. The primary must offer an event descriptor once prepared to sleep
-  // (throws TransportError(kInternal) otherwise). `who` prefixes the errors ("ucx rank 3").
+  // sides of a pair must agree. The primary must offer an event descriptor for the secondary to
+  // sleep on: throws TransportError(kInternal) when it has none. `who` prefixes the errors
+  // ("ucx rank 3").
   SplitLink(std::unique_ptr<Link> primary, std::unique_ptr<Link> secondary,
             std::vector<bool> secondary_serves, std::string who);
 
