@@ -90,4 +90,28 @@ inline void exchange_everywhere(std::vector<std::unique_ptr<transport::Transport
   }
 }
 
+// What `request` failed with (waiting at most `timeout`), checked to be of `kind`; fails the test
+// when it completed instead.
+inline std::string failure_of(transport::Request& request, transport::ErrorKind kind,
+                              std::chrono::milliseconds timeout) {
+  try {
+    request.wait(timeout);
+  } catch (const transport::TransportError& error) {
+    EXPECT_EQ(error.kind(), kind) << error.what();
+    return error.what();
+  }
+  ADD_FAILURE() << "the request completed instead of failing";
+  return "";
+}
+
+// Every rank's links() is `expected[rank]` (its own entry, which means nothing, aside).
+inline void expect_links(const std::vector<std::unique_ptr<transport::Transport>>& ranks,
+                         const std::vector<std::vector<transport::LinkRung>>& expected) {
+  for (size_t rank = 0; rank < ranks.size(); ++rank) {
+    auto links = ranks[rank]->links();
+    links[rank] = expected[rank][rank];
+    EXPECT_EQ(links, expected[rank]) << "rank " << rank;
+  }
+}
+
 }  // namespace torchwan::testing

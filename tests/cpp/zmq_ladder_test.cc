@@ -36,6 +36,7 @@ using transport::TransportError;
 namespace wire = transport::zmq_detail;
 using testing::contains;
 using testing::exchange_everywhere;
+using testing::expect_links;
 using testing::HidingStore;
 using testing::kUnreachableHost;
 using testing::seconds_since;
@@ -123,11 +124,7 @@ TEST_P(ZmqLadderLanes, ARankNobodyCanDialTalksOverTheConnectionsItDialed) {
       {LinkRung::kDirect, LinkRung::kReverse, LinkRung::kDirect},
       {LinkRung::kReverse, LinkRung::kDirect, LinkRung::kReverse},
       {LinkRung::kDirect, LinkRung::kReverse, LinkRung::kDirect}};
-  for (int rank = 0; rank < 3; ++rank) {
-    auto links = ranks[static_cast<size_t>(rank)]->links();
-    links[static_cast<size_t>(rank)] = LinkRung::kDirect;  // its own entry means nothing
-    EXPECT_EQ(links, expected[static_cast<size_t>(rank)]) << "rank " << rank;
-  }
+  expect_links(ranks, expected);
   exchange_everywhere(ranks);
 
   // Leaving still delivers what was sent, and quickly: the goodbyes and their acknowledgements

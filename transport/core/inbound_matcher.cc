@@ -59,14 +59,15 @@ std::optional<InboundMatcher::Key> InboundMatcher::oldest_claimable(Tag tag) con
   return best;
 }
 
+std::optional<int> InboundMatcher::claimable_sender(Tag tag) const {
+  const std::optional<Key> key = oldest_claimable(tag);
+  if (!key) return std::nullopt;
+  return key->peer;
+}
+
 void InboundMatcher::match_any(Tag tag) {
   any_.match(
-      tag,
-      [&](const PostedReceive&) -> std::optional<int> {
-        const std::optional<Key> key = oldest_claimable(tag);
-        if (!key) return std::nullopt;
-        return key->peer;
-      },
+      tag, [&](const PostedReceive&) { return claimable_sender(tag); },
       [&](PostedReceive recv) {
         const Key key{recv.peer, tag, next_index_[stream(recv.peer, tag)]++};
         attach(key, std::move(recv));

@@ -74,6 +74,10 @@ class InboundMatcher {
   std::string deliver(int peer, const PieceHeader& piece, HeldBytes payload);
   // The sender gave up on message (tag, index): its receive fails with kCanceled.
   void sender_canceled(int peer, Tag tag, uint64_t index);
+  // The sender of the claimable message with `tag` (see the rule above) whose first piece arrived
+  // first, if any: for a caller that holds any-source receives itself and posts the matched one
+  // as an exact receive from that sender.
+  std::optional<int> claimable_sender(Tag tag) const;
   // Fails the posted receive `recv_id` with kCanceled; its message is discarded when it comes,
   // so the next receive with that tag still pairs with the next message.
   void cancel(uint64_t recv_id);

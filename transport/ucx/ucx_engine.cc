@@ -1,5 +1,6 @@
 #include "transport/ucx/ucx_engine.h"
 
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -108,12 +109,6 @@ void Engine::start_receive(core::PostedReceive receive) {
          receive.data, receive.length});
 }
 
-void Engine::advance() {
-  // Bounds how late the liveness timers run when nothing arrives.
-  constexpr std::chrono::milliseconds kIdleWait{100};
-  if (!progress()) wait_for_event(kIdleWait);
-}
-
 void Engine::start(TransferSpec spec) {
   // The core started this only after the peer table refused nothing: the transport is neither
   // aborted nor leaving (both mark the table first).
@@ -150,7 +145,7 @@ std::unique_ptr<Engine::Transfer> Engine::user_transfer(TransferSpec& spec) cons
                                     spec.tag, spec.length, options_);
 }
 
-std::optional<int> Engine::probe_sender(const core::PostedReceive& receive) {
+std::optional<int> Engine::claimable_sender(const core::PostedReceive& receive) {
   const int lane = plan_pieces(options_, receive.tag, receive.length).front().lane;
   ucp_tag_recv_info_t info{};
   // Without removing: the exact receive started next takes the message from the queue.
@@ -163,7 +158,8 @@ std::optional<int> Engine::probe_sender(const core::PostedReceive& receive) {
 
 bool Engine::match_any_source() {
   return any_source_.match(
-      std::nullopt, [this](const core::PostedReceive& receive) { return probe_sender(receive); },
+      std::nullopt,
+      [this](const core::PostedReceive& receive) { return claimable_sender(receive); },
       [this](core::PostedReceive receive) {
         start_exact({receive.id, std::move(receive.request), /*is_send=*/false, receive.peer,
                      receive.tag, receive.data, receive.length});
@@ -253,20 +249,41 @@ bool Engine::progress() {
   return progressed || settled || matched;
 }
 
-void Engine::wait_for_event(std::chrono::milliseconds timeout) {
+bool Engine::prepare_to_sleep() {
   for (const WorkerPtr& worker : workers_) {
     const ucs_status_t status = ucp_worker_arm(worker.get());
-    if (status == UCS_ERR_BUSY) return;  // events arrived since the last progress
+    if (status == UCS_ERR_BUSY) return false;  // events arrived since the last progress
     if (status != UCS_OK) {
       logger_->error("ucx: ucp_worker_arm failed: {}", ucs_status_string(status));
-      return;
+      return false;
     }
   }
-  epoll_event events[8];
-  const int ready = epoll_wait(epoll_.get(), events, 8, static_cast<int>(timeout.count()));
-  if (ready < 0 && errno != EINTR) {
-    logger_->error("ucx: epoll_wait failed: {}", std::strerror(errno));
+  return true;
+}
+
+void Engine::sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) {
+  const int wait_ms = static_cast<int>(
+      timeout.count() < 0 ? kLivenessTick.count() : std::min(timeout, kLivenessTick).count());
+  if (extra_fds.empty()) {
+    epoll_event events[8];
+    const int ready = epoll_wait(epoll_.get(), events, 8, wait_ms);
+    if (ready < 0 && errno != EINTR) {
+      logger_->error("ucx: epoll_wait failed: {}", std::strerror(errno));
+    }
+    return;
   }
+  // The epoll descriptor is readable while a descriptor it watches is: one poll covers both.
+  std::vector<pollfd> items;
+  items.reserve(extra_fds.size() + 1);
+  items.push_back(pollfd{epoll_.get(), POLLIN, 0});
+  for (int fd : extra_fds) items.push_back(pollfd{fd, POLLIN, 0});
+  if (::poll(items.data(), items.size(), wait_ms) < 0 && errno != EINTR) {
+    logger_->error("ucx: poll failed: {}", std::strerror(errno));
+  }
+}
+
+void Engine::wait_for_event(std::chrono::milliseconds timeout) {
+  if (prepare_to_sleep()) sleep({}, timeout);
 }
 
 // ---------------------------------------------------------------------------------------------

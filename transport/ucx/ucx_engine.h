@@ -93,17 +93,28 @@ class Engine final : public core::Link {
   void start_send(core::PostedSend send) override;
   // `receive.peer` may be kAnySource: see irecv_any in ucx_transport.h.
   void start_receive(core::PostedReceive receive) override;
+  // The rank whose message for `receive` waits unmatched in UCX, if any.
+  std::optional<int> claimable_sender(const core::PostedReceive& receive) override;
   // Cancels what UCX can still cancel of transfer `id`; it then fails with kCanceled.
   void cancel(uint64_t id) override;
   // Fails every pending transfer with kAborted and closes every endpoint.
   void abort(const core::Failure& failure, const std::string& reason) override;
-  // Progress, or a sleep in epoll (at most a tenth of a second, for the liveness timers).
-  void advance() override;
+  bool progress_once() override { return progress(); }
+  // Arms every worker (ucp_worker_arm); false when one already has events.
+  bool prepare_to_sleep() override;
+  // The epoll descriptor of the workers' and watched descriptors.
+  std::optional<int> event_descriptor() const override { return epoll_.get(); }
+  // Sleeps in epoll, or in poll on it and `extra_fds`: at most a tenth of a second, for the
+  // liveness timers.
+  void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) override;
+  // The liveness timers run at least every tenth of a second.
+  std::chrono::milliseconds sleep_limit() const override { return kLivenessTick; }
   void leave() override { shutdown(); }
 
   // Progresses every worker once and settles what completed. True when anything happened.
   bool progress();
-  // Sleeps until a worker or a watched descriptor has an event, or `timeout` passes.
+  // Arms the workers, then sleeps until a worker or a watched descriptor has an event, or
+  // `timeout` passes; returns at once when a worker has events already.
   void wait_for_event(std::chrono::milliseconds timeout);
 
   // Waits (at most peer_timeout) for the user's sends to complete, then fails everything pending,
@@ -158,6 +169,8 @@ class Engine final : public core::Link {
     bool ok;  // false: the receive failed (canceled, or a message of the wrong size)
   };
   using Clock = std::chrono::steady_clock;
+  // Bounds how late the liveness timers run when nothing arrives.
+  static constexpr std::chrono::milliseconds kLivenessTick{100};
 
   static void on_send_done(void* request, ucs_status_t status, void* user_data);
   static void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
@@ -223,8 +236,6 @@ class Engine final : public core::Link {
   // True when it did so for any.
   bool match_any_source();
   void fail_pending_any_source(ErrorKind kind, const std::string& why);
-  // The rank whose message for `receive` waits unmatched in UCX, if any.
-  std::optional<int> probe_sender(const core::PostedReceive& receive);
   // Sends or receives one internal message whole on `lane`.
   void launch_internal(std::shared_ptr<Request> request, bool is_send, int peer, int lane,
                        std::vector<uint8_t>& buffer, ucp_tag_t wire_tag);

@@ -69,11 +69,15 @@ std::string Engine::who(int rank) { return "zmq transport rank " + std::to_strin
 // ---------------------------------------------------------------------------------------------
 // Progress loop
 
-void Engine::advance() {
+bool Engine::progress_once() {
   // The commands the core just ran may have queued frames on lanes that no POLLOUT watches (those
   // through our ROUTER or a relay): they leave now, not after the next event.
   flush_all();
-  poll_once(std::chrono::milliseconds(-1));
+  return poll_once(std::chrono::milliseconds(0));
+}
+
+void Engine::sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) {
+  poll_once(timeout.count() < 0 ? std::chrono::milliseconds(-1) : timeout, extra_fds);
 }
 
 void Engine::leave() {
@@ -87,7 +91,7 @@ void Engine::leave() {
   send_ops_.settle_all();
 }
 
-void Engine::poll_once(std::chrono::milliseconds timeout) {
+bool Engine::poll_once(std::chrono::milliseconds timeout, const std::vector<int>& extra_fds) {
   poll_items_.clear();
   poll_targets_.clear();
   auto add = [&](void* socket, int fd, short events, PollTarget target, size_t index) {
@@ -95,6 +99,7 @@ void Engine::poll_once(std::chrono::milliseconds timeout) {
     poll_targets_.emplace_back(target, index);
   };
   add(nullptr, wakeup_.fd(), ZMQ_POLLIN, PollTarget::kWakeup, 0);
+  for (int fd : extra_fds) add(nullptr, fd, ZMQ_POLLIN, PollTarget::kExtra, 0);
   for (size_t i = 0; i < receive_lanes_.size(); ++i) {
     if (!receive_lanes_[i].router) continue;
     add(receive_lanes_[i].router.socket().handle(), 0, ZMQ_POLLIN, PollTarget::kRouter, i);
@@ -131,7 +136,8 @@ void Engine::poll_once(std::chrono::milliseconds timeout) {
     // Handling an earlier item may have closed this one's socket (a lost peer).
     switch (target) {
       case PollTarget::kWakeup:
-        break;
+      case PollTarget::kExtra:
+        break;  // their owners take what they signal
       case PollTarget::kRouter:
         if (receive_lanes_[index].router) drain_router(static_cast<int>(index));
         break;
@@ -155,6 +161,7 @@ void Engine::poll_once(std::chrono::milliseconds timeout) {
     keep_relayed_peers_alive();
   }
   flush_all();
+  return ready > 0;
 }
 
 void Engine::start_send(core::PostedSend send) {

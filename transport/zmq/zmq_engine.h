@@ -91,9 +91,24 @@ class Engine final : public core::Link {
   void start_send(core::PostedSend send) override;
   // `receive.peer` may be kAnySource (see transport/core/inbound_matcher.h for how those match).
   void start_receive(core::PostedReceive receive) override;
+  std::optional<int> claimable_sender(const core::PostedReceive& receive) override {
+    return inbound_.claimable_sender(receive.tag);
+  }
   void cancel(uint64_t id) override;
   void abort(const core::Failure& failure, const std::string& reason) override;
-  void advance() override;
+  // Flushes the lanes and takes what is ready, without waiting.
+  bool progress_once() override;
+  // ZeroMQ's sockets signal edge-triggered: nothing to arm, and no descriptor another link could
+  // sleep on; this link sleeps in zmq_poll, with other descriptors among its items.
+  bool prepare_to_sleep() override { return true; }
+  std::optional<int> event_descriptor() const override { return std::nullopt; }
+  // With relayed peers, their heartbeats; else none.
+  std::chrono::milliseconds sleep_limit() const override {
+    return relay_ ? relay_heartbeat_interval() : kNoTimeout;
+  }
+  // zmq_poll on the sockets, the wakeup and `extra_fds` (bounded by the relayed peers'
+  // heartbeats); handles what it woke for.
+  void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) override;
   // Fails pending receives, says goodbye on every lane behind the sends still queued there, waits
   // (bounded) for the peers to acknowledge, then fails what did not leave and closes.
   void leave() override;
@@ -150,7 +165,8 @@ class Engine final : public core::Link {
     kDealer,
     kDealerInbound,
     kDealerMonitor,
-    kRelay
+    kRelay,
+    kExtra
   };
 
   // --- bootstrap (constructor thread, before the progress thread exists) ---
@@ -182,7 +198,9 @@ class Engine final : public core::Link {
   std::string describe_missing_hellos() const;
 
   // --- progress ---
-  void poll_once(std::chrono::milliseconds timeout);
+  // Waits in zmq_poll (a negative timeout: without limit) on the sockets, the wakeup and
+  // `extra_fds`, and handles what is ready. True when anything was.
+  bool poll_once(std::chrono::milliseconds timeout, const std::vector<int>& extra_fds = {});
   void handle_releases();
   void drain_router(int lane);
   // Where a message came in: on our ROUTER under `routing`, or (routing null) on our DEALER.
