@@ -482,9 +482,10 @@ TEST(Relay, BothEndsOfAMembersConnectionUseTheCongestionControlAskedFor) {
   client.congestion = "reno";
   RelayClient member(client);
   EXPECT_EQ(member.tuning_problem(), "");
-  // The relay tunes what it accepted on its serving thread, while the client registers.
+  // The relay tunes what it accepted on its serving thread, while the client registers; on a
+  // busy machine (tests in parallel) that thread may run a while later, so wait up to 10 s.
   std::vector<std::string> found;
-  for (int attempt = 0; attempt < 100; ++attempt) {
+  for (int attempt = 0; attempt < 1000; ++attempt) {
     found = congestion_controls_on_port(relay.port());
     if (found == std::vector<std::string>{"reno", "reno"}) break;
     std::this_thread::sleep_for(10ms);
