@@ -51,14 +51,14 @@ void two_step_allreduce(Exchange& ex, uint8_t* data, size_t count, DataType dtyp
   // so every rank posts the same exchanges, and they need a valid address.
   auto segment = [&](size_t r) { return data + layout.offset[r]; };
 
-  // Step 0: slot r receives rank r's copy of this rank's segment.
+  // Step 0: slot r receives rank r's copy of this rank's segment (all at `data` when it is empty).
   uint8_t* slots = own_bytes > 0 ? ex.scratch(own_bytes * static_cast<size_t>(size)) : data;
   if (own_bytes > 0) std::memcpy(slots + mine * own_bytes, segment(mine), own_bytes);
   for (int peer = 0; peer < size; ++peer) {
     if (peer == rank) continue;
     const auto p = static_cast<size_t>(peer);
     ex.send(peer, 0, segment(p), layout.length[p]);
-    ex.recv(peer, 0, own_bytes > 0 ? slots + p * own_bytes : data, own_bytes);
+    ex.recv(peer, 0, slots + p * own_bytes, own_bytes);
   }
   ex.wait_all();  // every segment has left before step 1 overwrites it
   if (own_bytes > 0) {

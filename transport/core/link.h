@@ -75,6 +75,13 @@ class Link {
   // item waits for another event. It may handle the events it woke for.
   virtual void sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) = 0;
   static constexpr std::chrono::milliseconds kNoTimeout{-1};
+  // The shorter of two sleep bounds, kNoTimeout (any negative) meaning none.
+  static constexpr std::chrono::milliseconds shorter_timeout(std::chrono::milliseconds a,
+                                                             std::chrono::milliseconds b) {
+    if (a.count() < 0) return b;
+    if (b.count() < 0) return a;
+    return a < b ? a : b;
+  }
   // How long the link may sleep before its own timers (heartbeats, liveness) are due, or
   // kNoTimeout: a link sleeping beside it (SplitLink) sleeps no longer.
   virtual std::chrono::milliseconds sleep_limit() const = 0;

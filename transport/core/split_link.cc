@@ -94,26 +94,15 @@ bool SplitLink::prepare_to_sleep() {
   return primary_->prepare_to_sleep() && secondary_->prepare_to_sleep();
 }
 
-namespace {
-
-// The shorter of two sleep bounds, kNoTimeout meaning none.
-std::chrono::milliseconds shorter(std::chrono::milliseconds a, std::chrono::milliseconds b) {
-  if (a.count() < 0) return b;
-  if (b.count() < 0) return a;
-  return std::min(a, b);
-}
-
-}  // namespace
-
 std::chrono::milliseconds SplitLink::sleep_limit() const {
-  return shorter(primary_->sleep_limit(), secondary_->sleep_limit());
+  return shorter_timeout(primary_->sleep_limit(), secondary_->sleep_limit());
 }
 
 void SplitLink::sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) {
   std::vector<int> fds = extra_fds;
   fds.push_back(*primary_->event_descriptor());  // checked by the constructor
   // The secondary's sleep knows only its own timers: the primary's bound it too.
-  secondary_->sleep(fds, shorter(timeout, primary_->sleep_limit()));
+  secondary_->sleep(fds, shorter_timeout(timeout, primary_->sleep_limit()));
 }
 
 void SplitLink::leave() {

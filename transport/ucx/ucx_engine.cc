@@ -262,8 +262,7 @@ bool Engine::prepare_to_sleep() {
 }
 
 void Engine::sleep(const std::vector<int>& extra_fds, std::chrono::milliseconds timeout) {
-  const int wait_ms = static_cast<int>(
-      timeout.count() < 0 ? kLivenessTick.count() : std::min(timeout, kLivenessTick).count());
+  const int wait_ms = static_cast<int>(shorter_timeout(timeout, kLivenessTick).count());
   if (extra_fds.empty()) {
     epoll_event events[8];
     const int ready = epoll_wait(epoll_.get(), events, 8, wait_ms);
